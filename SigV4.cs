@@ -1,0 +1,1373 @@
+// SigV4.cs: AWS Signature Version 4 (AWS4-HMAC-SHA256) and 4a (AWS4-ECDSA-P256-SHA256) for .NET.
+// One file, BCL only. Copy it into any net8.0+ project, or compile it as part of the SigV4Lite package.
+//
+//   var credentials = new AwsCredentials(accessKeyId, secretAccessKey);
+//   var http = new HttpClient(new SigV4Handler(credentials, new SigV4Options("lambda", "us-east-1")));
+//
+// The file reads in the order of the specification: the public values (credentials, options, the result), then
+// the signer: step 1 the canonical request, step 2 the string to sign, step 3 the signing key, step 4 the
+// signature. After that come the shells that apply a signature to an HttpRequestMessage, the DelegatingHandler, and
+// the small helpers they share. Every type compiles as internal as well as public, for source-only packaging.
+#nullable enable
+
+using System;
+using System.Buffers;
+using System.Collections.Generic;
+using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
+using System.IO;
+using System.Net.Http;
+using System.Net.Http.Headers;
+using System.Security.Cryptography;
+using System.Text;
+using System.Threading;
+using System.Threading.Tasks;
+
+namespace SigV4Lite;
+
+/// <summary>
+/// AWS credentials: an access key id, its secret access key and, for temporary credentials, a session token.
+/// <see cref="ToString"/> shows the access key id only. The derived signing keys are cached here, per credentials
+/// object, so that no cache anywhere is keyed by the secret.
+/// </summary>
+public sealed class AwsCredentials : IAwsCredentialsProvider, IDisposable
+{
+    /// <summary>Creates credentials.</summary>
+    /// <param name="accessKeyId">The access key id, such as <c>AKIDEXAMPLE</c>.</param>
+    /// <param name="secretAccessKey">The secret access key.</param>
+    /// <param name="sessionToken">The session token of temporary credentials, or null.</param>
+    /// <param name="expiration">When temporary credentials expire, or null when they do not.</param>
+    /// <exception cref="ArgumentException">A value is empty, has white space, or the token is empty but not null.</exception>
+    public AwsCredentials(string accessKeyId, string secretAccessKey, string? sessionToken = null, DateTimeOffset? expiration = null)
+    {
+        if (string.IsNullOrWhiteSpace(accessKeyId) || HasWhiteSpaceOrControl(accessKeyId))
+            throw new ArgumentException("The access key id must be a non-empty value without white space, such as AKIAIOSFODNN7EXAMPLE.", nameof(accessKeyId));
+        if (string.IsNullOrWhiteSpace(secretAccessKey) || HasWhiteSpaceOrControl(secretAccessKey))
+            throw new ArgumentException($"The secret access key for access key id {accessKeyId} is empty or has white space; give the 40-character secret exactly as issued.", nameof(secretAccessKey));
+        if (sessionToken is not null && (sessionToken.Length == 0 || HasWhiteSpaceOrControl(sessionToken)))
+            throw new ArgumentException($"The session token for access key id {accessKeyId} is empty or has white space; pass null when there is no token.", nameof(sessionToken));
+        AccessKeyId = accessKeyId;
+        SecretAccessKey = secretAccessKey;
+        SessionToken = sessionToken;
+        Expiration = expiration;
+    }
+
+    /// <summary>The access key id.</summary>
+    public string AccessKeyId { get; }
+
+    /// <summary>The secret access key. Never printed by this library.</summary>
+    public string SecretAccessKey { get; }
+
+    /// <summary>The session token of temporary credentials, or null.</summary>
+    public string? SessionToken { get; }
+
+    /// <summary>When these credentials expire, or null if they do not.</summary>
+    public DateTimeOffset? Expiration { get; }
+
+    /// <summary>Returns this object: fixed credentials are their own provider.</summary>
+    public ValueTask<AwsCredentials> GetCredentialsAsync(CancellationToken cancellationToken = default) => new(this);
+
+    /// <summary>Shows the access key id, never the secret or the token.</summary>
+    public override string ToString() =>
+        $"AwsCredentials {{ AccessKeyId = {AccessKeyId}, SessionToken = {(SessionToken is null ? "none" : "(set)")}" +
+        (Expiration is { } e ? $", Expiration = {e.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ} }}" : " }");
+
+    /// <summary>Releases the SigV4a private key derived from these credentials, if one was derived.</summary>
+    public void Dispose() => Interlocked.Exchange(ref _sigV4aKey, null)?.Dispose();
+
+    // Step 3 needs a key per (day, region, service): four entries cover a client that talks to a few services.
+    // Entries are immutable and swapped in whole, so readers need no lock; a race only derives a key twice.
+    private readonly SigningKey?[] _signingKeys = new SigningKey?[4];
+    private int _nextSlot;
+    private ECDsa? _sigV4aKey;
+
+    internal byte[] GetSigningKey(int scopeDate, ReadOnlySpan<char> date, string region, string service)
+    {
+        foreach (var entry in _signingKeys)
+            if (entry is not null && entry.Date == scopeDate && entry.Region == region && entry.Service == service)
+                return entry.Key;
+        var key = SigV4.DeriveSigningKey(SecretAccessKey, date, region, service);
+        _signingKeys[(Interlocked.Increment(ref _nextSlot) & int.MaxValue) % _signingKeys.Length] = new SigningKey(scopeDate, region, service, key);
+        return key;
+    }
+
+    internal ECDsa GetSigV4aKey()
+    {
+        var key = Volatile.Read(ref _sigV4aKey);
+        if (key is not null) return key;
+        var derived = SigV4.DeriveSigV4aKey(AccessKeyId, SecretAccessKey);
+        return Interlocked.CompareExchange(ref _sigV4aKey, derived, null) is { } winner ? DisposeAndReturn(derived, winner) : derived;
+
+        static ECDsa DisposeAndReturn(ECDsa loser, ECDsa winner) { loser.Dispose(); return winner; }
+    }
+
+    private sealed record SigningKey(int Date, string Region, string Service, byte[] Key)
+    {
+        public override string ToString() => $"SigningKey {{ {Date}/{Region}/{Service} }}";
+    }
+
+    private static bool HasWhiteSpaceOrControl(string s)
+    {
+        foreach (char c in s) if (c <= ' ' || c == '\u007f') return true;
+        return false;
+    }
+}
+
+/// <summary>A source of credentials that may change over time (rotation, refresh of temporary credentials).</summary>
+public interface IAwsCredentialsProvider
+{
+    /// <summary>Returns credentials that are valid now.</summary>
+    ValueTask<AwsCredentials> GetCredentialsAsync(CancellationToken cancellationToken = default);
+}
+
+/// <summary>The signing algorithm.</summary>
+public enum SigningAlgorithm
+{
+    /// <summary>AWS4-HMAC-SHA256: one region, HMAC signature.</summary>
+    SigV4,
+    /// <summary>AWS4-ECDSA-P256-SHA256: a set of regions (or <c>*</c>), ECDSA P-256 signature.</summary>
+    SigV4a,
+}
+
+/// <summary>
+/// What to sign for: service and region, and the choices that differ between services. The defaults follow the
+/// service: the S3 family gets S3 path rules and an <c>x-amz-content-sha256</c> header, every other service the
+/// generic rules.
+/// </summary>
+public sealed class SigV4Options
+{
+    /// <summary>Creates options for a service (the signing name, such as <c>lambda</c> or <c>s3</c>) and a region.</summary>
+    /// <param name="service">The service's signing name, e.g. <c>lambda</c>, <c>s3</c>, <c>execute-api</c>.</param>
+    /// <param name="region">The region, e.g. <c>us-east-1</c>; for SigV4a a region set such as <c>us-east-1,us-west-2</c> or <c>*</c>.</param>
+    /// <exception cref="ArgumentException">The service or region is empty or has white space or control characters.</exception>
+    public SigV4Options(string service, string region)
+    {
+        Service = RequireToken(service, nameof(service), "a service signing name such as lambda or s3");
+        Region = RequireToken(region, nameof(region), "a region such as us-east-1 (for SigV4a a region set such as us-east-1,us-west-2 or *)");
+        bool s3 = IsS3Family(service);
+        NormalizePath = !s3;
+        DoubleEncodePath = !s3;
+        AddContentSha256Header = s3;
+    }
+
+    /// <summary>The service's signing name.</summary>
+    public string Service { get; }
+
+    /// <summary>The region (SigV4) or the comma-separated region set (SigV4a).</summary>
+    public string Region { get; }
+
+    /// <summary>The algorithm; <see cref="SigningAlgorithm.SigV4"/> by default.</summary>
+    public SigningAlgorithm Algorithm { get; init; }
+
+    /// <summary>The clock the request signers read; <see cref="TimeProvider.System"/> by default. The plain-values
+    /// entry points take the time as an argument instead.</summary>
+    public TimeProvider Clock { get; init; } = TimeProvider.System;
+
+    /// <summary>
+    /// The payload hash to sign when signing an <see cref="HttpRequestMessage"/>: null (the default) hashes the body;
+    /// <see cref="SigV4.UnsignedPayload"/> leaves it unsigned (S3); or a precomputed lowercase hex SHA-256.
+    /// </summary>
+    public string? PayloadHash { get; init; }
+
+    /// <summary>Whether to add and sign an <c>x-amz-content-sha256</c> header; on by default for the S3 family.</summary>
+    public bool AddContentSha256Header { get; init; }
+
+    /// <summary>Whether to remove <c>.</c> and <c>..</c> segments and collapse <c>//</c> in the path; off for the S3 family.</summary>
+    public bool NormalizePath { get; init; }
+
+    /// <summary>Whether the path as sent is encoded once more for the canonical request; off for the S3 family,
+    /// whose canonical path is the key encoded once.</summary>
+    public bool DoubleEncodePath { get; init; }
+
+    /// <summary>Whether the session token is part of the signature (the default) or added after signing, as a few
+    /// services (IoT WebSocket handshakes) require.</summary>
+    public bool SignSessionToken { get; init; } = true;
+
+    /// <summary>Shows the service, region and choices.</summary>
+    public override string ToString() =>
+        $"SigV4Options {{ Service = {Service}, Region = {Region}, Algorithm = {Algorithm}, NormalizePath = {NormalizePath}, DoubleEncodePath = {DoubleEncodePath}, AddContentSha256Header = {AddContentSha256Header}, SignSessionToken = {SignSessionToken} }}";
+
+    private static bool IsS3Family(string service) =>
+        service is "s3" or "s3-object-lambda" or "s3-outposts" or "s3express";
+
+    private static string RequireToken(string value, string name, string example)
+    {
+        if (string.IsNullOrWhiteSpace(value))
+            throw new ArgumentException($"The {name} must not be empty; give {example}.", name);
+        foreach (char c in value)
+            if (c <= ' ' || c >= '\u007f')
+                throw new ArgumentException($"The {name} '{value}' has a space, control or non-ASCII character; give {example}.", name);
+        return value;
+    }
+}
+
+/// <summary>Where a signature goes: the <c>Authorization</c> header, or the query string of a presigned URL.</summary>
+public enum SignatureLocation
+{
+    /// <summary>Headers: <c>X-Amz-Date</c>, <c>Authorization</c> and the others in <see cref="SigV4Signature.HeadersToAdd"/>.</summary>
+    Header,
+    /// <summary>Query parameters: <see cref="SigV4Signature.QueryParameters"/>.</summary>
+    Query,
+}
+
+/// <summary>
+/// The result of signing: what to add to the request, and the intermediate values (canonical request, string to
+/// sign) to compare with the ones AWS returns in a SignatureDoesNotMatch error. The intermediate values are
+/// recomputed on demand, so that signing itself allocates only what it returns.
+/// </summary>
+public readonly struct SigV4Signature
+{
+    private readonly SigningInput _input;
+    private readonly string _output;
+
+    internal SigV4Signature(in SigningInput input, string output)
+    {
+        _input = input;
+        _output = output;
+    }
+
+    /// <summary>Header or query signing.</summary>
+    public SignatureLocation Location => _input.ExpiresSeconds == 0 ? SignatureLocation.Header : SignatureLocation.Query;
+
+    /// <summary>The algorithm that made this signature.</summary>
+    public SigningAlgorithm Algorithm => _input.Options.Algorithm;
+
+    /// <summary>The <c>Authorization</c> header value (header signing), or null.</summary>
+    public string? Authorization => Location == SignatureLocation.Header ? _output : null;
+
+    /// <summary>The query parameters to append to the URL (query signing), encoded and joined with <c>&amp;</c>,
+    /// ending with <c>X-Amz-Signature</c>; or null.</summary>
+    public string? QueryParameters => Location == SignatureLocation.Query ? _output : null;
+
+    /// <summary>The signature: lowercase hex (SigV4) or hex of the DER-encoded ECDSA signature (SigV4a).</summary>
+    public string Signature
+    {
+        get
+        {
+            const string marker = "Signature=";
+            int at = _output.LastIndexOf(marker, StringComparison.Ordinal);
+            return at < 0 ? "" : _output.Substring(at + marker.Length);
+        }
+    }
+
+    /// <summary>The <c>X-Amz-Date</c> value, <c>yyyyMMddTHHmmssZ</c>.</summary>
+    public string AmzDate => _input.AmzDate;
+
+    /// <summary>The credential scope: <c>date/region/service/aws4_request</c> (SigV4a: <c>date/service/aws4_request</c>).</summary>
+    public string CredentialScope => SigV4.FormatScope(_input);
+
+    /// <summary>The signed header names, lowercase, joined with <c>;</c>.</summary>
+    public string SignedHeaders => SigV4.Describe(_input).SignedHeaders;
+
+    /// <summary>The canonical request (step 1), as AWS computes it.</summary>
+    public string CanonicalRequest => SigV4.Describe(_input).CanonicalRequest;
+
+    /// <summary>The string to sign (step 2), as AWS computes it.</summary>
+    public string StringToSign => SigV4.Describe(_input).StringToSign;
+
+    /// <summary>The headers to add (header signing): <c>X-Amz-Date</c>, <c>X-Amz-Security-Token</c> when there is a
+    /// token, <c>x-amz-content-sha256</c> when asked, <c>X-Amz-Region-Set</c> for SigV4a, then <c>Authorization</c>.
+    /// Empty for query signing.</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> HeadersToAdd
+    {
+        get
+        {
+            if (Location == SignatureLocation.Query) return Array.Empty<KeyValuePair<string, string>>();
+            var list = new List<KeyValuePair<string, string>>(5) { new("X-Amz-Date", _input.AmzDate) };
+            if (_input.SessionToken is { } token) list.Add(new("X-Amz-Security-Token", token));
+            if (_input.AddsContentSha256) list.Add(new("x-amz-content-sha256", _input.PayloadHash));
+            if (_input.Options.Algorithm == SigningAlgorithm.SigV4a) list.Add(new("X-Amz-Region-Set", _input.Options.Region));
+            list.Add(new("Authorization", _output));
+            return list;
+        }
+    }
+
+    /// <summary>Shows the algorithm, location, scope and signed headers; never a secret.</summary>
+    public override string ToString() =>
+        _output is null ? "SigV4Signature { }" : $"SigV4Signature {{ {Algorithm}, {Location}, Scope = {CredentialScope}, SignedHeaders = {SignedHeaders} }}";
+}
+
+/// <summary>The plain values one signature is computed from.</summary>
+internal readonly struct SigningInput
+{
+    public required string Method { get; init; }
+    public required string Path { get; init; }
+    public required string Query { get; init; }
+    public required IReadOnlyList<KeyValuePair<string, string>> Headers { get; init; }
+    public required string PayloadHash { get; init; }
+    public required string AmzDate { get; init; }
+    public required string AccessKeyId { get; init; }
+    /// <summary>The session token when it is to be sent (signed or not), else null.</summary>
+    public required string? SessionToken { get; init; }
+    public required SigV4Options Options { get; init; }
+    /// <summary>0 for header signing, else X-Amz-Expires of a presigned URL.</summary>
+    public required int ExpiresSeconds { get; init; }
+    /// <summary>Whether the signer adds (and signs) x-amz-content-sha256 itself (header signing only).</summary>
+    public required bool AddsContentSha256 { get; init; }
+
+    public bool SignsSessionToken => SessionToken is not null && Options.SignSessionToken;
+}
+
+/// <summary>
+/// The signer. <see cref="Sign"/> and <see cref="Presign(string, string, string, IReadOnlyList{KeyValuePair{string, string}}, string, DateTimeOffset, TimeSpan, AwsCredentials, SigV4Options)"/>
+/// take plain values and change nothing; <see cref="SignAsync"/> and <see cref="Presign(HttpMethod, Uri, AwsCredentials, SigV4Options, TimeSpan)"/>
+/// apply them to an HTTP request.
+/// </summary>
+public static class SigV4
+{
+    /// <summary>The payload hash that leaves the body unsigned (S3, presigned S3 URLs).</summary>
+    public const string UnsignedPayload = "UNSIGNED-PAYLOAD";
+
+    /// <summary>SHA-256 of the empty string, the payload hash of a request without a body.</summary>
+    public const string EmptyPayloadHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    /// <summary>The longest a presigned URL may be valid: 7 days.</summary>
+    public static readonly TimeSpan MaxPresignedExpiry = TimeSpan.FromDays(7);
+
+    private const string AlgorithmV4 = "AWS4-HMAC-SHA256";
+    private const string AlgorithmV4a = "AWS4-ECDSA-P256-SHA256";
+    private const string Terminator = "aws4_request";
+
+    /// <summary>Returns the payload hash of a body: lowercase hex SHA-256.</summary>
+    public static string HashPayload(ReadOnlySpan<byte> body)
+    {
+        Span<byte> hash = stackalloc byte[32];
+        SHA256.HashData(body, hash);
+        return HexString(hash);
+    }
+
+    /// <summary>
+    /// Signs a request given as plain values, for the <c>Authorization</c> header. Pure: reads no clock and changes
+    /// nothing; apply <see cref="SigV4Signature.HeadersToAdd"/> to the request.
+    /// </summary>
+    /// <param name="method">The HTTP method, e.g. <c>POST</c>.</param>
+    /// <param name="path">The path exactly as it is sent (percent-encoded), e.g. <c>/2015-03-31/functions/my-function/invocations</c>.</param>
+    /// <param name="query">The query exactly as it is sent, without <c>?</c>; empty for none. A <c>+</c> reads as a space, as AWS reads it.</param>
+    /// <param name="headers">The headers that are sent, including <c>Host</c>. Repeated names are kept in order.</param>
+    /// <param name="payloadHash">Lowercase hex SHA-256 of the body (<see cref="HashPayload"/>, <see cref="EmptyPayloadHash"/>), or <see cref="UnsignedPayload"/>.</param>
+    /// <param name="time">The signing time.</param>
+    /// <param name="credentials">The credentials.</param>
+    /// <param name="options">Service, region and choices.</param>
+    /// <exception cref="ArgumentException">An input is malformed or the request is already signed; the message says which and how to fix it.</exception>
+    public static SigV4Signature Sign(string method, string path, string query, IReadOnlyList<KeyValuePair<string, string>> headers,
+        string payloadHash, DateTimeOffset time, AwsCredentials credentials, SigV4Options options) =>
+        SignCore(method, path, query, headers, payloadHash, time, 0, credentials, options);
+
+    /// <summary>
+    /// Signs a request given as plain values, as a presigned URL: the result's <see cref="SigV4Signature.QueryParameters"/>
+    /// go after the query. Pure: reads no clock and changes nothing.
+    /// </summary>
+    /// <param name="method">The HTTP method the URL will be used with.</param>
+    /// <param name="path">The path exactly as it is sent (percent-encoded).</param>
+    /// <param name="query">The query exactly as it is sent, without <c>?</c>; empty for none.</param>
+    /// <param name="headers">The headers that will be sent and signed, including <c>Host</c>.</param>
+    /// <param name="payloadHash">Usually <see cref="UnsignedPayload"/> (S3) or <see cref="EmptyPayloadHash"/>.</param>
+    /// <param name="time">The signing time; the URL is valid from then.</param>
+    /// <param name="expiresIn">How long the URL is valid: whole seconds, from 1 second to 7 days.</param>
+    /// <param name="credentials">The credentials.</param>
+    /// <param name="options">Service, region and choices.</param>
+    /// <exception cref="ArgumentOutOfRangeException">The expiry is outside 1 second to 7 days, or not whole seconds.</exception>
+    /// <exception cref="ArgumentException">An input is malformed or the request is already signed.</exception>
+    public static SigV4Signature Presign(string method, string path, string query, IReadOnlyList<KeyValuePair<string, string>> headers,
+        string payloadHash, DateTimeOffset time, TimeSpan expiresIn, AwsCredentials credentials, SigV4Options options) =>
+        SignCore(method, path, query, headers, payloadHash, time, ExpirySeconds(expiresIn), credentials, options);
+
+    private static int ExpirySeconds(TimeSpan expiresIn)
+    {
+        if (expiresIn < TimeSpan.FromSeconds(1) || expiresIn > MaxPresignedExpiry || expiresIn.Ticks % TimeSpan.TicksPerSecond != 0)
+            throw new ArgumentOutOfRangeException(nameof(expiresIn), expiresIn,
+                "A presigned URL's expiry must be whole seconds from 1 second to 7 days (604800 seconds); AWS rejects longer ones.");
+        return (int)(expiresIn.Ticks / TimeSpan.TicksPerSecond);
+    }
+
+    private static SigV4Signature SignCore(string method, string path, string query, IReadOnlyList<KeyValuePair<string, string>> headers,
+        string payloadHash, DateTimeOffset time, int expiresSeconds, AwsCredentials credentials, SigV4Options options)
+    {
+        ArgumentNullException.ThrowIfNull(credentials);
+        ArgumentNullException.ThrowIfNull(options);
+        var input = Validate(method, path, query, headers, payloadHash, time, expiresSeconds, credentials, options);
+
+        var w = new ByteBuilder(1024);
+        try
+        {
+            WriteCanonicalRequest(ref w, input, out int signedHeadersStart, out int signedHeadersLength);
+            Span<byte> stringToSign = stackalloc byte[256];
+            int stsLength = WriteStringToSign(w.Written, input, stringToSign);
+            var signedHeaders = w.Written.Slice(signedHeadersStart, signedHeadersLength);
+            string output = input.Options.Algorithm == SigningAlgorithm.SigV4
+                ? FormatOutput(input, signedHeaders, SignV4(stringToSign[..stsLength], input, credentials))
+                : FormatOutput(input, signedHeaders, SignV4a(stringToSign[..stsLength], credentials));
+            return new SigV4Signature(input, output);
+        }
+        finally
+        {
+            w.Dispose();
+        }
+    }
+
+    private static SigningInput Validate(string method, string path, string query, IReadOnlyList<KeyValuePair<string, string>> headers,
+        string payloadHash, DateTimeOffset time, int expiresSeconds, AwsCredentials credentials, SigV4Options options)
+    {
+        if (string.IsNullOrEmpty(method) || !IsToken(method))
+            throw new ArgumentException($"The HTTP method '{method}' is not a valid method token; give one such as GET or POST.", nameof(method));
+        ArgumentNullException.ThrowIfNull(path);
+        if (path.Length > 0 && path[0] != '/')
+            throw new ArgumentException($"The path must start with '/' (it was '{path}'); give the path as sent, such as /2015-03-31/functions/f/invocations.", nameof(path));
+        ArgumentNullException.ThrowIfNull(query);
+        ArgumentNullException.ThrowIfNull(headers);
+        ValidatePayloadHash(payloadHash, nameof(payloadHash));
+        if (options.Algorithm == SigningAlgorithm.SigV4 && (options.Region.Contains(',') || options.Region.Contains('*')))
+            throw new ArgumentException($"The region '{options.Region}' is a region set; region sets need SigningAlgorithm.SigV4a.", nameof(options));
+        if (options.Algorithm == SigningAlgorithm.SigV4a)
+            ValidateRegionSet(options.Region);
+
+        bool hasHost = false, hasContentSha256 = false;
+        for (int i = 0; i < headers.Count; i++)
+        {
+            var (name, value) = (headers[i].Key, headers[i].Value);
+            if (string.IsNullOrEmpty(name) || !IsToken(name))
+                throw new ArgumentException($"The header name '{name}' is not a valid HTTP header name.", nameof(headers));
+            if (value is null)
+                throw new ArgumentException($"The header '{name}' has a null value; give an empty string for an empty value.", nameof(headers));
+            if (value.AsSpan().IndexOfAny('\r', '\n') >= 0)
+                throw new ArgumentException($"The value of header '{name}' has a CR or LF character: that would inject a header. Remove line breaks from the value.", nameof(headers));
+            if (name.Equals("host", StringComparison.OrdinalIgnoreCase)) hasHost = true;
+            else if (name.Equals("authorization", StringComparison.OrdinalIgnoreCase) || (expiresSeconds == 0 && name.Equals("x-amz-date", StringComparison.OrdinalIgnoreCase)))
+                throw new ArgumentException($"The request is already signed: it has a '{name}' header. Sign the unsigned request; the signer adds X-Amz-Date and Authorization itself.", nameof(headers));
+            else if (name.Equals("x-amz-security-token", StringComparison.OrdinalIgnoreCase) && credentials.SessionToken is not null)
+                throw new ArgumentException("The request already has an X-Amz-Security-Token header; remove it: the signer adds the credentials' session token itself.", nameof(headers));
+            else if (name.Equals("x-amz-content-sha256", StringComparison.OrdinalIgnoreCase))
+            {
+                hasContentSha256 = true;
+                if (!string.Equals(value.Trim(), payloadHash, StringComparison.Ordinal))
+                    throw new ArgumentException($"The x-amz-content-sha256 header '{value}' differs from the payload hash '{payloadHash}'; they must be the same.", nameof(headers));
+            }
+            else if (options.Algorithm == SigningAlgorithm.SigV4a && name.Equals("x-amz-region-set", StringComparison.OrdinalIgnoreCase))
+                throw new ArgumentException("The request already has an X-Amz-Region-Set header; remove it: the signer adds the options' region set itself.", nameof(headers));
+        }
+        if (!hasHost)
+            throw new ArgumentException("The headers have no Host header; Host is always signed. Add it, with :port when the port is not the scheme's default.", nameof(headers));
+        if (expiresSeconds != 0 && HasQueryParameter(query, "X-Amz-Signature"))
+            throw new ArgumentException("The query already has X-Amz-Signature: the URL is already presigned. Presign the unsigned URL.", nameof(query));
+
+        var utc = time.UtcDateTime;
+        return new SigningInput
+        {
+            Method = method,
+            Path = path.Length == 0 ? "/" : path,
+            Query = query.StartsWith('?') ? query.Substring(1) : query,
+            Headers = headers,
+            PayloadHash = payloadHash,
+            AmzDate = utc.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture),
+            AccessKeyId = credentials.AccessKeyId,
+            SessionToken = credentials.SessionToken,
+            Options = options,
+            ExpiresSeconds = expiresSeconds,
+            AddsContentSha256 = expiresSeconds == 0 && options.AddContentSha256Header && !hasContentSha256,
+        };
+    }
+
+    internal static void ValidatePayloadHash(string payloadHash, string parameterName)
+    {
+        if (payloadHash is null)
+            throw new ArgumentNullException(parameterName);
+        if (payloadHash == UnsignedPayload || payloadHash.StartsWith("STREAMING-", StringComparison.Ordinal)) return;
+        if (payloadHash.Length == 64)
+        {
+            bool hex = true;
+            foreach (char c in payloadHash) hex &= c is >= '0' and <= '9' or >= 'a' and <= 'f';
+            if (hex) return;
+        }
+        throw new ArgumentException($"The payload hash '{payloadHash}' is neither 64 lowercase hex digits (SHA-256 of the body), UNSIGNED-PAYLOAD, nor a STREAMING-* value.", parameterName);
+    }
+
+    private static void ValidateRegionSet(string regionSet)
+    {
+        foreach (var region in regionSet.Split(','))
+            if (region.Length == 0)
+                throw new ArgumentException($"The region set '{regionSet}' has an empty entry; give regions separated by commas without spaces, such as us-east-1,us-west-2, or *.", "options");
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Step 1: the canonical request.
+    //   METHOD \n canonical path \n canonical query \n canonical headers \n \n signed headers \n payload hash
+    // ---------------------------------------------------------------------------------------------------------
+
+    private static void WriteCanonicalRequest(ref ByteBuilder w, in SigningInput input, out int signedHeadersStart, out int signedHeadersLength)
+    {
+        var headers = CollectHeaders(input, out int count);
+        try
+        {
+            w.AppendAscii(input.Method);
+            w.Append((byte)'\n');
+            WriteCanonicalPath(ref w, input.Path, input.Options);
+            w.Append((byte)'\n');
+            WriteCanonicalQuery(ref w, input, headers.AsSpan(0, count));
+            w.Append((byte)'\n');
+            WriteCanonicalHeaders(ref w, headers.AsSpan(0, count));
+            w.Append((byte)'\n');
+            signedHeadersStart = w.Length;
+            WriteSignedHeaders(ref w, headers.AsSpan(0, count));
+            signedHeadersLength = w.Length - signedHeadersStart;
+            w.Append((byte)'\n');
+            w.AppendAscii(input.PayloadHash);
+        }
+        finally
+        {
+            ArrayPool<KeyValuePair<string, string>>.Shared.Return(headers, clearArray: true);
+        }
+    }
+
+    // The path: non-S3 services normalize it and encode the path as sent once more ("double encoding", so that
+    // %3A becomes %253A); S3 decodes the key and encodes it exactly once.
+    private static void WriteCanonicalPath(ref ByteBuilder w, string path, SigV4Options options)
+    {
+        if (options.NormalizePath && NeedsNormalizing(path))
+            path = NormalizePath(path);
+        AppendUriEncoded(ref w, path, decodePercent: !options.DoubleEncodePath, plusIsSpace: false, keepSlash: true);
+    }
+
+    private static bool NeedsNormalizing(string path) =>
+        path.Contains("//", StringComparison.Ordinal) || path.Contains("/.", StringComparison.Ordinal);
+
+    // Removes '.' and '..' segments and empty segments (RFC 3986 5.2.4 with '//' collapsed); keeps a trailing '/'.
+    internal static string NormalizePath(string path)
+    {
+        var segments = new List<string>();
+        var parts = path.Split('/');
+        for (int i = 0; i < parts.Length; i++)
+        {
+            string part = parts[i];
+            if (part == "..") { if (segments.Count > 0) segments.RemoveAt(segments.Count - 1); }
+            else if (part.Length > 0 && part != ".") segments.Add(part);
+        }
+        string last = parts[^1];
+        bool trailingSlash = last.Length == 0 || last == "." || last == "..";
+        string joined = "/" + string.Join('/', segments);
+        return trailingSlash && segments.Count > 0 ? joined + "/" : joined;
+    }
+
+    // The query: decode what is sent, encode every name and value (RFC 3986), sort by encoded name then value,
+    // keep repeated names, and write a name without a value as "name=". Presigning adds the X-Amz-* parameters.
+    private static void WriteCanonicalQuery(ref ByteBuilder w, in SigningInput input, ReadOnlySpan<KeyValuePair<string, string>> signedHeaders)
+    {
+        string query = input.Query;
+        if (query.Length == 0 && input.ExpiresSeconds == 0) return;
+
+        var encoded = new ByteBuilder(query.Length * 2 + 256);
+        var ranges = ArrayPool<QueryRange>.Shared.Rent(16);
+        int count = 0;
+        try
+        {
+            int start = 0;
+            while (start <= query.Length)
+            {
+                int end = query.IndexOf('&', start);
+                if (end < 0) end = query.Length;
+                if (end > start)
+                {
+                    var pair = query.AsSpan(start, end - start);
+                    int eq = pair.IndexOf('=');
+                    var name = eq < 0 ? pair : pair[..eq];
+                    var value = eq < 0 ? ReadOnlySpan<char>.Empty : pair[(eq + 1)..];
+                    AddRange(ref ranges, ref count, ref encoded, name, value, decode: true);
+                }
+                start = end + 1;
+            }
+            if (input.ExpiresSeconds != 0)
+                foreach (var (name, value) in PresignParameters(input, signedHeaders, includeUnsignedToken: false))
+                    AddRange(ref ranges, ref count, ref encoded, name, value, decode: false);
+
+            var bytes = encoded.Written;
+            var sorted = ranges.AsSpan(0, count);
+            for (int i = 1; i < sorted.Length; i++)
+            {
+                var item = sorted[i];
+                int j = i - 1;
+                while (j >= 0 && Compare(bytes, sorted[j], item) > 0) { sorted[j + 1] = sorted[j]; j--; }
+                sorted[j + 1] = item;
+            }
+            for (int i = 0; i < sorted.Length; i++)
+            {
+                if (i > 0) w.Append((byte)'&');
+                w.Append(bytes.Slice(sorted[i].Start, sorted[i].NameLength));
+                w.Append((byte)'=');
+                w.Append(bytes.Slice(sorted[i].Start + sorted[i].NameLength, sorted[i].ValueLength));
+            }
+        }
+        finally
+        {
+            ArrayPool<QueryRange>.Shared.Return(ranges);
+            encoded.Dispose();
+        }
+
+        static void AddRange(ref QueryRange[] ranges, ref int count, ref ByteBuilder encoded, ReadOnlySpan<char> name, ReadOnlySpan<char> value, bool decode)
+        {
+            if (count == ranges.Length)
+            {
+                var bigger = ArrayPool<QueryRange>.Shared.Rent(ranges.Length * 2);
+                ranges.CopyTo(bigger, 0);
+                ArrayPool<QueryRange>.Shared.Return(ranges);
+                ranges = bigger;
+            }
+            int start = encoded.Length;
+            AppendUriEncoded(ref encoded, name, decode, decode, keepSlash: false);
+            int nameLength = encoded.Length - start;
+            AppendUriEncoded(ref encoded, value, decode, decode, keepSlash: false);
+            ranges[count++] = new QueryRange(start, nameLength, encoded.Length - start - nameLength);
+        }
+
+        static int Compare(ReadOnlySpan<byte> bytes, QueryRange a, QueryRange b)
+        {
+            int c = bytes.Slice(a.Start, a.NameLength).SequenceCompareTo(bytes.Slice(b.Start, b.NameLength));
+            return c != 0 ? c : bytes.Slice(a.Start + a.NameLength, a.ValueLength).SequenceCompareTo(bytes.Slice(b.Start + b.NameLength, b.ValueLength));
+        }
+    }
+
+    private readonly record struct QueryRange(int Start, int NameLength, int ValueLength);
+
+    // The X-Amz-* parameters of a presigned URL, in the order they are appended; X-Amz-Signature comes last, outside.
+    private static List<(string Name, string Value)> PresignParameters(in SigningInput input, ReadOnlySpan<KeyValuePair<string, string>> signedHeaders, bool includeUnsignedToken)
+    {
+        var signedNames = new StringBuilder();
+        foreach (var name in SignedHeaderNames(signedHeaders)) { if (signedNames.Length > 0) signedNames.Append(';'); signedNames.Append(name); }
+        var list = new List<(string, string)>(8)
+        {
+            ("X-Amz-Algorithm", input.Options.Algorithm == SigningAlgorithm.SigV4 ? AlgorithmV4 : AlgorithmV4a),
+            ("X-Amz-Credential", input.AccessKeyId + "/" + FormatScope(input)),
+            ("X-Amz-Date", input.AmzDate),
+            ("X-Amz-SignedHeaders", signedNames.ToString()),
+            ("X-Amz-Expires", input.ExpiresSeconds.ToString(CultureInfo.InvariantCulture)),
+        };
+        if (input.SessionToken is { } token && (input.SignsSessionToken || includeUnsignedToken)) list.Add(("X-Amz-Security-Token", token));
+        if (input.Options.Algorithm == SigningAlgorithm.SigV4a) list.Add(("X-Amz-Region-Set", input.Options.Region));
+        return list;
+    }
+
+    // The headers to sign: the request's own, less those proxies and HTTP stacks change, plus the ones the signer
+    // adds (X-Amz-Date, the session token, x-amz-content-sha256, X-Amz-Region-Set), stably sorted by lowercase name.
+    private static KeyValuePair<string, string>[] CollectHeaders(in SigningInput input, out int count)
+    {
+        var headers = input.Headers;
+        var list = ArrayPool<KeyValuePair<string, string>>.Shared.Rent(headers.Count + 4);
+        count = 0;
+        for (int i = 0; i < headers.Count; i++)
+            if (!IsNeverSigned(headers[i].Key))
+                list[count++] = headers[i];
+        if (input.ExpiresSeconds == 0)
+        {
+            list[count++] = new("x-amz-date", input.AmzDate);
+            if (input.SignsSessionToken) list[count++] = new("x-amz-security-token", input.SessionToken!);
+            if (input.AddsContentSha256) list[count++] = new("x-amz-content-sha256", input.PayloadHash);
+            if (input.Options.Algorithm == SigningAlgorithm.SigV4a) list[count++] = new("x-amz-region-set", input.Options.Region);
+        }
+        for (int i = 1; i < count; i++)
+        {
+            var item = list[i];
+            int j = i - 1;
+            while (j >= 0 && CompareLowercase(list[j].Key, item.Key) > 0) { list[j + 1] = list[j]; j--; }
+            list[j + 1] = item;
+        }
+        return list;
+    }
+
+    // Headers that proxies, load balancers or the HTTP stack add, drop or rewrite: signing them breaks signatures.
+    private static bool IsNeverSigned(string name) =>
+        name.Equals("user-agent", StringComparison.OrdinalIgnoreCase) ||
+        name.Equals("x-amzn-trace-id", StringComparison.OrdinalIgnoreCase) ||
+        name.Equals("expect", StringComparison.OrdinalIgnoreCase) ||
+        name.Equals("connection", StringComparison.OrdinalIgnoreCase) ||
+        name.Equals("keep-alive", StringComparison.OrdinalIgnoreCase) ||
+        name.StartsWith("proxy-", StringComparison.OrdinalIgnoreCase) ||
+        name.Equals("te", StringComparison.OrdinalIgnoreCase) ||
+        name.Equals("trailer", StringComparison.OrdinalIgnoreCase) ||
+        name.Equals("transfer-encoding", StringComparison.OrdinalIgnoreCase) ||
+        name.Equals("upgrade", StringComparison.OrdinalIgnoreCase) ||
+        name.Equals("authorization", StringComparison.OrdinalIgnoreCase);
+
+    // One "name:value\n" per name: values of a repeated name joined with ',' in order, each trimmed with runs of
+    // white space collapsed into one space.
+    private static void WriteCanonicalHeaders(ref ByteBuilder w, ReadOnlySpan<KeyValuePair<string, string>> sorted)
+    {
+        for (int i = 0; i < sorted.Length; i++)
+        {
+            bool sameAsPrevious = i > 0 && string.Equals(sorted[i - 1].Key, sorted[i].Key, StringComparison.OrdinalIgnoreCase);
+            if (sameAsPrevious)
+                w.Append((byte)',');
+            else
+            {
+                if (i > 0) w.Append((byte)'\n');
+                AppendLowercase(ref w, sorted[i].Key);
+                w.Append((byte)':');
+            }
+            AppendTrimmedValue(ref w, sorted[i].Value);
+        }
+        w.Append((byte)'\n');
+    }
+
+    private static void WriteSignedHeaders(ref ByteBuilder w, ReadOnlySpan<KeyValuePair<string, string>> sorted)
+    {
+        for (int i = 0; i < sorted.Length; i++)
+        {
+            if (i > 0 && string.Equals(sorted[i - 1].Key, sorted[i].Key, StringComparison.OrdinalIgnoreCase)) continue;
+            if (i > 0) w.Append((byte)';');
+            AppendLowercase(ref w, sorted[i].Key);
+        }
+    }
+
+    private static IEnumerable<string> SignedHeaderNames(ReadOnlySpan<KeyValuePair<string, string>> sorted)
+    {
+        var names = new List<string>(sorted.Length);
+        for (int i = 0; i < sorted.Length; i++)
+            if (i == 0 || !string.Equals(sorted[i - 1].Key, sorted[i].Key, StringComparison.OrdinalIgnoreCase))
+                names.Add(sorted[i].Key.ToLowerInvariant());
+        return names;
+    }
+
+    private static void AppendTrimmedValue(ref ByteBuilder w, string value)
+    {
+        var span = value.AsSpan().Trim(" \t");
+        bool inSpace = false;
+        foreach (char c in span)
+        {
+            if (c is ' ' or '\t') { inSpace = true; continue; }
+            if (inSpace) { w.Append((byte)' '); inSpace = false; }
+            if (c < 0x80) w.Append((byte)c);
+            else w.AppendUtf8(c);
+        }
+    }
+
+    // RFC 3986 encoding: only A-Z a-z 0-9 - _ . ~ stay as they are, everything else is %XX of its UTF-8 bytes.
+    private static void AppendUriEncoded(ref ByteBuilder w, ReadOnlySpan<char> text, bool decodePercent, bool plusIsSpace, bool keepSlash)
+    {
+        Span<byte> utf8 = stackalloc byte[4];
+        for (int i = 0; i < text.Length; i++)
+        {
+            char c = text[i];
+            if (decodePercent && c == '%' && i + 2 < text.Length && IsHex(text[i + 1]) && IsHex(text[i + 2]))
+            {
+                AppendEncodedByte(ref w, (byte)(HexValue(text[i + 1]) << 4 | HexValue(text[i + 2])), keepSlash);
+                i += 2;
+            }
+            else if (plusIsSpace && c == '+')
+                AppendEncodedByte(ref w, (byte)' ', keepSlash);
+            else if (c < 0x80)
+                AppendEncodedByte(ref w, (byte)c, keepSlash);
+            else
+            {
+                int length;
+                if (char.IsHighSurrogate(c) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
+                {
+                    length = new Rune(c, text[i + 1]).EncodeToUtf8(utf8);
+                    i++;
+                }
+                else
+                    length = (Rune.TryCreate(c, out var rune) ? rune : Rune.ReplacementChar).EncodeToUtf8(utf8);
+                foreach (byte b in utf8[..length]) AppendEncodedByte(ref w, b, keepSlash);
+            }
+        }
+    }
+
+    private static void AppendEncodedByte(ref ByteBuilder w, byte b, bool keepSlash)
+    {
+        if (b is >= (byte)'A' and <= (byte)'Z' or >= (byte)'a' and <= (byte)'z' or >= (byte)'0' and <= (byte)'9'
+            or (byte)'-' or (byte)'_' or (byte)'.' or (byte)'~' || (keepSlash && b == (byte)'/'))
+            w.Append(b);
+        else
+        {
+            w.Append((byte)'%');
+            w.Append((byte)"0123456789ABCDEF"[b >> 4]);
+            w.Append((byte)"0123456789ABCDEF"[b & 0xF]);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Step 2: the string to sign.
+    //   algorithm \n X-Amz-Date \n scope \n hex(SHA-256(canonical request))
+    // ---------------------------------------------------------------------------------------------------------
+
+    private static int WriteStringToSign(ReadOnlySpan<byte> canonicalRequest, in SigningInput input, Span<byte> destination)
+    {
+        Span<byte> hash = stackalloc byte[32];
+        var sha = t_sha256 ??= IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        sha.AppendData(canonicalRequest);
+        sha.GetHashAndReset(hash);
+
+        int n = 0;
+        n += Encoding.ASCII.GetBytes(input.Options.Algorithm == SigningAlgorithm.SigV4 ? AlgorithmV4 : AlgorithmV4a, destination[n..]);
+        destination[n++] = (byte)'\n';
+        n += Encoding.ASCII.GetBytes(input.AmzDate, destination[n..]);
+        destination[n++] = (byte)'\n';
+        n += WriteScope(input, destination[n..]);
+        destination[n++] = (byte)'\n';
+        n += WriteHex(hash, destination[n..]);
+        return n;
+    }
+
+    [ThreadStatic] private static IncrementalHash? t_sha256;
+
+    // date/region/service/aws4_request; SigV4a's scope has no region (the region set is a signed header instead).
+    private static int WriteScope(in SigningInput input, Span<byte> destination)
+    {
+        int n = Encoding.ASCII.GetBytes(input.AmzDate.AsSpan(0, 8), destination);
+        destination[n++] = (byte)'/';
+        if (input.Options.Algorithm == SigningAlgorithm.SigV4)
+        {
+            n += Encoding.ASCII.GetBytes(input.Options.Region, destination[n..]);
+            destination[n++] = (byte)'/';
+        }
+        n += Encoding.ASCII.GetBytes(input.Options.Service, destination[n..]);
+        destination[n++] = (byte)'/';
+        n += Encoding.ASCII.GetBytes(Terminator, destination[n..]);
+        return n;
+    }
+
+    internal static string FormatScope(in SigningInput input)
+    {
+        Span<byte> scope = stackalloc byte[256];
+        return Encoding.ASCII.GetString(scope[..WriteScope(input, scope)]);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Step 3: the signing key.
+    //   SigV4: kDate = HMAC("AWS4" + secret, date), kRegion = HMAC(kDate, region), kService = HMAC(kRegion, service),
+    //   kSigning = HMAC(kService, "aws4_request"). Cached per credentials object and day (AwsCredentials).
+    //   SigV4a: an ECDSA P-256 key derived from the credentials (NIST SP 800-108 counter mode, HMAC-SHA256).
+    // ---------------------------------------------------------------------------------------------------------
+
+    internal static byte[] DeriveSigningKey(string secretAccessKey, ReadOnlySpan<char> date, string region, string service)
+    {
+        int secretLength = Encoding.UTF8.GetByteCount(secretAccessKey) + 4;
+        var secret = secretLength <= 256 ? stackalloc byte[secretLength] : new byte[secretLength];
+        Span<byte> key = stackalloc byte[32];
+        try
+        {
+            "AWS4"u8.CopyTo(secret);
+            Encoding.UTF8.GetBytes(secretAccessKey, secret[4..]);
+            Span<byte> scratch = stackalloc byte[128];
+            HMACSHA256.HashData(secret, scratch[..Encoding.ASCII.GetBytes(date, scratch)], key);
+            HMACSHA256.HashData(key, scratch[..Encoding.ASCII.GetBytes(region, scratch)], key);
+            HMACSHA256.HashData(key, scratch[..Encoding.ASCII.GetBytes(service, scratch)], key);
+            HMACSHA256.HashData(key, "aws4_request"u8, key);
+            return key.ToArray();
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(secret);
+            CryptographicOperations.ZeroMemory(key);
+        }
+    }
+
+    // P-256 group order n, minus 2: a derived candidate k must be at most n-2 so that d = k+1 lies in [1, n-1].
+    private static ReadOnlySpan<byte> P256OrderMinusTwo => new byte[]
+    {
+        0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+        0xBC, 0xE6, 0xFA, 0xAD, 0xA7, 0x17, 0x9E, 0x84, 0xF3, 0xB9, 0xCA, 0xC2, 0xFC, 0x63, 0x25, 0x4F,
+    };
+
+    internal static ECDsa DeriveSigV4aKey(string accessKeyId, string secretAccessKey)
+    {
+        var hmacKey = Encoding.UTF8.GetBytes("AWS4A" + secretAccessKey);
+        int akidLength = Encoding.UTF8.GetByteCount(accessKeyId);
+        var fixedInput = new byte[4 + AlgorithmV4a.Length + 1 + akidLength + 1 + 4];
+        Span<byte> k = stackalloc byte[32];
+        var d = new byte[32];
+        try
+        {
+            // i (32-bit, always 1) | label | 0x00 | context (access key id) | counter (1 byte) | L = 256 (32-bit)
+            fixedInput[3] = 1;
+            Encoding.ASCII.GetBytes(AlgorithmV4a, fixedInput.AsSpan(4));
+            Encoding.UTF8.GetBytes(accessKeyId, fixedInput.AsSpan(4 + AlgorithmV4a.Length + 1));
+            fixedInput[^3] = 1; // 0x00000100 = 256 bits
+            for (int counter = 1; counter <= 254; counter++)
+            {
+                fixedInput[^5] = (byte)counter;
+                HMACSHA256.HashData(hmacKey, fixedInput, k);
+                if (IsAtMost(k, P256OrderMinusTwo))
+                {
+                    AddOne(k, d);
+                    var key = ECDsa.Create(new ECParameters { Curve = ECCurve.NamedCurves.nistP256, D = d });
+                    return key;
+                }
+            }
+            throw new CryptographicException("No SigV4a key could be derived from these credentials (254 candidates exceeded the curve order).");
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(hmacKey);
+            CryptographicOperations.ZeroMemory(k);
+            CryptographicOperations.ZeroMemory(d);
+        }
+    }
+
+    // Constant-time a <= b for 32-byte big-endian numbers: the borrow of b - a, without data-dependent branches.
+    private static bool IsAtMost(ReadOnlySpan<byte> a, ReadOnlySpan<byte> b)
+    {
+        int borrow = 0;
+        for (int i = a.Length - 1; i >= 0; i--)
+            borrow = ((b[i] - a[i] - borrow) >> 8) & 1;
+        return borrow == 0;
+    }
+
+    // Constant-time d = k + 1 for 32-byte big-endian numbers (k <= n-2, so it never overflows).
+    private static void AddOne(ReadOnlySpan<byte> k, Span<byte> d)
+    {
+        int carry = 1;
+        for (int i = k.Length - 1; i >= 0; i--)
+        {
+            int sum = k[i] + carry;
+            d[i] = (byte)sum;
+            carry = sum >> 8;
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Step 4: the signature, and where it goes.
+    // ---------------------------------------------------------------------------------------------------------
+
+    private static string SignV4(ReadOnlySpan<byte> stringToSign, in SigningInput input, AwsCredentials credentials)
+    {
+        var key = credentials.GetSigningKey(ScopeDate(input.AmzDate), input.AmzDate.AsSpan(0, 8), input.Options.Region, input.Options.Service);
+        // An HMAC context keyed once and reset after each use is much cheaper than a one-shot HMAC, which sets
+        // the key up again every time; one per thread, re-keyed when the signing key changes.
+        var cache = t_hmac;
+        if (cache is null || !ReferenceEquals(cache.Key, key))
+        {
+            cache?.Hmac.Dispose();
+            t_hmac = cache = new HmacContext(key, IncrementalHash.CreateHMAC(HashAlgorithmName.SHA256, key));
+        }
+        Span<byte> mac = stackalloc byte[32];
+        cache.Hmac.AppendData(stringToSign);
+        cache.Hmac.GetHashAndReset(mac);
+        return HexString(mac);
+    }
+
+    [ThreadStatic] private static HmacContext? t_hmac;
+
+    private sealed record HmacContext(byte[] Key, IncrementalHash Hmac)
+    {
+        public override string ToString() => nameof(HmacContext);
+    }
+
+    private static string SignV4a(ReadOnlySpan<byte> stringToSign, AwsCredentials credentials)
+    {
+        Span<byte> hash = stackalloc byte[32];
+        SHA256.HashData(stringToSign, hash);
+        var der = credentials.GetSigV4aKey().SignHash(hash, DSASignatureFormat.Rfc3279DerSequence);
+        return HexString(der);
+    }
+
+    private static int ScopeDate(string amzDate) =>
+        int.Parse(amzDate.AsSpan(0, 8), NumberStyles.None, CultureInfo.InvariantCulture);
+
+    private static string FormatOutput(in SigningInput input, ReadOnlySpan<byte> signedHeaders, string signature)
+    {
+        string algorithm = input.Options.Algorithm == SigningAlgorithm.SigV4 ? AlgorithmV4 : AlgorithmV4a;
+        Span<byte> scope = stackalloc byte[256];
+        scope = scope[..WriteScope(input, scope)];
+        if (input.ExpiresSeconds == 0)
+        {
+            // Authorization: ALGORITHM Credential=AKID/scope, SignedHeaders=a;b;c, Signature=hex
+            int length = algorithm.Length + " Credential=".Length + input.AccessKeyId.Length + 1 + scope.Length
+                + ", SignedHeaders=".Length + signedHeaders.Length + ", Signature=".Length + signature.Length;
+            char[]? rented = null;
+            Span<char> chars = length <= 1024 ? stackalloc char[length] : (rented = ArrayPool<char>.Shared.Rent(length));
+            try
+            {
+                int n = 0;
+                Put(chars, ref n, algorithm);
+                Put(chars, ref n, " Credential=");
+                Put(chars, ref n, input.AccessKeyId);
+                chars[n++] = '/';
+                n += Encoding.ASCII.GetChars(scope, chars[n..]);
+                Put(chars, ref n, ", SignedHeaders=");
+                n += Encoding.ASCII.GetChars(signedHeaders, chars[n..]);
+                Put(chars, ref n, ", Signature=");
+                Put(chars, ref n, signature);
+                return new string(chars[..n]);
+            }
+            finally
+            {
+                if (rented is not null) ArrayPool<char>.Shared.Return(rented);
+            }
+        }
+
+        // Query signing: the X-Amz-* parameters (with an unsigned session token, if any) and X-Amz-Signature last.
+        var names = Encoding.ASCII.GetString(signedHeaders).Split(';');
+        var headerPairs = new KeyValuePair<string, string>[names.Length];
+        for (int i = 0; i < names.Length; i++) headerPairs[i] = new(names[i], "");
+        var query = new ByteBuilder(512);
+        try
+        {
+            foreach (var (name, value) in PresignParameters(input, headerPairs, includeUnsignedToken: true))
+            {
+                AppendUriEncoded(ref query, name, false, false, keepSlash: false);
+                query.Append((byte)'=');
+                AppendUriEncoded(ref query, value, false, false, keepSlash: false);
+                query.Append((byte)'&');
+            }
+            query.AppendAscii("X-Amz-Signature=");
+            query.AppendAscii(signature);
+            return Encoding.ASCII.GetString(query.Written);
+        }
+        finally
+        {
+            query.Dispose();
+        }
+    }
+
+    private static void Put(Span<char> chars, ref int n, string s)
+    {
+        s.CopyTo(chars[n..]);
+        n += s.Length;
+    }
+
+    /// <summary>Recomputes the canonical request, string to sign and signed headers of a signature.</summary>
+    internal static (string CanonicalRequest, string StringToSign, string SignedHeaders) Describe(in SigningInput input)
+    {
+        var w = new ByteBuilder(1024);
+        try
+        {
+            WriteCanonicalRequest(ref w, input, out int start, out int length);
+            Span<byte> sts = stackalloc byte[256];
+            int stsLength = WriteStringToSign(w.Written, input, sts);
+            return (Encoding.UTF8.GetString(w.Written), Encoding.UTF8.GetString(sts[..stsLength]), Encoding.ASCII.GetString(w.Written.Slice(start, length)));
+        }
+        finally
+        {
+            w.Dispose();
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // The shells: signing an HttpRequestMessage, presigning a URL.
+    // ---------------------------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Signs an <see cref="HttpRequestMessage"/> in place: removes an earlier signature, hashes the body (without
+    /// spoiling it for the send), and adds <c>X-Amz-Date</c>, <c>X-Amz-Security-Token</c>, <c>x-amz-content-sha256</c>
+    /// when asked, and <c>Authorization</c>. The time comes from <see cref="SigV4Options.Clock"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The URI is relative, or a header is malformed (such as CR or LF in a value).</exception>
+    /// <exception cref="InvalidOperationException">The body is a stream that can be read once only and is too large to buffer.</exception>
+    public static async ValueTask<SigV4Signature> SignAsync(HttpRequestMessage request, AwsCredentials credentials, SigV4Options options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(credentials);
+        ArgumentNullException.ThrowIfNull(options);
+        var uri = RequireAbsolute(request.RequestUri);
+        RemoveSignature(request);
+
+        var headers = new List<KeyValuePair<string, string>>(8);
+        headers.Add(new("Host", request.Headers.Host ?? HostHeader(uri)));
+        AddHeaders(headers, request.Headers);
+        if (request.Content is not null) AddHeaders(headers, request.Content.Headers);
+
+        string payloadHash = options.PayloadHash
+            ?? ValueOf(request.Headers, "x-amz-content-sha256")
+            ?? await HashContentAsync(request.Content, options, cancellationToken).ConfigureAwait(false);
+        if (options.PayloadHash is not null) ValidatePayloadHash(options.PayloadHash, nameof(options));
+
+        var (path, query) = SplitPathAndQuery(uri);
+        var signature = Sign(request.Method.Method, path, query, headers, payloadHash, options.Clock.GetUtcNow(), credentials, options);
+        foreach (var (name, value) in signature.HeadersToAdd)
+            request.Headers.TryAddWithoutValidation(name, value);
+        if (signature.HeadersToAdd.Count > 0 && payloadHash is not null && options.AddContentSha256Header)
+            request.Options.Set(AddedContentSha256, true);
+        return signature;
+    }
+
+    /// <summary>
+    /// Returns a presigned URL for <paramref name="uri"/>: anyone holding it can make the request until it expires.
+    /// Signs the host only; the payload is <see cref="UnsignedPayload"/> for the S3 family, else the empty body's
+    /// hash (or <see cref="SigV4Options.PayloadHash"/> when set). The time comes from <see cref="SigV4Options.Clock"/>.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The expiry is outside 1 second to 7 days.</exception>
+    public static Uri Presign(HttpMethod method, Uri uri, AwsCredentials credentials, SigV4Options options, TimeSpan expiresIn)
+    {
+        ArgumentNullException.ThrowIfNull(method);
+        ArgumentNullException.ThrowIfNull(options);
+        uri = RequireAbsolute(uri);
+        var (path, query) = SplitPathAndQuery(uri);
+        string payloadHash = options.PayloadHash ?? (options.AddContentSha256Header ? UnsignedPayload : EmptyPayloadHash);
+        var headers = new[] { new KeyValuePair<string, string>("Host", HostHeader(uri)) };
+        var signature = Presign(method.Method, path, query, headers, payloadHash, options.Clock.GetUtcNow(), expiresIn, credentials, options);
+        var text = uri.GetLeftPart(UriPartial.Authority) + path + "?" + (query.Length > 0 ? query + "&" : "") + signature.QueryParameters;
+        return new Uri(text, new UriCreationOptions { DangerousDisablePathAndQueryCanonicalization = true });
+    }
+
+    private static readonly HttpRequestOptionsKey<bool> AddedContentSha256 = new("SigV4Lite.AddedContentSha256");
+
+    // The body as the service will hash it. Bodies that can be read again (byte arrays, seekable streams) are hashed
+    // in place; any other body is buffered first so that the send still has it, unless the service takes unsigned
+    // payloads (the S3 family), which lets a large upload stream.
+    private static async ValueTask<string> HashContentAsync(HttpContent? content, SigV4Options options, CancellationToken cancellationToken)
+    {
+        if (content is null) return EmptyPayloadHash;
+        bool rereadable = content is ByteArrayContent || content is ReadOnlyMemoryContent
+            || (content is StreamContent && content.Headers.ContentLength is not null); // StreamContent knows its length only when seekable
+        if (!rereadable)
+        {
+            if (options.AddContentSha256Header) return UnsignedPayload;
+            try
+            {
+                await content.LoadIntoBufferAsync(MaxBufferedBody).ConfigureAwait(false);
+            }
+            catch (HttpRequestException e)
+            {
+                throw new InvalidOperationException(
+                    $"The request body can be read only once and is larger than {MaxBufferedBody / (1024 * 1024)} MiB, too large to buffer for hashing. " +
+                    "Send a ByteArrayContent or a seekable stream, or set SigV4Options.PayloadHash to its precomputed SHA-256.", e);
+            }
+        }
+        var sink = t_hashSink ?? new HashSink();
+        t_hashSink = null;
+        try
+        {
+            await content.CopyToAsync(sink, cancellationToken).ConfigureAwait(false);
+            return sink.HexHashAndReset();
+        }
+        finally
+        {
+            t_hashSink = sink;
+        }
+    }
+
+    private const long MaxBufferedBody = 64L * 1024 * 1024;
+
+    [ThreadStatic] private static HashSink? t_hashSink;
+
+    // A write-only stream that hashes what is written: the body is copied into it, never into a buffer of ours.
+    private sealed class HashSink : Stream
+    {
+        private readonly IncrementalHash _sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+
+        public string HexHashAndReset()
+        {
+            Span<byte> hash = stackalloc byte[32];
+            _sha.GetHashAndReset(hash);
+            return HexString(hash);
+        }
+
+        public override void Write(ReadOnlySpan<byte> buffer) => _sha.AppendData(buffer);
+        public override void Write(byte[] buffer, int offset, int count) => _sha.AppendData(buffer, offset, count);
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
+        {
+            _sha.AppendData(buffer, offset, count);
+            return Task.CompletedTask;
+        }
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            _sha.AppendData(buffer.Span);
+            return default;
+        }
+        public override void Flush() { }
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+    }
+
+    private static Uri RequireAbsolute(Uri? uri)
+    {
+        if (uri is null)
+            throw new ArgumentException("The request has no RequestUri; set an absolute URI such as https://lambda.us-east-1.amazonaws.com/.", "request");
+        if (!uri.IsAbsoluteUri)
+            throw new ArgumentException($"The request URI '{uri}' is relative; signing needs the absolute URI that is sent (scheme, host and path), such as https://lambda.us-east-1.amazonaws.com{(uri.OriginalString.StartsWith('/') ? "" : "/")}{uri.OriginalString}.", "request");
+        return uri;
+    }
+
+    // Removes what an earlier signing added, so that a retried or re-sent request is signed afresh.
+    private static void RemoveSignature(HttpRequestMessage request)
+    {
+        request.Headers.Remove("Authorization");
+        request.Headers.Remove("X-Amz-Date");
+        request.Headers.Remove("X-Amz-Security-Token");
+        request.Headers.Remove("X-Amz-Region-Set");
+        if (request.Options.TryGetValue(AddedContentSha256, out bool added) && added)
+        {
+            request.Headers.Remove("x-amz-content-sha256");
+            request.Options.Set(AddedContentSha256, false);
+        }
+    }
+
+    // What HttpClient sends: header values as written on the wire (multiple values joined as the header's parser
+    // joins them). Host is taken separately; Content-Length belongs to the transport and is not signed.
+    private static void AddHeaders(List<KeyValuePair<string, string>> list, HttpHeaders headers)
+    {
+        foreach (var header in headers.NonValidated)
+        {
+            if (header.Key.Equals("Host", StringComparison.OrdinalIgnoreCase) || header.Key.Equals("Content-Length", StringComparison.OrdinalIgnoreCase))
+                continue;
+            list.Add(new(header.Key, header.Value.ToString()));
+        }
+    }
+
+    private static string? ValueOf(HttpHeaders headers, string name) =>
+        headers.NonValidated.TryGetValues(name, out var values) ? values.ToString().Trim() : null;
+
+    // The Host header HttpClient sends for a URI: the host (IPv6 in brackets, IDN as punycode), and :port unless default.
+    internal static string HostHeader(Uri uri)
+    {
+        string host = uri.HostNameType == UriHostNameType.IPv6 ? "[" + uri.IdnHost.Trim('[', ']') + "]" : uri.IdnHost;
+        return uri.IsDefaultPort ? host : host + ":" + uri.Port.ToString(CultureInfo.InvariantCulture);
+    }
+
+    // The path and query exactly as HttpClient puts them on the request line.
+    internal static (string Path, string Query) SplitPathAndQuery(Uri uri)
+    {
+        string pathAndQuery = uri.PathAndQuery;
+        int hash = pathAndQuery.IndexOf('#');
+        if (hash >= 0) pathAndQuery = pathAndQuery[..hash];
+        int q = pathAndQuery.IndexOf('?');
+        return q < 0 ? (pathAndQuery, "") : (pathAndQuery[..q], pathAndQuery[(q + 1)..]);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Helpers.
+    // ---------------------------------------------------------------------------------------------------------
+
+    private static bool HasQueryParameter(string query, string name)
+    {
+        foreach (var part in query.TrimStart('?').Split('&'))
+        {
+            int eq = part.IndexOf('=');
+            if ((eq < 0 ? part : part[..eq]).Equals(name, StringComparison.OrdinalIgnoreCase)) return true;
+        }
+        return false;
+    }
+
+    private static bool IsToken(string s)
+    {
+        foreach (char c in s)
+            if (!(c is >= 'a' and <= 'z' or >= 'A' and <= 'Z' or >= '0' and <= '9'
+                || "!#$%&'*+-.^_`|~".Contains(c)))
+                return false;
+        return true;
+    }
+
+    private static int CompareLowercase(string a, string b)
+    {
+        int n = Math.Min(a.Length, b.Length);
+        for (int i = 0; i < n; i++)
+        {
+            int c = ToLowerAscii(a[i]) - ToLowerAscii(b[i]);
+            if (c != 0) return c;
+        }
+        return a.Length - b.Length;
+    }
+
+    private static char ToLowerAscii(char c) => c is >= 'A' and <= 'Z' ? (char)(c | 0x20) : c;
+
+    private static void AppendLowercase(ref ByteBuilder w, string name)
+    {
+        foreach (char c in name) w.Append((byte)ToLowerAscii(c));
+    }
+
+    private static bool IsHex(char c) => c is >= '0' and <= '9' or >= 'a' and <= 'f' or >= 'A' and <= 'F';
+
+    private static int HexValue(char c) => c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+
+    private static int WriteHex(ReadOnlySpan<byte> bytes, Span<byte> destination)
+    {
+        for (int i = 0; i < bytes.Length; i++)
+        {
+            destination[2 * i] = (byte)"0123456789abcdef"[bytes[i] >> 4];
+            destination[2 * i + 1] = (byte)"0123456789abcdef"[bytes[i] & 0xF];
+        }
+        return bytes.Length * 2;
+    }
+
+    internal static string HexString(ReadOnlySpan<byte> bytes)
+    {
+        Span<byte> hex = bytes.Length <= 128 ? stackalloc byte[bytes.Length * 2] : new byte[bytes.Length * 2];
+        WriteHex(bytes, hex);
+        return Encoding.ASCII.GetString(hex);
+    }
+
+    // A growable byte buffer on pooled arrays, for the canonical request and the encoded query.
+    private ref struct ByteBuilder
+    {
+        private byte[] _buffer;
+        public int Length;
+
+        public ByteBuilder(int capacity) { _buffer = ArrayPool<byte>.Shared.Rent(capacity); Length = 0; }
+
+        public readonly ReadOnlySpan<byte> Written => _buffer.AsSpan(0, Length);
+
+        public void Append(byte b)
+        {
+            if (Length == _buffer.Length) Grow(1);
+            _buffer[Length++] = b;
+        }
+
+        public void Append(scoped ReadOnlySpan<byte> bytes)
+        {
+            if (Length + bytes.Length > _buffer.Length) Grow(bytes.Length);
+            bytes.CopyTo(_buffer.AsSpan(Length));
+            Length += bytes.Length;
+        }
+
+        public void AppendAscii(string s)
+        {
+            if (Length + s.Length > _buffer.Length) Grow(s.Length);
+            Length += Encoding.ASCII.GetBytes(s, _buffer.AsSpan(Length));
+        }
+
+        public void AppendUtf8(char c)
+        {
+            Span<byte> utf8 = stackalloc byte[4];
+            var rune = Rune.TryCreate(c, out var r) ? r : Rune.ReplacementChar;
+            Append(utf8[..rune.EncodeToUtf8(utf8)]);
+        }
+
+        private void Grow(int more)
+        {
+            var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(_buffer.Length * 2, Length + more));
+            _buffer.AsSpan(0, Length).CopyTo(bigger);
+            ArrayPool<byte>.Shared.Return(_buffer);
+            _buffer = bigger;
+        }
+
+        public void Dispose() => ArrayPool<byte>.Shared.Return(_buffer);
+    }
+}
+
+/// <summary>
+/// A <see cref="DelegatingHandler"/> that signs every request it sends, afresh on each send, with the credentials
+/// its provider gives at that moment: a retried request or a long-lived HttpClient with rotating credentials stays
+/// valid. A request may carry its own options under <see cref="OptionsKey"/> (another service or region).
+/// </summary>
+public sealed class SigV4Handler : DelegatingHandler
+{
+    /// <summary>The request option that overrides the handler's <see cref="SigV4Options"/> for one request.</summary>
+    public static readonly HttpRequestOptionsKey<SigV4Options> OptionsKey = new("SigV4Lite.SigV4Options");
+
+    private readonly IAwsCredentialsProvider _credentials;
+    private readonly SigV4Options _options;
+
+    /// <summary>Creates a handler over a new <see cref="HttpClientHandler"/>-equivalent inner handler.</summary>
+    public SigV4Handler(IAwsCredentialsProvider credentials, SigV4Options options)
+        : this(credentials, options, new SocketsHttpHandler()) { }
+
+    /// <summary>Creates a handler that signs and then passes requests to <paramref name="innerHandler"/>.</summary>
+    public SigV4Handler(IAwsCredentialsProvider credentials, SigV4Options options, HttpMessageHandler innerHandler)
+        : base(innerHandler)
+    {
+        _credentials = credentials ?? throw new ArgumentNullException(nameof(credentials));
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+    }
+
+    /// <summary>Signs the request, then sends it.</summary>
+    protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        var options = request.Options.TryGetValue(OptionsKey, out var own) ? own : _options;
+        var credentials = await _credentials.GetCredentialsAsync(cancellationToken).ConfigureAwait(false);
+        await SigV4.SignAsync(request, credentials, options, cancellationToken).ConfigureAwait(false);
+        return await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+    }
+}
