@@ -1,0 +1,1404 @@
+// LambdaInvoke.cs: AWS Lambda Invoke over SigV4.cs, one call or a concurrent fan-out. BCL only.
+//
+//   using var lambda = new LambdaClient(new LambdaClientOptions { Region = "us-east-1" });
+//   LambdaResponse answer = await lambda.InvokeAsync("my-function", """{"hello": 1}""");
+//   IReadOnlyList<LambdaResponse> all = await lambda.InvokeAllAsync(requests, new LambdaFanOutOptions { MaxConcurrency = 64 });
+//
+// The file reads top-down: the options and values a caller sees, the exceptions, the client (one invocation with
+// its retries), the fan-out engine, then endpoint rules and small helpers. Every type compiles as internal too.
+#nullable enable
+
+using System;
+using System.Buffers;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
+using System.IO;
+using System.Net;
+using System.Net.Http;
+using System.Runtime.CompilerServices;
+using System.Runtime.ExceptionServices;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using System.Threading;
+using System.Threading.Channels;
+using System.Threading.Tasks;
+
+namespace SigV4Lite;
+
+/// <summary>How Lambda runs an invocation (<c>X-Amz-Invocation-Type</c>).</summary>
+public enum LambdaInvocationType
+{
+    /// <summary>Synchronous: waits for the function and returns its answer (HTTP 200).</summary>
+    RequestResponse,
+    /// <summary>Asynchronous: queues the event and returns at once (HTTP 202, empty payload).</summary>
+    Event,
+    /// <summary>Checks the parameters and permissions without running the function (HTTP 204).</summary>
+    DryRun,
+}
+
+/// <summary>Settings of a <see cref="LambdaClient"/>. Every property is optional.</summary>
+public sealed class LambdaClientOptions
+{
+    /// <summary>The region, such as <c>us-east-1</c>. Null reads <c>AWS_REGION</c>, then <c>AWS_DEFAULT_REGION</c>.</summary>
+    public string? Region { get; init; }
+
+    /// <summary>A custom endpoint (an emulator, a VPC endpoint). Null reads <c>AWS_ENDPOINT_URL_LAMBDA</c>, then
+    /// <c>AWS_ENDPOINT_URL</c> (both ignored when <c>AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true</c>), else the
+    /// region's public endpoint.</summary>
+    public Uri? Endpoint { get; init; }
+
+    /// <summary>Use the FIPS endpoint (<c>lambda-fips.{region}...</c>); ignored with a custom endpoint.</summary>
+    public bool UseFips { get; init; }
+
+    /// <summary>Use the dual-stack (IPv4 and IPv6) endpoint; ignored with a custom endpoint.</summary>
+    public bool UseDualStack { get; init; }
+
+    /// <summary>Where credentials come from. Null reads <c>AWS_ACCESS_KEY_ID</c>, <c>AWS_SECRET_ACCESS_KEY</c> and
+    /// <c>AWS_SESSION_TOKEN</c> when the first call needs them.</summary>
+    public IAwsCredentialsProvider? Credentials { get; init; }
+
+    /// <summary>An HttpClient to send with (from IHttpClientFactory, say). Its own <see cref="HttpClient.Timeout"/>
+    /// still applies; set it to <see cref="Timeout.InfiniteTimeSpan"/> to rely on <see cref="Timeout"/> only.
+    /// Null uses one pooled HttpClient shared by every client in the process.</summary>
+    public HttpClient? HttpClient { get; init; }
+
+    /// <summary>A handler to send with, when <see cref="HttpClient"/> is null. The client does not dispose it.</summary>
+    public HttpMessageHandler? HttpHandler { get; init; }
+
+    /// <summary>Attempts per invocation, the first included: 3 by default (the SDKs' standard mode); 1 turns retries off.</summary>
+    public int MaxAttempts { get; init; } = 3;
+
+    /// <summary>The base of the exponential backoff: the delay before retry i is random in [0, min(base * 2^(i-1), 20 s)).
+    /// 1 second by default.</summary>
+    public TimeSpan RetryBaseDelay { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Waits before a retry. Null waits on <see cref="Clock"/>; tests pass a function that records and returns at once.</summary>
+    public Func<TimeSpan, CancellationToken, Task>? RetryDelay { get; init; }
+
+    /// <summary>How long one attempt may take (sending, the function's run, reading the answer) before it fails with a
+    /// <see cref="LambdaTimeoutException"/>. 16 minutes by default: longer than the longest run Lambda allows (15 minutes).</summary>
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromMinutes(16);
+
+    /// <summary>The clock for signing, retry delays and timeouts; <see cref="TimeProvider.System"/> by default.</summary>
+    public TimeProvider Clock { get; init; } = TimeProvider.System;
+}
+
+/// <summary>Settings of one invocation. An instance can be shared by any number of calls.</summary>
+public sealed class LambdaInvokeOptions
+{
+    internal static readonly LambdaInvokeOptions Default = new();
+
+    /// <summary>A version or alias (<c>$LATEST</c>, <c>7</c>, <c>live</c>), sent as <c>?Qualifier=</c>; null for none.
+    /// A qualifier may also end the function name (<c>my-function:live</c>).</summary>
+    public string? Qualifier { get; init; }
+
+    /// <summary>Synchronous (the default), asynchronous (<see cref="LambdaInvocationType.Event"/>) or a dry run.</summary>
+    public LambdaInvocationType InvocationType { get; init; }
+
+    /// <summary>Asks for the last 4 KB of the function's log, returned decoded in <see cref="LambdaResponse.Log"/>.
+    /// Synchronous invocations only.</summary>
+    public bool IncludeLogTail { get; init; }
+
+    /// <summary>JSON passed to the function's context object (sent base64-encoded in <c>X-Amz-Client-Context</c>,
+    /// at most 3,583 bytes once encoded). Synchronous invocations only.</summary>
+    public string? ClientContext { get; init; }
+
+    /// <summary>Whether a function error (HTTP 200 with <c>X-Amz-Function-Error</c>) throws a
+    /// <see cref="LambdaFunctionException"/> (the default) or is returned as a response whose
+    /// <see cref="LambdaResponse.FunctionError"/> is set and whose payload is the error object.</summary>
+    public bool ThrowOnFunctionError { get; init; } = true;
+
+    /// <summary>Overrides <see cref="LambdaClientOptions.Timeout"/> for these calls: the limit of one attempt.</summary>
+    public TimeSpan? Timeout { get; init; }
+
+    // Encoded once per options instance: a fan-out sharing one instance pays for it once.
+    private string? _encodedClientContext;
+
+    internal string? GetEncodedClientContext()
+    {
+        if (ClientContext is null) return null;
+        return _encodedClientContext ??= LambdaClient.EncodeClientContext(ClientContext);
+    }
+}
+
+/// <summary>The answer to one invocation.</summary>
+public sealed class LambdaResponse
+{
+    internal LambdaResponse(string functionName, int statusCode, byte[] payload, string? executedVersion, string? requestId, string? log, string? functionError)
+    {
+        FunctionName = functionName;
+        StatusCode = statusCode;
+        _payload = payload;
+        ExecutedVersion = executedVersion;
+        RequestId = requestId;
+        Log = log;
+        FunctionError = functionError;
+    }
+
+    private readonly byte[] _payload;
+
+    /// <summary>The function name as the caller gave it.</summary>
+    public string FunctionName { get; }
+
+    /// <summary>The HTTP status: 200 (RequestResponse), 202 (Event) or 204 (DryRun).</summary>
+    public int StatusCode { get; }
+
+    /// <summary>The function's answer as sent (usually JSON); empty for Event and DryRun.</summary>
+    public ReadOnlyMemory<byte> Payload => _payload;
+
+    /// <summary>The version that ran (<c>X-Amz-Executed-Version</c>), such as <c>$LATEST</c>; null when not sent.</summary>
+    public string? ExecutedVersion { get; }
+
+    /// <summary>Lambda's request id (<c>x-amzn-RequestId</c>).</summary>
+    public string? RequestId { get; }
+
+    /// <summary>The end of the function's log, decoded, when <see cref="LambdaInvokeOptions.IncludeLogTail"/> asked for it.</summary>
+    public string? Log { get; }
+
+    /// <summary><c>Handled</c> or <c>Unhandled</c> when the function failed and <see cref="LambdaInvokeOptions.ThrowOnFunctionError"/>
+    /// was off (the payload is then the error object); null when it succeeded.</summary>
+    public string? FunctionError { get; }
+
+    /// <summary>The payload as UTF-8 text.</summary>
+    public string GetPayloadString() => Encoding.UTF8.GetString(_payload);
+
+    /// <summary>Deserializes the JSON payload with source-generated metadata (AOT and trimming safe).</summary>
+    /// <exception cref="JsonException">The payload is not JSON of that shape.</exception>
+    public T? DeserializePayload<T>(JsonTypeInfo<T> typeInfo)
+    {
+        ArgumentNullException.ThrowIfNull(typeInfo);
+        return JsonSerializer.Deserialize(_payload, typeInfo);
+    }
+
+    /// <summary>Shows the function, status, request id and payload size.</summary>
+    public override string ToString() =>
+        $"LambdaResponse {{ FunctionName = {FunctionName}, StatusCode = {StatusCode}, RequestId = {RequestId}, ExecutedVersion = {ExecutedVersion}, Payload = {_payload.Length} bytes{(FunctionError is null ? "" : ", FunctionError = " + FunctionError)} }}";
+}
+
+/// <summary>One request of a fan-out: the function, its payload and, optionally, its own settings.</summary>
+public readonly struct LambdaRequest
+{
+    /// <summary>Creates a request with a payload of bytes (usually UTF-8 JSON).</summary>
+    public LambdaRequest(string functionName, ReadOnlyMemory<byte> payload, LambdaInvokeOptions? options = null)
+    {
+        FunctionName = functionName;
+        Payload = payload;
+        Options = options;
+    }
+
+    /// <summary>Creates a request with a text payload (usually JSON), sent as UTF-8.</summary>
+    public LambdaRequest(string functionName, string payload, LambdaInvokeOptions? options = null)
+        : this(functionName, Encoding.UTF8.GetBytes(payload ?? throw new ArgumentNullException(nameof(payload))), options) { }
+
+    /// <summary>The function: a name, <c>name:qualifier</c>, a full ARN or a partial ARN.</summary>
+    public string FunctionName { get; }
+
+    /// <summary>The payload, sent as is.</summary>
+    public ReadOnlyMemory<byte> Payload { get; }
+
+    /// <summary>This request's settings; null for the defaults.</summary>
+    public LambdaInvokeOptions? Options { get; }
+
+    /// <summary>Shows the function and payload size.</summary>
+    public override string ToString() => $"LambdaRequest {{ FunctionName = {FunctionName}, Payload = {Payload.Length} bytes }}";
+}
+
+/// <summary>Settings of a fan-out.</summary>
+public sealed class LambdaFanOutOptions
+{
+    internal static readonly LambdaFanOutOptions Default = new();
+
+    /// <summary>The most invocations in flight at once, never exceeded; also the most requests read ahead of the
+    /// results consumed. 16 by default.</summary>
+    public int MaxConcurrency { get; init; } = 16;
+
+    /// <summary>Told after each invocation completes (from the thread that completed it), and once at the end.</summary>
+    public IProgress<LambdaFanOutProgress>? Progress { get; init; }
+}
+
+/// <summary>Where a fan-out stands.</summary>
+/// <param name="Completed">Invocations finished, failed ones included.</param>
+/// <param name="Failed">Invocations that failed.</param>
+/// <param name="InFlight">Invocations started and not yet finished.</param>
+public readonly record struct LambdaFanOutProgress(long Completed, long Failed, int InFlight);
+
+/// <summary>The outcome of one request of a fan-out: its response, or the exception it failed with.</summary>
+public readonly struct LambdaOutcome
+{
+    internal LambdaOutcome(long index, string functionName, LambdaResponse? response, Exception? error, TimeSpan elapsed)
+    {
+        Index = index;
+        FunctionName = functionName;
+        Response = response;
+        Error = error;
+        Elapsed = elapsed;
+    }
+
+    /// <summary>The request's position in the input, from 0.</summary>
+    public long Index { get; }
+
+    /// <summary>The function name as given in the request.</summary>
+    public string FunctionName { get; }
+
+    /// <summary>The response; null when the invocation failed.</summary>
+    public LambdaResponse? Response { get; }
+
+    /// <summary>Why it failed (<see cref="LambdaFunctionException"/>, <see cref="LambdaServiceException"/>,
+    /// <see cref="LambdaTimeoutException"/>, <see cref="HttpRequestException"/>, ...); null when it succeeded.</summary>
+    public Exception? Error { get; }
+
+    /// <summary>How long the invocation took, retries included.</summary>
+    public TimeSpan Elapsed { get; }
+
+    /// <summary>Whether the invocation succeeded.</summary>
+    [MemberNotNullWhen(true, nameof(Response))]
+    [MemberNotNullWhen(false, nameof(Error))]
+    public bool Succeeded => Error is null;
+
+    /// <summary>Returns the response, or throws the exception the invocation failed with.</summary>
+    public LambdaResponse GetResponseOrThrow()
+    {
+        if (Error is not null) ExceptionDispatchInfo.Throw(Error);
+        return Response!;
+    }
+
+    /// <summary>Shows the index, function and result.</summary>
+    public override string ToString() =>
+        $"LambdaOutcome {{ Index = {Index}, FunctionName = {FunctionName}, {(Error is null ? "Succeeded" : "Failed: " + Error.GetType().Name)} }}";
+}
+
+/// <summary>
+/// Lambda answered with an error of its own (HTTP 4xx or 5xx): the function did not run, or its result is unknown.
+/// <see cref="ErrorType"/> names it as AWS does (<c>ResourceNotFoundException</c>, <c>TooManyRequestsException</c>, ...).
+/// </summary>
+public sealed class LambdaServiceException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public LambdaServiceException(string functionName, string errorType, string errorMessage, int statusCode, string? requestId,
+        string? reason = null, TimeSpan? retryAfter = null, int attempts = 1)
+        : base(FormatMessage(functionName, errorType, errorMessage, statusCode, requestId, reason, attempts))
+    {
+        FunctionName = functionName;
+        ErrorType = errorType;
+        ErrorMessage = errorMessage;
+        StatusCode = statusCode;
+        RequestId = requestId;
+        Reason = reason;
+        RetryAfter = retryAfter;
+        Attempts = attempts;
+    }
+
+    /// <summary>The function name as the caller gave it.</summary>
+    public string FunctionName { get; }
+
+    /// <summary>The error type, such as <c>ResourceNotFoundException</c> (without the <c>:suffix</c> or <c>prefix#</c> AWS may add).</summary>
+    public string ErrorType { get; }
+
+    /// <summary>The service's message.</summary>
+    public string ErrorMessage { get; }
+
+    /// <summary>The HTTP status.</summary>
+    public int StatusCode { get; }
+
+    /// <summary>Lambda's request id (<c>x-amzn-RequestId</c>), for AWS support.</summary>
+    public string? RequestId { get; }
+
+    /// <summary>Why a request was throttled (429), such as <c>ReservedFunctionConcurrentInvocationLimitExceeded</c>; else null.</summary>
+    public string? Reason { get; }
+
+    /// <summary>The <c>Retry-After</c> the service asked for, if any.</summary>
+    public TimeSpan? RetryAfter { get; }
+
+    /// <summary>How many attempts were made, this one included.</summary>
+    public int Attempts { get; }
+
+    /// <summary>Whether this is throttling (429 or a throttling error type): the function did not run; a later retry is safe.</summary>
+    public bool IsThrottling => StatusCode == 429 || LambdaClient.IsThrottlingType(ErrorType);
+
+    internal DateTimeOffset? ServerDate { get; init; }
+
+    private static string FormatMessage(string functionName, string errorType, string errorMessage, int statusCode, string? requestId, string? reason, int attempts) =>
+        $"Lambda answered {statusCode} {errorType} for function '{functionName}': {errorMessage}" +
+        (reason is null ? "" : $" (reason: {reason})") +
+        (requestId is null ? "" : $" (request id {requestId})") +
+        (attempts > 1 ? $" after {attempts} attempts" : "");
+}
+
+/// <summary>
+/// The function ran and failed: Lambda answered HTTP 200 with <c>X-Amz-Function-Error</c>. <see cref="ErrorType"/>
+/// and <see cref="ErrorMessage"/> come from the function's error object. Never retried: the function did run.
+/// </summary>
+public sealed class LambdaFunctionException : Exception
+{
+    /// <summary>Creates the exception from the response that carried the function error.</summary>
+    public LambdaFunctionException(LambdaResponse response)
+        : this(response ?? throw new ArgumentNullException(nameof(response)), ReadErrorObject(response.Payload.Span)) { }
+
+    private LambdaFunctionException(LambdaResponse response, (string Type, string Message) error)
+        : base($"Lambda function '{response.FunctionName}' failed ({response.FunctionError ?? "Unhandled"}): {error.Type}: {error.Message}" +
+               (response.RequestId is null ? "" : $" (request id {response.RequestId})"))
+    {
+        Response = response;
+        ErrorType = error.Type;
+        ErrorMessage = error.Message;
+    }
+
+    /// <summary>The response: its payload is the error object, with the log if it was asked for.</summary>
+    public LambdaResponse Response { get; }
+
+    /// <summary>The function name as the caller gave it.</summary>
+    public string FunctionName => Response.FunctionName;
+
+    /// <summary><c>Handled</c> (the function returned an error) or <c>Unhandled</c> (it threw, timed out or crashed).</summary>
+    public string FunctionError => Response.FunctionError ?? "Unhandled";
+
+    /// <summary>The function's <c>errorType</c>, such as <c>ValueError</c> or <c>Runtime.ExitError</c>.</summary>
+    public string ErrorType { get; }
+
+    /// <summary>The function's <c>errorMessage</c>.</summary>
+    public string ErrorMessage { get; }
+
+    /// <summary>Lambda's request id.</summary>
+    public string? RequestId => Response.RequestId;
+
+    // The error object is {"errorMessage": ..., "errorType": ..., "stackTrace": [...]}; anything else is shown as text.
+    private static (string Type, string Message) ReadErrorObject(ReadOnlySpan<byte> payload)
+    {
+        string? type = null, message = null;
+        try
+        {
+            var reader = new Utf8JsonReader(payload);
+            if (reader.Read() && reader.TokenType == JsonTokenType.StartObject)
+            {
+                while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+                {
+                    bool isType = reader.ValueTextEquals("errorType"u8), isMessage = reader.ValueTextEquals("errorMessage"u8);
+                    reader.Read();
+                    if (reader.TokenType == JsonTokenType.String)
+                    {
+                        if (isType) type = reader.GetString();
+                        else if (isMessage) message = reader.GetString();
+                    }
+                    else reader.Skip();
+                }
+            }
+        }
+        catch (JsonException)
+        {
+            message = LambdaClient.Excerpt(payload);
+        }
+        return (type ?? "UnknownError", message ?? LambdaClient.Excerpt(payload));
+    }
+}
+
+/// <summary>An attempt took longer than its timeout (<see cref="LambdaInvokeOptions.Timeout"/>,
+/// <see cref="LambdaClientOptions.Timeout"/> or the HttpClient's own). A cancellation by the caller is an
+/// <see cref="OperationCanceledException"/> instead.</summary>
+public sealed class LambdaTimeoutException : TimeoutException
+{
+    /// <summary>Creates the exception.</summary>
+    public LambdaTimeoutException(string functionName, TimeSpan timeout, int attempts, Exception? innerException = null)
+        : base($"Invoking Lambda function '{functionName}' timed out: an attempt took longer than {timeout} " +
+               $"(set LambdaInvokeOptions.Timeout or LambdaClientOptions.Timeout for longer runs){(attempts > 1 ? $"; {attempts} attempts made" : "")}.", innerException)
+    {
+        FunctionName = functionName;
+        Timeout = timeout;
+        Attempts = attempts;
+    }
+
+    /// <summary>The function name as the caller gave it.</summary>
+    public string FunctionName { get; }
+
+    /// <summary>The timeout of one attempt.</summary>
+    public TimeSpan Timeout { get; }
+
+    /// <summary>How many attempts were made.</summary>
+    public int Attempts { get; }
+}
+
+/// <summary>
+/// Invokes AWS Lambda functions: one at a time (<see cref="InvokeAsync(string, ReadOnlyMemory{byte}, LambdaInvokeOptions?, CancellationToken)"/>)
+/// or many concurrently (<see cref="InvokeAllAsync(IEnumerable{LambdaRequest}, LambdaFanOutOptions?, CancellationToken)"/>,
+/// <see cref="InvokeAllSettledAsync(IEnumerable{LambdaRequest}, LambdaFanOutOptions?, CancellationToken)"/>,
+/// <see cref="InvokeEachAsync(IEnumerable{LambdaRequest}, LambdaFanOutOptions?, CancellationToken)"/>).
+/// Every attempt is signed afresh; throttling and transient failures are retried as the AWS SDKs' standard mode
+/// does. Thread-safe: make one and share it.
+/// </summary>
+public sealed class LambdaClient : IDisposable
+{
+    private const int MaxClientContextLength = 3583;
+    private const int RetryQuotaCapacity = 500, RetryCost = 5, TimeoutRetryCost = 10;
+    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(20);
+    private static readonly TimeSpan ClockSkewThreshold = TimeSpan.FromMinutes(5);
+
+    private readonly HttpClient _http;
+    private readonly bool _ownsHttp;
+    private readonly IAwsCredentialsProvider _credentials;
+    private readonly SigV4Options _signing;
+    private readonly TimeProvider _clock;
+    private readonly Func<TimeSpan, CancellationToken, Task>? _retryDelay;
+    private readonly int _maxAttempts;
+    private readonly TimeSpan _retryBaseDelay;
+    private readonly TimeSpan _timeout;
+    private readonly string _origin;      // scheme://host[:port]
+    private readonly string _pathPrefix;  // [base path]/2015-03-31/functions/
+    private readonly string _host;        // the Host header HttpClient sends
+    private int _retryTokens = RetryQuotaCapacity;
+    private long _clockOffsetTicks;       // server time minus local time, learnt from a clock-skew error
+
+    /// <summary>Creates a client. Nothing is sent and no credentials are read until the first call.</summary>
+    /// <exception cref="ArgumentException">A setting is out of range, or the region or endpoint is malformed.</exception>
+    /// <exception cref="InvalidOperationException">No region is set anywhere.</exception>
+    public LambdaClient(LambdaClientOptions? options = null)
+    {
+        options ??= new LambdaClientOptions();
+        if (options.MaxAttempts < 1)
+            throw new ArgumentException($"MaxAttempts must be at least 1 (1 turns retries off); it was {options.MaxAttempts}.", nameof(options));
+        if (options.RetryBaseDelay < TimeSpan.Zero)
+            throw new ArgumentException($"RetryBaseDelay must not be negative; it was {options.RetryBaseDelay}.", nameof(options));
+        ValidateTimeout(options.Timeout, nameof(options));
+
+        string region = options.Region ?? DefaultRegion()
+            ?? throw new InvalidOperationException("No AWS region is set: set LambdaClientOptions.Region, or the AWS_REGION environment variable, to a region such as us-east-1.");
+        ValidateRegion(region);
+        Region = region;
+        Endpoint = options.Endpoint ?? DefaultEndpoint() ?? ResolveEndpoint(region, options.UseFips, options.UseDualStack);
+        if (!Endpoint.IsAbsoluteUri || (Endpoint.Scheme != Uri.UriSchemeHttps && Endpoint.Scheme != Uri.UriSchemeHttp) || Endpoint.Query.Length > 0)
+            throw new ArgumentException($"The endpoint '{Endpoint}' must be an absolute http or https URL without a query, such as https://lambda.us-east-1.amazonaws.com.", nameof(options));
+
+        _origin = Endpoint.GetLeftPart(UriPartial.Authority);
+        _pathPrefix = Endpoint.AbsolutePath.TrimEnd('/') + "/2015-03-31/functions/";
+        _host = SigV4.HostHeader(Endpoint);
+        _credentials = options.Credentials ?? DefaultCredentials();
+        _clock = options.Clock ?? TimeProvider.System;
+        _signing = new SigV4Options("lambda", region);
+        _retryDelay = options.RetryDelay;
+        _maxAttempts = options.MaxAttempts;
+        _retryBaseDelay = options.RetryBaseDelay;
+        _timeout = options.Timeout;
+        if (options.HttpClient is not null) _http = options.HttpClient;
+        else if (options.HttpHandler is not null) { _http = new HttpClient(options.HttpHandler, disposeHandler: false) { Timeout = System.Threading.Timeout.InfiniteTimeSpan }; _ownsHttp = true; }
+        else _http = SharedHttpClient;
+    }
+
+    /// <summary>The region requests are signed for.</summary>
+    public string Region { get; }
+
+    /// <summary>The endpoint requests go to.</summary>
+    public Uri Endpoint { get; }
+
+    /// <summary>Server time minus local time, as learnt from a clock-skew error; zero until then.</summary>
+    internal TimeSpan ClockOffset => TimeSpan.FromTicks(Interlocked.Read(ref _clockOffsetTicks));
+
+    /// <summary>Disposes the HttpClient the client made over <see cref="LambdaClientOptions.HttpHandler"/>; nothing else.</summary>
+    public void Dispose()
+    {
+        if (_ownsHttp) _http.Dispose();
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // The defaults. The full default chains (profiles, SSO, containers, instance metadata) plug in here.
+    // ---------------------------------------------------------------------------------------------------------
+
+    private static IAwsCredentialsProvider DefaultCredentials() => new EnvironmentCredentials();
+
+    private static string? DefaultRegion() => EnvironmentValue("AWS_REGION") ?? EnvironmentValue("AWS_DEFAULT_REGION");
+
+    private static Uri? DefaultEndpoint()
+    {
+        if (string.Equals(EnvironmentValue("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"), "true", StringComparison.OrdinalIgnoreCase)) return null;
+        foreach (var name in new[] { "AWS_ENDPOINT_URL_LAMBDA", "AWS_ENDPOINT_URL" })
+        {
+            if (EnvironmentValue(name) is not { } value) continue;
+            if (!Uri.TryCreate(value, UriKind.Absolute, out var uri))
+                throw new ArgumentException($"The environment variable {name} is '{value}', not an absolute URL; set it to one such as http://127.0.0.1:9001 or unset it.");
+            return uri;
+        }
+        return null;
+    }
+
+    private static string? EnvironmentValue(string name) =>
+        Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value.Trim() : null;
+
+    // Reads the environment when the first call needs credentials, not when the client is made.
+    private sealed class EnvironmentCredentials : IAwsCredentialsProvider
+    {
+        private AwsCredentials? _credentials;
+
+        public ValueTask<AwsCredentials> GetCredentialsAsync(CancellationToken cancellationToken = default)
+        {
+            var credentials = Volatile.Read(ref _credentials);
+            if (credentials is null)
+            {
+                string? id = EnvironmentValue("AWS_ACCESS_KEY_ID"), secret = EnvironmentValue("AWS_SECRET_ACCESS_KEY");
+                if (id is null || secret is null)
+                    throw new InvalidOperationException("No AWS credentials: set LambdaClientOptions.Credentials, or the environment variables AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials).");
+                credentials = new AwsCredentials(id, secret, EnvironmentValue("AWS_SESSION_TOKEN"));
+                Volatile.Write(ref _credentials, credentials);
+            }
+            return new(credentials);
+        }
+
+        public override string ToString() => "EnvironmentCredentials";
+    }
+
+    // One pooled HttpClient for the process: connections are reused across clients, recycled every few minutes so
+    // that DNS changes are seen, and not limited in number (the fan-out bounds concurrency itself).
+    private static HttpClient SharedHttpClient => s_sharedHttp ??= CreateSharedHttpClient();
+    private static HttpClient? s_sharedHttp;
+
+    private static HttpClient CreateSharedHttpClient()
+    {
+        var handler = new SocketsHttpHandler
+        {
+            PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+            PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1),
+            MaxConnectionsPerServer = int.MaxValue,
+            AutomaticDecompression = DecompressionMethods.None,
+            UseCookies = false,
+            ConnectTimeout = TimeSpan.FromSeconds(10),
+        };
+        var client = new HttpClient(handler) { Timeout = System.Threading.Timeout.InfiniteTimeSpan };
+        return Interlocked.CompareExchange(ref s_sharedHttp, client, null) ?? client;
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // One invocation.
+    // ---------------------------------------------------------------------------------------------------------
+
+    /// <summary>Invokes a function with a payload of bytes (usually UTF-8 JSON).</summary>
+    /// <param name="functionName">A name (<c>my-function</c>), <c>name:qualifier</c>, a full ARN or a partial ARN (<c>123456789012:function:my-function</c>).</param>
+    /// <param name="payload">The event, sent as is.</param>
+    /// <param name="options">Qualifier, invocation type, log, client context, function-error handling, timeout; null for the defaults.</param>
+    /// <param name="cancellationToken">Cancels the call (an <see cref="OperationCanceledException"/>, never retried).</param>
+    /// <returns>The response.</returns>
+    /// <exception cref="LambdaFunctionException">The function ran and failed (unless <see cref="LambdaInvokeOptions.ThrowOnFunctionError"/> is off).</exception>
+    /// <exception cref="LambdaServiceException">Lambda answered with an error, after any retries.</exception>
+    /// <exception cref="LambdaTimeoutException">The last attempt timed out.</exception>
+    /// <exception cref="HttpRequestException">The connection failed on every attempt.</exception>
+    /// <exception cref="ArgumentException">The function name, qualifier or client context is malformed; nothing was sent.</exception>
+    public Task<LambdaResponse> InvokeAsync(string functionName, ReadOnlyMemory<byte> payload, LambdaInvokeOptions? options = null, CancellationToken cancellationToken = default) =>
+        InvokeCoreAsync(functionName, payload, options ?? LambdaInvokeOptions.Default, cancellationToken);
+
+    /// <summary>Invokes a function with a text payload (usually JSON), sent as UTF-8.</summary>
+    /// <inheritdoc cref="InvokeAsync(string, ReadOnlyMemory{byte}, LambdaInvokeOptions?, CancellationToken)"/>
+    public Task<LambdaResponse> InvokeAsync(string functionName, string payload, LambdaInvokeOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(payload);
+        return InvokeCoreAsync(functionName, Encoding.UTF8.GetBytes(payload), options ?? LambdaInvokeOptions.Default, cancellationToken);
+    }
+
+    /// <summary>Invokes a function with a value serialized as JSON by source-generated metadata (AOT and trimming safe).</summary>
+    /// <param name="functionName">A name, <c>name:qualifier</c>, a full ARN or a partial ARN.</param>
+    /// <param name="payload">The value to send.</param>
+    /// <param name="payloadTypeInfo">Its metadata, such as <c>MyJsonContext.Default.MyEvent</c>.</param>
+    /// <param name="options">Settings for this call; null for the defaults.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <inheritdoc cref="InvokeAsync(string, ReadOnlyMemory{byte}, LambdaInvokeOptions?, CancellationToken)"/>
+    public Task<LambdaResponse> InvokeAsync<TPayload>(string functionName, TPayload payload, JsonTypeInfo<TPayload> payloadTypeInfo, LambdaInvokeOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(payloadTypeInfo);
+        return InvokeCoreAsync(functionName, JsonSerializer.SerializeToUtf8Bytes(payload, payloadTypeInfo), options ?? LambdaInvokeOptions.Default, cancellationToken);
+    }
+
+    private async Task<LambdaResponse> InvokeCoreAsync(string functionName, ReadOnlyMemory<byte> payload, LambdaInvokeOptions options, CancellationToken cancellationToken)
+    {
+        var target = PrepareTarget(functionName, options);
+        string payloadHash = SigV4.HashPayload(payload.Span);
+        var timeout = options.Timeout ?? _timeout;
+        int attempt = 0, retryTokensTaken = 0;
+        bool skewCorrected = false;
+        while (true)
+        {
+            attempt++;
+            Exception failure;
+            int cost = RetryCost;
+            try
+            {
+                var response = await SendOnceAsync(functionName, payload, payloadHash, options, target, timeout, attempt, cancellationToken).ConfigureAwait(false);
+                ReturnRetryTokens(retryTokensTaken == 0 ? 1 : retryTokensTaken);
+                if (response.FunctionError is not null && options.ThrowOnFunctionError)
+                    throw new LambdaFunctionException(response);
+                return response;
+            }
+            catch (LambdaServiceException e) when (!skewCorrected && TryCorrectClockSkew(e))
+            {
+                // The signature was judged by a clock that differs from ours: re-sign with the corrected time, once.
+                skewCorrected = true;
+                attempt--;
+                continue;
+            }
+            catch (LambdaServiceException e) when (e.IsThrottling || IsTransientStatus(e.StatusCode))
+            {
+                failure = e;
+            }
+            catch (LambdaTimeoutException e)
+            {
+                failure = e;
+                cost = TimeoutRetryCost;
+            }
+            catch (Exception e) when ((e is HttpRequestException || e is IOException) && !cancellationToken.IsCancellationRequested)
+            {
+                failure = e;
+            }
+
+            if (attempt >= _maxAttempts || !TryTakeRetryTokens(cost))
+                ExceptionDispatchInfo.Throw(failure);
+            retryTokensTaken += cost;
+            await DelayAsync(Backoff(attempt), cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<LambdaResponse> SendOnceAsync(string functionName, ReadOnlyMemory<byte> payload, string payloadHash,
+        LambdaInvokeOptions options, Target target, TimeSpan timeout, int attempt, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var credentials = await _credentials.GetCredentialsAsync(cancellationToken).ConfigureAwait(false);
+
+        // The per-attempt timeout has a token source of its own, so that its expiry is told apart from the caller's cancellation.
+        CancellationTokenSource? attemptSource = null;
+        CancellationTokenRegistration callerRegistration = default;
+        var token = cancellationToken;
+        if (timeout != System.Threading.Timeout.InfiniteTimeSpan)
+        {
+            attemptSource = new CancellationTokenSource(timeout, _clock);
+            if (cancellationToken.CanBeCanceled)
+                callerRegistration = cancellationToken.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), attemptSource);
+            token = attemptSource.Token;
+        }
+        try
+        {
+            using var request = BuildSignedRequest(payload, payloadHash, options, target, credentials);
+            using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, token).ConfigureAwait(false);
+            byte[] body = await ReadBodyAsync(response.Content, token).ConfigureAwait(false);
+            int status = (int)response.StatusCode;
+            string? requestId = HeaderValue(response.Headers, "x-amzn-RequestId");
+            if (status < 200 || status > 299)
+                throw ReadServiceError(functionName, response, body, requestId, credentials, attempt);
+            return new LambdaResponse(functionName, status, body,
+                HeaderValue(response.Headers, "X-Amz-Executed-Version"),
+                requestId,
+                DecodeLog(HeaderValue(response.Headers, "X-Amz-Log-Result")),
+                HeaderValue(response.Headers, "X-Amz-Function-Error"));
+        }
+        catch (Exception e) when (e is not LambdaServiceException && !cancellationToken.IsCancellationRequested
+            && (attemptSource?.IsCancellationRequested == true || e is OperationCanceledException))
+        {
+            // Our timeout fired, or the HttpClient's own Timeout did (an OperationCanceledException the caller did not ask for).
+            throw new LambdaTimeoutException(functionName, attemptSource is not null ? timeout : _http.Timeout, attempt, e);
+        }
+        finally
+        {
+            callerRegistration.Dispose();
+            attemptSource?.Dispose();
+        }
+    }
+
+    // What stays the same across attempts: the URI and the path as signed, and the validated headers.
+    private readonly struct Target
+    {
+        public required Uri Uri { get; init; }
+        public required string Path { get; init; }
+        public required string Query { get; init; }
+        public required string? ClientContext { get; init; }
+    }
+
+    private Target PrepareTarget(string functionName, LambdaInvokeOptions options)
+    {
+        if (string.IsNullOrEmpty(functionName))
+            throw new ArgumentException("The function name is empty; give a name (my-function), name:qualifier, a full ARN (arn:aws:lambda:us-east-1:123456789012:function:my-function) or a partial ARN (123456789012:function:my-function).", nameof(functionName));
+        if (options.Qualifier is { Length: 0 })
+            throw new ArgumentException("The qualifier is empty; give a version or alias such as $LATEST, 7 or live, or leave it null.", nameof(options));
+        if (options.InvocationType == LambdaInvocationType.Event)
+        {
+            if (options.IncludeLogTail)
+                throw new ArgumentException("IncludeLogTail applies to synchronous invocations only: Lambda returns no log for an Event invocation. Turn it off or use RequestResponse.", nameof(options));
+            if (options.ClientContext is not null)
+                throw new ArgumentException("ClientContext applies to synchronous invocations only: Lambda does not pass it to an Event invocation. Remove it or use RequestResponse.", nameof(options));
+        }
+        if ((uint)options.InvocationType > (uint)LambdaInvocationType.DryRun)
+            throw new ArgumentException($"The invocation type {(int)options.InvocationType} is not one of RequestResponse, Event or DryRun.", nameof(options));
+        string? clientContext = options.GetEncodedClientContext();
+
+        string path = string.Concat(_pathPrefix, EncodeSegment(functionName), "/invocations");
+        string query = options.Qualifier is null ? "" : "Qualifier=" + EncodeSegment(options.Qualifier);
+        string uri = query.Length == 0 ? _origin + path : string.Concat(_origin, path, "?", query);
+        // Canonicalization off: the URI goes on the wire exactly as encoded here, which is also what was signed.
+        return new Target
+        {
+            Uri = new Uri(uri, new UriCreationOptions { DangerousDisablePathAndQueryCanonicalization = true }),
+            Path = path,
+            Query = query,
+            ClientContext = clientContext,
+        };
+    }
+
+    private HttpRequestMessage BuildSignedRequest(ReadOnlyMemory<byte> payload, string payloadHash, LambdaInvokeOptions options, in Target target, AwsCredentials credentials)
+    {
+        string? invocationType = options.InvocationType switch
+        {
+            LambdaInvocationType.Event => "Event",
+            LambdaInvocationType.DryRun => "DryRun",
+            _ => null, // RequestResponse is the default: not sent
+        };
+        int count = 1 + (invocationType is null ? 0 : 1) + (options.IncludeLogTail ? 1 : 0) + (target.ClientContext is null ? 0 : 1);
+        var headers = new KeyValuePair<string, string>[count];
+        int n = 0;
+        headers[n++] = new("Host", _host);
+        if (invocationType is not null) headers[n++] = new("X-Amz-Invocation-Type", invocationType);
+        if (options.IncludeLogTail) headers[n++] = new("X-Amz-Log-Type", "Tail");
+        if (target.ClientContext is not null) headers[n++] = new("X-Amz-Client-Context", target.ClientContext);
+
+        var time = _clock.GetUtcNow() + ClockOffset;
+        var signature = SigV4.Sign("POST", target.Path, target.Query, headers, payloadHash, time, credentials, _signing);
+
+        var request = new HttpRequestMessage(HttpMethod.Post, target.Uri) { Content = new ReadOnlyMemoryContent(payload) };
+        for (int i = 1; i < headers.Length; i++) request.Headers.TryAddWithoutValidation(headers[i].Key, headers[i].Value);
+        foreach (var (name, value) in signature.HeadersToAdd) request.Headers.TryAddWithoutValidation(name, value);
+        return request;
+    }
+
+    // Reads the body into an array of exactly its size: the one copy a response's payload ever makes.
+    private static async Task<byte[]> ReadBodyAsync(HttpContent content, CancellationToken cancellationToken)
+    {
+        long? length = content.Headers.ContentLength;
+        if (length == 0) return Array.Empty<byte>();
+        using var stream = await content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
+        if (length is { } known && known <= Array.MaxLength)
+        {
+            var body = new byte[known];
+            await stream.ReadExactlyAsync(body, cancellationToken).ConfigureAwait(false);
+            return body;
+        }
+        // No length (chunked): read into pooled buffers, then copy once into an array of the right size.
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
+        int total = 0;
+        try
+        {
+            while (true)
+            {
+                if (total == buffer.Length)
+                {
+                    var bigger = ArrayPool<byte>.Shared.Rent(buffer.Length * 2);
+                    buffer.AsSpan(0, total).CopyTo(bigger);
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = bigger;
+                }
+                int read = await stream.ReadAsync(buffer.AsMemory(total), cancellationToken).ConfigureAwait(false);
+                if (read == 0) break;
+                total += read;
+            }
+            return total == 0 ? Array.Empty<byte>() : buffer.AsSpan(0, total).ToArray();
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private static string? HeaderValue(System.Net.Http.Headers.HttpHeaders headers, string name) =>
+        headers.NonValidated.TryGetValues(name, out var values) ? values.ToString() : null;
+
+    private static string? DecodeLog(string? base64)
+    {
+        if (base64 is null) return null;
+        try { return Encoding.UTF8.GetString(Convert.FromBase64String(base64)); }
+        catch (FormatException) { return base64; }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Errors.
+    // ---------------------------------------------------------------------------------------------------------
+
+    private static LambdaServiceException ReadServiceError(string functionName, HttpResponseMessage response, byte[] body,
+        string? requestId, AwsCredentials credentials, int attempt)
+    {
+        int status = (int)response.StatusCode;
+        var (bodyType, message, reason) = ReadErrorBody(body);
+        string errorType = ErrorTypeFromHeader(HeaderValue(response.Headers, "x-amzn-ErrorType")) ?? bodyType
+            ?? (status == 429 ? "TooManyRequestsException" : "UnknownError");
+        message ??= body.Length > 0 ? Excerpt(body) : response.ReasonPhrase ?? "(no message)";
+        // A signature error's message echoes the canonical request, which holds the session token when one is signed.
+        if (credentials.SessionToken is { } token && message.Contains(token, StringComparison.Ordinal))
+            message = message.Replace(token, "(session token)", StringComparison.Ordinal);
+        var retryAfter = response.Headers.RetryAfter is { } ra
+            ? ra.Delta ?? (ra.Date is { } d ? d - DateTimeOffset.UtcNow : null)
+            : null;
+        return new LambdaServiceException(functionName, errorType, message, status, requestId, reason, retryAfter, attempt)
+        {
+            ServerDate = response.Headers.Date,
+        };
+    }
+
+    // x-amzn-ErrorType: "ResourceNotFoundException:http://internal.amazon.com/coral/com.amazonaws.lambda/".
+    internal static string? ErrorTypeFromHeader(string? header)
+    {
+        if (string.IsNullOrWhiteSpace(header)) return null;
+        int colon = header.IndexOf(':');
+        return (colon >= 0 ? header[..colon] : header).Trim() is { Length: > 0 } type ? type : null;
+    }
+
+    // The body: {"Type":"User","message":"..."} (Lambda), {"Message":"..."} (signature errors), {"__type":"prefix#Type",...}
+    // (the JSON protocols), plus "Reason" on throttling. Lambda's "Type" is the fault's side (User or Server), not an
+    // error type, so it names the error only when it is something else.
+    internal static (string? Type, string? Message, string? Reason) ReadErrorBody(ReadOnlySpan<byte> body)
+    {
+        string? type = null, code = null, faultType = null, message = null, reason = null;
+        try
+        {
+            var reader = new Utf8JsonReader(body);
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject) return (null, null, null);
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                int field = reader.ValueTextEquals("__type"u8) ? 1
+                    : reader.ValueTextEquals("code"u8) || reader.ValueTextEquals("Code"u8) ? 2
+                    : reader.ValueTextEquals("Type"u8) ? 3
+                    : reader.ValueTextEquals("message"u8) || reader.ValueTextEquals("Message"u8) ? 4
+                    : reader.ValueTextEquals("Reason"u8) ? 5 : 0;
+                reader.Read();
+                if (reader.TokenType != JsonTokenType.String) { reader.Skip(); continue; }
+                string? value = reader.GetString();
+                switch (field)
+                {
+                    case 1: type = value; break;
+                    case 2: code = value; break;
+                    case 3: faultType = value; break;
+                    case 4: message ??= value; break;
+                    case 5: reason = value; break;
+                }
+            }
+        }
+        catch (JsonException)
+        {
+            return (null, null, null);
+        }
+        if (faultType is "User" or "Server") faultType = null;
+        string? name = type ?? code ?? faultType;
+        if (name is not null)
+        {
+            int hash = name.LastIndexOf('#');
+            if (hash >= 0) name = name[(hash + 1)..];
+            name = ErrorTypeFromHeader(name);
+        }
+        return (name, message, reason);
+    }
+
+    internal static string Excerpt(ReadOnlySpan<byte> body)
+    {
+        const int max = 1024;
+        string text = Encoding.UTF8.GetString(body.Length > max ? body[..max] : body);
+        return body.Length > max ? text + "..." : text;
+    }
+
+    internal static bool IsThrottlingType(string errorType) => errorType is
+        "TooManyRequestsException" or "ThrottlingException" or "Throttling" or "ThrottledException" or "RequestThrottledException"
+        or "RequestLimitExceeded" or "EC2ThrottledException" or "SlowDown" or "ProvisionedThroughputExceededException"
+        or "TransactionInProgressException" or "RequestThrottled" or "BandwidthLimitExceeded" or "LimitExceededException"
+        or "PriorRequestNotComplete";
+
+    private static bool IsTransientStatus(int status) => status is 500 or 502 or 503 or 504;
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Retries: standard mode's backoff, quota and clock-skew correction.
+    // ---------------------------------------------------------------------------------------------------------
+
+    // Full jitter: random in [0, min(base * 2^(attempt-1), 20 s)).
+    private TimeSpan Backoff(int attempt)
+    {
+        double ceiling = Math.Min(_retryBaseDelay.Ticks * Math.Pow(2, attempt - 1), MaxBackoff.Ticks);
+        return TimeSpan.FromTicks((long)(Random.Shared.NextDouble() * ceiling));
+    }
+
+    private Task DelayAsync(TimeSpan delay, CancellationToken cancellationToken) =>
+        _retryDelay is not null ? _retryDelay(delay, cancellationToken) : Task.Delay(delay, _clock, cancellationToken);
+
+    // The retry quota: a failing service drains it, so that retries stop instead of multiplying the load.
+    private bool TryTakeRetryTokens(int cost)
+    {
+        int current = Volatile.Read(ref _retryTokens);
+        while (true)
+        {
+            if (current < cost) return false;
+            int seen = Interlocked.CompareExchange(ref _retryTokens, current - cost, current);
+            if (seen == current) return true;
+            current = seen;
+        }
+    }
+
+    private void ReturnRetryTokens(int amount)
+    {
+        int current = Volatile.Read(ref _retryTokens);
+        while (current < RetryQuotaCapacity)
+        {
+            int seen = Interlocked.CompareExchange(ref _retryTokens, Math.Min(RetryQuotaCapacity, current + amount), current);
+            if (seen == current) return;
+            current = seen;
+        }
+    }
+
+    /// <summary>The retry tokens left (500 when full).</summary>
+    internal int RetryTokens => Volatile.Read(ref _retryTokens);
+
+    private bool TryCorrectClockSkew(LambdaServiceException e)
+    {
+        bool skewError = e.ErrorType is "RequestTimeTooSkewed" or "RequestExpired" or "RequestInTheFuture"
+            || (e.ErrorType is "InvalidSignatureException" or "SignatureDoesNotMatch"
+                && (e.ErrorMessage.Contains("Signature expired", StringComparison.OrdinalIgnoreCase)
+                    || e.ErrorMessage.Contains("Signature not yet current", StringComparison.OrdinalIgnoreCase)));
+        if (!skewError || e.ServerDate is not { } serverDate) return false;
+        var local = _clock.GetUtcNow();
+        var offset = serverDate - local;
+        if ((offset - ClockOffset).Duration() < ClockSkewThreshold) return false;
+        Interlocked.Exchange(ref _clockOffsetTicks, offset.Ticks);
+        return true;
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Fan-out: one engine, three ways to consume it.
+    // ---------------------------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Invokes every request, at most <see cref="LambdaFanOutOptions.MaxConcurrency"/> at a time, and returns the
+    /// responses in input order. Fails fast: the first failure cancels the invocations in flight, starts no new one,
+    /// and is thrown (like <c>asyncio.gather</c>).
+    /// </summary>
+    /// <param name="requests">The requests, read lazily: at most MaxConcurrency ahead of the results.</param>
+    /// <param name="options">Concurrency and progress; null for the defaults.</param>
+    /// <param name="cancellationToken">Cancels every invocation in flight and stops the run.</param>
+    /// <returns>The responses; element i answers request i.</returns>
+    /// <exception cref="LambdaFunctionException">A function failed (the first failure).</exception>
+    /// <exception cref="LambdaServiceException">Lambda answered with an error (the first failure).</exception>
+    public Task<IReadOnlyList<LambdaResponse>> InvokeAllAsync(IEnumerable<LambdaRequest> requests, LambdaFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
+        CollectResponsesAsync(FanOutAsync(requests ?? throw new ArgumentNullException(nameof(requests)), null, CheckFanOut(options), failFast: true, cancellationToken));
+
+    /// <inheritdoc cref="InvokeAllAsync(IEnumerable{LambdaRequest}, LambdaFanOutOptions?, CancellationToken)"/>
+    public Task<IReadOnlyList<LambdaResponse>> InvokeAllAsync(IAsyncEnumerable<LambdaRequest> requests, LambdaFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
+        CollectResponsesAsync(FanOutAsync(null, requests ?? throw new ArgumentNullException(nameof(requests)), CheckFanOut(options), failFast: true, cancellationToken));
+
+    /// <summary>
+    /// Invokes every request, at most <see cref="LambdaFanOutOptions.MaxConcurrency"/> at a time, and returns every
+    /// outcome in input order, each a success or a failure: one failure neither stops the others nor throws.
+    /// </summary>
+    /// <param name="requests">The requests, read lazily: at most MaxConcurrency ahead of the results.</param>
+    /// <param name="options">Concurrency and progress; null for the defaults.</param>
+    /// <param name="cancellationToken">Cancels every invocation in flight and stops the run (an <see cref="OperationCanceledException"/>).</param>
+    /// <returns>The outcomes; element i is request i's.</returns>
+    public Task<IReadOnlyList<LambdaOutcome>> InvokeAllSettledAsync(IEnumerable<LambdaRequest> requests, LambdaFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
+        CollectOutcomesAsync(FanOutAsync(requests ?? throw new ArgumentNullException(nameof(requests)), null, CheckFanOut(options), failFast: false, cancellationToken));
+
+    /// <inheritdoc cref="InvokeAllSettledAsync(IEnumerable{LambdaRequest}, LambdaFanOutOptions?, CancellationToken)"/>
+    public Task<IReadOnlyList<LambdaOutcome>> InvokeAllSettledAsync(IAsyncEnumerable<LambdaRequest> requests, LambdaFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
+        CollectOutcomesAsync(FanOutAsync(null, requests ?? throw new ArgumentNullException(nameof(requests)), CheckFanOut(options), failFast: false, cancellationToken));
+
+    /// <summary>
+    /// Invokes every request, at most <see cref="LambdaFanOutOptions.MaxConcurrency"/> at a time, and yields each
+    /// outcome as it completes, with its input index (<see cref="LambdaOutcome.Index"/>). Memory stays bounded
+    /// however many requests there are: a consumer that falls behind holds back new invocations.
+    /// Leaving the loop early cancels the invocations in flight. Each enumeration is a new run.
+    /// </summary>
+    /// <param name="requests">The requests, read lazily: at most MaxConcurrency ahead of the outcomes consumed.</param>
+    /// <param name="options">Concurrency and progress; null for the defaults.</param>
+    /// <param name="cancellationToken">Cancels every invocation in flight and stops the run.</param>
+    public IAsyncEnumerable<LambdaOutcome> InvokeEachAsync(IEnumerable<LambdaRequest> requests, LambdaFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
+        FanOutAsync(requests ?? throw new ArgumentNullException(nameof(requests)), null, CheckFanOut(options), failFast: false, cancellationToken);
+
+    /// <inheritdoc cref="InvokeEachAsync(IEnumerable{LambdaRequest}, LambdaFanOutOptions?, CancellationToken)"/>
+    public IAsyncEnumerable<LambdaOutcome> InvokeEachAsync(IAsyncEnumerable<LambdaRequest> requests, LambdaFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
+        FanOutAsync(null, requests ?? throw new ArgumentNullException(nameof(requests)), CheckFanOut(options), failFast: false, cancellationToken);
+
+    private static LambdaFanOutOptions CheckFanOut(LambdaFanOutOptions? options)
+    {
+        options ??= LambdaFanOutOptions.Default;
+        if (options.MaxConcurrency < 1)
+            throw new ArgumentException($"MaxConcurrency must be at least 1; it was {options.MaxConcurrency}.", nameof(options));
+        return options;
+    }
+
+    // The engine, consumed three ways. Outcomes come out as they complete.
+    private async IAsyncEnumerable<LambdaOutcome> FanOutAsync(IEnumerable<LambdaRequest>? requests, IAsyncEnumerable<LambdaRequest>? asyncRequests,
+        LambdaFanOutOptions options, bool failFast, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var input = requests is not null ? FanOutInput.From(requests) : FanOutInput.From(asyncRequests!);
+        var run = new FanOutRun(this, input, options, failFast, cancellationToken);
+        try
+        {
+            run.Start();
+            var reader = run.Outcomes;
+            while (await reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                while (reader.TryRead(out var outcome))
+                {
+                    run.Consumed();
+                    yield return outcome;
+                }
+            }
+            run.ThrowIfInputFailed();
+            cancellationToken.ThrowIfCancellationRequested();
+            run.ReportFinal();
+        }
+        finally
+        {
+            // Normal end, an early exit, a failure or a cancellation: stop the workers and wait until none is left,
+            // so that no invocation outlives the run.
+            await run.StopAsync().ConfigureAwait(false);
+        }
+    }
+
+    // Outcomes arrive as they complete; each goes to its input position. Nothing else is held.
+    private static async Task<IReadOnlyList<LambdaResponse>> CollectResponsesAsync(IAsyncEnumerable<LambdaOutcome> outcomes)
+    {
+        var responses = new List<LambdaResponse>();
+        await foreach (var outcome in outcomes.ConfigureAwait(false))
+        {
+            if (outcome.Error is not null) ExceptionDispatchInfo.Throw(outcome.Error); // leaving the loop stops the run first
+            Place(responses, outcome.Index, outcome.Response!);
+        }
+        return responses;
+    }
+
+    private static async Task<IReadOnlyList<LambdaOutcome>> CollectOutcomesAsync(IAsyncEnumerable<LambdaOutcome> outcomes)
+    {
+        var list = new List<LambdaOutcome>();
+        await foreach (var outcome in outcomes.ConfigureAwait(false))
+            Place(list, outcome.Index, outcome);
+        return list;
+    }
+
+    private static void Place<T>(List<T> list, long index, T item)
+    {
+        if (index >= int.MaxValue)
+            throw new InvalidOperationException("More than 2^31 - 1 requests cannot be collected into a list; use InvokeEachAsync to stream the outcomes.");
+        while (list.Count <= index) list.Add(default!);
+        list[(int)index] = item;
+    }
+
+    private async ValueTask<LambdaOutcome?> InvokeForFanOutAsync(long index, LambdaRequest request, CancellationToken cancellationToken)
+    {
+        long started = Stopwatch.GetTimestamp();
+        try
+        {
+            var response = await InvokeCoreAsync(request.FunctionName, request.Payload, request.Options ?? LambdaInvokeOptions.Default, cancellationToken).ConfigureAwait(false);
+            return new LambdaOutcome(index, request.FunctionName, response, null, Stopwatch.GetElapsedTime(started));
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            return null; // the run was stopped: this request has no outcome
+        }
+        catch (Exception e)
+        {
+            return new LambdaOutcome(index, request.FunctionName, null, e, Stopwatch.GetElapsedTime(started));
+        }
+    }
+
+    /// <summary>
+    /// One fan-out run. Workers (at most MaxConcurrency, started as requests turn up) each take a slot, read the next
+    /// request, invoke it and post the outcome; the consumer gives the slot back when it takes the outcome. So the
+    /// requests read but not yet consumed, the invocations in flight among them, never exceed MaxConcurrency.
+    /// </summary>
+    private sealed class FanOutRun
+    {
+        private readonly LambdaClient _client;
+        private readonly FanOutInput _input;
+        private readonly IProgress<LambdaFanOutProgress>? _progress;
+        private readonly bool _failFast;
+        private readonly int _maxConcurrency;
+        private readonly CancellationTokenSource _stop;
+        private readonly SemaphoreSlim _slots;
+        private readonly Channel<LambdaOutcome> _outcomes = Channel.CreateUnbounded<LambdaOutcome>(new UnboundedChannelOptions { SingleReader = true });
+        private readonly TaskCompletionSource _workersDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private int _workers, _started, _inFlight, _stopped;
+        private long _completed, _failed;
+        private Exception? _inputFailure;
+
+        public FanOutRun(LambdaClient client, FanOutInput input, LambdaFanOutOptions options, bool failFast, CancellationToken cancellationToken)
+        {
+            _client = client;
+            _input = input;
+            _progress = options.Progress;
+            _failFast = failFast;
+            _maxConcurrency = options.MaxConcurrency;
+            _slots = new SemaphoreSlim(_maxConcurrency, _maxConcurrency);
+            _stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        }
+
+        public ChannelReader<LambdaOutcome> Outcomes => _outcomes.Reader;
+
+        public void Start() => StartWorker();
+
+        // The consumer took an outcome: its slot is free for the next request.
+        public void Consumed() => _slots.Release();
+
+        public void ThrowIfInputFailed()
+        {
+            if (_inputFailure is not null) ExceptionDispatchInfo.Throw(_inputFailure);
+        }
+
+        public void ReportFinal() =>
+            _progress?.Report(new LambdaFanOutProgress(Interlocked.Read(ref _completed), Interlocked.Read(ref _failed), 0));
+
+        public async ValueTask StopAsync()
+        {
+            Stop();
+            if (Volatile.Read(ref _workers) > 0 || _started > 0) await _workersDone.Task.ConfigureAwait(false);
+            await _input.DisposeAsync().ConfigureAwait(false);
+            _stop.Dispose();
+            _slots.Dispose();
+        }
+
+        private void Stop()
+        {
+            if (Interlocked.Exchange(ref _stopped, 1) != 0) return;
+            try { _stop.Cancel(); }
+            catch (AggregateException) { } // a callback registered on the caller's token failed; the run is stopping anyway
+        }
+
+        private void StartWorker()
+        {
+            Interlocked.Increment(ref _workers);
+            _started++;
+            _ = Task.Run(WorkerAsync);
+        }
+
+        private async Task WorkerAsync()
+        {
+            var token = _stop.Token;
+            try
+            {
+                while (!_input.Exhausted && Volatile.Read(ref _stopped) == 0)
+                {
+                    await _slots.WaitAsync(token).ConfigureAwait(false);
+                    bool posted = false;
+                    try
+                    {
+                        if (Volatile.Read(ref _stopped) != 0) break;
+                        var (hasRequest, index, request) = await _input.NextAsync(token, this).ConfigureAwait(false);
+                        if (!hasRequest) break;
+                        Interlocked.Increment(ref _inFlight);
+                        var outcome = await _client.InvokeForFanOutAsync(index, request, token).ConfigureAwait(false);
+                        int inFlight = Interlocked.Decrement(ref _inFlight);
+                        if (outcome is not { } done) break;
+                        long completed = Interlocked.Increment(ref _completed);
+                        long failed = done.Succeeded ? Interlocked.Read(ref _failed) : Interlocked.Increment(ref _failed);
+                        // Fail fast: stop before the failure is posted, so that no new invocation starts after it.
+                        if (!done.Succeeded && _failFast) Stop();
+                        _outcomes.Writer.TryWrite(done);
+                        posted = true;
+                        _progress?.Report(new LambdaFanOutProgress(completed, failed, inFlight));
+                    }
+                    finally
+                    {
+                        if (!posted) _slots.Release();
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (token.IsCancellationRequested)
+            {
+            }
+            catch (Exception e)
+            {
+                // The input itself failed (its enumerator threw): the run cannot go on.
+                Interlocked.CompareExchange(ref _inputFailure, e, null);
+                Stop();
+            }
+            finally
+            {
+                if (Interlocked.Decrement(ref _workers) == 0)
+                {
+                    _outcomes.Writer.TryComplete();
+                    _workersDone.TrySetResult();
+                }
+            }
+        }
+
+        // Called by the input, under its lock, after a request was read: while requests keep coming, add workers up
+        // to MaxConcurrency, so that a short input never starts more workers than it has requests.
+        public void OnRequestRead()
+        {
+            if (_started < _maxConcurrency && Volatile.Read(ref _stopped) == 0) StartWorker();
+        }
+    }
+
+    /// <summary>The requests of a fan-out, read by one worker at a time.</summary>
+    private abstract class FanOutInput
+    {
+        private long _next;
+        public bool Exhausted { get; protected set; }
+
+        public static FanOutInput From(IEnumerable<LambdaRequest> requests) =>
+            new SyncInput(requests ?? throw new ArgumentNullException(nameof(requests)));
+
+        public static FanOutInput From(IAsyncEnumerable<LambdaRequest> requests) =>
+            new AsyncInput(requests ?? throw new ArgumentNullException(nameof(requests)));
+
+        public abstract ValueTask<(bool HasRequest, long Index, LambdaRequest Request)> NextAsync(CancellationToken cancellationToken, FanOutRun run);
+
+        public abstract ValueTask DisposeAsync();
+
+        protected long TakeIndex() => _next++;
+
+        private sealed class SyncInput(IEnumerable<LambdaRequest> requests) : FanOutInput
+        {
+            private readonly object _gate = new();
+            private IEnumerator<LambdaRequest>? _enumerator;
+
+            public override ValueTask<(bool, long, LambdaRequest)> NextAsync(CancellationToken cancellationToken, FanOutRun run)
+            {
+                lock (_gate)
+                {
+                    if (Exhausted) return new((false, 0, default));
+                    _enumerator ??= requests.GetEnumerator();
+                    if (!_enumerator.MoveNext())
+                    {
+                        Exhausted = true;
+                        return new((false, 0, default));
+                    }
+                    var request = _enumerator.Current;
+                    run.OnRequestRead();
+                    return new((true, TakeIndex(), request));
+                }
+            }
+
+            public override ValueTask DisposeAsync()
+            {
+                lock (_gate) _enumerator?.Dispose();
+                return default;
+            }
+        }
+
+        private sealed class AsyncInput(IAsyncEnumerable<LambdaRequest> requests) : FanOutInput
+        {
+            private readonly SemaphoreSlim _gate = new(1, 1);
+            private IAsyncEnumerator<LambdaRequest>? _enumerator;
+
+            public override async ValueTask<(bool, long, LambdaRequest)> NextAsync(CancellationToken cancellationToken, FanOutRun run)
+            {
+                await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+                try
+                {
+                    if (Exhausted) return (false, 0, default);
+                    _enumerator ??= requests.GetAsyncEnumerator(cancellationToken);
+                    if (!await _enumerator.MoveNextAsync().ConfigureAwait(false))
+                    {
+                        Exhausted = true;
+                        return (false, 0, default);
+                    }
+                    var request = _enumerator.Current;
+                    run.OnRequestRead();
+                    return (true, TakeIndex(), request);
+                }
+                finally
+                {
+                    _gate.Release();
+                }
+            }
+
+            public override async ValueTask DisposeAsync()
+            {
+                if (_enumerator is not null) await _enumerator.DisposeAsync().ConfigureAwait(false);
+                _gate.Dispose();
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Endpoints and encodings.
+    // ---------------------------------------------------------------------------------------------------------
+
+    /// <summary>The public endpoint of a region: <c>https://lambda[-fips].{region}.{partition's DNS suffix}</c>.</summary>
+    internal static Uri ResolveEndpoint(string region, bool fips, bool dualStack)
+    {
+        ValidateRegion(region);
+        // (region prefix, partition, DNS suffix, dual-stack DNS suffix or null when the partition has none)
+        (string Partition, string Suffix, string? DualStackSuffix) partition =
+            region.StartsWith("cn-", StringComparison.Ordinal) ? ("aws-cn", "amazonaws.com.cn", "api.amazonwebservices.com.cn")
+            : region.StartsWith("us-gov-", StringComparison.Ordinal) ? ("aws-us-gov", "amazonaws.com", "api.aws")
+            : region.StartsWith("us-isob-", StringComparison.Ordinal) ? ("aws-iso-b", "sc2s.sgov.gov", null)
+            : region.StartsWith("us-isof-", StringComparison.Ordinal) ? ("aws-iso-f", "csp.hci.ic.gov", null)
+            : region.StartsWith("us-iso-", StringComparison.Ordinal) ? ("aws-iso", "c2s.ic.gov", null)
+            : region.StartsWith("eu-isoe-", StringComparison.Ordinal) ? ("aws-iso-e", "cloud.adc-e.uk", null)
+            : region.StartsWith("eusc-", StringComparison.Ordinal) ? ("aws-eusc", "amazonaws.eu", null)
+            : ("aws", "amazonaws.com", "api.aws");
+        string suffix = partition.Suffix;
+        if (dualStack)
+            suffix = partition.DualStackSuffix
+                ?? throw new ArgumentException($"The {partition.Partition} partition (region {region}) has no dual-stack endpoint; turn UseDualStack off or set LambdaClientOptions.Endpoint.", nameof(dualStack));
+        return new Uri($"https://{(fips ? "lambda-fips" : "lambda")}.{region}.{suffix}/");
+    }
+
+    private static void ValidateRegion(string region)
+    {
+        bool valid = region.Length is > 0 and <= 64 && char.IsAsciiLetterOrDigit(region[0]) && char.IsAsciiLetterOrDigit(region[^1]);
+        foreach (char c in region) valid &= char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c == '-';
+        if (!valid)
+            throw new ArgumentException($"The region '{region}' is not a region name; give one such as us-east-1 (lowercase letters, digits and hyphens).", nameof(region));
+    }
+
+    private static void ValidateTimeout(TimeSpan timeout, string parameterName)
+    {
+        if (timeout <= TimeSpan.Zero && timeout != System.Threading.Timeout.InfiniteTimeSpan)
+            throw new ArgumentException($"The timeout must be positive or Timeout.InfiniteTimeSpan; it was {timeout}.", parameterName);
+    }
+
+    /// <summary>Percent-encodes a value as one path segment (or query value): everything but A-Z a-z 0-9 - . _ ~ is
+    /// encoded as UTF-8, so <c>:</c> becomes <c>%3A</c>, <c>$</c> <c>%24</c> and <c>/</c> <c>%2F</c>.</summary>
+    internal static string EncodeSegment(string value)
+    {
+        int i = 0;
+        while (i < value.Length && IsUnreserved(value[i])) i++;
+        if (i == value.Length) return value;
+
+        char[] rented = ArrayPool<char>.Shared.Rent(value.Length * 9);
+        try
+        {
+            var output = rented.AsSpan();
+            value.AsSpan(0, i).CopyTo(output);
+            int n = i;
+            Span<byte> utf8 = stackalloc byte[4];
+            while (i < value.Length)
+            {
+                char c = value[i];
+                if (IsUnreserved(c)) { output[n++] = c; i++; continue; }
+                if (Rune.DecodeFromUtf16(value.AsSpan(i), out var rune, out int consumed) != OperationStatus.Done)
+                    throw new ArgumentException($"The value '{value}' has an unpaired surrogate at position {i}; give well-formed text.", nameof(value));
+                int bytes = rune.EncodeToUtf8(utf8);
+                for (int b = 0; b < bytes; b++)
+                {
+                    output[n++] = '%';
+                    output[n++] = "0123456789ABCDEF"[utf8[b] >> 4];
+                    output[n++] = "0123456789ABCDEF"[utf8[b] & 0xF];
+                }
+                i += consumed;
+            }
+            return new string(output[..n]);
+        }
+        finally
+        {
+            ArrayPool<char>.Shared.Return(rented);
+        }
+    }
+
+    private static bool IsUnreserved(char c) => char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_' or '~';
+
+    // The client context is JSON, sent base64-encoded; Lambda takes at most 3,583 bytes of it encoded.
+    internal static string EncodeClientContext(string json)
+    {
+        byte[] utf8 = Encoding.UTF8.GetBytes(json);
+        try
+        {
+            var reader = new Utf8JsonReader(utf8);
+            while (reader.Read()) { }
+            if (reader.BytesConsumed == 0) throw new JsonException("empty");
+        }
+        catch (JsonException e)
+        {
+            throw new ArgumentException($"The client context must be JSON (such as {{\"custom\":{{\"user\":\"42\"}}}}); it is not: {e.Message}", "options", e);
+        }
+        string encoded = Convert.ToBase64String(utf8);
+        if (encoded.Length > MaxClientContextLength)
+            throw new ArgumentException($"The client context is {encoded.Length} bytes once base64-encoded ({utf8.Length} bytes of JSON); Lambda accepts at most {MaxClientContextLength} (about {MaxClientContextLength / 4 * 3} bytes of JSON). Make it smaller.", "options");
+        return encoded;
+    }
+}
