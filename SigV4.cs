@@ -878,7 +878,7 @@ public static class SigV4
             fixedInput[3] = 1;
             Encoding.ASCII.GetBytes(AlgorithmV4a, fixedInput.AsSpan(4));
             Encoding.UTF8.GetBytes(accessKeyId, fixedInput.AsSpan(4 + AlgorithmV4a.Length + 1));
-            fixedInput[^3] = 1; // 0x00000100 = 256 bits
+            fixedInput[^2] = 1; // L = 0x00000100 = 256 bits
             for (int counter = 1; counter <= 254; counter++)
             {
                 fixedInput[^5] = (byte)counter;
@@ -955,6 +955,32 @@ public static class SigV4
         SHA256.HashData(stringToSign, hash);
         var der = credentials.GetSigV4aKey().SignHash(hash, DSASignatureFormat.Rfc3279DerSequence);
         return HexString(der);
+    }
+
+    /// <summary>Returns the SigV4a public key (P-256 point) derived from credentials: give it to a verifier.</summary>
+    public static ECPoint GetSigV4aPublicKey(AwsCredentials credentials)
+    {
+        ArgumentNullException.ThrowIfNull(credentials);
+        return credentials.GetSigV4aKey().ExportParameters(includePrivateParameters: false).Q;
+    }
+
+    /// <summary>
+    /// Checks a SigV4a signature: whether <paramref name="signatureHex"/> (hex of a DER-encoded ECDSA signature) is
+    /// a valid P-256 signature of SHA-256(<paramref name="stringToSign"/>) under <paramref name="publicKey"/>.
+    /// </summary>
+    /// <returns>True if it verifies; false if it does not, or if the signature is not hex or not DER.</returns>
+    public static bool VerifySigV4a(string stringToSign, string signatureHex, ECPoint publicKey)
+    {
+        ArgumentNullException.ThrowIfNull(stringToSign);
+        ArgumentNullException.ThrowIfNull(signatureHex);
+        byte[] der;
+        try { der = Convert.FromHexString(signatureHex); }
+        catch (FormatException) { return false; }
+        using var key = ECDsa.Create(new ECParameters { Curve = ECCurve.NamedCurves.nistP256, Q = publicKey });
+        Span<byte> hash = stackalloc byte[32];
+        SHA256.HashData(Encoding.UTF8.GetBytes(stringToSign), hash);
+        try { return key.VerifyHash(hash, der, DSASignatureFormat.Rfc3279DerSequence); }
+        catch (CryptographicException) { return false; }
     }
 
     private static int ScopeDate(string amzDate) =>
