@@ -304,6 +304,11 @@ internal readonly struct SigningInput
     public required int ExpiresSeconds { get; init; }
     /// <summary>Whether the signer adds (and signs) x-amz-content-sha256 itself (header signing only).</summary>
     public required bool AddsContentSha256 { get; init; }
+    /// <summary>A received request being verified: its headers and query already hold everything that was signed
+    /// (X-Amz-Date, the token, the X-Amz-* parameters), so the signer adds nothing and leaves out X-Amz-Signature.</summary>
+    public bool Received { get; init; }
+    /// <summary>With <see cref="Received"/>: the presigned URL's X-Amz-Security-Token was added after signing.</summary>
+    public bool ReceivedTokenUnsigned { get; init; }
 
     public bool SignsSessionToken => SessionToken is not null && Options.SignSessionToken;
 }
@@ -385,8 +390,11 @@ public static class SigV4
     {
         ArgumentNullException.ThrowIfNull(credentials);
         ArgumentNullException.ThrowIfNull(options);
-        var input = Validate(method, path, query, headers, payloadHash, time, expiresSeconds, credentials, options);
+        return SignInput(Validate(method, path, query, headers, payloadHash, time, expiresSeconds, credentials, options), credentials);
+    }
 
+    internal static SigV4Signature SignInput(in SigningInput input, AwsCredentials credentials)
+    {
         var w = new ByteBuilder(1024);
         try
         {
@@ -570,11 +578,14 @@ public static class SigV4
                     int eq = pair.IndexOf('=');
                     var name = eq < 0 ? pair : pair[..eq];
                     var value = eq < 0 ? ReadOnlySpan<char>.Empty : pair[(eq + 1)..];
-                    AddRange(ref ranges, ref count, ref encoded, name, value, decode: true);
+                    bool skip = input.Received && (name.Equals("X-Amz-Signature", StringComparison.OrdinalIgnoreCase)
+                        || (input.ReceivedTokenUnsigned && name.Equals("X-Amz-Security-Token", StringComparison.OrdinalIgnoreCase)));
+                    if (!skip)
+                        AddRange(ref ranges, ref count, ref encoded, name, value, decode: true);
                 }
                 start = end + 1;
             }
-            if (input.ExpiresSeconds != 0)
+            if (input.ExpiresSeconds != 0 && !input.Received)
                 foreach (var (name, value) in PresignParameters(input, signedHeaders, includeUnsignedToken: false))
                     AddRange(ref ranges, ref count, ref encoded, name, value, decode: false);
 
@@ -652,9 +663,9 @@ public static class SigV4
         var list = ArrayPool<KeyValuePair<string, string>>.Shared.Rent(headers.Count + 4);
         count = 0;
         for (int i = 0; i < headers.Count; i++)
-            if (!IsNeverSigned(headers[i].Key))
+            if (input.Received || !IsNeverSigned(headers[i].Key))
                 list[count++] = headers[i];
-        if (input.ExpiresSeconds == 0)
+        if (input.ExpiresSeconds == 0 && !input.Received)
         {
             list[count++] = new("x-amz-date", input.AmzDate);
             if (input.SignsSessionToken) list[count++] = new("x-amz-security-token", input.SessionToken!);
