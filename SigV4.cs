@@ -143,6 +143,8 @@ public sealed class SigV4Options
     public SigV4Options(string service, string region)
     {
         Service = RequireToken(service, nameof(service), "a service signing name such as lambda or s3");
+        if (service.Length > 64)
+            throw new ArgumentException($"The service '{service}' is longer than 64 characters; give a signing name such as lambda or s3.", nameof(service));
         Region = RequireToken(region, nameof(region), "a region such as us-east-1 (for SigV4a a region set such as us-east-1,us-west-2 or *)");
         bool s3 = IsS3Family(service);
         NormalizePath = !s3;
@@ -304,6 +306,11 @@ internal readonly struct SigningInput
     public required int ExpiresSeconds { get; init; }
     /// <summary>Whether the signer adds (and signs) x-amz-content-sha256 itself (header signing only).</summary>
     public required bool AddsContentSha256 { get; init; }
+    /// <summary>A received request being verified: its headers and query already hold everything that was signed
+    /// (X-Amz-Date, the token, the X-Amz-* parameters), so the signer adds nothing and leaves out X-Amz-Signature.</summary>
+    public bool Received { get; init; }
+    /// <summary>With <see cref="Received"/>: the presigned URL's X-Amz-Security-Token was added after signing.</summary>
+    public bool ReceivedTokenUnsigned { get; init; }
 
     public bool SignsSessionToken => SessionToken is not null && Options.SignSessionToken;
 }
@@ -328,11 +335,18 @@ public static class SigV4
     private const string AlgorithmV4a = "AWS4-ECDSA-P256-SHA256";
     private const string Terminator = "aws4_request";
 
+    // Region and service are at most 64 characters (checked), so the scope and string to sign fit on the stack.
+    private const int MaxNameLength = 64;
+    private const int MaxStringToSign = 320;
+    private const int MaxSignature = 80; // HMAC-SHA256: 32 bytes; DER ECDSA P-256: at most 72
+
     /// <summary>Returns the payload hash of a body: lowercase hex SHA-256.</summary>
     public static string HashPayload(ReadOnlySpan<byte> body)
     {
         Span<byte> hash = stackalloc byte[32];
-        SHA256.HashData(body, hash);
+        var sha = t_sha256 ??= IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        sha.AppendData(body);
+        sha.GetHashAndReset(hash);
         return HexString(hash);
     }
 
@@ -385,19 +399,23 @@ public static class SigV4
     {
         ArgumentNullException.ThrowIfNull(credentials);
         ArgumentNullException.ThrowIfNull(options);
-        var input = Validate(method, path, query, headers, payloadHash, time, expiresSeconds, credentials, options);
+        return SignInput(Validate(method, path, query, headers, payloadHash, time, expiresSeconds, credentials, options), credentials);
+    }
 
+    internal static SigV4Signature SignInput(in SigningInput input, AwsCredentials credentials)
+    {
         var w = new ByteBuilder(1024);
         try
         {
             WriteCanonicalRequest(ref w, input, out int signedHeadersStart, out int signedHeadersLength);
-            Span<byte> stringToSign = stackalloc byte[256];
+            Span<byte> stringToSign = stackalloc byte[MaxStringToSign];
             int stsLength = WriteStringToSign(w.Written, input, stringToSign);
+            Span<byte> signature = stackalloc byte[MaxSignature];
+            int signatureLength = input.Options.Algorithm == SigningAlgorithm.SigV4
+                ? SignV4(stringToSign[..stsLength], input, credentials, signature)
+                : SignV4a(stringToSign[..stsLength], credentials, signature);
             var signedHeaders = w.Written.Slice(signedHeadersStart, signedHeadersLength);
-            string output = input.Options.Algorithm == SigningAlgorithm.SigV4
-                ? FormatOutput(input, signedHeaders, SignV4(stringToSign[..stsLength], input, credentials))
-                : FormatOutput(input, signedHeaders, SignV4a(stringToSign[..stsLength], credentials));
-            return new SigV4Signature(input, output);
+            return new SigV4Signature(input, FormatOutput(input, signedHeaders, signature[..signatureLength]));
         }
         finally
         {
@@ -418,6 +436,8 @@ public static class SigV4
         ValidatePayloadHash(payloadHash, nameof(payloadHash));
         if (options.Algorithm == SigningAlgorithm.SigV4 && (options.Region.Contains(',') || options.Region.Contains('*')))
             throw new ArgumentException($"The region '{options.Region}' is a region set; region sets need SigningAlgorithm.SigV4a.", nameof(options));
+        if (options.Algorithm == SigningAlgorithm.SigV4 && options.Region.Length > MaxNameLength)
+            throw new ArgumentException($"The region '{options.Region}' is longer than {MaxNameLength} characters; give a region such as us-east-1.", nameof(options));
         if (options.Algorithm == SigningAlgorithm.SigV4a)
             ValidateRegionSet(options.Region);
 
@@ -450,7 +470,6 @@ public static class SigV4
         if (expiresSeconds != 0 && HasQueryParameter(query, "X-Amz-Signature"))
             throw new ArgumentException("The query already has X-Amz-Signature: the URL is already presigned. Presign the unsigned URL.", nameof(query));
 
-        var utc = time.UtcDateTime;
         return new SigningInput
         {
             Method = method,
@@ -458,7 +477,7 @@ public static class SigV4
             Query = query.StartsWith('?') ? query.Substring(1) : query,
             Headers = headers,
             PayloadHash = payloadHash,
-            AmzDate = utc.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture),
+            AmzDate = FormatAmzDate(time.UtcDateTime),
             AccessKeyId = credentials.AccessKeyId,
             SessionToken = credentials.SessionToken,
             Options = options,
@@ -466,6 +485,25 @@ public static class SigV4
             AddsContentSha256 = expiresSeconds == 0 && options.AddContentSha256Header && !hasContentSha256,
         };
     }
+
+    // yyyyMMddTHHmmssZ, written digit by digit: the general date formatter costs more than the rest of a signature's setup.
+    private static string FormatAmzDate(DateTime utc) => string.Create(16, utc, static (chars, t) =>
+    {
+        Digits(chars[..4], t.Year);
+        Digits(chars.Slice(4, 2), t.Month);
+        Digits(chars.Slice(6, 2), t.Day);
+        chars[8] = 'T';
+        Digits(chars.Slice(9, 2), t.Hour);
+        Digits(chars.Slice(11, 2), t.Minute);
+        Digits(chars.Slice(13, 2), t.Second);
+        chars[15] = 'Z';
+
+        static void Digits(Span<char> destination, int value)
+        {
+            for (int i = destination.Length - 1; i >= 0; i--, value /= 10)
+                destination[i] = (char)('0' + value % 10);
+        }
+    });
 
     internal static void ValidatePayloadHash(string payloadHash, string parameterName)
     {
@@ -570,11 +608,14 @@ public static class SigV4
                     int eq = pair.IndexOf('=');
                     var name = eq < 0 ? pair : pair[..eq];
                     var value = eq < 0 ? ReadOnlySpan<char>.Empty : pair[(eq + 1)..];
-                    AddRange(ref ranges, ref count, ref encoded, name, value, decode: true);
+                    bool skip = input.Received && (name.Equals("X-Amz-Signature", StringComparison.OrdinalIgnoreCase)
+                        || (input.ReceivedTokenUnsigned && name.Equals("X-Amz-Security-Token", StringComparison.OrdinalIgnoreCase)));
+                    if (!skip)
+                        AddRange(ref ranges, ref count, ref encoded, name, value, decode: true);
                 }
                 start = end + 1;
             }
-            if (input.ExpiresSeconds != 0)
+            if (input.ExpiresSeconds != 0 && !input.Received)
                 foreach (var (name, value) in PresignParameters(input, signedHeaders, includeUnsignedToken: false))
                     AddRange(ref ranges, ref count, ref encoded, name, value, decode: false);
 
@@ -652,9 +693,9 @@ public static class SigV4
         var list = ArrayPool<KeyValuePair<string, string>>.Shared.Rent(headers.Count + 4);
         count = 0;
         for (int i = 0; i < headers.Count; i++)
-            if (!IsNeverSigned(headers[i].Key))
+            if (input.Received || !IsNeverSigned(headers[i].Key))
                 list[count++] = headers[i];
-        if (input.ExpiresSeconds == 0)
+        if (input.ExpiresSeconds == 0 && !input.Received)
         {
             list[count++] = new("x-amz-date", input.AmzDate);
             if (input.SignsSessionToken) list[count++] = new("x-amz-security-token", input.SessionToken!);
@@ -727,29 +768,49 @@ public static class SigV4
     private static void AppendTrimmedValue(ref ByteBuilder w, string value)
     {
         var span = value.AsSpan().Trim(" \t");
+        // Most values are printable ASCII with single spaces: copied as they are.
+        if (span.IndexOfAnyExceptInRange(' ', '~') < 0 && !span.Contains("  ", StringComparison.Ordinal))
+        {
+            w.AppendAscii(span);
+            return;
+        }
+        char[] collapsed = ArrayPool<char>.Shared.Rent(span.Length);
+        int n = 0;
         bool inSpace = false;
         foreach (char c in span)
         {
             if (c is ' ' or '\t') { inSpace = true; continue; }
-            if (inSpace) { w.Append((byte)' '); inSpace = false; }
-            if (c < 0x80) w.Append((byte)c);
-            else w.AppendUtf8(c);
+            if (inSpace) { collapsed[n++] = ' '; inSpace = false; }
+            collapsed[n++] = c;
         }
+        w.AppendUtf8(collapsed.AsSpan(0, n));
+        ArrayPool<char>.Shared.Return(collapsed);
     }
 
     // RFC 3986 encoding: only A-Z a-z 0-9 - _ . ~ stay as they are, everything else is %XX of its UTF-8 bytes.
     private static void AppendUriEncoded(ref ByteBuilder w, ReadOnlySpan<char> text, bool decodePercent, bool plusIsSpace, bool keepSlash)
     {
+        var unchanged = keepSlash ? s_unreservedAndSlash : s_unreserved;
         Span<byte> utf8 = stackalloc byte[4];
-        for (int i = 0; i < text.Length; i++)
+        int i = 0;
+        while (i < text.Length)
         {
+            int run = text[i..].IndexOfAnyExcept(unchanged);
+            if (run != 0)
+            {
+                if (run < 0) run = text.Length - i;
+                w.AppendAscii(text.Slice(i, run));
+                i += run;
+                continue;
+            }
             char c = text[i];
             if (decodePercent && c == '%' && i + 2 < text.Length && IsHex(text[i + 1]) && IsHex(text[i + 2]))
             {
                 AppendEncodedByte(ref w, (byte)(HexValue(text[i + 1]) << 4 | HexValue(text[i + 2])), keepSlash);
-                i += 2;
+                i += 3;
+                continue;
             }
-            else if (plusIsSpace && c == '+')
+            if (plusIsSpace && c == '+')
                 AppendEncodedByte(ref w, (byte)' ', keepSlash);
             else if (c < 0x80)
                 AppendEncodedByte(ref w, (byte)c, keepSlash);
@@ -765,6 +826,7 @@ public static class SigV4
                     length = (Rune.TryCreate(c, out var rune) ? rune : Rune.ReplacementChar).EncodeToUtf8(utf8);
                 foreach (byte b in utf8[..length]) AppendEncodedByte(ref w, b, keepSlash);
             }
+            i++;
         }
     }
 
@@ -878,7 +940,7 @@ public static class SigV4
             fixedInput[3] = 1;
             Encoding.ASCII.GetBytes(AlgorithmV4a, fixedInput.AsSpan(4));
             Encoding.UTF8.GetBytes(accessKeyId, fixedInput.AsSpan(4 + AlgorithmV4a.Length + 1));
-            fixedInput[^3] = 1; // 0x00000100 = 256 bits
+            fixedInput[^2] = 1; // L = 0x00000100 = 256 bits
             for (int counter = 1; counter <= 254; counter++)
             {
                 fixedInput[^5] = (byte)counter;
@@ -925,7 +987,7 @@ public static class SigV4
     // Step 4: the signature, and where it goes.
     // ---------------------------------------------------------------------------------------------------------
 
-    private static string SignV4(ReadOnlySpan<byte> stringToSign, in SigningInput input, AwsCredentials credentials)
+    private static int SignV4(ReadOnlySpan<byte> stringToSign, in SigningInput input, AwsCredentials credentials, Span<byte> signature)
     {
         var key = credentials.GetSigningKey(ScopeDate(input.AmzDate), input.AmzDate.AsSpan(0, 8), input.Options.Region, input.Options.Service);
         // An HMAC context keyed once and reset after each use is much cheaper than a one-shot HMAC, which sets
@@ -936,10 +998,8 @@ public static class SigV4
             cache?.Hmac.Dispose();
             t_hmac = cache = new HmacContext(key, IncrementalHash.CreateHMAC(HashAlgorithmName.SHA256, key));
         }
-        Span<byte> mac = stackalloc byte[32];
         cache.Hmac.AppendData(stringToSign);
-        cache.Hmac.GetHashAndReset(mac);
-        return HexString(mac);
+        return cache.Hmac.GetHashAndReset(signature);
     }
 
     [ThreadStatic] private static HmacContext? t_hmac;
@@ -949,19 +1009,49 @@ public static class SigV4
         public override string ToString() => nameof(HmacContext);
     }
 
-    private static string SignV4a(ReadOnlySpan<byte> stringToSign, AwsCredentials credentials)
+    // ECDSA over SHA-256 of the string to sign, DER-encoded (r, s): randomized, so verify it, never compare it.
+    private static int SignV4a(ReadOnlySpan<byte> stringToSign, AwsCredentials credentials, Span<byte> signature)
     {
         Span<byte> hash = stackalloc byte[32];
         SHA256.HashData(stringToSign, hash);
-        var der = credentials.GetSigV4aKey().SignHash(hash, DSASignatureFormat.Rfc3279DerSequence);
-        return HexString(der);
+        if (!credentials.GetSigV4aKey().TrySignHash(hash, signature, DSASignatureFormat.Rfc3279DerSequence, out int written))
+            throw new CryptographicException("The SigV4a signature did not fit its buffer.");
+        return written;
+    }
+
+    /// <summary>Returns the SigV4a public key (P-256 point) derived from credentials: give it to a verifier.</summary>
+    public static ECPoint GetSigV4aPublicKey(AwsCredentials credentials)
+    {
+        ArgumentNullException.ThrowIfNull(credentials);
+        return credentials.GetSigV4aKey().ExportParameters(includePrivateParameters: false).Q;
+    }
+
+    /// <summary>
+    /// Checks a SigV4a signature: whether <paramref name="signatureHex"/> (hex of a DER-encoded ECDSA signature) is
+    /// a valid P-256 signature of SHA-256(<paramref name="stringToSign"/>) under <paramref name="publicKey"/>.
+    /// </summary>
+    /// <returns>True if it verifies; false if it does not, or if the signature is not hex or not DER.</returns>
+    public static bool VerifySigV4a(string stringToSign, string signatureHex, ECPoint publicKey)
+    {
+        ArgumentNullException.ThrowIfNull(stringToSign);
+        ArgumentNullException.ThrowIfNull(signatureHex);
+        byte[] der;
+        try { der = Convert.FromHexString(signatureHex); }
+        catch (FormatException) { return false; }
+        using var key = ECDsa.Create(new ECParameters { Curve = ECCurve.NamedCurves.nistP256, Q = publicKey });
+        Span<byte> hash = stackalloc byte[32];
+        SHA256.HashData(Encoding.UTF8.GetBytes(stringToSign), hash);
+        try { return key.VerifyHash(hash, der, DSASignatureFormat.Rfc3279DerSequence); }
+        catch (CryptographicException) { return false; }
     }
 
     private static int ScopeDate(string amzDate) =>
         int.Parse(amzDate.AsSpan(0, 8), NumberStyles.None, CultureInfo.InvariantCulture);
 
-    private static string FormatOutput(in SigningInput input, ReadOnlySpan<byte> signedHeaders, string signature)
+    private static string FormatOutput(in SigningInput input, ReadOnlySpan<byte> signedHeaders, ReadOnlySpan<byte> signatureBytes)
     {
+        Span<char> signature = stackalloc char[signatureBytes.Length * 2];
+        WriteHex(signatureBytes, signature);
         string algorithm = input.Options.Algorithm == SigningAlgorithm.SigV4 ? AlgorithmV4 : AlgorithmV4a;
         Span<byte> scope = stackalloc byte[256];
         scope = scope[..WriteScope(input, scope)];
@@ -983,7 +1073,8 @@ public static class SigV4
                 Put(chars, ref n, ", SignedHeaders=");
                 n += Encoding.ASCII.GetChars(signedHeaders, chars[n..]);
                 Put(chars, ref n, ", Signature=");
-                Put(chars, ref n, signature);
+                signature.CopyTo(chars[n..]);
+                n += signature.Length;
                 return new string(chars[..n]);
             }
             finally
@@ -1007,7 +1098,7 @@ public static class SigV4
                 query.Append((byte)'&');
             }
             query.AppendAscii("X-Amz-Signature=");
-            query.AppendAscii(signature);
+            foreach (char c in signature) query.Append((byte)c);
             return Encoding.ASCII.GetString(query.Written);
         }
         finally
@@ -1016,7 +1107,7 @@ public static class SigV4
         }
     }
 
-    private static void Put(Span<char> chars, ref int n, string s)
+    private static void Put(Span<char> chars, ref int n, ReadOnlySpan<char> s)
     {
         s.CopyTo(chars[n..]);
         n += s.Length;
@@ -1029,7 +1120,7 @@ public static class SigV4
         try
         {
             WriteCanonicalRequest(ref w, input, out int start, out int length);
-            Span<byte> sts = stackalloc byte[256];
+            Span<byte> sts = stackalloc byte[MaxStringToSign];
             int stsLength = WriteStringToSign(w.Written, input, sts);
             return (Encoding.UTF8.GetString(w.Written), Encoding.UTF8.GetString(sts[..stsLength]), Encoding.ASCII.GetString(w.Written.Slice(start, length)));
         }
@@ -1241,14 +1332,14 @@ public static class SigV4
         return false;
     }
 
-    private static bool IsToken(string s)
-    {
-        foreach (char c in s)
-            if (!(c is >= 'a' and <= 'z' or >= 'A' and <= 'Z' or >= '0' and <= '9'
-                || "!#$%&'*+-.^_`|~".Contains(c)))
-                return false;
-        return true;
-    }
+    private static bool IsToken(string s) => s.AsSpan().IndexOfAnyExcept(s_tokenChars) < 0;
+
+    private static readonly SearchValues<char> s_tokenChars =
+        SearchValues.Create("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
+    private static readonly SearchValues<char> s_unreserved =
+        SearchValues.Create("-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
+    private static readonly SearchValues<char> s_unreservedAndSlash =
+        SearchValues.Create("-._~/0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
 
     private static int CompareLowercase(string a, string b)
     {
@@ -1265,7 +1356,8 @@ public static class SigV4
 
     private static void AppendLowercase(ref ByteBuilder w, string name)
     {
-        foreach (char c in name) w.Append((byte)ToLowerAscii(c));
+        w.AppendAscii(name);
+        System.Text.Ascii.ToLowerInPlace(w.WrittenMutable[^name.Length..], out _);
     }
 
     private static bool IsHex(char c) => c is >= '0' and <= '9' or >= 'a' and <= 'f' or >= 'A' and <= 'F';
@@ -1282,11 +1374,20 @@ public static class SigV4
         return bytes.Length * 2;
     }
 
+    private static void WriteHex(ReadOnlySpan<byte> bytes, Span<char> destination)
+    {
+        for (int i = 0; i < bytes.Length; i++)
+        {
+            destination[2 * i] = "0123456789abcdef"[bytes[i] >> 4];
+            destination[2 * i + 1] = "0123456789abcdef"[bytes[i] & 0xF];
+        }
+    }
+
     internal static string HexString(ReadOnlySpan<byte> bytes)
     {
-        Span<byte> hex = bytes.Length <= 128 ? stackalloc byte[bytes.Length * 2] : new byte[bytes.Length * 2];
+        Span<char> hex = stackalloc char[bytes.Length * 2];
         WriteHex(bytes, hex);
-        return Encoding.ASCII.GetString(hex);
+        return new string(hex);
     }
 
     // A growable byte buffer on pooled arrays, for the canonical request and the encoded query.
@@ -1298,6 +1399,8 @@ public static class SigV4
         public ByteBuilder(int capacity) { _buffer = ArrayPool<byte>.Shared.Rent(capacity); Length = 0; }
 
         public readonly ReadOnlySpan<byte> Written => _buffer.AsSpan(0, Length);
+
+        public readonly Span<byte> WrittenMutable => _buffer.AsSpan(0, Length);
 
         public void Append(byte b)
         {
@@ -1312,17 +1415,17 @@ public static class SigV4
             Length += bytes.Length;
         }
 
-        public void AppendAscii(string s)
+        public void AppendAscii(scoped ReadOnlySpan<char> s)
         {
             if (Length + s.Length > _buffer.Length) Grow(s.Length);
             Length += Encoding.ASCII.GetBytes(s, _buffer.AsSpan(Length));
         }
 
-        public void AppendUtf8(char c)
+        public void AppendUtf8(scoped ReadOnlySpan<char> s)
         {
-            Span<byte> utf8 = stackalloc byte[4];
-            var rune = Rune.TryCreate(c, out var r) ? r : Rune.ReplacementChar;
-            Append(utf8[..rune.EncodeToUtf8(utf8)]);
+            int count = Encoding.UTF8.GetByteCount(s);
+            if (Length + count > _buffer.Length) Grow(count);
+            Length += Encoding.UTF8.GetBytes(s, _buffer.AsSpan(Length));
         }
 
         private void Grow(int more)

@@ -1,0 +1,352 @@
+// SigV4Verifier.cs: the server side of SigV4Lite. Decides whether a received request is validly signed (header or
+// presigned URL, SigV4 or SigV4a), with the signer's own canonicalization, and says why not in AWS's words.
+// Needs SigV4.cs beside it.
+#nullable enable
+
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace SigV4Lite;
+
+/// <summary>Why a request failed verification.</summary>
+public enum SigV4VerificationError
+{
+    /// <summary>The request is validly signed.</summary>
+    None,
+    /// <summary>No <c>Authorization</c> header and no presigned query parameters.</summary>
+    MissingAuthentication,
+    /// <summary>The signature's parts are missing or malformed (credential, signed headers, date, algorithm).</summary>
+    IncompleteSignature,
+    /// <summary>The access key id (or its session token) is not known.</summary>
+    UnknownAccessKey,
+    /// <summary>The signature differs from the one computed from the request.</summary>
+    SignatureMismatch,
+    /// <summary>The request is outside the allowed clock skew, or the presigned URL has expired.</summary>
+    SignatureExpired,
+    /// <summary>The credential scope names another date, region, service or terminator.</summary>
+    WrongScope,
+    /// <summary><c>host</c> or an <c>x-amz-*</c> header that was sent is not signed, or a signed header is missing.</summary>
+    UnsignedHeader,
+    /// <summary>The <c>x-amz-content-sha256</c> header does not match the body.</summary>
+    PayloadHashMismatch,
+}
+
+/// <summary>The verdict on one request.</summary>
+public sealed class SigV4VerificationResult
+{
+    private SigV4VerificationResult(SigV4VerificationError error, string message, string? accessKeyId, string? canonicalRequest, string? stringToSign)
+    {
+        Error = error;
+        Message = message;
+        AccessKeyId = accessKeyId;
+        CanonicalRequest = canonicalRequest;
+        StringToSign = stringToSign;
+    }
+
+    /// <summary>Whether the request is validly signed.</summary>
+    public bool IsValid => Error == SigV4VerificationError.None;
+
+    /// <summary>Why it is not, or <see cref="SigV4VerificationError.None"/>.</summary>
+    public SigV4VerificationError Error { get; }
+
+    /// <summary>The error type an AWS JSON-protocol service answers with (HTTP 403), or an empty string when valid.</summary>
+    public string ErrorCode => Error switch
+    {
+        SigV4VerificationError.None => "",
+        SigV4VerificationError.MissingAuthentication => "MissingAuthenticationTokenException",
+        SigV4VerificationError.IncompleteSignature => "IncompleteSignatureException",
+        SigV4VerificationError.UnknownAccessKey => "UnrecognizedClientException",
+        _ => "InvalidSignatureException",
+    };
+
+    /// <summary>What was wrong, in AWS's words; for a mismatch, with the canonical request and string to sign the
+    /// server computed. Never contains a secret.</summary>
+    public string Message { get; }
+
+    /// <summary>The access key id the request claimed, if it could be read.</summary>
+    public string? AccessKeyId { get; }
+
+    /// <summary>The canonical request computed from the request, when it got that far.</summary>
+    public string? CanonicalRequest { get; }
+
+    /// <summary>The string to sign computed from the request, when it got that far.</summary>
+    public string? StringToSign { get; }
+
+    /// <summary>Shows the verdict.</summary>
+    public override string ToString() => IsValid ? $"Valid ({AccessKeyId})" : $"{ErrorCode}: {Message}";
+
+    internal static readonly SigV4VerificationResult Missing = new(SigV4VerificationError.MissingAuthentication, "Missing Authentication Token", null, null, null);
+
+    internal static SigV4VerificationResult Valid(string accessKeyId) => new(SigV4VerificationError.None, "", accessKeyId, null, null);
+
+    internal static SigV4VerificationResult Fail(SigV4VerificationError error, string message, string? accessKeyId = null) =>
+        new(error, message, accessKeyId, null, null);
+
+    internal static SigV4VerificationResult Mismatch(string accessKeyId, string canonicalRequest, string stringToSign) =>
+        new(SigV4VerificationError.SignatureMismatch,
+            "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. " +
+            "Consult the service documentation for details.\n\nThe Canonical String for this request should have been\n'" + canonicalRequest +
+            "'\n\nThe String-to-Sign should have been\n'" + stringToSign + "'\n",
+            accessKeyId, canonicalRequest, stringToSign);
+}
+
+/// <summary>
+/// Verifies SigV4 and SigV4a signatures of received requests, for anyone who builds a SigV4-protected service (and for
+/// SigV4Lite's own Lambda emulator). It recomputes the signature with the signer's canonicalization and checks the
+/// credential scope, the time window, that <c>host</c> and every <c>x-amz-*</c> header sent are signed, and the
+/// payload hash. Thread-safe.
+/// </summary>
+public sealed class SigV4Verifier
+{
+    private const string AlgorithmV4 = "AWS4-HMAC-SHA256";
+    private const string AlgorithmV4a = "AWS4-ECDSA-P256-SHA256";
+
+    private readonly Func<string, AwsCredentials?> _findCredentials;
+    private readonly SigV4Options _options;
+
+    /// <summary>Creates a verifier.</summary>
+    /// <param name="findCredentials">Looks up credentials by access key id; null when the key is unknown. Return the
+    /// same object for the same key so that its derived keys stay cached.</param>
+    /// <param name="options">The service and region requests must be scoped to, and the service's path rules.</param>
+    public SigV4Verifier(Func<string, AwsCredentials?> findCredentials, SigV4Options options)
+    {
+        _findCredentials = findCredentials ?? throw new ArgumentNullException(nameof(findCredentials));
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+    }
+
+    /// <summary>How far a header-signed request's X-Amz-Date may be from the server's clock; 15 minutes, as AWS.</summary>
+    public TimeSpan AllowedClockSkew { get; init; } = TimeSpan.FromMinutes(15);
+
+    /// <summary>The server's clock.</summary>
+    public TimeProvider Clock { get; init; } = TimeProvider.System;
+
+    /// <summary>Verifies a received request.</summary>
+    /// <param name="method">The HTTP method.</param>
+    /// <param name="path">The path exactly as on the request line (still percent-encoded).</param>
+    /// <param name="query">The query exactly as on the request line, without <c>?</c>.</param>
+    /// <param name="headers">Every header received; repeated names as separate entries.</param>
+    /// <param name="body">The body received.</param>
+    public SigV4VerificationResult Verify(string method, string path, string query, IReadOnlyList<KeyValuePair<string, string>> headers, ReadOnlySpan<byte> body)
+    {
+        ArgumentNullException.ThrowIfNull(method);
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(query);
+        ArgumentNullException.ThrowIfNull(headers);
+        query = query.StartsWith('?') ? query[1..] : query;
+
+        string? authorization = Header(headers, "Authorization");
+        var queryParameters = authorization is null ? ParseQuery(query) : null;
+        bool presigned = authorization is null && queryParameters!.ContainsKey("x-amz-algorithm");
+        if (authorization is null && !presigned) return SigV4VerificationResult.Missing;
+
+        // The signature's parts: from the Authorization header, or from the X-Amz-* query parameters.
+        string? algorithm, credential, signedHeaders, signature, amzDate, expires = null;
+        if (presigned)
+        {
+            algorithm = Get(queryParameters!, "x-amz-algorithm");
+            credential = Get(queryParameters!, "x-amz-credential");
+            signedHeaders = Get(queryParameters!, "x-amz-signedheaders");
+            signature = Get(queryParameters!, "x-amz-signature");
+            amzDate = Get(queryParameters!, "x-amz-date");
+            expires = Get(queryParameters!, "x-amz-expires");
+            var missing = new List<string>();
+            if (credential is null) missing.Add("X-Amz-Credential");
+            if (signedHeaders is null) missing.Add("X-Amz-SignedHeaders");
+            if (signature is null) missing.Add("X-Amz-Signature");
+            if (amzDate is null) missing.Add("X-Amz-Date");
+            if (expires is null) missing.Add("X-Amz-Expires");
+            if (missing.Count > 0)
+                return Incomplete($"Query-string authentication requires the {string.Join(", ", missing)} parameter(s).");
+        }
+        else
+        {
+            int space = authorization!.IndexOf(' ');
+            algorithm = space < 0 ? authorization : authorization[..space];
+            credential = signedHeaders = signature = null;
+            foreach (var part in (space < 0 ? "" : authorization[(space + 1)..]).Split(','))
+            {
+                var item = part.Trim();
+                if (item.StartsWith("Credential=", StringComparison.Ordinal)) credential = item["Credential=".Length..];
+                else if (item.StartsWith("SignedHeaders=", StringComparison.Ordinal)) signedHeaders = item["SignedHeaders=".Length..];
+                else if (item.StartsWith("Signature=", StringComparison.Ordinal)) signature = item["Signature=".Length..];
+            }
+            amzDate = Header(headers, "X-Amz-Date");
+            var missing = new List<string>();
+            if (credential is null) missing.Add("Authorization header requires 'Credential' parameter.");
+            if (signedHeaders is null) missing.Add("Authorization header requires 'SignedHeaders' parameter.");
+            if (signature is null) missing.Add("Authorization header requires 'Signature' parameter.");
+            if (amzDate is null) missing.Add("Authorization header requires existence of a 'X-Amz-Date' header.");
+            if (missing.Count > 0)
+                return Incomplete(string.Join(" ", missing) + " Authorization=" + algorithm);
+        }
+        if (algorithm is not (AlgorithmV4 or AlgorithmV4a))
+            return Incomplete($"Unsupported AWS 'algorithm': '{algorithm}'; expected {AlgorithmV4} or {AlgorithmV4a}.");
+        bool v4a = algorithm == AlgorithmV4a;
+
+        if (!DateTimeOffset.TryParseExact(amzDate, "yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture,
+                DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var signedAt))
+            return Incomplete($"X-Amz-Date '{amzDate}' is not an ISO-8601 basic date such as 20150830T123600Z.");
+
+        // The credential scope: AKID/date/region/service/aws4_request (SigV4a: no region).
+        var scope = credential!.Split('/');
+        if (scope.Length != (v4a ? 4 : 5) || scope[0].Length == 0)
+            return Incomplete($"Credential '{ScopeText(credential)}' is malformed; expected <access key id>/<date>/{(v4a ? "" : "<region>/")}<service>/aws4_request.");
+        string accessKeyId = scope[0];
+        if (scope[1] != amzDate![..8])
+            return Fail(SigV4VerificationError.WrongScope, $"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{scope[1]}' != '{amzDate[..8]}', from '{amzDate}'.", accessKeyId);
+        if (!v4a && scope[2] != _options.Region)
+            return Fail(SigV4VerificationError.WrongScope, $"Credential should be scoped to a valid region, not '{scope[2]}'. ", accessKeyId);
+        if (scope[^2] != _options.Service)
+            return Fail(SigV4VerificationError.WrongScope, $"Credential should be scoped to correct service: '{_options.Service}'. ", accessKeyId);
+        if (scope[^1] != "aws4_request")
+            return Fail(SigV4VerificationError.WrongScope, $"Credential should be scoped with a valid terminator: 'aws4_request', not '{scope[^1]}'.", accessKeyId);
+
+        // The time window.
+        var now = Clock.GetUtcNow();
+        if (presigned)
+        {
+            if (!int.TryParse(expires, NumberStyles.None, CultureInfo.InvariantCulture, out int seconds) || seconds < 1)
+                return Incomplete($"X-Amz-Expires '{expires}' must be a positive whole number of seconds.", accessKeyId);
+            if (seconds > 604800)
+                return Incomplete("X-Amz-Expires must be less than a week (in seconds) that is 604800.", accessKeyId);
+            if (now > signedAt.AddSeconds(seconds))
+                return Fail(SigV4VerificationError.SignatureExpired, $"Request has expired: signed at {amzDate}, valid for {seconds} seconds, now {Format(now)}.", accessKeyId);
+            if (signedAt - now > AllowedClockSkew)
+                return Fail(SigV4VerificationError.SignatureExpired, $"Signature not yet current: {amzDate} is still later than {Format(now + AllowedClockSkew)} ({Format(now)} + {AllowedClockSkew.TotalMinutes:0} min.)", accessKeyId);
+        }
+        else if (now - signedAt > AllowedClockSkew)
+            return Fail(SigV4VerificationError.SignatureExpired, $"Signature expired: {amzDate} is now earlier than {Format(now - AllowedClockSkew)} ({Format(now)} - {AllowedClockSkew.TotalMinutes:0} min.)", accessKeyId);
+        else if (signedAt - now > AllowedClockSkew)
+            return Fail(SigV4VerificationError.SignatureExpired, $"Signature not yet current: {amzDate} is still later than {Format(now + AllowedClockSkew)} ({Format(now)} + {AllowedClockSkew.TotalMinutes:0} min.)", accessKeyId);
+
+        // Signed headers: host and every x-amz-* header sent must be signed; every signed header must be present.
+        var signedNames = new HashSet<string>(signedHeaders!.Split(';'), StringComparer.OrdinalIgnoreCase);
+        if (!signedNames.Contains("host"))
+            return Fail(SigV4VerificationError.UnsignedHeader, "'Host' must be a signed header.", accessKeyId);
+        var signed = new List<KeyValuePair<string, string>>(signedNames.Count + 2);
+        foreach (var header in headers)
+        {
+            if (signedNames.Contains(header.Key))
+                signed.Add(header);
+            else if (header.Key.StartsWith("x-amz-", StringComparison.OrdinalIgnoreCase) && !header.Key.Equals("x-amz-security-token", StringComparison.OrdinalIgnoreCase))
+                return Fail(SigV4VerificationError.UnsignedHeader, $"The header '{header.Key}' was sent but is not signed; every x-amz-* header must be listed in SignedHeaders.", accessKeyId);
+        }
+        foreach (var name in signedNames)
+            if (Header(headers, name) is null)
+                return Fail(SigV4VerificationError.UnsignedHeader, $"SignedHeaders lists '{name}' but the request has no such header.", accessKeyId);
+
+        // The payload: the x-amz-content-sha256 sent must match the body unless it says UNSIGNED-PAYLOAD.
+        string bodyHash = SigV4.HashPayload(body);
+        string payloadHash = bodyHash;
+        if (Header(headers, "x-amz-content-sha256") is { } claimed)
+        {
+            claimed = claimed.Trim();
+            if (claimed == SigV4.UnsignedPayload) payloadHash = claimed;
+            else if (claimed.StartsWith("STREAMING-", StringComparison.Ordinal))
+                return Incomplete($"x-amz-content-sha256 '{claimed}': streaming (chunk-signed) payloads are not supported by this verifier.", accessKeyId);
+            else if (!CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(claimed), Encoding.ASCII.GetBytes(bodyHash)))
+                return Fail(SigV4VerificationError.PayloadHashMismatch, "The provided 'x-amz-content-sha256' header does not match what was computed.", accessKeyId);
+        }
+        else if (presigned && _options.AddContentSha256Header)
+            payloadHash = SigV4.UnsignedPayload; // presigned S3 URLs sign no payload
+
+        // SigV4a: the region set travels signed in X-Amz-Region-Set and must include this server's region.
+        var options = _options;
+        if (v4a)
+        {
+            string? regionSet = presigned ? Get(queryParameters!, "x-amz-region-set") : Header(headers, "X-Amz-Region-Set");
+            if (regionSet is null)
+                return Incomplete("SigV4a requires an X-Amz-Region-Set " + (presigned ? "parameter." : "header."), accessKeyId);
+            if (Array.IndexOf(regionSet.Split(','), _options.Region) < 0 && Array.IndexOf(regionSet.Split(','), "*") < 0)
+                return Fail(SigV4VerificationError.WrongScope, $"The region set '{regionSet}' does not include this region '{_options.Region}'.", accessKeyId);
+            options = new SigV4Options(_options.Service, regionSet)
+            {
+                Algorithm = SigningAlgorithm.SigV4a,
+                NormalizePath = _options.NormalizePath,
+                DoubleEncodePath = _options.DoubleEncodePath,
+            };
+        }
+
+        // The credentials, and the session token they were issued with.
+        var credentials = _findCredentials(accessKeyId);
+        if (credentials is null)
+            return Fail(SigV4VerificationError.UnknownAccessKey, "The security token included in the request is invalid.", accessKeyId);
+        if (credentials.SessionToken is { } token)
+        {
+            string? sent = presigned ? Get(queryParameters!, "x-amz-security-token") ?? Header(headers, "X-Amz-Security-Token") : Header(headers, "X-Amz-Security-Token");
+            if (sent is null || !CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(sent), Encoding.UTF8.GetBytes(token)))
+                return Fail(SigV4VerificationError.UnknownAccessKey, "The security token included in the request is invalid.", accessKeyId);
+        }
+
+        // The signature, recomputed with the signer's own canonicalization.
+        var input = new SigningInput
+        {
+            Method = method,
+            Path = path.Length == 0 ? "/" : path,
+            Query = query,
+            Headers = signed,
+            PayloadHash = payloadHash,
+            AmzDate = amzDate,
+            AccessKeyId = accessKeyId,
+            SessionToken = null,
+            Options = options,
+            ExpiresSeconds = presigned ? int.Parse(expires!, CultureInfo.InvariantCulture) : 0,
+            AddsContentSha256 = false,
+            Received = true,
+        };
+        var computed = SigV4.SignInput(input, credentials);
+        if (Matches(computed, signature!, v4a, credentials))
+            return SigV4VerificationResult.Valid(accessKeyId);
+        // A session token may be added to a presigned URL after signing (IoT WebSocket handshakes): the server
+        // cannot tell from the URL, so a mismatch is checked once more without it.
+        if (presigned && credentials.SessionToken is not null && Get(queryParameters!, "x-amz-security-token") is not null
+            && Matches(SigV4.SignInput(input with { ReceivedTokenUnsigned = true }, credentials), signature!, v4a, credentials))
+            return SigV4VerificationResult.Valid(accessKeyId);
+        return SigV4VerificationResult.Mismatch(accessKeyId, computed.CanonicalRequest, computed.StringToSign);
+    }
+
+    private static bool Matches(SigV4Signature computed, string signature, bool v4a, AwsCredentials credentials) => v4a
+        ? SigV4.VerifySigV4a(computed.StringToSign, signature, SigV4.GetSigV4aPublicKey(credentials))
+        : CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(computed.Signature), Encoding.ASCII.GetBytes(signature));
+
+    private static SigV4VerificationResult Incomplete(string message, string? accessKeyId = null) =>
+        SigV4VerificationResult.Fail(SigV4VerificationError.IncompleteSignature, message, accessKeyId);
+
+    private static SigV4VerificationResult Fail(SigV4VerificationError error, string message, string accessKeyId) =>
+        SigV4VerificationResult.Fail(error, message, accessKeyId);
+
+    private static string Format(DateTimeOffset time) => time.UtcDateTime.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture);
+
+    // A malformed credential is echoed back with its parts, but cut short: it is the caller's text, not a secret.
+    private static string ScopeText(string credential) => credential.Length <= 128 ? credential : credential[..128] + "...";
+
+    private static string? Header(IReadOnlyList<KeyValuePair<string, string>> headers, string name)
+    {
+        string? value = null;
+        foreach (var header in headers)
+            if (header.Key.Equals(name, StringComparison.OrdinalIgnoreCase))
+                value = value is null ? header.Value : value + "," + header.Value;
+        return value;
+    }
+
+    // The query's parameters by lowercase name, decoded as the canonicalization reads them ('+' is a space).
+    private static Dictionary<string, string> ParseQuery(string query)
+    {
+        var parameters = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var pair in query.Split('&', StringSplitOptions.RemoveEmptyEntries))
+        {
+            int eq = pair.IndexOf('=');
+            string name = Decode(eq < 0 ? pair : pair[..eq]).ToLowerInvariant();
+            parameters.TryAdd(name, eq < 0 ? "" : Decode(pair[(eq + 1)..]));
+        }
+        return parameters;
+    }
+
+    private static string Decode(string text) => Uri.UnescapeDataString(text.Replace('+', ' '));
+
+    private static string? Get(Dictionary<string, string> parameters, string name) =>
+        parameters.TryGetValue(name, out var value) ? value : null;
+}

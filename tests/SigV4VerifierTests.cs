@@ -1,0 +1,225 @@
+using SigV4Lite;
+
+namespace SigV4Lite.Tests;
+
+/// <summary>The server-side verifier: accepts every signed request of the suite and rejects tampered ones, saying why.</summary>
+public class SigV4VerifierTests
+{
+    private sealed record Received(string Method, string Path, string Query, List<KeyValuePair<string, string>> Headers, byte[] Body);
+
+    private static Received SignedRequest(SuiteCase c, SignatureLocation location)
+    {
+        string file = (location == SignatureLocation.Header ? "header-" : "query-") + "signed-request.txt";
+        var r = SuiteCase.ParseRequest(File.ReadAllBytes(Path.Combine(c.Folder, file)));
+        return new Received(r.Method, r.Path, r.Query, r.Headers, r.Body);
+    }
+
+    private static SigV4Verifier Verifier(SuiteCase c, DateTimeOffset now, SigningAlgorithm algorithm = SigningAlgorithm.SigV4) =>
+        new(key => key == c.Credentials.AccessKeyId ? c.Credentials : null, new SigV4Options(c.Service, c.Region) { NormalizePath = c.Normalize, DoubleEncodePath = true })
+        {
+            Clock = new FixedClock(now),
+        };
+
+    private static SigV4VerificationResult Verify(SuiteCase c, Received r, DateTimeOffset? now = null) =>
+        Verifier(c, now ?? c.Time).Verify(r.Method, r.Path, r.Query, r.Headers, r.Body);
+
+    public static IEnumerable<TestCaseData> Cases() =>
+        from suite in new[] { "v4", "v4a" }
+        from c in SuiteCase.All(suite)
+        from location in new[] { SignatureLocation.Header, SignatureLocation.Query }
+        select new TestCaseData(c, location).SetName($"verifies {suite}/{c.Name} ({location})");
+
+    [TestCaseSource(nameof(Cases))]
+    public void AcceptsEverySignedRequestOfTheSuite(SuiteCase c, SignatureLocation location)
+    {
+        var result = Verify(c, SignedRequest(c, location));
+        Assert.That(result.IsValid, Is.True, result.Message);
+        Assert.That(result.AccessKeyId, Is.EqualTo("AKIDEXAMPLE"));
+        Assert.That(result.ErrorCode, Is.Empty);
+    }
+
+    private static SuiteCase Case(string name) => SuiteCase.Load(Path.Combine(SuiteCase.Root, "v4", name));
+
+    private static List<KeyValuePair<string, string>> Replace(List<KeyValuePair<string, string>> headers, string name, string value) =>
+        headers.Select(h => h.Key.Equals(name, StringComparison.OrdinalIgnoreCase) ? new KeyValuePair<string, string>(h.Key, value) : h).ToList();
+
+    private static void AssertRejected(SigV4VerificationResult result, SigV4VerificationError error, string code, string messagePart)
+    {
+        Assert.That(result.IsValid, Is.False);
+        Assert.That(result.Error, Is.EqualTo(error), result.Message);
+        Assert.That(result.ErrorCode, Is.EqualTo(code));
+        Assert.That(result.Message, Does.Contain(messagePart));
+        Assert.That(result.Message, Does.Not.Contain("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"));
+        Assert.That(result.ToString(), Does.Not.Contain("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"));
+    }
+
+    [Test]
+    public void ChangedHeaderValueIsASignatureMismatchWithTheServersCanonicalRequest()
+    {
+        var c = Case("get-header-value-trim");
+        var r = SignedRequest(c, SignatureLocation.Header);
+        var result = Verify(c, r with { Headers = Replace(r.Headers, "My-Header1", "tampered") });
+        AssertRejected(result, SigV4VerificationError.SignatureMismatch, "InvalidSignatureException", "does not match the signature you provided");
+        Assert.That(result.CanonicalRequest, Does.Contain("my-header1:tampered\n"));
+        Assert.That(result.Message, Does.Contain(result.CanonicalRequest!).And.Contain(result.StringToSign!));
+    }
+
+    [Test]
+    public void ChangedPathIsRejected()
+    {
+        var c = Case("get-vanilla");
+        var r = SignedRequest(c, SignatureLocation.Header);
+        AssertRejected(Verify(c, r with { Path = "/other" }), SigV4VerificationError.SignatureMismatch, "InvalidSignatureException", "Canonical String");
+    }
+
+    [TestCase(SignatureLocation.Header)]
+    [TestCase(SignatureLocation.Query)]
+    public void ChangedQueryValueIsRejected(SignatureLocation location)
+    {
+        var c = Case("get-vanilla-query-order-key-case");
+        var r = SignedRequest(c, location);
+        Assert.That(r.Query, Does.Contain("Param2=value2"));
+        AssertRejected(Verify(c, r with { Query = r.Query.Replace("Param2=value2", "Param2=value3") }), SigV4VerificationError.SignatureMismatch, "InvalidSignatureException", "Param2=value3");
+    }
+
+    [Test]
+    public void ChangedBodyWithContentSha256IsAPayloadHashMismatch()
+    {
+        var c = Case("post-x-www-form-urlencoded");
+        var r = SignedRequest(c, SignatureLocation.Header);
+        AssertRejected(Verify(c, r with { Body = "Param1=value2"u8.ToArray() }), SigV4VerificationError.PayloadHashMismatch, "InvalidSignatureException", "x-amz-content-sha256");
+    }
+
+    [Test]
+    public void ChangedBodyWithoutContentSha256IsASignatureMismatch()
+    {
+        var c = Case("post-vanilla");
+        var r = SignedRequest(c, SignatureLocation.Header);
+        AssertRejected(Verify(c, r with { Body = "x"u8.ToArray() }), SigV4VerificationError.SignatureMismatch, "InvalidSignatureException", "does not match");
+    }
+
+    [Test]
+    public void ChangedDateIsRejected()
+    {
+        var c = Case("get-vanilla");
+        var r = SignedRequest(c, SignatureLocation.Header);
+        AssertRejected(Verify(c, r with { Headers = Replace(r.Headers, "X-Amz-Date", "20150830T123700Z") }), SigV4VerificationError.SignatureMismatch, "InvalidSignatureException", "20150830T123700Z");
+        AssertRejected(Verify(c, r with { Headers = Replace(r.Headers, "X-Amz-Date", "20150831T123600Z") }, c.Time.AddDays(1)), SigV4VerificationError.WrongScope, "InvalidSignatureException", "Date in Credential scope does not match");
+    }
+
+    [Test]
+    public void AddedUnsignedAmzHeaderIsRejected()
+    {
+        var c = Case("get-vanilla");
+        var r = SignedRequest(c, SignatureLocation.Header);
+        var headers = r.Headers.Append(new("X-Amz-Target", "Evil.Action")).ToList();
+        AssertRejected(Verify(c, r with { Headers = headers }), SigV4VerificationError.UnsignedHeader, "InvalidSignatureException", "X-Amz-Target");
+    }
+
+    [Test]
+    public void ExpiredPresignedUrlIsRejected()
+    {
+        var c = Case("get-vanilla");
+        var r = SignedRequest(c, SignatureLocation.Query);
+        Assert.That(Verify(c, r, c.Time.AddSeconds(3600)).IsValid, Is.True, "valid to the last second");
+        AssertRejected(Verify(c, r, c.Time.AddSeconds(3601)), SigV4VerificationError.SignatureExpired, "InvalidSignatureException", "Request has expired");
+    }
+
+    [Test]
+    public void RequestSixteenMinutesOldIsRejectedFifteenIsNot()
+    {
+        var c = Case("get-vanilla");
+        var r = SignedRequest(c, SignatureLocation.Header);
+        Assert.That(Verify(c, r, c.Time.AddMinutes(15)).IsValid, Is.True);
+        AssertRejected(Verify(c, r, c.Time.AddMinutes(16)), SigV4VerificationError.SignatureExpired, "InvalidSignatureException", "Signature expired: 20150830T123600Z is now earlier than 20150830T123700Z (20150830T125200Z - 15 min.)");
+        AssertRejected(Verify(c, r, c.Time.AddMinutes(-16)), SigV4VerificationError.SignatureExpired, "InvalidSignatureException", "Signature not yet current");
+    }
+
+    [Test]
+    public void UnknownAccessKeyIsAnUnrecognizedClient()
+    {
+        var c = Case("get-vanilla");
+        var r = SignedRequest(c, SignatureLocation.Header);
+        var verifier = new SigV4Verifier(_ => null, new SigV4Options("service", "us-east-1")) { Clock = new FixedClock(c.Time) };
+        AssertRejected(verifier.Verify(r.Method, r.Path, r.Query, r.Headers, r.Body), SigV4VerificationError.UnknownAccessKey, "UnrecognizedClientException", "security token included in the request is invalid");
+    }
+
+    [Test]
+    public void WrongSessionTokenIsRejected()
+    {
+        var c = Case("get-vanilla-with-session-token");
+        var r = SignedRequest(c, SignatureLocation.Header);
+        AssertRejected(Verify(c, r with { Headers = Replace(r.Headers, "X-Amz-Security-Token", "forged") }), SigV4VerificationError.UnknownAccessKey, "UnrecognizedClientException", "security token");
+    }
+
+    [Test]
+    public void WrongRegionOrServiceIsAWrongScope()
+    {
+        var c = Case("get-vanilla");
+        var r = SignedRequest(c, SignatureLocation.Header);
+        var otherRegion = new SigV4Verifier(_ => c.Credentials, new SigV4Options("service", "eu-west-1")) { Clock = new FixedClock(c.Time) };
+        AssertRejected(otherRegion.Verify(r.Method, r.Path, r.Query, r.Headers, r.Body), SigV4VerificationError.WrongScope, "InvalidSignatureException", "valid region");
+        var otherService = new SigV4Verifier(_ => c.Credentials, new SigV4Options("lambda", "us-east-1")) { Clock = new FixedClock(c.Time) };
+        AssertRejected(otherService.Verify(r.Method, r.Path, r.Query, r.Headers, r.Body), SigV4VerificationError.WrongScope, "InvalidSignatureException", "correct service: 'lambda'");
+    }
+
+    [Test]
+    public void NoSignatureAtAllIsMissingAuthentication()
+    {
+        var c = Case("get-vanilla");
+        var r = SuiteCase.ParseRequest(File.ReadAllBytes(Path.Combine(c.Folder, "request.txt")));
+        var result = Verifier(c, c.Time).Verify(r.Method, r.Path, r.Query, r.Headers, r.Body);
+        AssertRejected(result, SigV4VerificationError.MissingAuthentication, "MissingAuthenticationTokenException", "Missing Authentication Token");
+    }
+
+    [Test]
+    public void AuthorizationWithoutSignatureIsIncomplete()
+    {
+        var c = Case("get-vanilla");
+        var r = SignedRequest(c, SignatureLocation.Header);
+        string auth = r.Headers.Single(h => h.Key == "Authorization").Value;
+        var result = Verify(c, r with { Headers = Replace(r.Headers, "Authorization", auth[..auth.IndexOf(", Signature=", StringComparison.Ordinal)]) });
+        AssertRejected(result, SigV4VerificationError.IncompleteSignature, "IncompleteSignatureException", "requires 'Signature' parameter");
+    }
+
+    [Test]
+    public void HostMustBeSigned()
+    {
+        var c = Case("get-vanilla");
+        var r = SignedRequest(c, SignatureLocation.Header);
+        string auth = r.Headers.Single(h => h.Key == "Authorization").Value;
+        var result = Verify(c, r with { Headers = Replace(r.Headers, "Authorization", auth.Replace("SignedHeaders=host;x-amz-date", "SignedHeaders=x-amz-date")) });
+        AssertRejected(result, SigV4VerificationError.UnsignedHeader, "InvalidSignatureException", "'Host' must be a signed header");
+    }
+
+    [Test]
+    public void VerifiesWhatOurSignerProducesForPresignedS3AndAHeaderSignedPut()
+    {
+        var credentials = new AwsCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "token/with+chars=");
+        var now = new DateTimeOffset(2026, 11, 24, 8, 0, 0, TimeSpan.Zero);
+        var options = new SigV4Options("s3", "us-west-2") { Clock = new FixedClock(now) };
+        var verifier = new SigV4Verifier(k => k == "AKIDEXAMPLE" ? credentials : null, options) { Clock = new FixedClock(now.AddMinutes(4)) };
+
+        var url = SigV4.Presign(HttpMethod.Get, new Uri("https://bucket.s3.us-west-2.amazonaws.com/a%20key/x.txt?versionId=3"), credentials, options, TimeSpan.FromMinutes(5));
+        var (path, query) = SigV4.SplitPathAndQuery(url);
+        var host = new List<KeyValuePair<string, string>> { new("Host", "bucket.s3.us-west-2.amazonaws.com") };
+        var result = verifier.Verify("GET", path, query, host, []);
+        Assert.That(result.IsValid, Is.True, result.Message);
+        Assert.That(verifier.Verify("PUT", path, query, host, []).Error, Is.EqualTo(SigV4VerificationError.SignatureMismatch), "a URL presigned for GET does not allow PUT");
+
+        using var put = new HttpRequestMessage(HttpMethod.Put, "https://bucket.s3.us-west-2.amazonaws.com/a%20key/x.txt") { Content = new StringContent("hello") };
+        SigV4.SignAsync(put, credentials, options).AsTask().GetAwaiter().GetResult();
+        var sent = new List<KeyValuePair<string, string>>(host);
+        foreach (var h in put.Headers.NonValidated) sent.Add(new(h.Key, h.Value.ToString()));
+        foreach (var h in put.Content!.Headers.NonValidated) sent.Add(new(h.Key, h.Value.ToString()));
+        var (putPath, putQuery) = SigV4.SplitPathAndQuery(put.RequestUri!);
+        var putResult = verifier.Verify("PUT", putPath, putQuery, sent, "hello"u8);
+        Assert.That(putResult.IsValid, Is.True, putResult.Message);
+        Assert.That(verifier.Verify("PUT", putPath, putQuery, sent, "hellO"u8).Error, Is.EqualTo(SigV4VerificationError.PayloadHashMismatch));
+    }
+
+    private sealed class FixedClock(DateTimeOffset now) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => now;
+    }
+}
