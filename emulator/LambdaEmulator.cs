@@ -1,0 +1,623 @@
+using System;
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Globalization;
+using System.Linq;
+using System.Net;
+using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using System.Threading;
+using System.Threading.Tasks;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+
+namespace SigV4Lite.Emulator;
+
+/// <summary>
+/// A local AWS Lambda endpoint: serves the Invoke API (<c>POST /2015-03-31/functions/{FunctionName}/invocations</c>)
+/// on 127.0.0.1, verifies SigV4 signatures as AWS does, and runs the functions added with
+/// <see cref="AddFunction"/>. AWS clients pointed at <see cref="Endpoint"/> work unchanged. Faults can be injected
+/// (<see cref="Faults"/>) and what was served is counted (<see cref="Counters"/>).
+/// </summary>
+public sealed class LambdaEmulator : IAsyncDisposable
+{
+    /// <summary>The largest request (and response) payload of a synchronous invocation: 6 MB.</summary>
+    public const int MaxRequestResponsePayload = 6 * 1024 * 1024;
+
+    /// <summary>The largest request payload of an asynchronous (<c>Event</c>) invocation: 1 MB.</summary>
+    public const int MaxEventPayload = 1024 * 1024;
+
+    private const string ErrorTypeSuffix = ":http://internal.amazon.com/coral/com.amazonaws.lambda/";
+    private const string InvokePathPrefix = "/2015-03-31/functions/";
+    private const string InvokePathSuffix = "/invocations";
+    private const string RequestResponse = "RequestResponse";
+    private const string Event = "Event";
+    private const string DryRun = "DryRun";
+    private const string DefaultAccount = "123456789012";
+
+    private static readonly FunctionEntry s_echo = new(Echo, null);
+    private static readonly byte[] s_null = "null"u8.ToArray();
+    private static readonly JsonWriterOptions s_jsonOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    [ThreadStatic] private static List<KeyValuePair<string, string>>? t_headers;
+
+    private readonly WebApplication _app;
+    private readonly ConcurrentDictionary<string, FunctionEntry> _functions = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, AwsCredentials> _credentials;
+    private readonly SigV4Verifier? _verifier;
+    private readonly bool _writesDate;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly HashSet<Task> _background = new();
+    private int _disposed;
+
+    private LambdaEmulator(LambdaEmulatorOptions options)
+    {
+        Options = options;
+        _credentials = options.Credentials.ToDictionary(pair => pair.Key, pair => new AwsCredentials(pair.Key, pair.Value), StringComparer.Ordinal);
+        if (options.VerifySignatures)
+            _verifier = new SigV4Verifier(FindCredentials, new SigV4Options("lambda", options.Region)) { Clock = options.Clock };
+        // Kestrel writes a cached Date from the system clock; a test clock must show in Date too, since clients
+        // correct their clock skew from it.
+        _writesDate = !ReferenceEquals(options.Clock, TimeProvider.System);
+
+        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
+        builder.WebHost.UseKestrelCore().ConfigureKestrel(kestrel =>
+        {
+            kestrel.Listen(IPAddress.Loopback, options.Port);
+            kestrel.AddServerHeader = false;
+            kestrel.Limits.MaxRequestBodySize = null; // the payload limits are Lambda's, answered as Lambda does
+        });
+        _app = builder.Build();
+        _app.Run(HandleAsync);
+    }
+
+    /// <summary>
+    /// Starts an emulator on 127.0.0.1 and returns once it accepts requests.
+    /// </summary>
+    /// <param name="options">Port, credentials, region and behaviour; the defaults when null.</param>
+    /// <param name="cancellationToken">Cancels the start.</param>
+    /// <exception cref="ArgumentException">An option is invalid (the message says which).</exception>
+    /// <exception cref="System.IO.IOException">The port is in use.</exception>
+    public static async Task<LambdaEmulator> StartAsync(LambdaEmulatorOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options ??= new LambdaEmulatorOptions();
+        Validate(options);
+        var emulator = new LambdaEmulator(options);
+        try
+        {
+            await emulator._app.StartAsync(cancellationToken).ConfigureAwait(false);
+            emulator.Endpoint = new Uri(emulator._app.Urls.First() + "/");
+            return emulator;
+        }
+        catch
+        {
+            await emulator.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>The base address clients use as their endpoint, e.g. <c>http://127.0.0.1:40123/</c>.</summary>
+    public Uri Endpoint { get; private set; } = null!;
+
+    /// <summary>The options the emulator runs with.</summary>
+    public LambdaEmulatorOptions Options { get; }
+
+    /// <summary>Fault injection for the next invocation requests.</summary>
+    public EmulatorFaults Faults { get; } = new();
+
+    /// <summary>What has been served.</summary>
+    public EmulatorCounters Counters { get; } = new();
+
+    /// <summary>
+    /// Adds a function, or replaces the one of that name. Callers may use any form of the name (ARN, qualifier).
+    /// </summary>
+    /// <param name="name">The function's bare name: 1 to 64 letters, digits, '-' or '_'.</param>
+    /// <param name="handler">What the function does.</param>
+    /// <param name="concurrencyLimit">Its reserved concurrency: a synchronous invocation beyond this many running at
+    /// once answers 429 TooManyRequestsException, Reason ReservedFunctionConcurrentInvocationLimitExceeded. Null
+    /// for no limit; 0 throttles every synchronous invocation.</param>
+    /// <exception cref="ArgumentException">The name is not a valid function name.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The limit is negative.</exception>
+    public void AddFunction(string name, LambdaFunctionHandler handler, int? concurrencyLimit = null)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        ArgumentNullException.ThrowIfNull(handler);
+        if (!FunctionName.IsCreatableName(name))
+            throw new ArgumentException($"'{name}' is not a function name: give the bare name, 1 to 64 letters, digits, '-' or '_' (no ARN or qualifier).", nameof(name));
+        if (concurrencyLimit < 0)
+            throw new ArgumentOutOfRangeException(nameof(concurrencyLimit), concurrencyLimit, "The concurrency limit must be 0 or more, or null for none.");
+        _functions[name] = new FunctionEntry(handler, concurrencyLimit);
+    }
+
+    /// <summary>
+    /// The echo function: answers <c>{"function":"&lt;name&gt;","payload":&lt;payload&gt;}</c>, the payload as sent
+    /// (<c>null</c> when empty). What unknown functions run with <see cref="LambdaEmulatorOptions.EchoUnknownFunctions"/>.
+    /// </summary>
+    public static ValueTask<byte[]> Echo(LambdaInvocation invocation, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(invocation);
+        ReadOnlySpan<byte> head = "{\"function\":\""u8;
+        ReadOnlySpan<byte> middle = "\",\"payload\":"u8;
+        ReadOnlySpan<byte> payload = invocation.Payload.IsEmpty ? s_null : invocation.Payload.Span;
+        string name = invocation.FunctionName; // validated: letters, digits, '-', '_', '.': nothing to escape
+        var result = new byte[head.Length + name.Length + middle.Length + payload.Length + 1];
+        head.CopyTo(result);
+        int at = head.Length + Encoding.ASCII.GetBytes(name, result.AsSpan(head.Length));
+        middle.CopyTo(result.AsSpan(at));
+        payload.CopyTo(result.AsSpan(at + middle.Length));
+        result[^1] = (byte)'}';
+        return new ValueTask<byte[]>(result);
+    }
+
+    /// <summary>Stops listening, cancels the running functions' tokens and waits (a few seconds at most) for
+    /// requests and background (<c>Event</c>) invocations to finish.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
+        _stopping.Cancel();
+        using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5)))
+        {
+            try
+            {
+                await _app.StopAsync(timeout.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // Requests still running after the timeout have had their connections aborted.
+            }
+        }
+        Task[] background;
+        lock (_background) background = _background.ToArray();
+        try
+        {
+            await Task.WhenAll(background).WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // A function that ignores its token is left to finish on its own.
+        }
+        await _app.DisposeAsync().ConfigureAwait(false);
+        foreach (var credentials in _credentials.Values) credentials.Dispose();
+        _stopping.Dispose();
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() => $"LambdaEmulator {{ Endpoint = {Endpoint}, Functions = [{string.Join(", ", _functions.Keys)}] }}";
+
+    private static void Validate(LambdaEmulatorOptions options)
+    {
+        if (options.Port is < 0 or > 65535)
+            throw new ArgumentOutOfRangeException(nameof(options), options.Port, "The port must be 0 (any free port) to 65535.");
+        if (options.Credentials is null)
+            throw new ArgumentException("Credentials must not be null; give access key id to secret access key pairs.", nameof(options));
+        if (options.Clock is null)
+            throw new ArgumentException("Clock must not be null; use TimeProvider.System for the real time.", nameof(options));
+        _ = new SigV4Options("lambda", options.Region); // a region is a plain token, such as us-east-1
+        foreach (var (id, secret) in options.Credentials)
+            if (string.IsNullOrWhiteSpace(id) || string.IsNullOrEmpty(secret))
+                throw new ArgumentException($"The credentials for access key id '{id}' are incomplete: both the access key id and its secret must be non-empty.", nameof(options));
+    }
+
+    private AwsCredentials? FindCredentials(string accessKeyId) => _credentials.GetValueOrDefault(accessKeyId);
+
+    private async Task HandleAsync(HttpContext context)
+    {
+        Counters.RequestStarted();
+        try
+        {
+            await ServeAsync(context).ConfigureAwait(false);
+        }
+        finally
+        {
+            Counters.RequestEnded();
+        }
+    }
+
+    // The checks run in the order AWS's front end runs them: size, signature, operation, parameters; then faults,
+    // the function, its payload and its concurrency.
+    private async Task ServeAsync(HttpContext context)
+    {
+        var request = context.Request;
+        var response = context.Response;
+        string requestId = Guid.NewGuid().ToString();
+        response.Headers["x-amzn-RequestId"] = requestId;
+        if (_writesDate) response.Headers.Date = Options.Clock.GetUtcNow().ToString("r", CultureInfo.InvariantCulture);
+
+        // The path and query exactly as sent: the signature covers them, and the function name is decoded here.
+        string target = context.Features.GetRequiredFeature<IHttpRequestFeature>().RawTarget;
+        var (path, query) = SplitTarget(target);
+
+        string invocationType = HeaderOrNull(request, "X-Amz-Invocation-Type") ?? RequestResponse;
+        int limit = invocationType == Event ? MaxEventPayload : MaxRequestResponsePayload;
+        byte[]? body = request.ContentLength > limit ? null : await ReadBodyAsync(request, limit, context.RequestAborted).ConfigureAwait(false);
+        if (body is null)
+        {
+            // Kestrel reads and drops the unread rest of the body after the answer, so the client can finish sending
+            // and read the 413 instead of failing on a closed connection.
+            await WriteErrorAsync(response, 413, "RequestTooLargeException",
+                $"Request must be smaller than {limit} bytes for the InvokeFunction operation").ConfigureAwait(false);
+            return;
+        }
+
+        if (_verifier is not null)
+        {
+            var verdict = Verify(request, path, query, body);
+            if (!verdict.IsValid)
+            {
+                Counters.SignatureFailed();
+                await WriteErrorAsync(response, 403, verdict.ErrorCode, verdict.Message, messageField: "Message").ConfigureAwait(false);
+                return;
+            }
+        }
+
+        if (!HttpMethods.IsPost(request.Method) || !TryGetFunctionSegment(path, out string segment))
+        {
+            await WriteErrorAsync(response, 404, "UnknownOperationException",
+                $"The emulator serves Lambda's Invoke only, POST {InvokePathPrefix}{{FunctionName}}{InvokePathSuffix}; not {request.Method} {Shorten(path)}.").ConfigureAwait(false);
+            return;
+        }
+
+        string nameText = Uri.UnescapeDataString(segment);
+        if (!FunctionName.TryParse(nameText, out var functionName))
+        {
+            await WriteErrorAsync(response, 400, "ValidationException",
+                $"1 validation error detected: Value '{Shorten(nameText)}' at 'functionName' failed to satisfy constraint: Member must satisfy regular expression pattern: {FunctionName.Pattern}").ConfigureAwait(false);
+            return;
+        }
+        string? qualifier = functionName.Qualifier;
+        if (QueryValue(query, "Qualifier") is { } queryQualifier)
+        {
+            if (!FunctionName.IsQualifier(queryQualifier))
+            {
+                await WriteErrorAsync(response, 400, "ValidationException",
+                    $"1 validation error detected: Value '{Shorten(queryQualifier)}' at 'qualifier' failed to satisfy constraint: Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+)").ConfigureAwait(false);
+                return;
+            }
+            if (qualifier is not null && qualifier != queryQualifier)
+            {
+                await WriteErrorAsync(response, 400, "InvalidParameterValueException",
+                    "The derived qualifier from the function name does not match the specified qualifier.").ConfigureAwait(false);
+                return;
+            }
+            qualifier = queryQualifier;
+        }
+        if (invocationType is not (RequestResponse or Event or DryRun))
+        {
+            await WriteErrorAsync(response, 400, "ValidationException",
+                $"1 validation error detected: Value '{Shorten(invocationType)}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]").ConfigureAwait(false);
+            return;
+        }
+        string? logType = HeaderOrNull(request, "X-Amz-Log-Type");
+        if (logType is not (null or "None" or "Tail"))
+        {
+            await WriteErrorAsync(response, 400, "ValidationException",
+                $"1 validation error detected: Value '{Shorten(logType)}' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]").ConfigureAwait(false);
+            return;
+        }
+        string? clientContext = null;
+        if (HeaderOrNull(request, "X-Amz-Client-Context") is { } encodedContext && !TryDecodeClientContext(encodedContext, out clientContext))
+        {
+            await WriteErrorAsync(response, 400, "InvalidRequestContentException",
+                "Client context must be a valid Base64-encoded JSON object.").ConfigureAwait(false);
+            return;
+        }
+
+        bool truncate = false;
+        if (Faults.Next() is { } fault)
+        {
+            switch (fault.Kind)
+            {
+                case FaultKind.Fail:
+                    await WriteErrorAsync(response, fault.Status, fault.ErrorType,
+                        $"The emulator injected this fault ({fault.Status} {fault.ErrorType}).").ConfigureAwait(false);
+                    return;
+                case FaultKind.Throttle:
+                    if (fault.RetryAfter is { } retryAfter)
+                        response.Headers.RetryAfter = ((long)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+                    await WriteErrorAsync(response, 429, "TooManyRequestsException", "Rate Exceeded.", reason: fault.Reason).ConfigureAwait(false);
+                    return;
+                case FaultKind.Reset:
+                    context.Abort();
+                    return;
+                case FaultKind.Delay:
+                    try
+                    {
+                        await Task.Delay(fault.Delay, context.RequestAborted).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        return; // the caller gave up
+                    }
+                    break;
+                case FaultKind.Truncate:
+                    truncate = true;
+                    break;
+            }
+        }
+
+        if (!_functions.TryGetValue(functionName.Name, out var function))
+        {
+            if (!Options.EchoUnknownFunctions)
+            {
+                string arn = $"arn:aws:lambda:{functionName.Region ?? Options.Region}:{functionName.Account ?? DefaultAccount}:function:{functionName.Name}"
+                    + (qualifier is null ? "" : ":" + qualifier);
+                await WriteErrorAsync(response, 404, "ResourceNotFoundException", "Function not found: " + arn).ConfigureAwait(false);
+                return;
+            }
+            function = s_echo;
+        }
+        if (body.Length > 0 && JsonError(body) is { } jsonError)
+        {
+            await WriteErrorAsync(response, 400, "InvalidRequestContentException", "Could not parse request body into json: " + jsonError).ConfigureAwait(false);
+            return;
+        }
+
+        response.Headers["X-Amz-Executed-Version"] = qualifier ?? FunctionName.Latest;
+        if (invocationType == DryRun)
+        {
+            response.StatusCode = 204;
+            if (truncate) context.Abort();
+            return;
+        }
+        var invocation = new LambdaInvocation(functionName.Name, qualifier, body, invocationType, clientContext, requestId);
+        if (invocationType == Event)
+        {
+            RunInBackground(function, invocation);
+            response.StatusCode = 202;
+            if (truncate) context.Abort();
+            return;
+        }
+
+        if (function.ConcurrencyLimit is int concurrencyLimit && Interlocked.Increment(ref function.Running) > concurrencyLimit)
+        {
+            Interlocked.Decrement(ref function.Running);
+            response.Headers.Remove("X-Amz-Executed-Version");
+            await WriteErrorAsync(response, 429, "TooManyRequestsException", "Rate Exceeded.",
+                reason: "ReservedFunctionConcurrentInvocationLimitExceeded").ConfigureAwait(false);
+            return;
+        }
+        byte[] result;
+        bool failed = false;
+        try
+        {
+            result = await function.Handler(invocation, _stopping.Token).ConfigureAwait(false) ?? s_null;
+        }
+        catch (Exception e)
+        {
+            result = FunctionErrorBody(e.Message, e.GetType().Name, e.StackTrace);
+            failed = true;
+        }
+        finally
+        {
+            if (function.ConcurrencyLimit is not null) Interlocked.Decrement(ref function.Running);
+        }
+        if (!failed && result.Length > MaxRequestResponsePayload)
+        {
+            result = FunctionErrorBody($"Response payload size exceeded maximum allowed payload size ({MaxRequestResponsePayload} bytes).", "Function.ResponseSizeTooLarge", null);
+            failed = true;
+        }
+
+        response.StatusCode = 200;
+        response.ContentType = "application/json";
+        if (failed) response.Headers["X-Amz-Function-Error"] = "Unhandled";
+        if (logType == "Tail") response.Headers["X-Amz-Log-Result"] = invocation.LogTailBase64();
+        response.ContentLength = result.Length;
+        if (truncate)
+        {
+            await response.Body.WriteAsync(result.AsMemory(0, result.Length / 2), context.RequestAborted).ConfigureAwait(false);
+            await response.Body.FlushAsync(context.RequestAborted).ConfigureAwait(false);
+            context.Abort();
+            return;
+        }
+        await response.Body.WriteAsync(result, context.RequestAborted).ConfigureAwait(false);
+    }
+
+    private SigV4VerificationResult Verify(HttpRequest request, string path, string query, byte[] body)
+    {
+        // Verify is synchronous, so one list per thread serves every request on it.
+        var headers = t_headers ??= new List<KeyValuePair<string, string>>(16);
+        try
+        {
+            foreach (var (name, values) in request.Headers)
+                foreach (var value in values)
+                    headers.Add(new(name, value ?? ""));
+            return _verifier!.Verify(request.Method, path, query, headers, body);
+        }
+        finally
+        {
+            headers.Clear();
+        }
+    }
+
+    private void RunInBackground(FunctionEntry function, LambdaInvocation invocation)
+    {
+        var task = Task.Run(async () =>
+        {
+            try
+            {
+                await function.Handler(invocation, _stopping.Token).ConfigureAwait(false);
+            }
+            catch
+            {
+                // An asynchronous invocation's failure goes to Lambda's retries and destinations, which are out of
+                // scope: the caller has its 202 already.
+            }
+        });
+        lock (_background) _background.Add(task);
+        task.ContinueWith(static (done, state) =>
+        {
+            var set = (HashSet<Task>)state!;
+            lock (set) set.Remove(done);
+        }, _background, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    private static (string Path, string Query) SplitTarget(string target)
+    {
+        // Absolute-form targets (http://host/path) come from proxies; the path starts at the first '/' after the host.
+        if (!target.StartsWith('/') && target.IndexOf("://", StringComparison.Ordinal) is int scheme and >= 0)
+        {
+            int slash = target.IndexOf('/', scheme + 3);
+            target = slash < 0 ? "/" : target[slash..];
+        }
+        int q = target.IndexOf('?');
+        return q < 0 ? (target, "") : (target[..q], target[(q + 1)..]);
+    }
+
+    private static bool TryGetFunctionSegment(string path, out string segment)
+    {
+        segment = "";
+        if (!path.StartsWith(InvokePathPrefix, StringComparison.Ordinal) || !path.EndsWith(InvokePathSuffix, StringComparison.Ordinal)
+            || path.Length <= InvokePathPrefix.Length + InvokePathSuffix.Length)
+            return false;
+        segment = path[InvokePathPrefix.Length..^InvokePathSuffix.Length];
+        return !segment.Contains('/');
+    }
+
+    private static string? QueryValue(string query, string name)
+    {
+        foreach (var range in query.AsSpan().Split('&'))
+        {
+            var pair = query.AsSpan(range);
+            int eq = pair.IndexOf('=');
+            var key = eq < 0 ? pair : pair[..eq];
+            if (key.SequenceEqual(name))
+                return eq < 0 ? "" : Uri.UnescapeDataString(pair[(eq + 1)..].ToString());
+        }
+        return null;
+    }
+
+    private static string? HeaderOrNull(HttpRequest request, string name)
+    {
+        var values = request.Headers[name];
+        return values.Count == 0 ? null : values.ToString();
+    }
+
+    private static async ValueTask<byte[]?> ReadBodyAsync(HttpRequest request, int limit, CancellationToken cancellationToken)
+    {
+        if (request.ContentLength is long length)
+        {
+            if (length == 0) return [];
+            var body = GC.AllocateUninitializedArray<byte>((int)length);
+            await request.Body.ReadExactlyAsync(body, cancellationToken).ConfigureAwait(false);
+            return body;
+        }
+        // Chunked: read up to one byte past the limit to tell "at the limit" from "over it".
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
+        try
+        {
+            int total = 0;
+            while (true)
+            {
+                if (total == buffer.Length)
+                {
+                    var larger = ArrayPool<byte>.Shared.Rent(Math.Min(buffer.Length * 2, limit + 1));
+                    buffer.AsSpan(0, total).CopyTo(larger);
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = larger;
+                }
+                int read = await request.Body.ReadAsync(buffer.AsMemory(total), cancellationToken).ConfigureAwait(false);
+                if (read == 0) return buffer.AsSpan(0, total).ToArray();
+                total += read;
+                if (total > limit) return null;
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private static string? JsonError(byte[] body)
+    {
+        try
+        {
+            var reader = new Utf8JsonReader(body);
+            while (reader.Read()) { }
+            return null;
+        }
+        catch (JsonException e)
+        {
+            return e.Message;
+        }
+    }
+
+    private static bool TryDecodeClientContext(string encoded, out string? json)
+    {
+        json = null;
+        byte[] bytes;
+        try
+        {
+            bytes = Convert.FromBase64String(encoded);
+        }
+        catch (FormatException)
+        {
+            return false;
+        }
+        try
+        {
+            var reader = new Utf8JsonReader(bytes);
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject) return false;
+            reader.Skip();
+            if (reader.Read()) return false;
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+        json = Encoding.UTF8.GetString(bytes);
+        return true;
+    }
+
+    private static byte[] FunctionErrorBody(string message, string errorType, string? stackTrace)
+    {
+        var buffer = new ArrayBufferWriter<byte>(256);
+        using (var json = new Utf8JsonWriter(buffer, s_jsonOptions))
+        {
+            json.WriteStartObject();
+            json.WriteString("errorMessage", message);
+            json.WriteString("errorType", errorType);
+            json.WriteStartArray("stackTrace");
+            foreach (var line in (stackTrace ?? "").Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                json.WriteStringValue(line);
+            json.WriteEndArray();
+            json.WriteEndObject();
+        }
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    // An error as AWS's JSON protocols send it: the type in x-amzn-ErrorType (clients strip the suffix) and a body
+    // {"Type","message"} (signature errors say "Message"), with "Reason" on 429.
+    private static Task WriteErrorAsync(HttpResponse response, int status, string errorType, string message,
+        string messageField = "message", string? reason = null)
+    {
+        response.StatusCode = status;
+        response.Headers["x-amzn-ErrorType"] = errorType + ErrorTypeSuffix;
+        response.ContentType = "application/json";
+        var buffer = new ArrayBufferWriter<byte>(256);
+        using (var json = new Utf8JsonWriter(buffer, s_jsonOptions))
+        {
+            json.WriteStartObject();
+            if (reason is not null) json.WriteString("Reason", reason);
+            json.WriteString("Type", status >= 500 ? "Server" : "User");
+            json.WriteString(messageField, message);
+            json.WriteEndObject();
+        }
+        response.ContentLength = buffer.WrittenCount;
+        return response.Body.WriteAsync(buffer.WrittenMemory).AsTask();
+    }
+
+    // Caller text quoted in an error message is cut short: it is echoed, not trusted.
+    private static string Shorten(string text) => text.Length <= 256 ? text : text[..256] + "...";
+
+    private sealed class FunctionEntry(LambdaFunctionHandler handler, int? concurrencyLimit)
+    {
+        public readonly LambdaFunctionHandler Handler = handler;
+        public readonly int? ConcurrencyLimit = concurrencyLimit;
+        public int Running; // synchronous invocations running now, counted only under a limit
+    }
+}
