@@ -1,0 +1,301 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Text;
+using System.Text.Json;
+using System.Threading;
+using System.Threading.Tasks;
+using SigV4Lite.Emulator;
+
+namespace SigV4Lite.Samples;
+
+/// <summary>
+/// The fan-out demo: invokes hello-world-0 .. hello-world-N concurrently, shows progress, then a summary (count,
+/// failures, p50/p99 latency, invocations per second) and a few results. Runs against a Lambda emulator started in
+/// process unless AWS is configured (a region, profile, endpoint or credentials, by option or environment).
+/// </summary>
+public static class FanOutDemo
+{
+    /// <summary>Every invocation succeeded.</summary>
+    public const int ExitSuccess = 0;
+    /// <summary>At least one invocation failed (or the run was cancelled).</summary>
+    public const int ExitFailures = 1;
+    /// <summary>The options were wrong; nothing was invoked.</summary>
+    public const int ExitBadOptions = 2;
+
+    /// <summary>The usage text.</summary>
+    public const string Usage = """
+        Usage: dotnet run --project samples/FanOut -- [options]
+          --count N               invocations to make (default 100)
+          --concurrency N         most invocations in flight at once (default 16)
+          --function-pattern P    function name, {i} replaced by the index (default hello-world-{i})
+          --payload-file FILE     JSON payload, {i} replaced by the index (default {"hello": {i}})
+          --region R              use AWS in region R (else AWS_REGION when AWS is configured)
+          --endpoint URL          use the Lambda endpoint at URL
+          --profile NAME          use AWS with this profile's credentials (sets AWS_PROFILE)
+          --emulator              use the in-process emulator even when AWS is configured
+          --help                  show this text
+        Without AWS configuration (region, profile, endpoint or credentials in options or environment), the
+        invocations go to a Lambda emulator started in process that echoes every function.
+        Exit codes: 0 all succeeded, 1 some failed, 2 bad options.
+        """;
+
+    private static readonly string[] AwsVariables =
+        ["AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_LAMBDA", "AWS_ACCESS_KEY_ID"];
+
+    /// <summary>Runs the demo.</summary>
+    /// <param name="args">The command-line options.</param>
+    /// <param name="output">Where progress, the summary and results go.</param>
+    /// <param name="error">Where problems go.</param>
+    /// <param name="environment">Reads an environment variable (tests pass their own).</param>
+    /// <param name="cancellationToken">Stops the run.</param>
+    /// <returns>The exit code: <see cref="ExitSuccess"/>, <see cref="ExitFailures"/> or <see cref="ExitBadOptions"/>.</returns>
+    public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, Func<string, string?> environment, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(error);
+        ArgumentNullException.ThrowIfNull(environment);
+
+        if (!DemoOptions.TryParse(args, out var options, out string? problem))
+        {
+            error.WriteLine($"fanout: {problem}");
+            error.WriteLine(Usage);
+            return ExitBadOptions;
+        }
+        if (options.Help)
+        {
+            output.WriteLine(Usage);
+            return ExitSuccess;
+        }
+
+        bool useAws = !options.UseEmulator && (options.Region is not null || options.Endpoint is not null || options.Profile is not null
+            || AwsVariables.Any(name => !string.IsNullOrEmpty(environment(name))));
+        if (!useAws)
+        {
+            await using var emulator = await LambdaEmulator.StartAsync(new LambdaEmulatorOptions { EchoUnknownFunctions = true }, cancellationToken);
+            var (accessKeyId, secret) = emulator.Options.Credentials.First();
+            using var client = new LambdaClient(new LambdaClientOptions
+            {
+                Endpoint = emulator.Endpoint,
+                Region = emulator.Options.Region,
+                Credentials = new AwsCredentials(accessKeyId, secret),
+            });
+            return await FanOutAsync(client, options, $"the in-process emulator at {emulator.Endpoint}", output, error, cancellationToken);
+        }
+
+        // The default credential chain reads the profile from the environment.
+        if (options.Profile is not null) Environment.SetEnvironmentVariable("AWS_PROFILE", options.Profile);
+        LambdaClient aws;
+        try
+        {
+            aws = new LambdaClient(new LambdaClientOptions { Region = options.Region, Endpoint = options.Endpoint });
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+        {
+            error.WriteLine($"fanout: AWS is configured but the client cannot be made: {e.Message}");
+            return ExitBadOptions;
+        }
+        using (aws)
+            return await FanOutAsync(aws, options, $"AWS Lambda at {aws.Endpoint} ({aws.Region})", output, error, cancellationToken);
+    }
+
+    private static async Task<int> FanOutAsync(LambdaClient client, DemoOptions options, string target, TextWriter output, TextWriter error, CancellationToken cancellationToken)
+    {
+        output.WriteLine($"Invoking {options.FunctionPattern} {options.Count} times, at most {options.Concurrency} at once, on {target}");
+        var latencies = new double[options.Count];
+        var firstResults = new SortedDictionary<long, string>();
+        var firstFailures = new SortedDictionary<long, string>();
+        int completed = 0, failures = 0;
+        var progress = new ProgressPrinter(output, options.Count);
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        try
+        {
+            var fanOut = new LambdaFanOutOptions { MaxConcurrency = options.Concurrency, Progress = progress };
+            await foreach (var outcome in client.InvokeEachAsync(Requests(options), fanOut, cancellationToken))
+            {
+                latencies[completed++] = outcome.Elapsed.TotalMilliseconds;
+                if (outcome.Succeeded)
+                {
+                    if (outcome.Index < 5) firstResults[outcome.Index] = $"{outcome.FunctionName} -> {outcome.Response.GetPayloadString()}";
+                }
+                else
+                {
+                    failures++;
+                    if (firstFailures.Count < 5) firstFailures[outcome.Index] = $"{outcome.FunctionName}: {outcome.Error.Message}";
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            error.WriteLine($"fanout: cancelled after {completed} of {options.Count} invocations.");
+            return ExitFailures;
+        }
+        started.Stop();
+
+        Array.Sort(latencies, 0, completed);
+        double seconds = started.Elapsed.TotalSeconds;
+        output.WriteLine("Summary");
+        output.WriteLine($"  invocations: {completed}");
+        output.WriteLine($"  failures:    {failures}");
+        output.WriteLine(FormattableString.Invariant($"  latency:     p50 {Percentile(latencies, completed, 50):0.0} ms, p99 {Percentile(latencies, completed, 99):0.0} ms"));
+        output.WriteLine(FormattableString.Invariant($"  throughput:  {completed / Math.Max(seconds, 1e-9):0} invocations/s ({completed} in {seconds:0.00} s)"));
+        if (firstResults.Count > 0)
+        {
+            output.WriteLine("First results");
+            foreach (var (index, text) in firstResults) output.WriteLine($"  [{index}] {text}");
+        }
+        if (firstFailures.Count > 0)
+        {
+            output.WriteLine("First failures");
+            foreach (var (index, text) in firstFailures) output.WriteLine($"  [{index}] {text}");
+        }
+        return failures == 0 ? ExitSuccess : ExitFailures;
+    }
+
+    // Made one at a time as the fan-out reads them: a large --count never sits in memory.
+    private static IEnumerable<LambdaRequest> Requests(DemoOptions options)
+    {
+        for (int i = 0; i < options.Count; i++)
+        {
+            string index = i.ToString(CultureInfo.InvariantCulture);
+            yield return new LambdaRequest(options.FunctionPattern.Replace("{i}", index, StringComparison.Ordinal),
+                Encoding.UTF8.GetBytes(options.PayloadTemplate.Replace("{i}", index, StringComparison.Ordinal)));
+        }
+    }
+
+    // Nearest rank.
+    private static double Percentile(double[] sorted, int count, int percent) =>
+        count == 0 ? 0 : sorted[Math.Clamp((int)Math.Ceiling(percent / 100.0 * count) - 1, 0, count - 1)];
+
+    // Prints a line each time another tenth of the invocations has completed. Reports come from many threads.
+    private sealed class ProgressPrinter(TextWriter output, int total) : IProgress<LambdaFanOutProgress>
+    {
+        private readonly object _gate = new();
+        private long _printedTenths;
+
+        public void Report(LambdaFanOutProgress value)
+        {
+            long tenths = value.Completed * 10 / Math.Max(total, 1);
+            lock (_gate)
+            {
+                if (tenths <= _printedTenths) return;
+                _printedTenths = tenths;
+                output.WriteLine($"  {value.Completed}/{total} done, {value.Failed} failed, {value.InFlight} in flight");
+            }
+        }
+    }
+
+    private sealed class DemoOptions
+    {
+        public int Count { get; private set; } = 100;
+        public int Concurrency { get; private set; } = 16;
+        public string FunctionPattern { get; private set; } = "hello-world-{i}";
+        public string PayloadTemplate { get; private set; } = """{"hello": {i}}""";
+        public string? Region { get; private set; }
+        public Uri? Endpoint { get; private set; }
+        public string? Profile { get; private set; }
+        public bool UseEmulator { get; private set; }
+        public bool Help { get; private set; }
+
+        public static bool TryParse(string[] args, out DemoOptions options, out string? problem)
+        {
+            options = new DemoOptions();
+            problem = null;
+            for (int i = 0; i < args.Length; i++)
+            {
+                string arg = args[i];
+                string? inlineValue = null;
+                int eq = arg.IndexOf('=');
+                if (arg.StartsWith("--", StringComparison.Ordinal) && eq > 0)
+                {
+                    inlineValue = arg[(eq + 1)..];
+                    arg = arg[..eq];
+                }
+                switch (arg)
+                {
+                    case "--help" or "-h":
+                        options.Help = true;
+                        continue;
+                    case "--emulator":
+                        options.UseEmulator = true;
+                        continue;
+                    case "--count" or "--concurrency" or "--function-pattern" or "--payload-file" or "--region" or "--endpoint" or "--profile":
+                        break;
+                    default:
+                        problem = $"unknown option '{arg}'.";
+                        return false;
+                }
+                string? value = inlineValue ?? (i + 1 < args.Length ? args[++i] : null);
+                if (string.IsNullOrWhiteSpace(value))
+                {
+                    problem = $"{arg} needs a value.";
+                    return false;
+                }
+                problem = null;
+                switch (arg)
+                {
+                    case "--count":
+                        if (ParseInt(arg, value, 1, 10_000_000, ref problem) is { } count) options.Count = count;
+                        break;
+                    case "--concurrency":
+                        if (ParseInt(arg, value, 1, 10_000, ref problem) is { } concurrency) options.Concurrency = concurrency;
+                        break;
+                    case "--function-pattern":
+                        options.FunctionPattern = value;
+                        break;
+                    case "--payload-file":
+                        if (ReadPayload(value, ref problem) is { } payload) options.PayloadTemplate = payload;
+                        break;
+                    case "--region":
+                        options.Region = value;
+                        break;
+                    case "--endpoint":
+                        if (Uri.TryCreate(value, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps))
+                            options.Endpoint = uri;
+                        else
+                            problem = $"--endpoint must be an absolute http or https URL such as http://127.0.0.1:9001; it was '{value}'.";
+                        break;
+                    default:
+                        options.Profile = value;
+                        break;
+                }
+                if (problem is not null) return false;
+            }
+            return true;
+        }
+
+        private static int? ParseInt(string name, string value, int min, int max, ref string? problem)
+        {
+            if (int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n >= min && n <= max) return n;
+            problem = $"{name} must be a whole number from {min} to {max}; it was '{value}'.";
+            return null;
+        }
+
+        private static string? ReadPayload(string path, ref string? problem)
+        {
+            string text;
+            try
+            {
+                text = File.ReadAllText(path);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+            {
+                problem = $"--payload-file '{path}' cannot be read: {e.Message}";
+                return null;
+            }
+            try
+            {
+                using var _ = JsonDocument.Parse(text.Replace("{i}", "0", StringComparison.Ordinal));
+            }
+            catch (JsonException e)
+            {
+                problem = $"--payload-file '{path}' is not JSON (with {{i}} read as 0): {e.Message}";
+                return null;
+            }
+            return text;
+        }
+    }
+}
