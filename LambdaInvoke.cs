@@ -688,7 +688,7 @@ public sealed class LambdaClient : IDisposable
             && (attemptSource?.IsCancellationRequested == true || e is OperationCanceledException))
         {
             // Our timeout fired, or the HttpClient's own Timeout did (an OperationCanceledException the caller did not ask for).
-            throw new LambdaTimeoutException(functionName, attemptSource is not null ? timeout : _http.Timeout, attempt, e);
+            throw new LambdaTimeoutException(functionName, attemptSource?.IsCancellationRequested == true ? timeout : _http.Timeout, attempt, e);
         }
         finally
         {

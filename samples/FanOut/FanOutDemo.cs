@@ -124,7 +124,12 @@ public static class FanOutDemo
                 else
                 {
                     failures++;
-                    if (firstFailures.Count < 5) firstFailures[outcome.Index] = $"{outcome.FunctionName}: {outcome.Error.Message}";
+                    // Keep the five lowest indices, so that the output does not depend on completion order.
+                    if (firstFailures.Count < 5 || outcome.Index < firstFailures.Keys.Last())
+                    {
+                        firstFailures[outcome.Index] = $"{outcome.FunctionName}: {outcome.Error.Message}";
+                        if (firstFailures.Count > 5) firstFailures.Remove(firstFailures.Keys.Last());
+                    }
                 }
             }
         }

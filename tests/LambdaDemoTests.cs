@@ -1,0 +1,133 @@
+using SigV4Lite.Samples;
+
+namespace SigV4Lite.Tests;
+
+/// <summary>The fan-out demo, run in process as a library call: its summary, results and exit codes.</summary>
+[TestFixture]
+public sealed class LambdaDemoTests
+{
+    private static readonly Func<string, string?> NoAwsEnvironment = _ => null;
+
+    private static async Task<(int ExitCode, string Output, string Error)> RunAsync(Func<string, string?> environment, params string[] args)
+    {
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+        int exitCode = await FanOutDemo.RunAsync(args, output, error, environment);
+        return (exitCode, output.ToString(), error.ToString());
+    }
+
+    [Test]
+    public async Task Default_FansOutAHundredInvocations_ToTheInProcessEmulator()
+    {
+        var (exitCode, output, error) = await RunAsync(NoAwsEnvironment);
+
+        Assert.That(exitCode, Is.EqualTo(FanOutDemo.ExitSuccess), error);
+        Assert.That(output, Does.Contain("Invoking hello-world-{i} 100 times, at most 16 at once, on the in-process emulator at http://127.0.0.1:"));
+        Assert.That(output, Does.Contain("  100/100 done, 0 failed, 0 in flight"));
+        Assert.That(output, Does.Contain("  invocations: 100\n").Or.Contain("  invocations: 100\r\n"));
+        Assert.That(output, Does.Contain("  failures:    0"));
+        Assert.That(output, Does.Match(@"latency:     p50 \d+\.\d ms, p99 \d+\.\d ms"));
+        Assert.That(output, Does.Match(@"throughput:  \d+ invocations/s \(100 in \d+\.\d\d s\)"));
+        Assert.That(output, Does.Contain("""  [0] hello-world-0 -> {"function":"hello-world-0","payload":{"hello": 0}}"""));
+        Assert.That(output, Does.Contain("""  [4] hello-world-4 -> {"function":"hello-world-4","payload":{"hello": 4}}"""));
+        Assert.That(output, Does.Not.Contain("[5]"), "a few results, not all");
+        Assert.That(error, Is.Empty);
+    }
+
+    [Test]
+    public async Task Options_SetCountConcurrencyPatternAndPayload()
+    {
+        string payloadFile = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(payloadFile, """{"order": {i}, "items": ["a", "b"]}""");
+
+            var (exitCode, output, error) = await RunAsync(NoAwsEnvironment,
+                "--count", "30", "--concurrency=3", "--function-pattern", "orders-{i}", "--payload-file", payloadFile);
+
+            Assert.That(exitCode, Is.EqualTo(FanOutDemo.ExitSuccess), error);
+            Assert.That(output, Does.Contain("Invoking orders-{i} 30 times, at most 3 at once"));
+            Assert.That(output, Does.Contain("  invocations: 30"));
+            Assert.That(output, Does.Contain("""  [2] orders-2 -> {"function":"orders-2","payload":{"order": 2, "items": ["a", "b"]}}"""));
+        }
+        finally
+        {
+            File.Delete(payloadFile);
+        }
+    }
+
+    [Test]
+    public async Task Failures_AreCountedAndShown_AndTheExitCodeIsOne()
+    {
+        // A space is not allowed in a function name: Lambda (here the emulator) answers 400 for each.
+        var (exitCode, output, _) = await RunAsync(NoAwsEnvironment, "--count", "12", "--function-pattern", "bad name {i}");
+
+        Assert.That(exitCode, Is.EqualTo(FanOutDemo.ExitFailures));
+        Assert.That(output, Does.Contain("  invocations: 12"));
+        Assert.That(output, Does.Contain("  failures:    12"));
+        Assert.That(output, Does.Contain("First failures"));
+        Assert.That(output, Does.Contain("[0] bad name 0: Lambda answered 400 ValidationException"));
+    }
+
+    [TestCase(new[] { "--count", "abc" }, "--count must be a whole number from 1 to 10000000; it was 'abc'")]
+    [TestCase(new[] { "--count", "0" }, "--count must be a whole number from 1 to 10000000; it was '0'")]
+    [TestCase(new[] { "--concurrency", "-4" }, "--concurrency must be a whole number from 1 to 10000; it was '-4'")]
+    [TestCase(new[] { "--count" }, "--count needs a value")]
+    [TestCase(new[] { "--function-pattern", " " }, "--function-pattern needs a value")]
+    [TestCase(new[] { "--frobnicate" }, "unknown option '--frobnicate'")]
+    [TestCase(new[] { "--payload-file", "/no/such/file.json" }, "--payload-file '/no/such/file.json' cannot be read")]
+    [TestCase(new[] { "--endpoint", "lambda.local" }, "--endpoint must be an absolute http or https URL")]
+    public async Task BadOptions_ExitWithTwo_AndSayWhatIsWrong(string[] args, string expected)
+    {
+        var (exitCode, output, error) = await RunAsync(NoAwsEnvironment, args);
+
+        Assert.That(exitCode, Is.EqualTo(FanOutDemo.ExitBadOptions));
+        Assert.That(error, Does.Contain(expected));
+        Assert.That(error, Does.Contain("Usage:"));
+        Assert.That(output, Is.Empty, "nothing was invoked");
+    }
+
+    [Test]
+    public async Task PayloadFileThatIsNotJson_ExitsWithTwo()
+    {
+        string payloadFile = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(payloadFile, "hello {i}");
+
+            var (exitCode, _, error) = await RunAsync(NoAwsEnvironment, "--payload-file", payloadFile);
+
+            Assert.That(exitCode, Is.EqualTo(FanOutDemo.ExitBadOptions));
+            Assert.That(error, Does.Contain("is not JSON"));
+        }
+        finally
+        {
+            File.Delete(payloadFile);
+        }
+    }
+
+    [Test]
+    public async Task Help_PrintsUsage()
+    {
+        var (exitCode, output, _) = await RunAsync(NoAwsEnvironment, "--help");
+
+        Assert.That(exitCode, Is.EqualTo(FanOutDemo.ExitSuccess));
+        Assert.That(output, Does.Contain("--function-pattern").And.Contain("Exit codes"));
+    }
+
+    // AWS configuration in the environment sends the demo to AWS (here an endpoint nothing listens on, on loopback);
+    // --emulator overrides it.
+    [Test]
+    public async Task AwsConfiguration_SelectsAws_UnlessEmulatorIsAsked()
+    {
+        Func<string, string?> awsEnvironment = name => name == "AWS_REGION" ? "us-east-1" : null;
+
+        var (awsExit, awsOutput, _) = await RunAsync(awsEnvironment, "--count", "1", "--endpoint", "http://127.0.0.1:9/", "--region", "us-east-1");
+        var (localExit, localOutput, _) = await RunAsync(awsEnvironment, "--count", "1", "--emulator");
+
+        Assert.That(awsOutput, Does.Contain("on AWS Lambda at http://127.0.0.1:9/ (us-east-1)"));
+        Assert.That(awsExit, Is.EqualTo(FanOutDemo.ExitFailures));
+        Assert.That(localOutput, Does.Contain("on the in-process emulator"));
+        Assert.That(localExit, Is.EqualTo(FanOutDemo.ExitSuccess));
+    }
+}

@@ -1,0 +1,189 @@
+namespace SigV4Lite.Tests;
+
+/// <summary>Endpoints from regions and partitions, custom endpoints and their precedence, and the path encoding.</summary>
+[TestFixture]
+public sealed class LambdaEndpointTests
+{
+    [TestCase("us-east-1", false, false, "https://lambda.us-east-1.amazonaws.com/")]
+    [TestCase("eu-west-3", false, false, "https://lambda.eu-west-3.amazonaws.com/")]
+    [TestCase("us-east-1", true, false, "https://lambda-fips.us-east-1.amazonaws.com/")]
+    [TestCase("us-east-1", false, true, "https://lambda.us-east-1.api.aws/")]
+    [TestCase("us-east-1", true, true, "https://lambda-fips.us-east-1.api.aws/")]
+    [TestCase("cn-north-1", false, false, "https://lambda.cn-north-1.amazonaws.com.cn/")]
+    [TestCase("cn-northwest-1", false, true, "https://lambda.cn-northwest-1.api.amazonwebservices.com.cn/")]
+    [TestCase("us-gov-west-1", false, false, "https://lambda.us-gov-west-1.amazonaws.com/")]
+    [TestCase("us-gov-east-1", true, false, "https://lambda-fips.us-gov-east-1.amazonaws.com/")]
+    [TestCase("us-gov-west-1", false, true, "https://lambda.us-gov-west-1.api.aws/")]
+    [TestCase("us-iso-east-1", false, false, "https://lambda.us-iso-east-1.c2s.ic.gov/")]
+    [TestCase("us-isob-east-1", false, false, "https://lambda.us-isob-east-1.sc2s.sgov.gov/")]
+    [TestCase("eu-isoe-west-1", false, false, "https://lambda.eu-isoe-west-1.cloud.adc-e.uk/")]
+    [TestCase("us-isof-south-1", false, false, "https://lambda.us-isof-south-1.csp.hci.ic.gov/")]
+    [TestCase("eusc-de-east-1", false, false, "https://lambda.eusc-de-east-1.amazonaws.eu/")]
+    public void Region_GivesItsPartitionsEndpoint(string region, bool fips, bool dualStack, string expected)
+    {
+        Assert.That(LambdaClient.ResolveEndpoint(region, fips, dualStack).AbsoluteUri, Is.EqualTo(expected));
+        using var environment = new EnvironmentScope();
+        environment.Set("AWS_ENDPOINT_URL", null);
+        environment.Set("AWS_ENDPOINT_URL_LAMBDA", null);
+        using var client = new LambdaClient(new LambdaClientOptions { Region = region, UseFips = fips, UseDualStack = dualStack, Credentials = EmulatorTestSupport.ExampleCredentials });
+        Assert.That(client.Endpoint.AbsoluteUri, Is.EqualTo(expected));
+        Assert.That(client.Region, Is.EqualTo(region));
+    }
+
+    [TestCase("us-iso-east-1")]
+    [TestCase("us-isob-east-1")]
+    public void DualStack_InAPartitionWithoutIt_IsRefused(string region)
+    {
+        var e = Assert.Throws<ArgumentException>(() => LambdaClient.ResolveEndpoint(region, false, true));
+
+        Assert.That(e!.Message, Does.Contain("no dual-stack endpoint").And.Contain(region).And.Contain("UseDualStack"));
+    }
+
+    [TestCase("")]
+    [TestCase("US-EAST-1")]
+    [TestCase("us-east-1.evil.example")]
+    [TestCase("us east 1")]
+    [TestCase("-us-east-1")]
+    public void MalformedRegion_IsRefused(string region)
+    {
+        var e = Assert.Throws<ArgumentException>(() => new LambdaClient(new LambdaClientOptions { Region = region }));
+
+        Assert.That(e!.Message, Does.Contain("not a region name").And.Contain("such as us-east-1"));
+    }
+
+    [Test]
+    public void CustomEndpoint_KeepsItsPath()
+    {
+        var stub = new StubHandler(_ => StubHandler.Json(System.Net.HttpStatusCode.OK, "{}"));
+        using var client = new LambdaClient(new LambdaClientOptions
+        {
+            Region = "eu-central-1", Endpoint = new Uri("http://127.0.0.1:4566/lambda-proxy/"),
+            Credentials = EmulatorTestSupport.ExampleCredentials, HttpHandler = stub,
+        });
+
+        client.InvokeAsync("f", "{}").GetAwaiter().GetResult();
+
+        Assert.That(stub.Uris.Single(), Is.EqualTo("http://127.0.0.1:4566/lambda-proxy/2015-03-31/functions/f/invocations"));
+        Assert.That(stub.Headers.Single()["Authorization"], Does.Contain("/eu-central-1/lambda/aws4_request"));
+    }
+
+    [Test]
+    public void CustomEndpoint_WithAQuery_IsRefused()
+    {
+        var e = Assert.Throws<ArgumentException>(() => new LambdaClient(new LambdaClientOptions { Region = "us-east-1", Endpoint = new Uri("https://example.com/?x=1") }));
+
+        Assert.That(e!.Message, Does.Contain("without a query"));
+    }
+
+    // Code > AWS_ENDPOINT_URL_LAMBDA > AWS_ENDPOINT_URL > the region's endpoint; AWS_IGNORE_CONFIGURED_ENDPOINT_URLS
+    // turns off the environment's.
+    [Test]
+    public void EndpointPrecedence_CodeThenServiceVariableThenGlobalVariable()
+    {
+        using var environment = new EnvironmentScope();
+        environment.Set("AWS_ENDPOINT_URL", "http://127.0.0.1:9001");
+        environment.Set("AWS_ENDPOINT_URL_LAMBDA", "http://127.0.0.1:9002");
+
+        Assert.That(Endpoint(new Uri("http://127.0.0.1:9003")), Is.EqualTo("http://127.0.0.1:9003/"));
+        Assert.That(Endpoint(null), Is.EqualTo("http://127.0.0.1:9002/"));
+        environment.Set("AWS_ENDPOINT_URL_LAMBDA", null);
+        Assert.That(Endpoint(null), Is.EqualTo("http://127.0.0.1:9001/"));
+        environment.Set("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true");
+        Assert.That(Endpoint(null), Is.EqualTo("https://lambda.ap-south-1.amazonaws.com/"));
+        Assert.That(Endpoint(new Uri("http://127.0.0.1:9003")), Is.EqualTo("http://127.0.0.1:9003/"));
+
+        static string Endpoint(Uri? code)
+        {
+            using var client = new LambdaClient(new LambdaClientOptions { Region = "ap-south-1", Endpoint = code, Credentials = EmulatorTestSupport.ExampleCredentials });
+            return client.Endpoint.AbsoluteUri;
+        }
+    }
+
+    [Test]
+    public void Region_FromTheEnvironment_AndAClearErrorWithoutOne()
+    {
+        using var environment = new EnvironmentScope();
+        environment.Set("AWS_REGION", null);
+        environment.Set("AWS_DEFAULT_REGION", "sa-east-1");
+        using (var client = new LambdaClient(new LambdaClientOptions { Credentials = EmulatorTestSupport.ExampleCredentials }))
+            Assert.That(client.Region, Is.EqualTo("sa-east-1"));
+        environment.Set("AWS_REGION", "ca-central-1");
+        using (var client = new LambdaClient(new LambdaClientOptions { Credentials = EmulatorTestSupport.ExampleCredentials }))
+            Assert.That(client.Region, Is.EqualTo("ca-central-1"));
+
+        environment.Set("AWS_REGION", null);
+        environment.Set("AWS_DEFAULT_REGION", null);
+        var e = Assert.Throws<InvalidOperationException>(() => new LambdaClient());
+        Assert.That(e!.Message, Does.Contain("No AWS region").And.Contain("AWS_REGION").And.Contain("LambdaClientOptions.Region"));
+    }
+
+    [Test]
+    public async Task Credentials_FromTheEnvironment_AreReadAtTheFirstCall()
+    {
+        await using var emulator = await SigV4Lite.Emulator.LambdaEmulator.StartAsync();
+        emulator.AddFunction("echo", SigV4Lite.Emulator.LambdaEmulator.Echo);
+        using var environment = new EnvironmentScope();
+        environment.Set("AWS_ACCESS_KEY_ID", null);
+        environment.Set("AWS_SECRET_ACCESS_KEY", null);
+        environment.Set("AWS_SESSION_TOKEN", null);
+        using var client = new LambdaClient(new LambdaClientOptions { Region = "us-east-1", Endpoint = emulator.Endpoint });
+
+        // Made without credentials: only the call needs them.
+        environment.Set("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE");
+        environment.Set("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+        var response = await client.InvokeAsync("echo", "{}");
+
+        Assert.That(response.StatusCode, Is.EqualTo(200));
+    }
+
+    [Test]
+    public void MissingCredentials_FailTheCall_WithAClearMessage()
+    {
+        using var environment = new EnvironmentScope();
+        environment.Set("AWS_ACCESS_KEY_ID", null);
+        environment.Set("AWS_SECRET_ACCESS_KEY", "a-secret-that-must-not-show-in-messages0");
+        using var client = new LambdaClient(new LambdaClientOptions { Region = "us-east-1", Endpoint = new Uri("http://127.0.0.1:9") });
+
+        var e = Assert.ThrowsAsync<InvalidOperationException>(() => client.InvokeAsync("echo", "{}"));
+
+        Assert.That(e!.Message, Does.Contain("No AWS credentials").And.Contain("AWS_ACCESS_KEY_ID").And.Contain("LambdaClientOptions.Credentials"));
+        Assert.That(e.Message, Does.Not.Contain("a-secret-that-must-not-show"));
+    }
+
+    [TestCase("my-function", "my-function")]
+    [TestCase("my-function:live", "my-function%3Alive")]
+    [TestCase("arn:aws:lambda:us-west-2:123456789012:function:f:$LATEST", "arn%3Aaws%3Alambda%3Aus-west-2%3A123456789012%3Afunction%3Af%3A%24LATEST")]
+    [TestCase("a/b c?d#e&f=g+h", "a%2Fb%20c%3Fd%23e%26f%3Dg%2Bh")]
+    [TestCase("A-Z_a.z~0", "A-Z_a.z~0")]
+    [TestCase("é✓😀", "%C3%A9%E2%9C%93%F0%9F%98%80")]
+    [TestCase("%41", "%2541")]
+    public void EncodeSegment_EncodesEveryReservedCharacter(string value, string expected)
+    {
+        Assert.That(LambdaClient.EncodeSegment(value), Is.EqualTo(expected));
+    }
+
+    [Test]
+    public void EncodeSegment_RefusesAnUnpairedSurrogate()
+    {
+        var e = Assert.Throws<ArgumentException>(() => LambdaClient.EncodeSegment("f\ud800x"));
+
+        Assert.That(e!.Message, Does.Contain("unpaired surrogate"));
+    }
+
+    /// <summary>Sets environment variables for one test and puts the old values back.</summary>
+    private sealed class EnvironmentScope : IDisposable
+    {
+        private readonly Dictionary<string, string?> _saved = new();
+
+        public void Set(string name, string? value)
+        {
+            if (!_saved.ContainsKey(name)) _saved[name] = Environment.GetEnvironmentVariable(name);
+            Environment.SetEnvironmentVariable(name, value);
+        }
+
+        public void Dispose()
+        {
+            foreach (var (name, value) in _saved) Environment.SetEnvironmentVariable(name, value);
+        }
+    }
+}

@@ -1,0 +1,586 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using SigV4Lite.Emulator;
+using static SigV4Lite.Tests.LambdaTestSupport;
+
+namespace SigV4Lite.Tests;
+
+/// <summary>One invocation against the emulator: invocation types, log, client context, names, payloads, errors.</summary>
+[TestFixture]
+public sealed class LambdaInvokeTests
+{
+    private LambdaEmulator _emulator = null!;
+
+    [OneTimeSetUp]
+    public async Task StartEmulatorAsync()
+    {
+        _emulator = await LambdaEmulator.StartAsync();
+        _emulator.AddFunction("echo", LambdaEmulator.Echo);
+    }
+
+    [OneTimeTearDown]
+    public async Task StopEmulatorAsync() => await _emulator.DisposeAsync();
+
+    [SetUp]
+    public void ClearFaults()
+    {
+        _emulator.Faults.Clear();
+        _emulator.Counters.Reset();
+    }
+
+    // ---- invocation types ----
+
+    [Test]
+    public async Task RequestResponse_ReturnsThePayloadAndHeaders()
+    {
+        using var client = NewClient(_emulator);
+        var response = await client.InvokeAsync("echo", """{"hello": 1}""");
+
+        Assert.That(response.StatusCode, Is.EqualTo(200));
+        Assert.That(response.GetPayloadString(), Is.EqualTo("""{"function":"echo","payload":{"hello": 1}}"""));
+        Assert.That(response.ExecutedVersion, Is.EqualTo("$LATEST"));
+        Assert.That(Guid.TryParse(response.RequestId, out _), Is.True, response.RequestId);
+        Assert.That(response.Log, Is.Null);
+        Assert.That(response.FunctionError, Is.Null);
+        Assert.That(response.FunctionName, Is.EqualTo("echo"));
+    }
+
+    [Test]
+    public async Task Event_Returns202AndTheFunctionRunsAsynchronously()
+    {
+        var ran = new TaskCompletionSource<LambdaInvocation>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _emulator.AddFunction("queued", (invocation, _) => { ran.TrySetResult(invocation); return ValueTask.FromResult("null"u8.ToArray()); });
+        using var client = NewClient(_emulator);
+
+        var response = await client.InvokeAsync("queued", """{"job": 7}""", new LambdaInvokeOptions { InvocationType = LambdaInvocationType.Event });
+
+        Assert.That(response.StatusCode, Is.EqualTo(202));
+        Assert.That(response.Payload.Length, Is.Zero);
+        var invocation = await ran.Task.WaitAsync(Patience);
+        Assert.That(invocation.InvocationType, Is.EqualTo("Event"));
+        Assert.That(Encoding.UTF8.GetString(invocation.Payload.Span), Is.EqualTo("""{"job": 7}"""));
+    }
+
+    [Test]
+    public async Task DryRun_Returns204WithoutRunningTheFunction()
+    {
+        int runs = 0;
+        _emulator.AddFunction("counted", (_, _) => { Interlocked.Increment(ref runs); return ValueTask.FromResult("1"u8.ToArray()); });
+        using var client = NewClient(_emulator);
+
+        var response = await client.InvokeAsync("counted", "{}", new LambdaInvokeOptions { InvocationType = LambdaInvocationType.DryRun });
+
+        Assert.That(response.StatusCode, Is.EqualTo(204));
+        Assert.That(response.Payload.Length, Is.Zero);
+        Assert.That(response.ExecutedVersion, Is.EqualTo("$LATEST"));
+        Assert.That(runs, Is.Zero);
+    }
+
+    // ---- log tail and client context ----
+
+    [Test]
+    public async Task LogTail_IsReturnedDecoded_OnlyWhenAskedFor()
+    {
+        _emulator.AddFunction("chatty", (invocation, _) =>
+        {
+            invocation.Log("START é");
+            invocation.Log("line two");
+            return ValueTask.FromResult("{}"u8.ToArray());
+        });
+        using var client = NewClient(_emulator);
+
+        var withLog = await client.InvokeAsync("chatty", "{}", new LambdaInvokeOptions { IncludeLogTail = true });
+        var withoutLog = await client.InvokeAsync("chatty", "{}");
+
+        Assert.That(withLog.Log, Is.EqualTo("START é\nline two\n"));
+        Assert.That(withoutLog.Log, Is.Null);
+    }
+
+    [Test]
+    public async Task ClientContext_ReachesTheFunction()
+    {
+        _emulator.AddFunction("context", (invocation, _) => ValueTask.FromResult(Encoding.UTF8.GetBytes(invocation.ClientContext ?? "null")));
+        using var client = NewClient(_emulator);
+        const string context = """{"custom":{"user":"42","ünïcode":"✓"},"client":{"app_title":"demo"}}""";
+
+        var response = await client.InvokeAsync("context", "{}", new LambdaInvokeOptions { ClientContext = context });
+
+        Assert.That(response.GetPayloadString(), Is.EqualTo(context));
+    }
+
+    [Test]
+    public void ClientContext_TooLarge_IsRefusedBeforeSending()
+    {
+        using var client = NewClient(_emulator);
+        string context = "{\"custom\":{\"blob\":\"" + new string('x', 2700) + "\"}}"; // 2,700 bytes of JSON: over 3,583 once base64-encoded
+
+        var e = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync("echo", "{}", new LambdaInvokeOptions { ClientContext = context }));
+
+        Assert.That(e!.Message, Does.Contain("3583").And.Contain("base64"));
+        Assert.That(_emulator.Counters.Requests, Is.Zero);
+    }
+
+    [Test]
+    public async Task ClientContext_AtTheLimit_IsSent()
+    {
+        using var client = NewClient(_emulator);
+        string context = "{\"b\":\"" + new string('x', 3583 / 4 * 3 - 8) + "\"}"; // exactly 3,583 bytes... less the base64 padding
+        Assert.That(Convert.ToBase64String(Encoding.UTF8.GetBytes(context)).Length, Is.LessThanOrEqualTo(3583).And.GreaterThan(3570));
+
+        var response = await client.InvokeAsync("echo", "{}", new LambdaInvokeOptions { ClientContext = context });
+
+        Assert.That(response.StatusCode, Is.EqualTo(200));
+    }
+
+    [Test]
+    public void ClientContext_NotJson_IsRefusedBeforeSending()
+    {
+        using var client = NewClient(_emulator);
+
+        var e = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync("echo", "{}", new LambdaInvokeOptions { ClientContext = "user=42" }));
+
+        Assert.That(e!.Message, Does.Contain("must be JSON"));
+        Assert.That(_emulator.Counters.Requests, Is.Zero);
+    }
+
+    // ---- function names and qualifiers ----
+
+    [TestCase("my-fn", null, "my-fn", null)]
+    [TestCase("my-fn:live", null, "my-fn", "live")]
+    [TestCase("my-fn", "$LATEST", "my-fn", "$LATEST")]
+    [TestCase("my-fn", "7", "my-fn", "7")]
+    [TestCase("my-fn:prod_2", "prod_2", "my-fn", "prod_2")]
+    [TestCase("arn:aws:lambda:us-east-1:123456789012:function:my-fn", null, "my-fn", null)]
+    [TestCase("arn:aws:lambda:us-east-1:123456789012:function:my-fn:$LATEST", null, "my-fn", "$LATEST")]
+    [TestCase("arn:aws:lambda:us-east-1:123456789012:function:my-fn", "blue-green", "my-fn", "blue-green")]
+    [TestCase("123456789012:function:my-fn", null, "my-fn", null)]
+    [TestCase("123456789012:function:my-fn:v2", null, "my-fn", "v2")]
+    public async Task FunctionNameAndQualifier_RoundTrip(string functionName, string? qualifier, string expectedName, string? expectedQualifier)
+    {
+        _emulator.AddFunction("my-fn", (invocation, _) =>
+            ValueTask.FromResult(JsonSerializer.SerializeToUtf8Bytes(invocation.FunctionName + "|" + invocation.Qualifier, LambdaTestJsonStrings.Default.String)));
+        using var client = NewClient(_emulator);
+
+        var response = await client.InvokeAsync(functionName, "{}", new LambdaInvokeOptions { Qualifier = qualifier });
+
+        Assert.That(response.DeserializePayload(LambdaTestJsonStrings.Default.String), Is.EqualTo(expectedName + "|" + expectedQualifier));
+        Assert.That(response.ExecutedVersion, Is.EqualTo(expectedQualifier ?? "$LATEST"));
+        Assert.That(_emulator.Counters.SignatureFailures, Is.Zero);
+    }
+
+    [Test]
+    public async Task FunctionName_IsOnePercentEncodedPathSegment_OnTheWire()
+    {
+        var stub = new StubHandler(_ => StubHandler.Json(HttpStatusCode.OK, "{}"));
+        using var client = StubHandler.Client(stub);
+
+        await client.InvokeAsync("arn:aws:lambda:us-east-1:123456789012:function:my-fn:$LATEST", "{}", new LambdaInvokeOptions { Qualifier = "$LATEST" });
+
+        Assert.That(stub.Uris.Single(), Is.EqualTo(
+            "https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Amy-fn%3A%24LATEST/invocations?Qualifier=%24LATEST"));
+    }
+
+    // ---- payload forms ----
+
+    [Test]
+    public async Task JsonTypeInfoPayload_IsSerializedAndTheAnswerDeserialized()
+    {
+        using var client = NewClient(_emulator);
+
+        var response = await client.InvokeAsync("echo", new HelloEvent(42), LambdaTestJson.Default.HelloEvent);
+        var answer = response.DeserializePayload(LambdaTestJson.Default.EchoAnswer);
+
+        Assert.That(answer, Is.EqualTo(new EchoAnswer("echo", new HelloEvent(42))));
+    }
+
+    [Test]
+    public async Task BytePayload_IsSentAsIs()
+    {
+        using var client = NewClient(_emulator);
+        var payload = Utf8("""{"n":[1,2,3]}""");
+
+        var response = await client.InvokeAsync("echo", payload.AsMemory());
+
+        Assert.That(response.GetPayloadString(), Is.EqualTo("""{"function":"echo","payload":{"n":[1,2,3]}}"""));
+    }
+
+    // ---- function errors ----
+
+    [Test]
+    public void UnhandledFunctionError_Throws_WithTheFunctionsErrorAndIsNotRetried()
+    {
+        _emulator.AddFunction("crash", (invocation, _) =>
+        {
+            invocation.Log("about to fail");
+            throw new InvalidOperationException("boom: the input had no id");
+        });
+        var delays = new RecordedDelays();
+        using var client = NewClient(_emulator, delays);
+
+        var e = Assert.ThrowsAsync<LambdaFunctionException>(() => client.InvokeAsync("crash", "{}", new LambdaInvokeOptions { IncludeLogTail = true }));
+
+        Assert.That(e!.FunctionError, Is.EqualTo("Unhandled"));
+        Assert.That(e.ErrorType, Is.EqualTo("InvalidOperationException"));
+        Assert.That(e.ErrorMessage, Is.EqualTo("boom: the input had no id"));
+        Assert.That(e.FunctionName, Is.EqualTo("crash"));
+        Assert.That(Guid.TryParse(e.RequestId, out _), Is.True);
+        Assert.That(e.Response.Log, Does.Contain("about to fail"));
+        Assert.That(e.Message, Does.Contain("'crash'").And.Contain("Unhandled").And.Contain("InvalidOperationException").And.Contain("boom"));
+        Assert.That(_emulator.Counters.Requests, Is.EqualTo(1), "a function error is never retried");
+        Assert.That(delays.Delays, Is.Empty);
+    }
+
+    [Test]
+    public async Task FunctionError_WithThrowingOff_IsAResponseCarryingTheErrorPayload()
+    {
+        _emulator.AddFunction("crash", (_, _) => throw new ArgumentException("bad input"));
+        using var client = NewClient(_emulator);
+
+        var response = await client.InvokeAsync("crash", "{}", new LambdaInvokeOptions { ThrowOnFunctionError = false });
+
+        Assert.That(response.StatusCode, Is.EqualTo(200));
+        Assert.That(response.FunctionError, Is.EqualTo("Unhandled"));
+        using var error = JsonDocument.Parse(response.Payload);
+        Assert.That(error.RootElement.GetProperty("errorMessage").GetString(), Is.EqualTo("bad input"));
+        Assert.That(error.RootElement.GetProperty("errorType").GetString(), Is.EqualTo("ArgumentException"));
+    }
+
+    // The emulator reports every thrown exception as Unhandled; a Handled error (one the runtime returned on the
+    // function's behalf) comes from a stub answer shaped as Lambda sends it.
+    [Test]
+    public void HandledFunctionError_Throws_WithTheFunctionsError()
+    {
+        var stub = new StubHandler(_ => StubHandler.Json(HttpStatusCode.OK,
+            """{"errorMessage":"amount must be positive","errorType":"ValueError","stackTrace":["  File \"/var/task/app.py\", line 3"]}""",
+            ("X-Amz-Function-Error", "Handled"), ("x-amzn-RequestId", "req-1"), ("X-Amz-Executed-Version", "3")));
+        using var client = StubHandler.Client(stub, maxAttempts: 3);
+
+        var e = Assert.ThrowsAsync<LambdaFunctionException>(() => client.InvokeAsync("pay", "{}"));
+
+        Assert.That(e!.FunctionError, Is.EqualTo("Handled"));
+        Assert.That(e.ErrorType, Is.EqualTo("ValueError"));
+        Assert.That(e.ErrorMessage, Is.EqualTo("amount must be positive"));
+        Assert.That(e.RequestId, Is.EqualTo("req-1"));
+        Assert.That(e.Response.ExecutedVersion, Is.EqualTo("3"));
+        Assert.That(stub.Uris, Has.Count.EqualTo(1), "never retried");
+    }
+
+    [Test]
+    public void FunctionError_WhosePayloadIsNotAnErrorObject_StillThrowsWithTheText()
+    {
+        var stub = new StubHandler(_ => StubHandler.Json(HttpStatusCode.OK, "Task timed out after 3.00 seconds", ("X-Amz-Function-Error", "Unhandled")));
+        using var client = StubHandler.Client(stub);
+
+        var e = Assert.ThrowsAsync<LambdaFunctionException>(() => client.InvokeAsync("slow", "{}"));
+
+        Assert.That(e!.ErrorType, Is.EqualTo("UnknownError"));
+        Assert.That(e.ErrorMessage, Is.EqualTo("Task timed out after 3.00 seconds"));
+    }
+
+    // ---- service errors ----
+
+    // Each error Lambda's Invoke answers, injected by the emulator: type, message, status and request id come through,
+    // and no 4xx other than throttling is retried (the client allows 3 attempts here).
+    [TestCase(400, "InvalidParameterValueException")]
+    [TestCase(400, "InvalidRequestContentException")]
+    [TestCase(400, "ModeNotSupportedException")]
+    [TestCase(400, "RecursiveInvocationException")]
+    [TestCase(400, "SnapStartException")]
+    [TestCase(402, "ServiceQuotaExceededException")]
+    [TestCase(403, "EFSMountFailureException")]
+    [TestCase(404, "ResourceNotFoundException")]
+    [TestCase(408, "SnapStartTimeoutException")]
+    [TestCase(408, "EFSMountTimeoutException")]
+    [TestCase(409, "ResourceConflictException")]
+    [TestCase(409, "SnapStartNotReadyException")]
+    [TestCase(410, "EFSIOException")]
+    [TestCase(413, "RequestTooLargeException")]
+    [TestCase(415, "UnsupportedMediaTypeException")]
+    public void ClientErrors_AreTypedAndNotRetried(int status, string errorType)
+    {
+        _emulator.Faults.FailNext(1, status, errorType);
+        var delays = new RecordedDelays();
+        using var client = NewClient(_emulator, delays, maxAttempts: 3);
+
+        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
+
+        AssertServiceError(e!, status, errorType, "echo");
+        Assert.That(e!.Reason, Is.Null);
+        Assert.That(e.IsThrottling, Is.False);
+        Assert.That(_emulator.Counters.Requests, Is.EqualTo(1));
+        Assert.That(delays.Delays, Is.Empty);
+    }
+
+    [TestCase(500, "ServiceException")]
+    [TestCase(502, "ResourceNotReadyException")]
+    [TestCase(502, "EC2UnexpectedException")]
+    [TestCase(502, "ENILimitReachedException")]
+    [TestCase(502, "KMSAccessDeniedException")]
+    [TestCase(502, "InvalidRuntimeException")]
+    [TestCase(503, "ServiceUnavailableException")]
+    [TestCase(504, "GatewayTimeoutException")]
+    public void ServerErrors_AreTyped(int status, string errorType)
+    {
+        _emulator.Faults.FailNext(1, status, errorType);
+        using var client = NewClient(_emulator, maxAttempts: 1);
+
+        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
+
+        AssertServiceError(e!, status, errorType, "echo");
+        Assert.That(e!.Attempts, Is.EqualTo(1));
+    }
+
+    [Test]
+    public void Throttling_CarriesReasonAndRetryAfter()
+    {
+        _emulator.Faults.ThrottleNext(1, "CallerRateLimitExceeded", TimeSpan.FromSeconds(3));
+        using var client = NewClient(_emulator, maxAttempts: 1);
+
+        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
+
+        AssertServiceError(e!, 429, "TooManyRequestsException", "echo");
+        Assert.That(e!.Reason, Is.EqualTo("CallerRateLimitExceeded"));
+        Assert.That(e.RetryAfter, Is.EqualTo(TimeSpan.FromSeconds(3)));
+        Assert.That(e.IsThrottling, Is.True);
+        Assert.That(e.Message, Does.Contain("CallerRateLimitExceeded"));
+    }
+
+    [Test]
+    public void ReservedConcurrency_ThrottlesWithItsReason()
+    {
+        _emulator.AddFunction("reserved", LambdaEmulator.Echo, concurrencyLimit: 0);
+        using var client = NewClient(_emulator, maxAttempts: 1);
+
+        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("reserved", "{}"));
+
+        AssertServiceError(e!, 429, "TooManyRequestsException", "reserved");
+        Assert.That(e!.Reason, Is.EqualTo("ReservedFunctionConcurrentInvocationLimitExceeded"));
+    }
+
+    [Test]
+    public void UnknownFunction_IsResourceNotFound()
+    {
+        using var client = NewClient(_emulator);
+
+        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("no-such-function", "{}"));
+
+        AssertServiceError(e!, 404, "ResourceNotFoundException", "no-such-function");
+        Assert.That(e!.ErrorMessage, Does.Contain("function:no-such-function"));
+        Assert.That(_emulator.Counters.Requests, Is.EqualTo(1));
+    }
+
+    [Test]
+    public void PayloadThatIsNotJson_IsInvalidRequestContent()
+    {
+        using var client = NewClient(_emulator);
+
+        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "not json"));
+
+        AssertServiceError(e!, 400, "InvalidRequestContentException", "echo");
+    }
+
+    [Test]
+    public void EventPayloadOverOneMegabyte_IsRequestTooLarge()
+    {
+        using var client = NewClient(_emulator);
+        string payload = "\"" + new string('x', 1024 * 1024) + "\"";
+
+        var e = Assert.ThrowsAsync<LambdaServiceException>(() =>
+            client.InvokeAsync("echo", payload, new LambdaInvokeOptions { InvocationType = LambdaInvocationType.Event }));
+
+        AssertServiceError(e!, 413, "RequestTooLargeException", "echo");
+    }
+
+    [Test]
+    public void WrongSecret_IsInvalidSignature_WithoutLeakingTheSessionToken()
+    {
+        const string token = "FQoGZXIvYXdzEXAMPLETOKENthatmustneverappear0123456789";
+        using var client = NewClient(_emulator, credentials: new AwsCredentials("AKIDEXAMPLE", "wrong-secret-wrong-secret-wrong-secret00", token));
+
+        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
+
+        AssertServiceError(e!, 403, "InvalidSignatureException", "echo");
+        Assert.That(e!.Message, Does.Not.Contain(token).And.Not.Contain("wrong-secret"));
+        Assert.That(e.Message, Does.Contain("(session token)"), "the server's message echoed the canonical request, token redacted");
+        Assert.That(e.ToString(), Does.Not.Contain(token));
+    }
+
+    [Test]
+    public void UnknownAccessKey_IsUnrecognizedClient()
+    {
+        using var client = NewClient(_emulator, credentials: new AwsCredentials("AKIDUNKNOWN", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"));
+
+        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
+
+        AssertServiceError(e!, 403, "UnrecognizedClientException", "echo");
+        Assert.That(e!.Message, Does.Not.Contain("wJalrXUtnFEMI"));
+    }
+
+    // Error shapes other services and proxies send: the type from x-amzn-ErrorType (":suffix" stripped), else from
+    // __type ("prefix#" stripped) or code; the message from "message" or "Message".
+    [TestCase("ThrottlingException:http://internal.amazon.com/coral/com.amazonaws.lambda/", """{"message":"slow down"}""", "ThrottlingException", "slow down")]
+    [TestCase(null, """{"__type":"com.amazonaws.lambda#ResourceConflictException","Message":"busy"}""", "ResourceConflictException", "busy")]
+    [TestCase(null, """{"__type":"ResourceConflictException:http://internal.amazon.com/","message":"busy"}""", "ResourceConflictException", "busy")]
+    [TestCase(null, """{"code":"KMSDisabledException","message":"key off"}""", "KMSDisabledException", "key off")]
+    [TestCase(null, """{"Type":"User","message":"who knows"}""", "UnknownError", "who knows")]
+    [TestCase(null, "<html>Bad Gateway</html>", "UnknownError", "<html>Bad Gateway</html>")]
+    public void ErrorBodies_OfEveryShape_AreParsed(string? header, string body, string expectedType, string expectedMessage)
+    {
+        var stub = new StubHandler(_ => header is null
+            ? StubHandler.Json(HttpStatusCode.Conflict, body, ("x-amzn-RequestId", "rid-9"))
+            : StubHandler.Json(HttpStatusCode.Conflict, body, ("x-amzn-RequestId", "rid-9"), ("x-amzn-ErrorType", header)));
+        using var client = StubHandler.Client(stub);
+
+        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("f", "{}"));
+
+        Assert.That(e!.ErrorType, Is.EqualTo(expectedType));
+        Assert.That(e.ErrorMessage, Is.EqualTo(expectedMessage));
+        Assert.That(e.RequestId, Is.EqualTo("rid-9"));
+        Assert.That(e.StatusCode, Is.EqualTo(409));
+    }
+
+    // ---- timeouts and cancellation ----
+
+    [Test]
+    public void Timeout_IsALambdaTimeoutException()
+    {
+        _emulator.Faults.DelayNext(1, TimeSpan.FromSeconds(20));
+        using var client = NewClient(_emulator, maxAttempts: 1);
+
+        var e = Assert.ThrowsAsync<LambdaTimeoutException>(() =>
+            client.InvokeAsync("echo", "{}", new LambdaInvokeOptions { Timeout = TimeSpan.FromMilliseconds(300) }));
+
+        Assert.That(e, Is.InstanceOf<TimeoutException>());
+        Assert.That(e!.Timeout, Is.EqualTo(TimeSpan.FromMilliseconds(300)));
+        Assert.That(e.FunctionName, Is.EqualTo("echo"));
+        Assert.That(e.Message, Does.Contain("LambdaInvokeOptions.Timeout"));
+    }
+
+    [Test]
+    public void HttpClientsOwnTimeout_IsALambdaTimeoutException_NotACancellation()
+    {
+        _emulator.Faults.DelayNext(1, TimeSpan.FromSeconds(20));
+        using var http = new HttpClient { Timeout = TimeSpan.FromMilliseconds(300) };
+        using var client = new LambdaClient(new LambdaClientOptions
+        {
+            Endpoint = _emulator.Endpoint, Region = "us-east-1", Credentials = EmulatorTestSupport.ExampleCredentials,
+            HttpClient = http, MaxAttempts = 1,
+        });
+
+        var e = Assert.ThrowsAsync<LambdaTimeoutException>(() => client.InvokeAsync("echo", "{}"));
+
+        Assert.That(e!.Timeout, Is.EqualTo(TimeSpan.FromMilliseconds(300)));
+    }
+
+    [Test]
+    public async Task Cancellation_IsAnOperationCanceledException_AndIsNotRetried()
+    {
+        _emulator.Faults.DelayNext(1, TimeSpan.FromSeconds(20));
+        var delays = new RecordedDelays();
+        using var client = NewClient(_emulator, delays);
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+
+        var started = DateTime.UtcNow;
+        Assert.That(async () => await client.InvokeAsync("echo", "{}", cancellationToken: cancel.Token), Throws.InstanceOf<OperationCanceledException>());
+
+        Assert.That(DateTime.UtcNow - started, Is.LessThan(TimeSpan.FromSeconds(5)));
+        Assert.That(delays.Delays, Is.Empty);
+        await EventuallyAsync(() => _emulator.Counters.InFlight == 0, "the emulator saw the request end");
+        Assert.That(_emulator.Counters.Requests, Is.EqualTo(1));
+    }
+
+    // ---- bad input ----
+
+    [Test]
+    public void EmptyFunctionName_IsRefused()
+    {
+        using var client = NewClient(_emulator);
+
+        var e = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync("", "{}"));
+
+        Assert.That(e!.ParamName, Is.EqualTo("functionName"));
+        Assert.That(e.Message, Does.Contain("function name is empty").And.Contain("arn:aws:lambda"));
+    }
+
+    [Test]
+    public void EmptyQualifier_IsRefused()
+    {
+        using var client = NewClient(_emulator);
+
+        var e = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync("echo", "{}", new LambdaInvokeOptions { Qualifier = "" }));
+
+        Assert.That(e!.Message, Does.Contain("qualifier is empty").And.Contain("$LATEST"));
+    }
+
+    [Test]
+    public void LogTailOrClientContext_WithAnEventInvocation_AreRefused()
+    {
+        using var client = NewClient(_emulator);
+
+        var log = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync("echo", "{}",
+            new LambdaInvokeOptions { InvocationType = LambdaInvocationType.Event, IncludeLogTail = true }));
+        var context = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync("echo", "{}",
+            new LambdaInvokeOptions { InvocationType = LambdaInvocationType.Event, ClientContext = "{}" }));
+
+        Assert.That(log!.Message, Does.Contain("synchronous invocations only"));
+        Assert.That(context!.Message, Does.Contain("synchronous invocations only"));
+        Assert.That(_emulator.Counters.Requests, Is.Zero);
+    }
+
+    [Test]
+    public void BadClientOptions_AreRefused()
+    {
+        var attempts = Assert.Throws<ArgumentException>(() => new LambdaClient(new LambdaClientOptions { Region = "us-east-1", MaxAttempts = 0 }));
+        var region = Assert.Throws<ArgumentException>(() => new LambdaClient(new LambdaClientOptions { Region = "us-east-1/evil.example" }));
+        var timeout = Assert.Throws<ArgumentException>(() => new LambdaClient(new LambdaClientOptions { Region = "us-east-1", Timeout = TimeSpan.Zero }));
+
+        Assert.That(attempts!.Message, Does.Contain("MaxAttempts must be at least 1"));
+        Assert.That(region!.Message, Does.Contain("not a region name").And.Contain("us-east-1"));
+        Assert.That(timeout!.Message, Does.Contain("must be positive"));
+    }
+
+    // ---- transport choices ----
+
+    [Test]
+    public async Task UsersHandler_IsUsed_AndNotDisposed()
+    {
+        var counting = new CountingHandler(new SocketsHttpHandler());
+        using (var client = new LambdaClient(new LambdaClientOptions
+        {
+            Endpoint = _emulator.Endpoint, Region = "us-east-1", Credentials = EmulatorTestSupport.ExampleCredentials, HttpHandler = counting,
+        }))
+        {
+            await client.InvokeAsync("echo", "{}");
+        }
+        using var again = new HttpClient(counting, disposeHandler: true);
+        var answer = await again.GetAsync(_emulator.Endpoint);
+
+        Assert.That(counting.Count, Is.EqualTo(2), "the client sent through the handler, which still works after the client is disposed");
+        Assert.That((int)answer.StatusCode, Is.GreaterThanOrEqualTo(400));
+    }
+
+    private sealed class CountingHandler(HttpMessageHandler inner) : DelegatingHandler(inner)
+    {
+        public int Count;
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref Count);
+            return base.SendAsync(request, cancellationToken);
+        }
+    }
+
+    private static void AssertServiceError(LambdaServiceException e, int status, string errorType, string functionName)
+    {
+        Assert.That(e.StatusCode, Is.EqualTo(status));
+        Assert.That(e.ErrorType, Is.EqualTo(errorType));
+        Assert.That(e.ErrorMessage, Is.Not.Empty);
+        Assert.That(Guid.TryParse(e.RequestId, out _), Is.True, $"request id '{e.RequestId}'");
+        Assert.That(e.FunctionName, Is.EqualTo(functionName));
+        Assert.That(e.Message, Does.Contain(errorType).And.Contain($"'{functionName}'").And.Contain(e.RequestId!).And.Contain(status.ToString()));
+    }
+}
+
+[System.Text.Json.Serialization.JsonSerializable(typeof(string))]
+internal sealed partial class LambdaTestJsonStrings : System.Text.Json.Serialization.JsonSerializerContext;

@@ -1,0 +1,280 @@
+using System.Net;
+using SigV4Lite.Emulator;
+using static SigV4Lite.Tests.LambdaTestSupport;
+
+namespace SigV4Lite.Tests;
+
+/// <summary>Retries as the SDKs' standard mode makes them, against the emulator's injected faults. Delays are recorded, never slept.</summary>
+[TestFixture]
+public sealed class LambdaRetryTests
+{
+    private LambdaEmulator _emulator = null!;
+
+    [OneTimeSetUp]
+    public async Task StartEmulatorAsync()
+    {
+        _emulator = await LambdaEmulator.StartAsync();
+        _emulator.AddFunction("echo", LambdaEmulator.Echo);
+    }
+
+    [OneTimeTearDown]
+    public async Task StopEmulatorAsync() => await _emulator.DisposeAsync();
+
+    [SetUp]
+    public void ClearFaults()
+    {
+        _emulator.Faults.Clear();
+        _emulator.Counters.Reset();
+    }
+
+    [Test]
+    public async Task Throttling_ThenSuccess_IsRetriedOnce()
+    {
+        _emulator.Faults.ThrottleNext(1);
+        var delays = new RecordedDelays();
+        using var client = NewClient(_emulator, delays);
+
+        var response = await client.InvokeAsync("echo", "{}");
+
+        Assert.That(response.StatusCode, Is.EqualTo(200));
+        Assert.That(_emulator.Counters.Requests, Is.EqualTo(2));
+        Assert.That(delays.Delays, Has.Count.EqualTo(1));
+        Assert.That(delays.Delays[0], Is.GreaterThanOrEqualTo(TimeSpan.Zero).And.LessThan(TimeSpan.FromSeconds(1)));
+        Assert.That(client.RetryTokens, Is.EqualTo(500), "the success returned the retry's 5 tokens");
+    }
+
+    [Test]
+    public void ServerError_ThreeTimes_FailsAfterExactlyThreeAttempts()
+    {
+        _emulator.Faults.FailNext(3, 500, "ServiceException");
+        var delays = new RecordedDelays();
+        using var client = NewClient(_emulator, delays);
+
+        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
+
+        Assert.That(e!.ErrorType, Is.EqualTo("ServiceException"));
+        Assert.That(e.Attempts, Is.EqualTo(3));
+        Assert.That(e.Message, Does.Contain("after 3 attempts"));
+        Assert.That(_emulator.Counters.Requests, Is.EqualTo(3));
+        Assert.That(delays.Delays, Has.Count.EqualTo(2));
+        Assert.That(delays.Delays[0], Is.LessThan(TimeSpan.FromSeconds(1)), "first backoff: random below 1 s");
+        Assert.That(delays.Delays[1], Is.LessThan(TimeSpan.FromSeconds(2)), "second backoff: random below 2 s");
+        Assert.That(client.RetryTokens, Is.EqualTo(490));
+    }
+
+    [TestCase(502, "ResourceNotReadyException")]
+    [TestCase(503, "ServiceUnavailableException")]
+    [TestCase(504, "GatewayTimeoutException")]
+    public async Task TransientServerErrors_ThenSuccess_AreRetried(int status, string errorType)
+    {
+        _emulator.Faults.FailNext(2, status, errorType);
+        var delays = new RecordedDelays();
+        using var client = NewClient(_emulator, delays);
+
+        var response = await client.InvokeAsync("echo", "{}");
+
+        Assert.That(response.StatusCode, Is.EqualTo(200));
+        Assert.That(_emulator.Counters.Requests, Is.EqualTo(3));
+        Assert.That(delays.Delays, Has.Count.EqualTo(2));
+    }
+
+    [Test]
+    public void FunctionError_IsNotRetried()
+    {
+        _emulator.AddFunction("crash", (_, _) => throw new InvalidOperationException("boom"));
+        var delays = new RecordedDelays();
+        using var client = NewClient(_emulator, delays);
+
+        Assert.ThrowsAsync<LambdaFunctionException>(() => client.InvokeAsync("crash", "{}"));
+
+        Assert.That(_emulator.Counters.Requests, Is.EqualTo(1));
+        Assert.That(delays.Delays, Is.Empty);
+    }
+
+    [Test]
+    public void BadRequest_IsNotRetried()
+    {
+        _emulator.Faults.FailNext(1, 400, "InvalidParameterValueException");
+        var delays = new RecordedDelays();
+        using var client = NewClient(_emulator, delays);
+
+        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
+
+        Assert.That(e!.StatusCode, Is.EqualTo(400));
+        Assert.That(_emulator.Counters.Requests, Is.EqualTo(1));
+        Assert.That(delays.Delays, Is.Empty);
+    }
+
+    [Test]
+    public void RetriesOff_OneAttemptOnly()
+    {
+        _emulator.Faults.ThrottleNext(2);
+        var delays = new RecordedDelays();
+        using var client = NewClient(_emulator, delays, maxAttempts: 1);
+
+        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
+
+        Assert.That(e!.StatusCode, Is.EqualTo(429));
+        Assert.That(_emulator.Counters.Requests, Is.EqualTo(1));
+        Assert.That(delays.Delays, Is.Empty);
+    }
+
+    [Test]
+    public void BaseDelay_IsConfigurable_AndBackoffIsCapped()
+    {
+        _emulator.Faults.FailNext(6, 503, "ServiceUnavailableException");
+        var delays = new RecordedDelays();
+        using var client = new LambdaClient(new LambdaClientOptions
+        {
+            Endpoint = _emulator.Endpoint, Region = "us-east-1", Credentials = EmulatorTestSupport.ExampleCredentials,
+            MaxAttempts = 6, RetryBaseDelay = TimeSpan.FromSeconds(10), RetryDelay = delays.DelayAsync,
+        });
+
+        Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
+
+        Assert.That(delays.Delays, Has.Count.EqualTo(5));
+        Assert.That(delays.Delays[0], Is.LessThan(TimeSpan.FromSeconds(10)));
+        Assert.That(delays.Delays, Has.All.LessThan(TimeSpan.FromSeconds(20)), "capped at 20 s");
+        Assert.That(delays.Delays.Distinct().Count(), Is.GreaterThan(1), "full jitter: random delays");
+    }
+
+    // A bucket of 500 tokens, 5 per retry: 50 failing calls of 3 attempts empty it, and the 51st makes one attempt.
+    [Test]
+    public async Task RetryQuota_Empties_ThenCallsAreNotRetried_UntilSuccessesRefillIt()
+    {
+        _emulator.Faults.FailFraction(1.0, 500, "ServiceException");
+        var delays = new RecordedDelays();
+        using var client = NewClient(_emulator, delays);
+
+        for (int i = 0; i < 51; i++)
+            Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
+
+        Assert.That(_emulator.Counters.Requests, Is.EqualTo(50 * 3 + 1));
+        Assert.That(client.RetryTokens, Is.Zero);
+
+        _emulator.Faults.Clear();
+        await client.InvokeAsync("echo", "{}");
+        Assert.That(client.RetryTokens, Is.EqualTo(1), "a first-try success returns one token");
+    }
+
+    [Test]
+    public async Task ConnectionReset_IsRetried()
+    {
+        _emulator.Faults.ResetNext(1);
+        var delays = new RecordedDelays();
+        using var client = NewClient(_emulator, delays);
+
+        var response = await client.InvokeAsync("echo", """{"a":1}""");
+
+        Assert.That(response.GetPayloadString(), Is.EqualTo("""{"function":"echo","payload":{"a":1}}"""));
+        Assert.That(delays.Delays, Has.Count.EqualTo(1));
+    }
+
+    [Test]
+    public void ConnectionReset_EveryTime_IsAnHttpRequestExceptionAfterThreeAttempts()
+    {
+        _emulator.Faults.ResetNext(3);
+        var delays = new RecordedDelays();
+        using var client = NewClient(_emulator, delays);
+
+        Assert.ThrowsAsync<HttpRequestException>(() => client.InvokeAsync("echo", "{}"));
+
+        Assert.That(delays.Delays, Has.Count.EqualTo(2));
+    }
+
+    [Test]
+    public async Task TruncatedAnswer_IsRetried()
+    {
+        _emulator.Faults.TruncateNext(1);
+        var delays = new RecordedDelays();
+        using var client = NewClient(_emulator, delays);
+
+        var response = await client.InvokeAsync("echo", """{"long":"enough to be cut in half"}""");
+
+        Assert.That(response.GetPayloadString(), Is.EqualTo("""{"function":"echo","payload":{"long":"enough to be cut in half"}}"""));
+        Assert.That(delays.Delays, Has.Count.EqualTo(1));
+        Assert.That(_emulator.Counters.Requests, Is.EqualTo(2));
+    }
+
+    [Test]
+    public async Task Timeout_IsRetried_AndCostsTenTokens()
+    {
+        _emulator.Faults.DelayNext(1, TimeSpan.FromSeconds(20));
+        var delays = new RecordedDelays();
+        using var client = NewClient(_emulator, delays, timeout: TimeSpan.FromMilliseconds(500));
+
+        var response = await client.InvokeAsync("echo", "{}");
+
+        Assert.That(response.StatusCode, Is.EqualTo(200));
+        Assert.That(delays.Delays, Has.Count.EqualTo(1));
+        Assert.That(_emulator.Counters.Requests, Is.EqualTo(2));
+        Assert.That(client.RetryTokens, Is.EqualTo(500), "the success returned the 10 tokens");
+    }
+
+    // The emulator's clock is an hour off: the first signature is refused as expired (or not yet current), the
+    // client learns the offset from the Date header, signs again and succeeds; later calls are right first time.
+    [TestCase(60)]
+    [TestCase(-60)]
+    public async Task ClockSkew_IsCorrectedOnce_AndRemembered(int minutes)
+    {
+        await using var skewed = await LambdaEmulator.StartAsync(new LambdaEmulatorOptions { Clock = new OffsetClock(TimeSpan.FromMinutes(minutes)) });
+        skewed.AddFunction("echo", LambdaEmulator.Echo);
+        var delays = new RecordedDelays();
+        using var client = NewClient(skewed, delays);
+
+        var first = await client.InvokeAsync("echo", "{}");
+        var second = await client.InvokeAsync("echo", "{}");
+
+        Assert.That(first.StatusCode, Is.EqualTo(200));
+        Assert.That(second.StatusCode, Is.EqualTo(200));
+        Assert.That(skewed.Counters.SignatureFailures, Is.EqualTo(1));
+        Assert.That(skewed.Counters.Requests, Is.EqualTo(3));
+        Assert.That(delays.Delays, Is.Empty, "a clock-skew retry is immediate");
+        Assert.That(client.ClockOffset, Is.EqualTo(TimeSpan.FromMinutes(minutes)).Within(TimeSpan.FromSeconds(5)));
+    }
+
+    [Test]
+    public void SignatureError_WithoutClockSkew_IsNotRetried()
+    {
+        var delays = new RecordedDelays();
+        using var client = NewClient(_emulator, delays, credentials: new AwsCredentials("AKIDEXAMPLE", "not-the-secret-not-the-secret-not-the-00"));
+
+        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
+
+        Assert.That(e!.ErrorType, Is.EqualTo("InvalidSignatureException"));
+        Assert.That(_emulator.Counters.Requests, Is.EqualTo(1));
+        Assert.That(client.ClockOffset, Is.EqualTo(TimeSpan.Zero));
+    }
+
+    // Each attempt is signed afresh: with a clock that moves between attempts, each carries its own X-Amz-Date.
+    [Test]
+    public async Task EachAttempt_IsSignedAfresh()
+    {
+        int calls = 0;
+        var stub = new StubHandler(_ => ++calls < 3
+            ? StubHandler.Json(HttpStatusCode.TooManyRequests, """{"message":"Rate Exceeded.","Reason":"ConcurrentInvocationLimitExceeded"}""", ("x-amzn-ErrorType", "TooManyRequestsException"))
+            : StubHandler.Json(HttpStatusCode.OK, "{}"));
+        var clock = new SteppingClock(new DateTimeOffset(2025, 1, 2, 3, 4, 5, TimeSpan.Zero), TimeSpan.FromSeconds(7));
+        using var client = new LambdaClient(new LambdaClientOptions
+        {
+            Endpoint = new Uri("https://lambda.us-east-1.amazonaws.com"), Region = "us-east-1",
+            Credentials = EmulatorTestSupport.ExampleCredentials, HttpHandler = stub, Clock = clock,
+            RetryDelay = new RecordedDelays().DelayAsync,
+        });
+
+        await client.InvokeAsync("f", "{}");
+
+        var dates = stub.Headers.Select(h => h["X-Amz-Date"]).ToList();
+        var signatures = stub.Headers.Select(h => h["Authorization"]).ToList();
+        Assert.That(dates, Is.EqualTo(new[] { "20250102T030405Z", "20250102T030412Z", "20250102T030419Z" }));
+        Assert.That(signatures.Distinct().Count(), Is.EqualTo(3));
+    }
+
+    // Each reading of the time moves it on by a step.
+    private sealed class SteppingClock(DateTimeOffset start, TimeSpan step) : TimeProvider
+    {
+        private long _reads;
+
+        public override DateTimeOffset GetUtcNow() => start + step * (Interlocked.Increment(ref _reads) - 1);
+    }
+}

@@ -1,0 +1,107 @@
+using System.Net;
+using System.Text;
+using System.Text.Json.Serialization;
+using SigV4Lite.Emulator;
+
+namespace SigV4Lite.Tests;
+
+/// <summary>What the Lambda client tests share: a client for an emulator whose retry delays are recorded, not slept.</summary>
+internal static class LambdaTestSupport
+{
+    public static readonly TimeSpan Patience = TimeSpan.FromSeconds(10);
+
+    public static LambdaClient NewClient(LambdaEmulator emulator, RecordedDelays? delays = null, int maxAttempts = 3,
+        TimeSpan? timeout = null, AwsCredentials? credentials = null, TimeProvider? clock = null) =>
+        new(new LambdaClientOptions
+        {
+            Endpoint = emulator.Endpoint,
+            Region = emulator.Options.Region,
+            Credentials = credentials ?? EmulatorTestSupport.ExampleCredentials,
+            MaxAttempts = maxAttempts,
+            RetryDelay = (delays ?? new RecordedDelays()).DelayAsync,
+            Timeout = timeout ?? TimeSpan.FromSeconds(30),
+            Clock = clock ?? TimeProvider.System,
+        });
+
+    public static byte[] Utf8(string text) => Encoding.UTF8.GetBytes(text);
+
+    /// <summary>Waits until <paramref name="condition"/> holds, failing after <see cref="Patience"/>.</summary>
+    public static async Task EventuallyAsync(Func<bool> condition, string what)
+    {
+        var deadline = DateTime.UtcNow + Patience;
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline) Assert.Fail($"Timed out waiting until {what}.");
+            await Task.Delay(10);
+        }
+    }
+}
+
+/// <summary>A retry delay that records what it was asked to wait and returns at once.</summary>
+internal sealed class RecordedDelays
+{
+    private readonly List<TimeSpan> _delays = new();
+
+    public IReadOnlyList<TimeSpan> Delays
+    {
+        get { lock (_delays) return _delays.ToArray(); }
+    }
+
+    public Task DelayAsync(TimeSpan delay, CancellationToken cancellationToken)
+    {
+        lock (_delays) _delays.Add(delay);
+        return cancellationToken.IsCancellationRequested ? Task.FromCanceled(cancellationToken) : Task.CompletedTask;
+    }
+}
+
+/// <summary>A clock that runs ahead of (or behind) the real one by a fixed offset.</summary>
+internal sealed class OffsetClock(TimeSpan offset) : TimeProvider
+{
+    public override DateTimeOffset GetUtcNow() => System.GetUtcNow() + offset;
+}
+
+/// <summary>An in-process HTTP answer for responses the emulator does not make (handled function errors, other
+/// error body shapes). Records each request's URI and headers.</summary>
+internal sealed class StubHandler(Func<HttpRequestMessage, HttpResponseMessage> answer) : HttpMessageHandler
+{
+    public List<string> Uris { get; } = new();
+    public List<Dictionary<string, string>> Headers { get; } = new();
+
+    protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        lock (Uris)
+        {
+            Uris.Add(request.RequestUri!.OriginalString);
+            Headers.Add(request.Headers.ToDictionary(h => h.Key, h => string.Join(",", h.Value), StringComparer.OrdinalIgnoreCase));
+        }
+        var response = answer(request);
+        response.RequestMessage = request;
+        return Task.FromResult(response);
+    }
+
+    public static HttpResponseMessage Json(HttpStatusCode status, string body, params (string Name, string Value)[] headers)
+    {
+        var response = new HttpResponseMessage(status) { Content = new ByteArrayContent(Encoding.UTF8.GetBytes(body)) };
+        foreach (var (name, value) in headers) response.Headers.TryAddWithoutValidation(name, value);
+        return response;
+    }
+
+    public static LambdaClient Client(StubHandler handler, int maxAttempts = 1) =>
+        new(new LambdaClientOptions
+        {
+            Endpoint = new Uri("https://lambda.us-east-1.amazonaws.com"),
+            Region = "us-east-1",
+            Credentials = EmulatorTestSupport.ExampleCredentials,
+            HttpHandler = handler,
+            MaxAttempts = maxAttempts,
+            RetryDelay = new RecordedDelays().DelayAsync,
+        });
+}
+
+internal sealed record HelloEvent([property: JsonPropertyName("hello")] int Hello);
+
+internal sealed record EchoAnswer([property: JsonPropertyName("function")] string Function, [property: JsonPropertyName("payload")] HelloEvent Payload);
+
+[JsonSerializable(typeof(HelloEvent))]
+[JsonSerializable(typeof(EchoAnswer))]
+internal sealed partial class LambdaTestJson : JsonSerializerContext;
