@@ -10,6 +10,7 @@
 
 using System;
 using System.Buffers;
+using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
@@ -446,6 +447,7 @@ public sealed class LambdaClient : IDisposable
     private readonly string _origin;      // scheme://host[:port]
     private readonly string _pathPrefix;  // [base path]/2015-03-31/functions/
     private readonly string _host;        // the Host header HttpClient sends
+    private readonly KeyValuePair<string, string>[] _hostOnly; // the signed headers of a plain synchronous invocation
     private int _retryTokens = RetryQuotaCapacity;
     private long _clockOffsetTicks;       // server time minus local time, learnt from a clock-skew error
 
@@ -472,6 +474,7 @@ public sealed class LambdaClient : IDisposable
         _origin = Endpoint.GetLeftPart(UriPartial.Authority);
         _pathPrefix = Endpoint.AbsolutePath.TrimEnd('/') + "/2015-03-31/functions/";
         _host = SigV4.HostHeader(Endpoint);
+        _hostOnly = [new("Host", _host)];
         _credentials = options.Credentials ?? DefaultCredentials();
         _clock = options.Clock ?? TimeProvider.System;
         _signing = new SigV4Options("lambda", region);
@@ -604,6 +607,8 @@ public sealed class LambdaClient : IDisposable
         return InvokeCoreAsync(functionName, JsonSerializer.SerializeToUtf8Bytes(payload, payloadTypeInfo), options ?? LambdaInvokeOptions.Default, cancellationToken);
     }
 
+    // One invocation: attempts, each signed afresh, until one succeeds, fails for good, or the retries run out.
+    // One method, so that a call costs one state machine.
     private async Task<LambdaResponse> InvokeCoreAsync(string functionName, ReadOnlyMemory<byte> payload, LambdaInvokeOptions options, CancellationToken cancellationToken)
     {
         var target = PrepareTarget(functionName, options);
@@ -614,35 +619,75 @@ public sealed class LambdaClient : IDisposable
         while (true)
         {
             attempt++;
+            cancellationToken.ThrowIfCancellationRequested();
+            var credentials = await _credentials.GetCredentialsAsync(cancellationToken).ConfigureAwait(false);
+            // The attempt's timeout has a token source of its own, so that its expiry is told apart from the caller's cancellation.
+            var attemptSource = StartAttemptTimeout(timeout, cancellationToken, out var callerRegistration);
+            var token = attemptSource?.Token ?? cancellationToken;
+            HttpRequestMessage? request = null;
+            HttpResponseMessage? response = null;
             Exception failure;
             int cost = RetryCost;
             try
             {
-                var response = await SendOnceAsync(functionName, payload, payloadHash, options, target, timeout, attempt, cancellationToken).ConfigureAwait(false);
-                ReturnRetryTokens(retryTokensTaken == 0 ? 1 : retryTokensTaken);
-                if (response.FunctionError is not null && options.ThrowOnFunctionError)
-                    throw new LambdaFunctionException(response);
-                return response;
+                request = BuildSignedRequest(payload, payloadHash, options, target, credentials);
+                response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, token).ConfigureAwait(false);
+
+                // The body goes into an array of exactly its size: the one copy a response's payload ever makes.
+                long? length = response.Content.Headers.ContentLength;
+                byte[] body;
+                if (length == 0) body = Array.Empty<byte>();
+                else if (length is { } known && known <= Array.MaxLength)
+                {
+                    body = new byte[known];
+                    using var stream = await response.Content.ReadAsStreamAsync(token).ConfigureAwait(false);
+                    await stream.ReadExactlyAsync(body, token).ConfigureAwait(false);
+                }
+                else body = await ReadUnknownLengthBodyAsync(response.Content, token).ConfigureAwait(false);
+
+                int status = (int)response.StatusCode;
+                string? requestId = HeaderValue(response.Headers, "x-amzn-RequestId");
+                if (status is >= 200 and <= 299)
+                {
+                    ReturnRetryTokens(retryTokensTaken == 0 ? 1 : retryTokensTaken);
+                    var result = new LambdaResponse(functionName, status, body,
+                        HeaderValue(response.Headers, "X-Amz-Executed-Version"),
+                        requestId,
+                        DecodeLog(HeaderValue(response.Headers, "X-Amz-Log-Result")),
+                        HeaderValue(response.Headers, "X-Amz-Function-Error"));
+                    // The function ran: its error is the caller's to see, never a reason to run it again.
+                    if (result.FunctionError is not null && options.ThrowOnFunctionError)
+                        throw new LambdaFunctionException(result);
+                    return result;
+                }
+
+                var error = ReadServiceError(functionName, response, body, requestId, credentials, attempt);
+                if (!skewCorrected && TryCorrectClockSkew(error))
+                {
+                    // The signature was judged by a clock that differs from ours: sign again with the corrected time, once.
+                    skewCorrected = true;
+                    attempt--;
+                    continue;
+                }
+                if (!error.IsThrottling && !IsTransientStatus(error.StatusCode)) throw error;
+                failure = error;
             }
-            catch (LambdaServiceException e) when (!skewCorrected && TryCorrectClockSkew(e))
+            catch (Exception e) when (e is not LambdaServiceException and not LambdaFunctionException && !cancellationToken.IsCancellationRequested
+                && (attemptSource?.IsCancellationRequested == true || e is OperationCanceledException))
             {
-                // The signature was judged by a clock that differs from ours: re-sign with the corrected time, once.
-                skewCorrected = true;
-                attempt--;
-                continue;
-            }
-            catch (LambdaServiceException e) when (e.IsThrottling || IsTransientStatus(e.StatusCode))
-            {
-                failure = e;
-            }
-            catch (LambdaTimeoutException e)
-            {
-                failure = e;
+                // Our timeout fired, or the HttpClient's own Timeout did (an OperationCanceledException the caller did not ask for).
+                failure = new LambdaTimeoutException(functionName, attemptSource?.IsCancellationRequested == true ? timeout : _http.Timeout, attempt, e);
                 cost = TimeoutRetryCost;
             }
             catch (Exception e) when ((e is HttpRequestException || e is IOException) && !cancellationToken.IsCancellationRequested)
             {
-                failure = e;
+                failure = e; // the connection failed or the answer was cut short
+            }
+            finally
+            {
+                response?.Dispose();
+                request?.Dispose();
+                EndAttemptTimeout(attemptSource, callerRegistration);
             }
 
             if (attempt >= _maxAttempts || !TryTakeRetryTokens(cost))
@@ -652,49 +697,43 @@ public sealed class LambdaClient : IDisposable
         }
     }
 
-    private async Task<LambdaResponse> SendOnceAsync(string functionName, ReadOnlyMemory<byte> payload, string payloadHash,
-        LambdaInvokeOptions options, Target target, TimeSpan timeout, int attempt, CancellationToken cancellationToken)
-    {
-        cancellationToken.ThrowIfCancellationRequested();
-        var credentials = await _credentials.GetCredentialsAsync(cancellationToken).ConfigureAwait(false);
+    // Timeout sources are reset after an attempt that did not time out and used again: a call then costs no new
+    // source or timer. A few hundred cover any concurrency a client sees.
+    private readonly ConcurrentQueue<CancellationTokenSource> _spareTimeoutSources = new();
+    private int _spareTimeoutSourceCount;
+    private const int MaxSpareTimeoutSources = 512;
 
-        // The per-attempt timeout has a token source of its own, so that its expiry is told apart from the caller's cancellation.
-        CancellationTokenSource? attemptSource = null;
-        CancellationTokenRegistration callerRegistration = default;
-        var token = cancellationToken;
-        if (timeout != System.Threading.Timeout.InfiniteTimeSpan)
+    private CancellationTokenSource? StartAttemptTimeout(TimeSpan timeout, CancellationToken cancellationToken, out CancellationTokenRegistration callerRegistration)
+    {
+        callerRegistration = default;
+        if (timeout == System.Threading.Timeout.InfiniteTimeSpan) return null;
+        CancellationTokenSource source;
+        if (ReferenceEquals(_clock, TimeProvider.System))
         {
-            attemptSource = new CancellationTokenSource(timeout, _clock);
-            if (cancellationToken.CanBeCanceled)
-                callerRegistration = cancellationToken.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), attemptSource);
-            token = attemptSource.Token;
+            if (_spareTimeoutSources.TryDequeue(out var spare)) Interlocked.Decrement(ref _spareTimeoutSourceCount);
+            source = spare ?? new CancellationTokenSource();
+            source.CancelAfter(timeout);
         }
-        try
+        else source = new CancellationTokenSource(timeout, _clock);
+        if (cancellationToken.CanBeCanceled)
+            callerRegistration = cancellationToken.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), source);
+        return source;
+    }
+
+    private void EndAttemptTimeout(CancellationTokenSource? source, CancellationTokenRegistration callerRegistration)
+    {
+        callerRegistration.Dispose(); // waits for a cancellation callback in progress, so none comes after the reset
+        if (source is null) return;
+        if (ReferenceEquals(_clock, TimeProvider.System) && source.TryReset())
         {
-            using var request = BuildSignedRequest(payload, payloadHash, options, target, credentials);
-            using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, token).ConfigureAwait(false);
-            byte[] body = await ReadBodyAsync(response.Content, token).ConfigureAwait(false);
-            int status = (int)response.StatusCode;
-            string? requestId = HeaderValue(response.Headers, "x-amzn-RequestId");
-            if (status < 200 || status > 299)
-                throw ReadServiceError(functionName, response, body, requestId, credentials, attempt);
-            return new LambdaResponse(functionName, status, body,
-                HeaderValue(response.Headers, "X-Amz-Executed-Version"),
-                requestId,
-                DecodeLog(HeaderValue(response.Headers, "X-Amz-Log-Result")),
-                HeaderValue(response.Headers, "X-Amz-Function-Error"));
+            if (Interlocked.Increment(ref _spareTimeoutSourceCount) <= MaxSpareTimeoutSources)
+            {
+                _spareTimeoutSources.Enqueue(source);
+                return;
+            }
+            Interlocked.Decrement(ref _spareTimeoutSourceCount);
         }
-        catch (Exception e) when (e is not LambdaServiceException && !cancellationToken.IsCancellationRequested
-            && (attemptSource?.IsCancellationRequested == true || e is OperationCanceledException))
-        {
-            // Our timeout fired, or the HttpClient's own Timeout did (an OperationCanceledException the caller did not ask for).
-            throw new LambdaTimeoutException(functionName, attemptSource?.IsCancellationRequested == true ? timeout : _http.Timeout, attempt, e);
-        }
-        finally
-        {
-            callerRegistration.Dispose();
-            attemptSource?.Dispose();
-        }
+        source.Dispose();
     }
 
     // What stays the same across attempts: the URI and the path as signed, and the validated headers.
@@ -745,35 +784,33 @@ public sealed class LambdaClient : IDisposable
             _ => null, // RequestResponse is the default: not sent
         };
         int count = 1 + (invocationType is null ? 0 : 1) + (options.IncludeLogTail ? 1 : 0) + (target.ClientContext is null ? 0 : 1);
-        var headers = new KeyValuePair<string, string>[count];
-        int n = 0;
-        headers[n++] = new("Host", _host);
-        if (invocationType is not null) headers[n++] = new("X-Amz-Invocation-Type", invocationType);
-        if (options.IncludeLogTail) headers[n++] = new("X-Amz-Log-Type", "Tail");
-        if (target.ClientContext is not null) headers[n++] = new("X-Amz-Client-Context", target.ClientContext);
+        var headers = _hostOnly;
+        if (count > 1)
+        {
+            headers = new KeyValuePair<string, string>[count];
+            int n = 0;
+            headers[n++] = new("Host", _host);
+            if (invocationType is not null) headers[n++] = new("X-Amz-Invocation-Type", invocationType);
+            if (options.IncludeLogTail) headers[n++] = new("X-Amz-Log-Type", "Tail");
+            if (target.ClientContext is not null) headers[n++] = new("X-Amz-Client-Context", target.ClientContext);
+        }
 
         var time = _clock.GetUtcNow() + ClockOffset;
         var signature = SigV4.Sign("POST", target.Path, target.Query, headers, payloadHash, time, credentials, _signing);
 
         var request = new HttpRequestMessage(HttpMethod.Post, target.Uri) { Content = new ReadOnlyMemoryContent(payload) };
         for (int i = 1; i < headers.Length; i++) request.Headers.TryAddWithoutValidation(headers[i].Key, headers[i].Value);
-        foreach (var (name, value) in signature.HeadersToAdd) request.Headers.TryAddWithoutValidation(name, value);
+        // What SigV4Signature.HeadersToAdd lists for these options (SigV4, no x-amz-content-sha256), without its list.
+        request.Headers.TryAddWithoutValidation("X-Amz-Date", signature.AmzDate);
+        if (credentials.SessionToken is { } token) request.Headers.TryAddWithoutValidation("X-Amz-Security-Token", token);
+        request.Headers.TryAddWithoutValidation("Authorization", signature.Authorization);
         return request;
     }
 
-    // Reads the body into an array of exactly its size: the one copy a response's payload ever makes.
-    private static async Task<byte[]> ReadBodyAsync(HttpContent content, CancellationToken cancellationToken)
+    // No length (chunked): read into pooled buffers, then copy once into an array of the right size.
+    private static async Task<byte[]> ReadUnknownLengthBodyAsync(HttpContent content, CancellationToken cancellationToken)
     {
-        long? length = content.Headers.ContentLength;
-        if (length == 0) return Array.Empty<byte>();
         using var stream = await content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
-        if (length is { } known && known <= Array.MaxLength)
-        {
-            var body = new byte[known];
-            await stream.ReadExactlyAsync(body, cancellationToken).ConfigureAwait(false);
-            return body;
-        }
-        // No length (chunked): read into pooled buffers, then copy once into an array of the right size.
         byte[] buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
         int total = 0;
         try
@@ -1075,24 +1112,6 @@ public sealed class LambdaClient : IDisposable
         list[(int)index] = item;
     }
 
-    private async ValueTask<LambdaOutcome?> InvokeForFanOutAsync(long index, LambdaRequest request, CancellationToken cancellationToken)
-    {
-        long started = Stopwatch.GetTimestamp();
-        try
-        {
-            var response = await InvokeCoreAsync(request.FunctionName, request.Payload, request.Options ?? LambdaInvokeOptions.Default, cancellationToken).ConfigureAwait(false);
-            return new LambdaOutcome(index, request.FunctionName, response, null, Stopwatch.GetElapsedTime(started));
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-            return null; // the run was stopped: this request has no outcome
-        }
-        catch (Exception e)
-        {
-            return new LambdaOutcome(index, request.FunctionName, null, e, Stopwatch.GetElapsedTime(started));
-        }
-    }
-
     /// <summary>
     /// One fan-out run. Workers (at most MaxConcurrency, started as requests turn up) each take a slot, read the next
     /// request, invoke it and post the outcome; the consumer gives the slot back when it takes the outcome. So the
@@ -1177,9 +1196,24 @@ public sealed class LambdaClient : IDisposable
                         var (hasRequest, index, request) = await _input.NextAsync(token, this).ConfigureAwait(false);
                         if (!hasRequest) break;
                         Interlocked.Increment(ref _inFlight);
-                        var outcome = await _client.InvokeForFanOutAsync(index, request, token).ConfigureAwait(false);
+                        // Invoked here rather than in a method of its own: the worker's one state machine serves every request.
+                        long started = Stopwatch.GetTimestamp();
+                        LambdaOutcome done;
+                        try
+                        {
+                            var response = await _client.InvokeCoreAsync(request.FunctionName, request.Payload, request.Options ?? LambdaInvokeOptions.Default, token).ConfigureAwait(false);
+                            done = new LambdaOutcome(index, request.FunctionName, response, null, Stopwatch.GetElapsedTime(started));
+                        }
+                        catch (OperationCanceledException) when (token.IsCancellationRequested)
+                        {
+                            Interlocked.Decrement(ref _inFlight);
+                            break; // the run was stopped: this request has no outcome
+                        }
+                        catch (Exception e)
+                        {
+                            done = new LambdaOutcome(index, request.FunctionName, null, e, Stopwatch.GetElapsedTime(started));
+                        }
                         int inFlight = Interlocked.Decrement(ref _inFlight);
-                        if (outcome is not { } done) break;
                         long completed = Interlocked.Increment(ref _completed);
                         long failed = done.Succeeded ? Interlocked.Read(ref _failed) : Interlocked.Increment(ref _failed);
                         // Fail fast: stop before the failure is posted, so that no new invocation starts after it.
