@@ -758,6 +758,7 @@ public sealed class LambdaClient : IDisposable
             if (options.ClientContext is not null)
                 throw new ArgumentException("ClientContext applies to synchronous invocations only: Lambda does not pass it to an Event invocation. Remove it or use RequestResponse.", nameof(options));
         }
+        if (options.Timeout is { } timeout) ValidateTimeout(timeout, nameof(options));
         if ((uint)options.InvocationType > (uint)LambdaInvocationType.DryRun)
             throw new ArgumentException($"The invocation type {(int)options.InvocationType} is not one of RequestResponse, Event or DryRun.", nameof(options));
         string? clientContext = options.GetEncodedClientContext();

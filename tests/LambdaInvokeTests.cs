@@ -540,7 +540,37 @@ public sealed class LambdaInvokeTests
         Assert.That(timeout!.Message, Does.Contain("must be positive"));
     }
 
+    [Test]
+    public void NonPositiveCallTimeout_IsRefused()
+    {
+        using var client = NewClient(_emulator);
+
+        var e = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync("echo", "{}", new LambdaInvokeOptions { Timeout = TimeSpan.FromSeconds(-1) }));
+
+        Assert.That(e!.Message, Does.Contain("must be positive or Timeout.InfiniteTimeSpan"));
+        Assert.That(_emulator.Counters.Requests, Is.Zero);
+    }
+
     // ---- transport choices ----
+
+    // An answer without Content-Length (chunked) is read whole, across the reader's buffer growth.
+    [Test]
+    public async Task AnswerWithoutContentLength_IsReadWhole()
+    {
+        var payload = Encoding.UTF8.GetBytes("\"" + new string('z', 100_000) + "\"");
+        var stub = new StubHandler(_ => new HttpResponseMessage(HttpStatusCode.OK) { Content = new StreamContent(new UnseekableStream(payload)) });
+        using var client = StubHandler.Client(stub);
+
+        var response = await client.InvokeAsync("big", "{}");
+
+        Assert.That(response.Payload.ToArray(), Is.EqualTo(payload));
+    }
+
+    private sealed class UnseekableStream(byte[] data) : MemoryStream(data)
+    {
+        public override bool CanSeek => false;
+    }
+
 
     [Test]
     public async Task UsersHandler_IsUsed_AndNotDisposed()
