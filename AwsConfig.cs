@@ -1258,6 +1258,10 @@ internal static class Json
             // The reader's own message quotes the input, which may be a secret: give the position only.
             throw new AwsCredentialsException($"{what} malformed JSON (line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1}).", profileName);
         }
+        catch (InvalidOperationException)
+        {
+            throw new AwsCredentialsException($"{what} JSON with a string that cannot be read (invalid UTF-8 or escape).", profileName);
+        }
         return values;
     }
 

@@ -286,6 +286,28 @@ public class CredentialsProfileTests : CredentialsTestBase
         Assert.That(e.Message, Does.StartWith($"Cannot read the web identity token file {tokenFile}"));
     }
 
+    [TestCase("credential_source = Bogus", 6, "it must be Environment, Ec2InstanceMetadata or EcsContainer")]
+    [TestCase("source_profile = base\nmfa_serial = arn:aws:iam::123456789012:mfa/me", 7, "needs an MFA code typed in")]
+    [TestCase("source_profile = base\nduration_seconds = 60", 7, "must be a whole number from 900 to 43200")]
+    public void RoleSettingsThatCannotWorkAreNamed(string settings, int line, string expected)
+    {
+        Home.WriteConfig(Base + "[profile dev]\nrole_arn = arn:aws:iam::123456789012:role/dev\n" + settings + "\n");
+        var e = Assert.ThrowsAsync<AwsConfigurationException>(async () => await Chain("dev").GetCredentialsAsync())!;
+        Assert.That(e.Message, Does.Contain(expected).And.Contain("'dev'"));
+        Assert.That((e.FilePath, e.LineNumber, e.ProfileName), Is.EqualTo((Home.ConfigPath, line, "dev")));
+        Assert.That(_sts.Calls, Is.Empty);
+    }
+
+    [Test]
+    public void AMissingProfileChosenByAwsProfileStopsTheChain()
+    {
+        Home.WriteCredentials($"[default]\naws_access_key_id = {LongTermId}\naws_secret_access_key = {LongTermSecret}\n");
+        Env["AWS_PROFILE"] = "stagign";
+        var e = Assert.ThrowsAsync<AwsConfigurationException>(async () => await Chain().GetCredentialsAsync())!;
+        Assert.That(e.Message, Does.StartWith("The AWS profile 'stagign' (from AWS_PROFILE) is not in ").And.Contain("The profiles there are: default."));
+        AssertNoSecret(e.Message, _longTerm);
+    }
+
     [Test]
     public void SsoProfilesAreRefusedClearly()
     {
