@@ -1146,7 +1146,7 @@ public static class SigV4
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(credentials);
         ArgumentNullException.ThrowIfNull(options);
-        var uri = RequireAbsolute(request.RequestUri);
+        var uri = RequireAbsolute(request.RequestUri, nameof(request));
         RemoveSignature(request);
 
         var headers = new List<KeyValuePair<string, string>>(8);
@@ -1157,14 +1157,14 @@ public static class SigV4
         string payloadHash = options.PayloadHash
             ?? ValueOf(request.Headers, "x-amz-content-sha256")
             ?? await HashContentAsync(request.Content, options, cancellationToken).ConfigureAwait(false);
-        if (options.PayloadHash is not null) ValidatePayloadHash(options.PayloadHash, nameof(options));
 
         var (path, query) = SplitPathAndQuery(uri);
         var signature = Sign(request.Method.Method, path, query, headers, payloadHash, options.Clock.GetUtcNow(), credentials, options);
         foreach (var (name, value) in signature.HeadersToAdd)
+        {
             request.Headers.TryAddWithoutValidation(name, value);
-        if (signature.HeadersToAdd.Count > 0 && payloadHash is not null && options.AddContentSha256Header)
-            request.Options.Set(AddedContentSha256, true);
+            if (name == "x-amz-content-sha256") request.Options.Set(AddedContentSha256, true);
+        }
         return signature;
     }
 
@@ -1178,7 +1178,7 @@ public static class SigV4
     {
         ArgumentNullException.ThrowIfNull(method);
         ArgumentNullException.ThrowIfNull(options);
-        uri = RequireAbsolute(uri);
+        uri = RequireAbsolute(uri, nameof(uri));
         var (path, query) = SplitPathAndQuery(uri);
         string payloadHash = options.PayloadHash ?? (options.AddContentSha256Header ? UnsignedPayload : EmptyPayloadHash);
         var headers = new[] { new KeyValuePair<string, string>("Host", HostHeader(uri)) };
@@ -1213,15 +1213,10 @@ public static class SigV4
         }
         var sink = t_hashSink ?? new HashSink();
         t_hashSink = null;
-        try
-        {
-            await content.CopyToAsync(sink, cancellationToken).ConfigureAwait(false);
-            return sink.HexHashAndReset();
-        }
-        finally
-        {
-            t_hashSink = sink;
-        }
+        await content.CopyToAsync(sink, cancellationToken).ConfigureAwait(false);
+        string hash = sink.HexHashAndReset();
+        t_hashSink = sink; // only a sink that finished is reused: a failed copy leaves part of a body in it
+        return hash;
     }
 
     private const long MaxBufferedBody = 64L * 1024 * 1024;
@@ -1263,12 +1258,12 @@ public static class SigV4
         public override void SetLength(long value) => throw new NotSupportedException();
     }
 
-    private static Uri RequireAbsolute(Uri? uri)
+    private static Uri RequireAbsolute(Uri? uri, string parameterName)
     {
         if (uri is null)
-            throw new ArgumentException("The request has no RequestUri; set an absolute URI such as https://lambda.us-east-1.amazonaws.com/.", "request");
+            throw new ArgumentException("The request has no RequestUri; set an absolute URI such as https://lambda.us-east-1.amazonaws.com/.", parameterName);
         if (!uri.IsAbsoluteUri)
-            throw new ArgumentException($"The request URI '{uri}' is relative; signing needs the absolute URI that is sent (scheme, host and path), such as https://lambda.us-east-1.amazonaws.com{(uri.OriginalString.StartsWith('/') ? "" : "/")}{uri.OriginalString}.", "request");
+            throw new ArgumentException($"The request URI '{uri}' is relative; signing needs the absolute URI that is sent (scheme, host and path), such as https://lambda.us-east-1.amazonaws.com{(uri.OriginalString.StartsWith('/') ? "" : "/")}{uri.OriginalString}.", parameterName);
         return uri;
     }
 
@@ -1453,7 +1448,7 @@ public sealed class SigV4Handler : DelegatingHandler
     private readonly IAwsCredentialsProvider _credentials;
     private readonly SigV4Options _options;
 
-    /// <summary>Creates a handler over a new <see cref="HttpClientHandler"/>-equivalent inner handler.</summary>
+    /// <summary>Creates a handler that signs and then sends through a new <see cref="SocketsHttpHandler"/>.</summary>
     public SigV4Handler(IAwsCredentialsProvider credentials, SigV4Options options)
         : this(credentials, options, new SocketsHttpHandler()) { }
 
