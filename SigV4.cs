@@ -215,7 +215,8 @@ public enum SignatureLocation
 /// <summary>
 /// The result of signing: what to add to the request, and the intermediate values (canonical request, string to
 /// sign) to compare with the ones AWS returns in a SignatureDoesNotMatch error. The intermediate values are
-/// recomputed on demand, so that signing itself allocates only what it returns.
+/// recomputed on demand from the inputs, so that signing itself allocates only what it returns: read them before
+/// changing the header list that was signed.
 /// </summary>
 public readonly struct SigV4Signature
 {
@@ -247,25 +248,29 @@ public readonly struct SigV4Signature
         get
         {
             const string marker = "Signature=";
-            int at = _output.LastIndexOf(marker, StringComparison.Ordinal);
-            return at < 0 ? "" : _output.Substring(at + marker.Length);
+            int at = Output.LastIndexOf(marker, StringComparison.Ordinal);
+            return Output.Substring(at + marker.Length);
         }
     }
 
     /// <summary>The <c>X-Amz-Date</c> value, <c>yyyyMMddTHHmmssZ</c>.</summary>
-    public string AmzDate => _input.AmzDate;
+    public string AmzDate => Input.AmzDate;
 
     /// <summary>The credential scope: <c>date/region/service/aws4_request</c> (SigV4a: <c>date/service/aws4_request</c>).</summary>
-    public string CredentialScope => SigV4.FormatScope(_input);
+    public string CredentialScope => SigV4.FormatScope(Input);
 
     /// <summary>The signed header names, lowercase, joined with <c>;</c>.</summary>
-    public string SignedHeaders => SigV4.Describe(_input).SignedHeaders;
+    public string SignedHeaders => SigV4.Describe(Input).SignedHeaders;
 
     /// <summary>The canonical request (step 1), as AWS computes it.</summary>
-    public string CanonicalRequest => SigV4.Describe(_input).CanonicalRequest;
+    public string CanonicalRequest => SigV4.Describe(Input).CanonicalRequest;
 
     /// <summary>The string to sign (step 2), as AWS computes it.</summary>
-    public string StringToSign => SigV4.Describe(_input).StringToSign;
+    public string StringToSign => SigV4.Describe(Input).StringToSign;
+
+    private string Output => _output ?? throw new InvalidOperationException("This SigV4Signature is the default value: it holds no signature. Use the one SigV4.Sign or SigV4.Presign returns.");
+
+    private SigningInput Input => _output is null ? throw new InvalidOperationException("This SigV4Signature is the default value: it holds no signature. Use the one SigV4.Sign or SigV4.Presign returns.") : _input;
 
     /// <summary>The headers to add (header signing): <c>X-Amz-Date</c>, <c>X-Amz-Security-Token</c> when there is a
     /// token, <c>x-amz-content-sha256</c> when asked, <c>X-Amz-Region-Set</c> for SigV4a, then <c>Authorization</c>.
@@ -274,11 +279,12 @@ public readonly struct SigV4Signature
     {
         get
         {
+            var input = Input;
             if (Location == SignatureLocation.Query) return Array.Empty<KeyValuePair<string, string>>();
-            var list = new List<KeyValuePair<string, string>>(5) { new("X-Amz-Date", _input.AmzDate) };
-            if (_input.SessionToken is { } token) list.Add(new("X-Amz-Security-Token", token));
-            if (_input.AddsContentSha256) list.Add(new("x-amz-content-sha256", _input.PayloadHash));
-            if (_input.Options.Algorithm == SigningAlgorithm.SigV4a) list.Add(new("X-Amz-Region-Set", _input.Options.Region));
+            var list = new List<KeyValuePair<string, string>>(5) { new("X-Amz-Date", input.AmzDate) };
+            if (input.SessionToken is { } token) list.Add(new("X-Amz-Security-Token", token));
+            if (input.AddsContentSha256) list.Add(new("x-amz-content-sha256", input.PayloadHash));
+            if (input.Options.Algorithm == SigningAlgorithm.SigV4a) list.Add(new("X-Amz-Region-Set", input.Options.Region));
             list.Add(new("Authorization", _output));
             return list;
         }
