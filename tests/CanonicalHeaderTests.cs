@@ -69,6 +69,21 @@ public class CanonicalHeaderTests
     }
 
     [Test]
+    public void NonAsciiValuesAreSignedAsUtf8()
+    {
+        // HttpClient refuses non-ASCII header values by default, but the plain-values signer may be fed them by
+        // another HTTP stack, which would send UTF-8: the canonical request must hash the same bytes.
+        var headers = Headers(("Host", "example.amazonaws.com"), ("x-amz-meta-text", "caf\u00e9 \U0001F600"));
+
+        var signature = SigV4.Sign("GET", "/", "", headers, EmptyHash, Time, Credentials(), Generic);
+
+        const string expected = "GET\n/\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\nx-amz-meta-text:caf\u00e9 \U0001F600\n\n" +
+            "host;x-amz-date;x-amz-meta-text\n" + EmptyHash;
+        Assert.That(signature.CanonicalRequest, Is.EqualTo(expected));
+        Assert.That(signature.Signature, Is.EqualTo(Signature(expected, AmzDate, "us-east-1", "service")));
+    }
+
+    [Test]
     public async Task HttpRequestMessageHeaders_AsHttpClientSendsThem()
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, "https://example.amazonaws.com/")

@@ -148,6 +148,33 @@ public class SignAsyncTests
         Assert.That(await request.Content.ReadAsByteArrayAsync(), Is.EqualTo(Hello));
     }
 
+    // A stream read once with its length given (a network or pipe stream whose size is known): its length says
+    // nothing about whether it can be read twice.
+    [Test]
+    public async Task Lambda_NonSeekableStreamWithAKnownLength_IsStillWholeAfterHashing()
+    {
+        var content = new StreamContent(new ReadOnceStream(Hello));
+        content.Headers.ContentLength = Hello.Length;
+        using var request = new HttpRequestMessage(HttpMethod.Post, "https://example.amazonaws.com/") { Content = content };
+
+        var signature = await SigV4.SignAsync(request, Credentials(), Options("lambda"));
+
+        Assert.That(PayloadHashLine(signature.CanonicalRequest), Is.EqualTo(HelloHash));
+        Assert.That(await request.Content.ReadAsByteArrayAsync(), Is.EqualTo(Hello), "the body is still whole after hashing");
+    }
+
+    [Test]
+    public async Task S3_NonSeekableStreamWithAKnownLength_IsStillWholeAfterSigning()
+    {
+        var content = new StreamContent(new ReadOnceStream(Hello));
+        content.Headers.ContentLength = Hello.Length;
+        using var request = new HttpRequestMessage(HttpMethod.Put, "https://my-bucket.s3.us-east-1.amazonaws.com/key") { Content = content };
+
+        await SigV4.SignAsync(request, Credentials(), Options("s3"));
+
+        Assert.That(await request.Content.ReadAsByteArrayAsync(), Is.EqualTo(Hello), "the body is still whole after signing");
+    }
+
     [Test]
     public async Task NoBody_IsTheEmptyHash()
     {

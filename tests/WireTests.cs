@@ -228,6 +228,35 @@ public class WireTests
         foreach (var r in received) AssertVerifies(r, credentials, options);
     }
 
+    // With an Activity current, HttpClient injects a traceparent header; on a retry it replaces it with a new one.
+    // A signature that covered the first traceparent would not verify on the retry.
+    [Test]
+    public async Task RetriedSend_WithDistributedTracing_Verifies()
+    {
+        await using var server = new LoopbackServer();
+        var credentials = Credentials();
+        var clock = new ManualClock(Time);
+        var options = new SigV4Options("lambda", "us-east-1") { Clock = clock };
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == "System.Net.Http",
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+        };
+        ActivitySource.AddActivityListener(listener);
+        using var activity = new Activity("test").SetIdFormat(ActivityIdFormat.W3C).Start();
+        using var client = new HttpClient(new ResendHandler(new SigV4Handler(credentials, options), () => clock.Now += TimeSpan.FromMinutes(1)))
+        {
+            Timeout = TimeSpan.FromSeconds(20),
+        };
+
+        using var response = await client.PostAsync(server.BaseAddress + "/f", new StringContent("{}"));
+        var received = await Finish(server, 2);
+
+        Assert.That(received[0].Header("traceparent"), Is.Not.Null, "HttpClient injected a trace header");
+        Assert.That(received[1].Header("traceparent"), Is.Not.EqualTo(received[0].Header("traceparent")), "each attempt has its own span id");
+        foreach (var r in received) AssertVerifies(r, credentials, options);
+    }
+
     // HttpClient writes the Host header itself (punycode for IDN, brackets for IPv6, lowercase, port unless default):
     // the signed host must be the same. The connection goes to the loopback server whatever the host name.
     [TestCase("http://b\u00fccher.example:{0}/x", TestName = "Wire: IDN host")]
