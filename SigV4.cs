@@ -70,7 +70,7 @@ public sealed class AwsCredentials : IAwsCredentialsProvider, IDisposable
     /// <summary>Shows the access key id, never the secret or the token.</summary>
     public override string ToString() =>
         $"AwsCredentials {{ AccessKeyId = {AccessKeyId}, SessionToken = {(SessionToken is null ? "none" : "(set)")}" +
-        (Expiration is { } e ? $", Expiration = {e.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ} }}" : " }");
+        (Expiration is { } e ? ", Expiration = " + e.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture) + " }" : " }");
 
     /// <summary>Releases the SigV4a private key derived from these credentials, if one was derived.</summary>
     public void Dispose() => Interlocked.Exchange(ref _sigV4aKey, null)?.Dispose();
@@ -720,17 +720,21 @@ public static class SigV4
 
     // Headers that proxies, load balancers or the HTTP stack add, drop or rewrite: signing them breaks signatures.
     private static bool IsNeverSigned(string name) =>
-        name.Equals("user-agent", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("x-amzn-trace-id", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("expect", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("connection", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("keep-alive", StringComparison.OrdinalIgnoreCase) ||
-        name.StartsWith("proxy-", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("te", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("trailer", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("transfer-encoding", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("upgrade", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("authorization", StringComparison.OrdinalIgnoreCase);
+        name.StartsWith("proxy-", StringComparison.OrdinalIgnoreCase) || name.Length switch
+        {
+            2 => Is(name, "te"),
+            6 => Is(name, "expect"),
+            7 => Is(name, "trailer") || Is(name, "upgrade") || Is(name, "baggage"),
+            10 => Is(name, "user-agent") || Is(name, "connection") || Is(name, "keep-alive") || Is(name, "tracestate") || Is(name, "request-id"),
+            11 => Is(name, "traceparent"),
+            13 => Is(name, "authorization"),
+            15 => Is(name, "x-amzn-trace-id"),
+            17 => Is(name, "transfer-encoding"),
+            19 => Is(name, "correlation-context"), // tracing headers: HttpClient writes them after the handlers, anew on every send
+            _ => false,
+        };
+
+    private static bool Is(string name, string lowercase) => name.Equals(lowercase, StringComparison.OrdinalIgnoreCase);
 
     // One "name:value\n" per name: values of a repeated name joined with ',' in order, each trimmed with runs of
     // white space collapsed into one space.
@@ -1201,8 +1205,10 @@ public static class SigV4
     private static async ValueTask<string> HashContentAsync(HttpContent? content, SigV4Options options, CancellationToken cancellationToken)
     {
         if (content is null) return EmptyPayloadHash;
+        // A StreamContent computes its length only over a seekable stream, so a length it computed means it can be
+        // read again; a length the caller set says nothing, and asking for the length stores the computed one.
         bool rereadable = content is ByteArrayContent || content is ReadOnlyMemoryContent
-            || (content is StreamContent && content.Headers.ContentLength is not null); // StreamContent knows its length only when seekable
+            || (content is StreamContent && !content.Headers.NonValidated.Contains("Content-Length") && content.Headers.ContentLength is not null);
         if (!rereadable)
         {
             if (options.AddContentSha256Header) return UnsignedPayload;
