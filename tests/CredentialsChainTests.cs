@@ -34,8 +34,8 @@ public class CredentialsChainTests : CredentialsTestBase
         // A malformed config file and a live metadata service: reading either would show (an error, a request).
         Home.WriteConfig("not an ini file");
         Home.WriteCredentials("[default\n");
-        await using var imds = new LoopbackServer(_ => new Reply(500));
-        await using var container = new LoopbackServer(_ => new Reply(500));
+        await using var imds = new FakeHttpServer(_ => new Reply(500));
+        await using var container = new FakeHttpServer(_ => new Reply(500));
         Env["AWS_EC2_METADATA_DISABLED"] = null;
         Env["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] = "/creds";
         Env["AWS_WEB_IDENTITY_TOKEN_FILE"] = Path.Combine(Home.Directory, "no-such-token");
@@ -56,7 +56,7 @@ public class CredentialsChainTests : CredentialsTestBase
     public async Task EnvironmentComesBeforeWebIdentityProfileAndContainer()
     {
         await using var sts = new FakeSts(Clock);
-        await using var container = new LoopbackServer(_ => Reply.Json(CredentialsJson("ASIACONTAINER", "containerSecret", "t", Start.AddHours(1))));
+        await using var container = new FakeHttpServer(_ => Reply.Json(CredentialsJson("ASIACONTAINER", "containerSecret", "t", Start.AddHours(1))));
         Home.WriteCredentials($"[default]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = profileSecret\n");
         Home.Write("token", "eyJhbGciOiJSUzI1NiJ9.web.identity");
         Env["AWS_WEB_IDENTITY_TOKEN_FILE"] = Path.Combine(Home.Directory, "token");
@@ -87,8 +87,8 @@ public class CredentialsChainTests : CredentialsTestBase
     [Test]
     public async Task ContainerComesBeforeInstanceMetadata()
     {
-        await using var imds = new LoopbackServer(_ => new Reply(500));
-        await using var container = new LoopbackServer(_ => Reply.Json(CredentialsJson("ASIACONTAINER", "containerSecret", "t", Start.AddHours(1))));
+        await using var imds = new FakeHttpServer(_ => new Reply(500));
+        await using var container = new FakeHttpServer(_ => Reply.Json(CredentialsJson("ASIACONTAINER", "containerSecret", "t", Start.AddHours(1))));
         Env["AWS_EC2_METADATA_DISABLED"] = null;
         Env["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] = "/v2/credentials/abc";
         var chain = AwsCredentialsChain.CreateDefault(Options(container: container.Url, imds: imds.Url));
@@ -100,7 +100,7 @@ public class CredentialsChainTests : CredentialsTestBase
     public async Task AProfileWithoutCredentialsLetsTheChainGoOn()
     {
         Home.WriteConfig("[default]\nregion = eu-west-1\n");
-        await using var container = new LoopbackServer(_ => Reply.Json(CredentialsJson("ASIACONTAINER", "containerSecret", "t", Start.AddHours(1))));
+        await using var container = new FakeHttpServer(_ => Reply.Json(CredentialsJson("ASIACONTAINER", "containerSecret", "t", Start.AddHours(1))));
         Env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = container.Url + "creds";
         Assert.That((await AwsCredentialsChain.CreateDefault(Options()).GetCredentialsAsync()).AccessKeyId, Is.EqualTo("ASIACONTAINER"));
     }
@@ -150,7 +150,7 @@ public class CredentialsChainTests : CredentialsTestBase
     public async Task TheChainSignsThroughTheHandler()
     {
         SetEnvironmentKeys();
-        await using var service = new LoopbackServer(r => new Reply(200, r.Header("Authorization") ?? "", "text/plain"));
+        await using var service = new FakeHttpServer(r => new Reply(200, r.Header("Authorization") ?? "", "text/plain"));
         using var http = new HttpClient(new SigV4Handler(AwsCredentialsChain.CreateDefault(Options()), new SigV4Options("lambda", "us-east-1")));
         var authorization = await http.GetStringAsync(service.Url + "2015-03-31/functions");
         Assert.That(authorization, Does.StartWith($"AWS4-HMAC-SHA256 Credential={EnvId}/"));

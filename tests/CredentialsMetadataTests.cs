@@ -13,7 +13,7 @@ public class CredentialsMetadataTests : CredentialsTestBase
     [Test]
     public async Task ContainerRelativeUriWithAToken()
     {
-        await using var server = new LoopbackServer(_ => ContainerAnswer());
+        await using var server = new FakeHttpServer(_ => ContainerAnswer());
         Env["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] = "/v2/credentials/task-1234";
         Env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = "Basic abcd";
         var chain = AwsCredentialsChain.CreateDefault(Options(container: server.Url));
@@ -29,7 +29,7 @@ public class CredentialsMetadataTests : CredentialsTestBase
     [Test]
     public async Task ContainerFullUriPrefersTheTokenFileAndRereadsIt()
     {
-        await using var server = new LoopbackServer(_ => new Reply(200, CredentialsJson("ASIACONTAINER", "s", "t", Start.AddMinutes(20))));
+        await using var server = new FakeHttpServer(_ => new Reply(200, CredentialsJson("ASIACONTAINER", "s", "t", Start.AddMinutes(20))));
         string tokenFile = Home.Write("eks-token", "pod-identity-token-1\n");
         Env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = server.Url + "v1/credentials?x=1";
         Env["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = tokenFile;
@@ -83,7 +83,7 @@ public class CredentialsMetadataTests : CredentialsTestBase
     [Test]
     public async Task ContainerErrorsGiveTheStatusAndTheServiceMessage()
     {
-        await using var server = new LoopbackServer(_ => new Reply(403, """{"code":"AccessDenied","message":"Unable to authorize request"}"""));
+        await using var server = new FakeHttpServer(_ => new Reply(403, """{"code":"AccessDenied","message":"Unable to authorize request"}"""));
         Env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = server.Url + "creds";
         var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await AwsCredentialsChain.CreateDefault(Options()).GetCredentialsAsync())!;
         Assert.That(e.Message, Is.EqualTo($"The container credentials endpoint {server.Url}creds answered HTTP 403 Forbidden: AccessDenied: Unable to authorize request."));
@@ -146,7 +146,7 @@ public class CredentialsMetadataTests : CredentialsTestBase
     public async Task ImdsV2TakesATokenFirstThenTheRoleThenItsCredentials()
     {
         var imds = new FakeImds();
-        await using var server = new LoopbackServer(imds.Handle);
+        await using var server = new FakeHttpServer(imds.Handle);
         Env["AWS_EC2_METADATA_DISABLED"] = null;
         var chain = AwsCredentialsChain.CreateDefault(Options(imds: server.Url));
         var credentials = await chain.GetCredentialsAsync();
@@ -164,7 +164,7 @@ public class CredentialsMetadataTests : CredentialsTestBase
     public async Task ImdsAnExpiredTokenIs401ThenANewTokenIsTaken()
     {
         var imds = new FakeImds { Credentials = () => Reply.Json(CredentialsJson("ASIAIMDS", "imdsSecret", "imdsToken", Start.AddMinutes(30))) };
-        await using var server = new LoopbackServer(imds.Handle);
+        await using var server = new FakeHttpServer(imds.Handle);
         Env["AWS_EC2_METADATA_DISABLED"] = null;
         var chain = AwsCredentialsChain.CreateDefault(Options(imds: server.Url));
         await chain.GetCredentialsAsync();
@@ -187,7 +187,7 @@ public class CredentialsMetadataTests : CredentialsTestBase
     public async Task ImdsEndpointFromTheEnvironment()
     {
         var imds = new FakeImds();
-        await using var server = new LoopbackServer(imds.Handle);
+        await using var server = new FakeHttpServer(imds.Handle);
         Env["AWS_EC2_METADATA_DISABLED"] = "false";
         Env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = server.Url.ToString().TrimEnd('/');
         Assert.That((await AwsCredentialsChain.CreateDefault(Options()).GetCredentialsAsync()).AccessKeyId, Is.EqualTo("ASIAIMDS"));
@@ -197,7 +197,7 @@ public class CredentialsMetadataTests : CredentialsTestBase
     public async Task ImdsDisabledIsNotCalled()
     {
         var imds = new FakeImds();
-        await using var server = new LoopbackServer(imds.Handle);
+        await using var server = new FakeHttpServer(imds.Handle);
         Env["AWS_EC2_METADATA_DISABLED"] = "TRUE";
         var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await AwsCredentialsChain.CreateDefault(Options(imds: server.Url)).GetCredentialsAsync())!;
         Assert.That(e.Message, Does.Contain("EC2 instance metadata: disabled by AWS_EC2_METADATA_DISABLED=true"));
@@ -208,7 +208,7 @@ public class CredentialsMetadataTests : CredentialsTestBase
     public async Task ImdsWithoutARoleSaysSo()
     {
         var imds = new FakeImds { Role = "" };
-        await using var server = new LoopbackServer(imds.Handle);
+        await using var server = new FakeHttpServer(imds.Handle);
         Env["AWS_EC2_METADATA_DISABLED"] = null;
         var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await AwsCredentialsChain.CreateDefault(Options(imds: server.Url)).GetCredentialsAsync())!;
         Assert.That(e.Message, Does.Contain($"EC2 instance metadata at {server.Url}: no IAM role is attached to this instance"));
@@ -227,7 +227,7 @@ public class CredentialsMetadataTests : CredentialsTestBase
     public async Task ImdsCredentialsWithAFailureCodeAreNotUsed()
     {
         var imds = new FakeImds { Credentials = () => Reply.Json("""{"Code":"AssumeRoleUnauthorizedAccess","Message":"EC2 cannot assume the role"}""") };
-        await using var server = new LoopbackServer(imds.Handle);
+        await using var server = new FakeHttpServer(imds.Handle);
         Env["AWS_EC2_METADATA_DISABLED"] = null;
         var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await AwsCredentialsChain.CreateDefault(Options(imds: server.Url)).GetCredentialsAsync())!;
         Assert.That(e.Message, Does.Contain("answered Code AssumeRoleUnauthorizedAccess: EC2 cannot assume the role"));
@@ -236,7 +236,7 @@ public class CredentialsMetadataTests : CredentialsTestBase
     [Test]
     public async Task ImdsRefusingTokensIsExplained()
     {
-        await using var server = new LoopbackServer(_ => new Reply(403));
+        await using var server = new FakeHttpServer(_ => new Reply(403));
         Env["AWS_EC2_METADATA_DISABLED"] = null;
         var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await AwsCredentialsChain.CreateDefault(Options(imds: server.Url)).GetCredentialsAsync())!;
         Assert.That(e.Message, Does.Contain("refused with HTTP 403: instance metadata is disabled or blocked"));

@@ -11,7 +11,7 @@ public class CredentialsRefreshTests : CredentialsTestBase
     private const int Callers = 1000;
 
     /// <summary>A container endpoint handing out numbered credentials that expire an hour after the test clock's now.</summary>
-    private sealed class Issuer(ManualClock clock)
+    private sealed class Issuer(SteppingClock clock)
     {
         private int _issued;
         public TimeSpan Delay { get; set; }
@@ -26,10 +26,10 @@ public class CredentialsRefreshTests : CredentialsTestBase
         }
     }
 
-    private (AwsCredentialsChain Chain, Issuer Issuer, LoopbackServer Server) Container()
+    private (AwsCredentialsChain Chain, Issuer Issuer, FakeHttpServer Server) Container()
     {
         var issuer = new Issuer(Clock);
-        var server = new LoopbackServer(issuer.Handle);
+        var server = new FakeHttpServer(issuer.Handle);
         Env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = server.Url + "creds";
         return (AwsCredentialsChain.CreateDefault(Options()), issuer, server);
     }
@@ -145,7 +145,7 @@ public class CredentialsRefreshTests : CredentialsTestBase
     [Test]
     public async Task CredentialsThatArriveAlreadyExpiredAreRefused()
     {
-        await using var server = new LoopbackServer(_ => Reply.Json(CredentialsJson("ASIAOLD", "oldSecret", "oldToken", Start.AddMinutes(-1))));
+        await using var server = new FakeHttpServer(_ => Reply.Json(CredentialsJson("ASIAOLD", "oldSecret", "oldToken", Start.AddMinutes(-1))));
         Env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = server.Url + "creds";
         var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await AwsCredentialsChain.CreateDefault(Options()).GetCredentialsAsync())!;
         Assert.That(e.Message, Does.Contain("(access key id ASIAOLD) expired at 2030-01-01T11:59:00Z").And.Not.Contain("oldSecret"));

@@ -30,16 +30,16 @@ public sealed record Reply(int Status, string Body = "", string ContentType = "a
 /// A minimal HTTP/1.1 server on 127.0.0.1 (any free port), keep-alive, Content-Length bodies: enough for the
 /// metadata services and STS, and it shows requests exactly as they arrive.
 /// </summary>
-public sealed class LoopbackServer : IAsyncDisposable
+public sealed class FakeHttpServer : IAsyncDisposable
 {
     private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
     private readonly Func<ReceivedRequest, Task<Reply>> _handler;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _acceptLoop;
 
-    public LoopbackServer(Func<ReceivedRequest, Reply> handler) : this(r => Task.FromResult(handler(r))) { }
+    public FakeHttpServer(Func<ReceivedRequest, Reply> handler) : this(r => Task.FromResult(handler(r))) { }
 
-    public LoopbackServer(Func<ReceivedRequest, Task<Reply>> handler)
+    public FakeHttpServer(Func<ReceivedRequest, Task<Reply>> handler)
     {
         _handler = handler;
         _listener.Start(1024);
@@ -148,7 +148,7 @@ public sealed class LoopbackServer : IAsyncDisposable
 }
 
 /// <summary>A clock the test moves by hand.</summary>
-public sealed class ManualClock(DateTimeOffset now) : TimeProvider
+public sealed class SteppingClock(DateTimeOffset now) : TimeProvider
 {
     private long _ticks = now.UtcTicks;
 
@@ -222,15 +222,15 @@ public sealed class FakeSts : IAsyncDisposable
     private readonly ConcurrentDictionary<string, AwsCredentials> _known = new();
     private int _issued;
 
-    public FakeSts(ManualClock clock)
+    public FakeSts(SteppingClock clock)
     {
         Clock = clock;
-        Server = new LoopbackServer(Handle);
+        Server = new FakeHttpServer(Handle);
     }
 
-    public ManualClock Clock { get; }
+    public SteppingClock Clock { get; }
 
-    public LoopbackServer Server { get; }
+    public FakeHttpServer Server { get; }
 
     public TimeSpan Lifetime { get; set; } = TimeSpan.FromHours(1);
 
@@ -316,14 +316,14 @@ public abstract class CredentialsTestBase
 
     protected FakeEnvironment Env = null!;
     protected TempHome Home = null!;
-    protected ManualClock Clock = null!;
+    protected SteppingClock Clock = null!;
 
     [SetUp]
     public void SetUpEnvironment()
     {
         Env = new FakeEnvironment { ["AWS_EC2_METADATA_DISABLED"] = "true" };
         Home = new TempHome();
-        Clock = new ManualClock(Start);
+        Clock = new SteppingClock(Start);
     }
 
     [TearDown]
