@@ -70,7 +70,7 @@ public sealed class AwsCredentials : IAwsCredentialsProvider, IDisposable
     /// <summary>Shows the access key id, never the secret or the token.</summary>
     public override string ToString() =>
         $"AwsCredentials {{ AccessKeyId = {AccessKeyId}, SessionToken = {(SessionToken is null ? "none" : "(set)")}" +
-        (Expiration is { } e ? $", Expiration = {e.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ} }}" : " }");
+        (Expiration is { } e ? ", Expiration = " + e.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture) + " }" : " }");
 
     /// <summary>Releases the SigV4a private key derived from these credentials, if one was derived.</summary>
     public void Dispose() => Interlocked.Exchange(ref _sigV4aKey, null)?.Dispose();
@@ -215,7 +215,8 @@ public enum SignatureLocation
 /// <summary>
 /// The result of signing: what to add to the request, and the intermediate values (canonical request, string to
 /// sign) to compare with the ones AWS returns in a SignatureDoesNotMatch error. The intermediate values are
-/// recomputed on demand, so that signing itself allocates only what it returns.
+/// recomputed on demand from the inputs, so that signing itself allocates only what it returns: read them before
+/// changing the header list that was signed.
 /// </summary>
 public readonly struct SigV4Signature
 {
@@ -247,25 +248,29 @@ public readonly struct SigV4Signature
         get
         {
             const string marker = "Signature=";
-            int at = _output.LastIndexOf(marker, StringComparison.Ordinal);
-            return at < 0 ? "" : _output.Substring(at + marker.Length);
+            int at = Output.LastIndexOf(marker, StringComparison.Ordinal);
+            return Output.Substring(at + marker.Length);
         }
     }
 
     /// <summary>The <c>X-Amz-Date</c> value, <c>yyyyMMddTHHmmssZ</c>.</summary>
-    public string AmzDate => _input.AmzDate;
+    public string AmzDate => Input.AmzDate;
 
     /// <summary>The credential scope: <c>date/region/service/aws4_request</c> (SigV4a: <c>date/service/aws4_request</c>).</summary>
-    public string CredentialScope => SigV4.FormatScope(_input);
+    public string CredentialScope => SigV4.FormatScope(Input);
 
     /// <summary>The signed header names, lowercase, joined with <c>;</c>.</summary>
-    public string SignedHeaders => SigV4.Describe(_input).SignedHeaders;
+    public string SignedHeaders => SigV4.Describe(Input).SignedHeaders;
 
     /// <summary>The canonical request (step 1), as AWS computes it.</summary>
-    public string CanonicalRequest => SigV4.Describe(_input).CanonicalRequest;
+    public string CanonicalRequest => SigV4.Describe(Input).CanonicalRequest;
 
     /// <summary>The string to sign (step 2), as AWS computes it.</summary>
-    public string StringToSign => SigV4.Describe(_input).StringToSign;
+    public string StringToSign => SigV4.Describe(Input).StringToSign;
+
+    private string Output => _output ?? throw new InvalidOperationException("This SigV4Signature is the default value: it holds no signature. Use the one SigV4.Sign or SigV4.Presign returns.");
+
+    private SigningInput Input => _output is null ? throw new InvalidOperationException("This SigV4Signature is the default value: it holds no signature. Use the one SigV4.Sign or SigV4.Presign returns.") : _input;
 
     /// <summary>The headers to add (header signing): <c>X-Amz-Date</c>, <c>X-Amz-Security-Token</c> when there is a
     /// token, <c>x-amz-content-sha256</c> when asked, <c>X-Amz-Region-Set</c> for SigV4a, then <c>Authorization</c>.
@@ -274,11 +279,12 @@ public readonly struct SigV4Signature
     {
         get
         {
+            var input = Input;
             if (Location == SignatureLocation.Query) return Array.Empty<KeyValuePair<string, string>>();
-            var list = new List<KeyValuePair<string, string>>(5) { new("X-Amz-Date", _input.AmzDate) };
-            if (_input.SessionToken is { } token) list.Add(new("X-Amz-Security-Token", token));
-            if (_input.AddsContentSha256) list.Add(new("x-amz-content-sha256", _input.PayloadHash));
-            if (_input.Options.Algorithm == SigningAlgorithm.SigV4a) list.Add(new("X-Amz-Region-Set", _input.Options.Region));
+            var list = new List<KeyValuePair<string, string>>(5) { new("X-Amz-Date", input.AmzDate) };
+            if (input.SessionToken is { } token) list.Add(new("X-Amz-Security-Token", token));
+            if (input.AddsContentSha256) list.Add(new("x-amz-content-sha256", input.PayloadHash));
+            if (input.Options.Algorithm == SigningAlgorithm.SigV4a) list.Add(new("X-Amz-Region-Set", input.Options.Region));
             list.Add(new("Authorization", _output));
             return list;
         }
@@ -714,17 +720,21 @@ public static class SigV4
 
     // Headers that proxies, load balancers or the HTTP stack add, drop or rewrite: signing them breaks signatures.
     private static bool IsNeverSigned(string name) =>
-        name.Equals("user-agent", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("x-amzn-trace-id", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("expect", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("connection", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("keep-alive", StringComparison.OrdinalIgnoreCase) ||
-        name.StartsWith("proxy-", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("te", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("trailer", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("transfer-encoding", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("upgrade", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("authorization", StringComparison.OrdinalIgnoreCase);
+        name.StartsWith("proxy-", StringComparison.OrdinalIgnoreCase) || name.Length switch
+        {
+            2 => Is(name, "te"),
+            6 => Is(name, "expect"),
+            7 => Is(name, "trailer") || Is(name, "upgrade") || Is(name, "baggage"),
+            10 => Is(name, "user-agent") || Is(name, "connection") || Is(name, "keep-alive") || Is(name, "tracestate") || Is(name, "request-id"),
+            11 => Is(name, "traceparent"),
+            13 => Is(name, "authorization"),
+            15 => Is(name, "x-amzn-trace-id"),
+            17 => Is(name, "transfer-encoding"),
+            19 => Is(name, "correlation-context"), // tracing headers: HttpClient writes them after the handlers, anew on every send
+            _ => false,
+        };
+
+    private static bool Is(string name, string lowercase) => name.Equals(lowercase, StringComparison.OrdinalIgnoreCase);
 
     // One "name:value\n" per name: values of a repeated name joined with ',' in order, each trimmed with runs of
     // white space collapsed into one space.
@@ -1146,7 +1156,7 @@ public static class SigV4
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(credentials);
         ArgumentNullException.ThrowIfNull(options);
-        var uri = RequireAbsolute(request.RequestUri);
+        var uri = RequireAbsolute(request.RequestUri, nameof(request));
         RemoveSignature(request);
 
         var headers = new List<KeyValuePair<string, string>>(8);
@@ -1157,14 +1167,14 @@ public static class SigV4
         string payloadHash = options.PayloadHash
             ?? ValueOf(request.Headers, "x-amz-content-sha256")
             ?? await HashContentAsync(request.Content, options, cancellationToken).ConfigureAwait(false);
-        if (options.PayloadHash is not null) ValidatePayloadHash(options.PayloadHash, nameof(options));
 
         var (path, query) = SplitPathAndQuery(uri);
         var signature = Sign(request.Method.Method, path, query, headers, payloadHash, options.Clock.GetUtcNow(), credentials, options);
         foreach (var (name, value) in signature.HeadersToAdd)
+        {
             request.Headers.TryAddWithoutValidation(name, value);
-        if (signature.HeadersToAdd.Count > 0 && payloadHash is not null && options.AddContentSha256Header)
-            request.Options.Set(AddedContentSha256, true);
+            if (name == "x-amz-content-sha256") request.Options.Set(AddedContentSha256, true);
+        }
         return signature;
     }
 
@@ -1178,7 +1188,7 @@ public static class SigV4
     {
         ArgumentNullException.ThrowIfNull(method);
         ArgumentNullException.ThrowIfNull(options);
-        uri = RequireAbsolute(uri);
+        uri = RequireAbsolute(uri, nameof(uri));
         var (path, query) = SplitPathAndQuery(uri);
         string payloadHash = options.PayloadHash ?? (options.AddContentSha256Header ? UnsignedPayload : EmptyPayloadHash);
         var headers = new[] { new KeyValuePair<string, string>("Host", HostHeader(uri)) };
@@ -1195,8 +1205,10 @@ public static class SigV4
     private static async ValueTask<string> HashContentAsync(HttpContent? content, SigV4Options options, CancellationToken cancellationToken)
     {
         if (content is null) return EmptyPayloadHash;
+        // A StreamContent computes its length only over a seekable stream, so a length it computed means it can be
+        // read again; a length the caller set says nothing, and asking for the length stores the computed one.
         bool rereadable = content is ByteArrayContent || content is ReadOnlyMemoryContent
-            || (content is StreamContent && content.Headers.ContentLength is not null); // StreamContent knows its length only when seekable
+            || (content is StreamContent && !content.Headers.NonValidated.Contains("Content-Length") && content.Headers.ContentLength is not null);
         if (!rereadable)
         {
             if (options.AddContentSha256Header) return UnsignedPayload;
@@ -1213,15 +1225,10 @@ public static class SigV4
         }
         var sink = t_hashSink ?? new HashSink();
         t_hashSink = null;
-        try
-        {
-            await content.CopyToAsync(sink, cancellationToken).ConfigureAwait(false);
-            return sink.HexHashAndReset();
-        }
-        finally
-        {
-            t_hashSink = sink;
-        }
+        await content.CopyToAsync(sink, cancellationToken).ConfigureAwait(false);
+        string hash = sink.HexHashAndReset();
+        t_hashSink = sink; // only a sink that finished is reused: a failed copy leaves part of a body in it
+        return hash;
     }
 
     private const long MaxBufferedBody = 64L * 1024 * 1024;
@@ -1263,12 +1270,12 @@ public static class SigV4
         public override void SetLength(long value) => throw new NotSupportedException();
     }
 
-    private static Uri RequireAbsolute(Uri? uri)
+    private static Uri RequireAbsolute(Uri? uri, string parameterName)
     {
         if (uri is null)
-            throw new ArgumentException("The request has no RequestUri; set an absolute URI such as https://lambda.us-east-1.amazonaws.com/.", "request");
+            throw new ArgumentException("The request has no RequestUri; set an absolute URI such as https://lambda.us-east-1.amazonaws.com/.", parameterName);
         if (!uri.IsAbsoluteUri)
-            throw new ArgumentException($"The request URI '{uri}' is relative; signing needs the absolute URI that is sent (scheme, host and path), such as https://lambda.us-east-1.amazonaws.com{(uri.OriginalString.StartsWith('/') ? "" : "/")}{uri.OriginalString}.", "request");
+            throw new ArgumentException($"The request URI '{uri}' is relative; signing needs the absolute URI that is sent (scheme, host and path), such as https://lambda.us-east-1.amazonaws.com{(uri.OriginalString.StartsWith('/') ? "" : "/")}{uri.OriginalString}.", parameterName);
         return uri;
     }
 
@@ -1453,7 +1460,7 @@ public sealed class SigV4Handler : DelegatingHandler
     private readonly IAwsCredentialsProvider _credentials;
     private readonly SigV4Options _options;
 
-    /// <summary>Creates a handler over a new <see cref="HttpClientHandler"/>-equivalent inner handler.</summary>
+    /// <summary>Creates a handler that signs and then sends through a new <see cref="SocketsHttpHandler"/>.</summary>
     public SigV4Handler(IAwsCredentialsProvider credentials, SigV4Options options)
         : this(credentials, options, new SocketsHttpHandler()) { }
 
