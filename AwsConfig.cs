@@ -143,19 +143,11 @@ public static class AwsRegion
     {
         if (region.Length is 0 or > 64 || region[0] == '-' || region[^1] == '-') return false;
         foreach (char c in region)
-            if (!(c is >= 'a' and <= 'z' or >= 'A' and <= 'Z' or >= '0' and <= '9' or '-')) return false;
+            if (!(c is >= 'a' and <= 'z' or >= '0' and <= '9' or '-')) return false; // region names are lowercase
         return true;
     }
 
     // The DNS suffix of the region's partition (notes: aws, aws-cn, aws-us-gov, the ISO partitions, aws-eusc).
-    internal static string DnsSuffix(string region) =>
-        region.StartsWith("cn-", StringComparison.Ordinal) ? "amazonaws.com.cn"
-        : region.StartsWith("us-isob-", StringComparison.Ordinal) ? "sc2s.sgov.gov"
-        : region.StartsWith("us-isof-", StringComparison.Ordinal) ? "csp.hci.ic.gov"
-        : region.StartsWith("us-iso-", StringComparison.Ordinal) ? "c2s.ic.gov"
-        : region.StartsWith("eu-isoe-", StringComparison.Ordinal) ? "cloud.adc-e.uk"
-        : region.StartsWith("eusc-", StringComparison.Ordinal) ? "amazonaws.eu"
-        : "amazonaws.com";
 }
 
 /// <summary>Resolves a custom endpoint URL for a service as the AWS SDKs do.</summary>
@@ -182,6 +174,35 @@ public static class AwsEndpoint
             return configured;
         }
         return Find(serviceId, new AwsConfigContext(options));
+    }
+
+    /// <summary>
+    /// The regional endpoint of a service by the partition rules: <c>https://{prefix}.{region}.{suffix}/</c>, with the
+    /// partition's DNS suffix (aws, aws-cn, aws-us-gov, the ISO partitions, aws-eusc), optionally FIPS
+    /// (<c>{prefix}-fips</c>) and dual-stack (the partition's dual-stack suffix).
+    /// </summary>
+    /// <param name="endpointPrefix">The service's endpoint prefix, such as <c>lambda</c> or <c>sts</c>.</param>
+    /// <param name="region">The region, such as <c>us-east-1</c>.</param>
+    /// <param name="fips">Whether to use the FIPS endpoint.</param>
+    /// <param name="dualStack">Whether to use the dual-stack (IPv4 and IPv6) endpoint.</param>
+    /// <exception cref="ArgumentException">The region is not a region name, or its partition has no dual-stack endpoint.</exception>
+    public static Uri ForRegion(string endpointPrefix, string region, bool fips = false, bool dualStack = false)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(endpointPrefix);
+        if (!AwsRegion.IsValid(region))
+            throw new ArgumentException($"The region '{region}' is not a region name; give one such as us-east-1 (lowercase letters, digits and hyphens).", nameof(region));
+        (string Partition, string Suffix, string? DualStackSuffix) partition =
+            region.StartsWith("cn-", StringComparison.Ordinal) ? ("aws-cn", "amazonaws.com.cn", "api.amazonwebservices.com.cn")
+            : region.StartsWith("us-gov-", StringComparison.Ordinal) ? ("aws-us-gov", "amazonaws.com", "api.aws")
+            : region.StartsWith("us-isob-", StringComparison.Ordinal) ? ("aws-iso-b", "sc2s.sgov.gov", null)
+            : region.StartsWith("us-isof-", StringComparison.Ordinal) ? ("aws-iso-f", "csp.hci.ic.gov", null)
+            : region.StartsWith("us-iso-", StringComparison.Ordinal) ? ("aws-iso", "c2s.ic.gov", null)
+            : region.StartsWith("eu-isoe-", StringComparison.Ordinal) ? ("aws-iso-e", "cloud.adc-e.uk", null)
+            : region.StartsWith("eusc-", StringComparison.Ordinal) ? ("aws-eusc", "amazonaws.eu", null)
+            : ("aws", "amazonaws.com", "api.aws");
+        string suffix = !dualStack ? partition.Suffix
+            : partition.DualStackSuffix ?? throw new ArgumentException($"The {partition.Partition} partition (region {region}) has no dual-stack endpoint; turn dual-stack off or give an endpoint URL.", nameof(dualStack));
+        return new Uri($"https://{endpointPrefix}{(fips ? "-fips" : "")}.{region}.{suffix}/");
     }
 
     internal static Uri? Find(string serviceId, AwsConfigContext context)
@@ -1089,7 +1110,7 @@ internal static class Sts
         // Regional STS in the resolved region; the global endpoint (signed for us-east-1) when there is none.
         string? region = AwsRegion.Find(context, null);
         var endpoint = context.Options.StsEndpoint ?? AwsEndpoint.Find("STS", context)
-            ?? new Uri(region is null ? "https://sts.amazonaws.com/" : $"https://sts.{region}.{AwsRegion.DnsSuffix(region)}/");
+            ?? (region is null ? new Uri("https://sts.amazonaws.com/") : AwsEndpoint.ForRegion("sts", region));
         string what = $"STS {action} for role {roleArn} at {endpoint}";
 
         using var request = new HttpRequestMessage(HttpMethod.Post, endpoint) { Content = new ByteArrayContent(Encoding.UTF8.GetBytes(form)) };

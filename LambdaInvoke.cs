@@ -463,11 +463,10 @@ public sealed class LambdaClient : IDisposable
             throw new ArgumentException($"RetryBaseDelay must not be negative; it was {options.RetryBaseDelay}.", nameof(options));
         ValidateTimeout(options.Timeout, nameof(options));
 
-        string region = options.Region ?? DefaultRegion()
-            ?? throw new InvalidOperationException("No AWS region is set: set LambdaClientOptions.Region, or the AWS_REGION environment variable, to a region such as us-east-1.");
-        ValidateRegion(region);
+        // The defaults resolve as the AWS SDKs do (AwsConfig.cs): code, then environment, then the shared config files.
+        string region = AwsRegion.Resolve(options.Region);
         Region = region;
-        Endpoint = options.Endpoint ?? DefaultEndpoint() ?? ResolveEndpoint(region, options.UseFips, options.UseDualStack);
+        Endpoint = AwsEndpoint.Resolve("Lambda", options.Endpoint) ?? AwsEndpoint.ForRegion("lambda", region, options.UseFips, options.UseDualStack);
         if (!Endpoint.IsAbsoluteUri || (Endpoint.Scheme != Uri.UriSchemeHttps && Endpoint.Scheme != Uri.UriSchemeHttp) || Endpoint.Query.Length > 0)
             throw new ArgumentException($"The endpoint '{Endpoint}' must be an absolute http or https URL without a query, such as https://lambda.us-east-1.amazonaws.com.", nameof(options));
 
@@ -475,7 +474,7 @@ public sealed class LambdaClient : IDisposable
         _pathPrefix = Endpoint.AbsolutePath.TrimEnd('/') + "/2015-03-31/functions/";
         _host = SigV4.HostHeader(Endpoint);
         _hostOnly = [new("Host", _host)];
-        _credentials = options.Credentials ?? DefaultCredentials();
+        _credentials = options.Credentials ?? AwsCredentialsChain.CreateDefault();
         _clock = options.Clock ?? TimeProvider.System;
         _signing = new SigV4Options("lambda", region);
         _retryDelay = options.RetryDelay;
@@ -500,52 +499,6 @@ public sealed class LambdaClient : IDisposable
     public void Dispose()
     {
         if (_ownsHttp) _http.Dispose();
-    }
-
-    // ---------------------------------------------------------------------------------------------------------
-    // The defaults. The full default chains (profiles, SSO, containers, instance metadata) plug in here.
-    // ---------------------------------------------------------------------------------------------------------
-
-    private static IAwsCredentialsProvider DefaultCredentials() => new EnvironmentCredentials();
-
-    private static string? DefaultRegion() => EnvironmentValue("AWS_REGION") ?? EnvironmentValue("AWS_DEFAULT_REGION");
-
-    private static Uri? DefaultEndpoint()
-    {
-        if (string.Equals(EnvironmentValue("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"), "true", StringComparison.OrdinalIgnoreCase)) return null;
-        foreach (var name in new[] { "AWS_ENDPOINT_URL_LAMBDA", "AWS_ENDPOINT_URL" })
-        {
-            if (EnvironmentValue(name) is not { } value) continue;
-            if (!Uri.TryCreate(value, UriKind.Absolute, out var uri))
-                throw new ArgumentException($"The environment variable {name} is '{value}', not an absolute URL; set it to one such as http://127.0.0.1:9001 or unset it.");
-            return uri;
-        }
-        return null;
-    }
-
-    private static string? EnvironmentValue(string name) =>
-        Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value.Trim() : null;
-
-    // Reads the environment when the first call needs credentials, not when the client is made.
-    private sealed class EnvironmentCredentials : IAwsCredentialsProvider
-    {
-        private AwsCredentials? _credentials;
-
-        public ValueTask<AwsCredentials> GetCredentialsAsync(CancellationToken cancellationToken = default)
-        {
-            var credentials = Volatile.Read(ref _credentials);
-            if (credentials is null)
-            {
-                string? id = EnvironmentValue("AWS_ACCESS_KEY_ID"), secret = EnvironmentValue("AWS_SECRET_ACCESS_KEY");
-                if (id is null || secret is null)
-                    throw new InvalidOperationException("No AWS credentials: set LambdaClientOptions.Credentials, or the environment variables AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials).");
-                credentials = new AwsCredentials(id, secret, EnvironmentValue("AWS_SESSION_TOKEN"));
-                Volatile.Write(ref _credentials, credentials);
-            }
-            return new(credentials);
-        }
-
-        public override string ToString() => "EnvironmentCredentials";
     }
 
     // One pooled HttpClient for the process: connections are reused across clients, recycled every few minutes so
@@ -1343,34 +1296,6 @@ public sealed class LambdaClient : IDisposable
     // ---------------------------------------------------------------------------------------------------------
 
     /// <summary>The public endpoint of a region: <c>https://lambda[-fips].{region}.{partition's DNS suffix}</c>.</summary>
-    internal static Uri ResolveEndpoint(string region, bool fips, bool dualStack)
-    {
-        ValidateRegion(region);
-        // (region prefix, partition, DNS suffix, dual-stack DNS suffix or null when the partition has none)
-        (string Partition, string Suffix, string? DualStackSuffix) partition =
-            region.StartsWith("cn-", StringComparison.Ordinal) ? ("aws-cn", "amazonaws.com.cn", "api.amazonwebservices.com.cn")
-            : region.StartsWith("us-gov-", StringComparison.Ordinal) ? ("aws-us-gov", "amazonaws.com", "api.aws")
-            : region.StartsWith("us-isob-", StringComparison.Ordinal) ? ("aws-iso-b", "sc2s.sgov.gov", null)
-            : region.StartsWith("us-isof-", StringComparison.Ordinal) ? ("aws-iso-f", "csp.hci.ic.gov", null)
-            : region.StartsWith("us-iso-", StringComparison.Ordinal) ? ("aws-iso", "c2s.ic.gov", null)
-            : region.StartsWith("eu-isoe-", StringComparison.Ordinal) ? ("aws-iso-e", "cloud.adc-e.uk", null)
-            : region.StartsWith("eusc-", StringComparison.Ordinal) ? ("aws-eusc", "amazonaws.eu", null)
-            : ("aws", "amazonaws.com", "api.aws");
-        string suffix = partition.Suffix;
-        if (dualStack)
-            suffix = partition.DualStackSuffix
-                ?? throw new ArgumentException($"The {partition.Partition} partition (region {region}) has no dual-stack endpoint; turn UseDualStack off or set LambdaClientOptions.Endpoint.", nameof(dualStack));
-        return new Uri($"https://{(fips ? "lambda-fips" : "lambda")}.{region}.{suffix}/");
-    }
-
-    private static void ValidateRegion(string region)
-    {
-        bool valid = region.Length is > 0 and <= 64 && char.IsAsciiLetterOrDigit(region[0]) && char.IsAsciiLetterOrDigit(region[^1]);
-        foreach (char c in region) valid &= char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c == '-';
-        if (!valid)
-            throw new ArgumentException($"The region '{region}' is not a region name; give one such as us-east-1 (lowercase letters, digits and hyphens).", nameof(region));
-    }
-
     private static void ValidateTimeout(TimeSpan timeout, string parameterName)
     {
         if (timeout <= TimeSpan.Zero && timeout != System.Threading.Timeout.InfiniteTimeSpan)

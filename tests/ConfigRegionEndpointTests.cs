@@ -147,16 +147,12 @@ public class ConfigRegionEndpointTests : CredentialsTestBase
         Assert.That(e.LineNumber, Is.EqualTo(2));
     }
 
-    [Test]
-    public void PartitionDnsSuffixes()
+    [TestCase("sts", "us-east-1", "https://sts.us-east-1.amazonaws.com/")]
+    [TestCase("sts", "cn-north-1", "https://sts.cn-north-1.amazonaws.com.cn/")]
+    [TestCase("sts", "us-isob-east-1", "https://sts.us-isob-east-1.sc2s.sgov.gov/")]
+    [TestCase("execute-api", "eusc-de-east-1", "https://execute-api.eusc-de-east-1.amazonaws.eu/")]
+    public void RegionalEndpointsOfAnyServiceFollowThePartition(string prefix, string region, string expected)
     {
-        Assert.That(AwsRegion.DnsSuffix("us-east-1"), Is.EqualTo("amazonaws.com"));
-        Assert.That(AwsRegion.DnsSuffix("cn-north-1"), Is.EqualTo("amazonaws.com.cn"));
-        Assert.That(AwsRegion.DnsSuffix("us-gov-west-1"), Is.EqualTo("amazonaws.com"));
-        Assert.That(AwsRegion.DnsSuffix("us-iso-east-1"), Is.EqualTo("c2s.ic.gov"));
-        Assert.That(AwsRegion.DnsSuffix("us-isob-east-1"), Is.EqualTo("sc2s.sgov.gov"));
-        Assert.That(AwsRegion.DnsSuffix("eu-isoe-west-1"), Is.EqualTo("cloud.adc-e.uk"));
-        Assert.That(AwsRegion.DnsSuffix("us-isof-south-1"), Is.EqualTo("csp.hci.ic.gov"));
-        Assert.That(AwsRegion.DnsSuffix("eusc-de-east-1"), Is.EqualTo("amazonaws.eu"));
+        Assert.That(AwsEndpoint.ForRegion(prefix, region).AbsoluteUri, Is.EqualTo(expected));
     }
 }

@@ -21,7 +21,7 @@ public sealed class LambdaEndpointTests
     [TestCase("eusc-de-east-1", false, false, "https://lambda.eusc-de-east-1.amazonaws.eu/")]
     public void Region_GivesItsPartitionsEndpoint(string region, bool fips, bool dualStack, string expected)
     {
-        Assert.That(LambdaClient.ResolveEndpoint(region, fips, dualStack).AbsoluteUri, Is.EqualTo(expected));
+        Assert.That(AwsEndpoint.ForRegion("lambda", region, fips, dualStack).AbsoluteUri, Is.EqualTo(expected));
         using var environment = new EnvironmentScope();
         environment.Set("AWS_ENDPOINT_URL", null);
         environment.Set("AWS_ENDPOINT_URL_LAMBDA", null);
@@ -34,9 +34,9 @@ public sealed class LambdaEndpointTests
     [TestCase("us-isob-east-1")]
     public void DualStack_InAPartitionWithoutIt_IsRefused(string region)
     {
-        var e = Assert.Throws<ArgumentException>(() => LambdaClient.ResolveEndpoint(region, false, true));
+        var e = Assert.Throws<ArgumentException>(() => AwsEndpoint.ForRegion("lambda", region, false, true));
 
-        Assert.That(e!.Message, Does.Contain("no dual-stack endpoint").And.Contain(region).And.Contain("UseDualStack"));
+        Assert.That(e!.Message, Does.Contain("no dual-stack endpoint").And.Contain(region).And.Contain("turn dual-stack off"));
     }
 
     [TestCase("")]
@@ -113,8 +113,9 @@ public sealed class LambdaEndpointTests
 
         environment.Set("AWS_REGION", null);
         environment.Set("AWS_DEFAULT_REGION", null);
-        var e = Assert.Throws<InvalidOperationException>(() => new LambdaClient());
-        Assert.That(e!.Message, Does.Contain("No AWS region").And.Contain("AWS_REGION").And.Contain("LambdaClientOptions.Region"));
+        environment.Set("AWS_CONFIG_FILE", Path.Combine(Path.GetTempPath(), "no-such-aws-config"));
+        var e = Assert.Throws<AwsConfigurationException>(() => new LambdaClient());
+        Assert.That(e!.Message, Does.Contain("No AWS region").And.Contain("AWS_REGION").And.Contain("in code"));
     }
 
     [Test]
@@ -142,12 +143,22 @@ public sealed class LambdaEndpointTests
         using var environment = new EnvironmentScope();
         environment.Set("AWS_ACCESS_KEY_ID", null);
         environment.Set("AWS_SECRET_ACCESS_KEY", "a-secret-that-must-not-show-in-messages0");
+        // The rest of the default chain finds nothing, and never leaves this machine.
+        foreach (var name in new[] { "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI" })
+            environment.Set(name, null);
+        environment.Set("AWS_CONFIG_FILE", Path.Combine(Path.GetTempPath(), "no-such-aws-config"));
+        environment.Set("AWS_SHARED_CREDENTIALS_FILE", Path.Combine(Path.GetTempPath(), "no-such-aws-credentials"));
+        environment.Set("AWS_EC2_METADATA_DISABLED", "true");
         using var client = new LambdaClient(new LambdaClientOptions { Region = "us-east-1", Endpoint = new Uri("http://127.0.0.1:9") });
 
-        var e = Assert.ThrowsAsync<InvalidOperationException>(() => client.InvokeAsync("echo", "{}"));
+        var half = Assert.ThrowsAsync<AwsConfigurationException>(() => client.InvokeAsync("echo", "{}"));
+        Assert.That(half!.Message, Does.Contain("AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not"));
+        Assert.That(half.Message, Does.Not.Contain("a-secret-that-must-not-show"));
 
-        Assert.That(e!.Message, Does.Contain("No AWS credentials").And.Contain("AWS_ACCESS_KEY_ID").And.Contain("LambdaClientOptions.Credentials"));
-        Assert.That(e.Message, Does.Not.Contain("a-secret-that-must-not-show"));
+        environment.Set("AWS_SECRET_ACCESS_KEY", null);
+        using var second = new LambdaClient(new LambdaClientOptions { Region = "us-east-1", Endpoint = new Uri("http://127.0.0.1:9") });
+        var none = Assert.ThrowsAsync<AwsCredentialsException>(() => second.InvokeAsync("echo", "{}"));
+        Assert.That(none!.Message, Does.Contain("No AWS credentials").And.Contain("AWS_ACCESS_KEY_ID").And.Contain("AWS_EC2_METADATA_DISABLED"));
     }
 
     [TestCase("my-function", "my-function")]

@@ -93,7 +93,7 @@ public static class FanOutDemo
         {
             aws = new LambdaClient(new LambdaClientOptions { Region = options.Region, Endpoint = options.Endpoint });
         }
-        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+        catch (Exception e) when (e is AwsConfigurationException or ArgumentException)
         {
             error.WriteLine($"fanout: AWS is configured but the client cannot be made: {e.Message}");
             return ExitBadOptions;
