@@ -70,7 +70,7 @@ public sealed class AwsCredentials : IAwsCredentialsProvider, IDisposable
     /// <summary>Shows the access key id, never the secret or the token.</summary>
     public override string ToString() =>
         $"AwsCredentials {{ AccessKeyId = {AccessKeyId}, SessionToken = {(SessionToken is null ? "none" : "(set)")}" +
-        (Expiration is { } e ? $", Expiration = {e.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ} }}" : " }");
+        (Expiration is { } e ? ", Expiration = " + e.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture) + " }" : " }");
 
     /// <summary>Releases the SigV4a private key derived from these credentials, if one was derived.</summary>
     public void Dispose() => Interlocked.Exchange(ref _sigV4aKey, null)?.Dispose();
@@ -143,6 +143,8 @@ public sealed class SigV4Options
     public SigV4Options(string service, string region)
     {
         Service = RequireToken(service, nameof(service), "a service signing name such as lambda or s3");
+        if (service.Length > 64)
+            throw new ArgumentException($"The service '{service}' is longer than 64 characters; give a signing name such as lambda or s3.", nameof(service));
         Region = RequireToken(region, nameof(region), "a region such as us-east-1 (for SigV4a a region set such as us-east-1,us-west-2 or *)");
         bool s3 = IsS3Family(service);
         NormalizePath = !s3;
@@ -213,7 +215,8 @@ public enum SignatureLocation
 /// <summary>
 /// The result of signing: what to add to the request, and the intermediate values (canonical request, string to
 /// sign) to compare with the ones AWS returns in a SignatureDoesNotMatch error. The intermediate values are
-/// recomputed on demand, so that signing itself allocates only what it returns.
+/// recomputed on demand from the inputs, so that signing itself allocates only what it returns: read them before
+/// changing the header list that was signed.
 /// </summary>
 public readonly struct SigV4Signature
 {
@@ -245,25 +248,29 @@ public readonly struct SigV4Signature
         get
         {
             const string marker = "Signature=";
-            int at = _output.LastIndexOf(marker, StringComparison.Ordinal);
-            return at < 0 ? "" : _output.Substring(at + marker.Length);
+            int at = Output.LastIndexOf(marker, StringComparison.Ordinal);
+            return Output.Substring(at + marker.Length);
         }
     }
 
     /// <summary>The <c>X-Amz-Date</c> value, <c>yyyyMMddTHHmmssZ</c>.</summary>
-    public string AmzDate => _input.AmzDate;
+    public string AmzDate => Input.AmzDate;
 
     /// <summary>The credential scope: <c>date/region/service/aws4_request</c> (SigV4a: <c>date/service/aws4_request</c>).</summary>
-    public string CredentialScope => SigV4.FormatScope(_input);
+    public string CredentialScope => SigV4.FormatScope(Input);
 
     /// <summary>The signed header names, lowercase, joined with <c>;</c>.</summary>
-    public string SignedHeaders => SigV4.Describe(_input).SignedHeaders;
+    public string SignedHeaders => SigV4.Describe(Input).SignedHeaders;
 
     /// <summary>The canonical request (step 1), as AWS computes it.</summary>
-    public string CanonicalRequest => SigV4.Describe(_input).CanonicalRequest;
+    public string CanonicalRequest => SigV4.Describe(Input).CanonicalRequest;
 
     /// <summary>The string to sign (step 2), as AWS computes it.</summary>
-    public string StringToSign => SigV4.Describe(_input).StringToSign;
+    public string StringToSign => SigV4.Describe(Input).StringToSign;
+
+    private string Output => _output ?? throw new InvalidOperationException("This SigV4Signature is the default value: it holds no signature. Use the one SigV4.Sign or SigV4.Presign returns.");
+
+    private SigningInput Input => _output is null ? throw new InvalidOperationException("This SigV4Signature is the default value: it holds no signature. Use the one SigV4.Sign or SigV4.Presign returns.") : _input;
 
     /// <summary>The headers to add (header signing): <c>X-Amz-Date</c>, <c>X-Amz-Security-Token</c> when there is a
     /// token, <c>x-amz-content-sha256</c> when asked, <c>X-Amz-Region-Set</c> for SigV4a, then <c>Authorization</c>.
@@ -272,11 +279,12 @@ public readonly struct SigV4Signature
     {
         get
         {
+            var input = Input;
             if (Location == SignatureLocation.Query) return Array.Empty<KeyValuePair<string, string>>();
-            var list = new List<KeyValuePair<string, string>>(5) { new("X-Amz-Date", _input.AmzDate) };
-            if (_input.SessionToken is { } token) list.Add(new("X-Amz-Security-Token", token));
-            if (_input.AddsContentSha256) list.Add(new("x-amz-content-sha256", _input.PayloadHash));
-            if (_input.Options.Algorithm == SigningAlgorithm.SigV4a) list.Add(new("X-Amz-Region-Set", _input.Options.Region));
+            var list = new List<KeyValuePair<string, string>>(5) { new("X-Amz-Date", input.AmzDate) };
+            if (input.SessionToken is { } token) list.Add(new("X-Amz-Security-Token", token));
+            if (input.AddsContentSha256) list.Add(new("x-amz-content-sha256", input.PayloadHash));
+            if (input.Options.Algorithm == SigningAlgorithm.SigV4a) list.Add(new("X-Amz-Region-Set", input.Options.Region));
             list.Add(new("Authorization", _output));
             return list;
         }
@@ -333,11 +341,18 @@ public static class SigV4
     private const string AlgorithmV4a = "AWS4-ECDSA-P256-SHA256";
     private const string Terminator = "aws4_request";
 
+    // Region and service are at most 64 characters (checked), so the scope and string to sign fit on the stack.
+    private const int MaxNameLength = 64;
+    private const int MaxStringToSign = 320;
+    private const int MaxSignature = 80; // HMAC-SHA256: 32 bytes; DER ECDSA P-256: at most 72
+
     /// <summary>Returns the payload hash of a body: lowercase hex SHA-256.</summary>
     public static string HashPayload(ReadOnlySpan<byte> body)
     {
         Span<byte> hash = stackalloc byte[32];
-        SHA256.HashData(body, hash);
+        var sha = t_sha256 ??= IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        sha.AppendData(body);
+        sha.GetHashAndReset(hash);
         return HexString(hash);
     }
 
@@ -399,13 +414,14 @@ public static class SigV4
         try
         {
             WriteCanonicalRequest(ref w, input, out int signedHeadersStart, out int signedHeadersLength);
-            Span<byte> stringToSign = stackalloc byte[256];
+            Span<byte> stringToSign = stackalloc byte[MaxStringToSign];
             int stsLength = WriteStringToSign(w.Written, input, stringToSign);
+            Span<byte> signature = stackalloc byte[MaxSignature];
+            int signatureLength = input.Options.Algorithm == SigningAlgorithm.SigV4
+                ? SignV4(stringToSign[..stsLength], input, credentials, signature)
+                : SignV4a(stringToSign[..stsLength], credentials, signature);
             var signedHeaders = w.Written.Slice(signedHeadersStart, signedHeadersLength);
-            string output = input.Options.Algorithm == SigningAlgorithm.SigV4
-                ? FormatOutput(input, signedHeaders, SignV4(stringToSign[..stsLength], input, credentials))
-                : FormatOutput(input, signedHeaders, SignV4a(stringToSign[..stsLength], credentials));
-            return new SigV4Signature(input, output);
+            return new SigV4Signature(input, FormatOutput(input, signedHeaders, signature[..signatureLength]));
         }
         finally
         {
@@ -426,6 +442,8 @@ public static class SigV4
         ValidatePayloadHash(payloadHash, nameof(payloadHash));
         if (options.Algorithm == SigningAlgorithm.SigV4 && (options.Region.Contains(',') || options.Region.Contains('*')))
             throw new ArgumentException($"The region '{options.Region}' is a region set; region sets need SigningAlgorithm.SigV4a.", nameof(options));
+        if (options.Algorithm == SigningAlgorithm.SigV4 && options.Region.Length > MaxNameLength)
+            throw new ArgumentException($"The region '{options.Region}' is longer than {MaxNameLength} characters; give a region such as us-east-1.", nameof(options));
         if (options.Algorithm == SigningAlgorithm.SigV4a)
             ValidateRegionSet(options.Region);
 
@@ -458,7 +476,6 @@ public static class SigV4
         if (expiresSeconds != 0 && HasQueryParameter(query, "X-Amz-Signature"))
             throw new ArgumentException("The query already has X-Amz-Signature: the URL is already presigned. Presign the unsigned URL.", nameof(query));
 
-        var utc = time.UtcDateTime;
         return new SigningInput
         {
             Method = method,
@@ -466,7 +483,7 @@ public static class SigV4
             Query = query.StartsWith('?') ? query.Substring(1) : query,
             Headers = headers,
             PayloadHash = payloadHash,
-            AmzDate = utc.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture),
+            AmzDate = FormatAmzDate(time.UtcDateTime),
             AccessKeyId = credentials.AccessKeyId,
             SessionToken = credentials.SessionToken,
             Options = options,
@@ -474,6 +491,25 @@ public static class SigV4
             AddsContentSha256 = expiresSeconds == 0 && options.AddContentSha256Header && !hasContentSha256,
         };
     }
+
+    // yyyyMMddTHHmmssZ, written digit by digit: the general date formatter costs more than the rest of a signature's setup.
+    private static string FormatAmzDate(DateTime utc) => string.Create(16, utc, static (chars, t) =>
+    {
+        Digits(chars[..4], t.Year);
+        Digits(chars.Slice(4, 2), t.Month);
+        Digits(chars.Slice(6, 2), t.Day);
+        chars[8] = 'T';
+        Digits(chars.Slice(9, 2), t.Hour);
+        Digits(chars.Slice(11, 2), t.Minute);
+        Digits(chars.Slice(13, 2), t.Second);
+        chars[15] = 'Z';
+
+        static void Digits(Span<char> destination, int value)
+        {
+            for (int i = destination.Length - 1; i >= 0; i--, value /= 10)
+                destination[i] = (char)('0' + value % 10);
+        }
+    });
 
     internal static void ValidatePayloadHash(string payloadHash, string parameterName)
     {
@@ -684,17 +720,21 @@ public static class SigV4
 
     // Headers that proxies, load balancers or the HTTP stack add, drop or rewrite: signing them breaks signatures.
     private static bool IsNeverSigned(string name) =>
-        name.Equals("user-agent", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("x-amzn-trace-id", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("expect", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("connection", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("keep-alive", StringComparison.OrdinalIgnoreCase) ||
-        name.StartsWith("proxy-", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("te", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("trailer", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("transfer-encoding", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("upgrade", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("authorization", StringComparison.OrdinalIgnoreCase);
+        name.StartsWith("proxy-", StringComparison.OrdinalIgnoreCase) || name.Length switch
+        {
+            2 => Is(name, "te"),
+            6 => Is(name, "expect"),
+            7 => Is(name, "trailer") || Is(name, "upgrade") || Is(name, "baggage"),
+            10 => Is(name, "user-agent") || Is(name, "connection") || Is(name, "keep-alive") || Is(name, "tracestate") || Is(name, "request-id"),
+            11 => Is(name, "traceparent"),
+            13 => Is(name, "authorization"),
+            15 => Is(name, "x-amzn-trace-id"),
+            17 => Is(name, "transfer-encoding"),
+            19 => Is(name, "correlation-context"), // tracing headers: HttpClient writes them after the handlers, anew on every send
+            _ => false,
+        };
+
+    private static bool Is(string name, string lowercase) => name.Equals(lowercase, StringComparison.OrdinalIgnoreCase);
 
     // One "name:value\n" per name: values of a repeated name joined with ',' in order, each trimmed with runs of
     // white space collapsed into one space.
@@ -738,29 +778,49 @@ public static class SigV4
     private static void AppendTrimmedValue(ref ByteBuilder w, string value)
     {
         var span = value.AsSpan().Trim(" \t");
+        // Most values are printable ASCII with single spaces: copied as they are.
+        if (span.IndexOfAnyExceptInRange(' ', '~') < 0 && !span.Contains("  ", StringComparison.Ordinal))
+        {
+            w.AppendAscii(span);
+            return;
+        }
+        char[] collapsed = ArrayPool<char>.Shared.Rent(span.Length);
+        int n = 0;
         bool inSpace = false;
         foreach (char c in span)
         {
             if (c is ' ' or '\t') { inSpace = true; continue; }
-            if (inSpace) { w.Append((byte)' '); inSpace = false; }
-            if (c < 0x80) w.Append((byte)c);
-            else w.AppendUtf8(c);
+            if (inSpace) { collapsed[n++] = ' '; inSpace = false; }
+            collapsed[n++] = c;
         }
+        w.AppendUtf8(collapsed.AsSpan(0, n));
+        ArrayPool<char>.Shared.Return(collapsed);
     }
 
     // RFC 3986 encoding: only A-Z a-z 0-9 - _ . ~ stay as they are, everything else is %XX of its UTF-8 bytes.
     private static void AppendUriEncoded(ref ByteBuilder w, ReadOnlySpan<char> text, bool decodePercent, bool plusIsSpace, bool keepSlash)
     {
+        var unchanged = keepSlash ? s_unreservedAndSlash : s_unreserved;
         Span<byte> utf8 = stackalloc byte[4];
-        for (int i = 0; i < text.Length; i++)
+        int i = 0;
+        while (i < text.Length)
         {
+            int run = text[i..].IndexOfAnyExcept(unchanged);
+            if (run != 0)
+            {
+                if (run < 0) run = text.Length - i;
+                w.AppendAscii(text.Slice(i, run));
+                i += run;
+                continue;
+            }
             char c = text[i];
             if (decodePercent && c == '%' && i + 2 < text.Length && IsHex(text[i + 1]) && IsHex(text[i + 2]))
             {
                 AppendEncodedByte(ref w, (byte)(HexValue(text[i + 1]) << 4 | HexValue(text[i + 2])), keepSlash);
-                i += 2;
+                i += 3;
+                continue;
             }
-            else if (plusIsSpace && c == '+')
+            if (plusIsSpace && c == '+')
                 AppendEncodedByte(ref w, (byte)' ', keepSlash);
             else if (c < 0x80)
                 AppendEncodedByte(ref w, (byte)c, keepSlash);
@@ -776,6 +836,7 @@ public static class SigV4
                     length = (Rune.TryCreate(c, out var rune) ? rune : Rune.ReplacementChar).EncodeToUtf8(utf8);
                 foreach (byte b in utf8[..length]) AppendEncodedByte(ref w, b, keepSlash);
             }
+            i++;
         }
     }
 
@@ -936,7 +997,7 @@ public static class SigV4
     // Step 4: the signature, and where it goes.
     // ---------------------------------------------------------------------------------------------------------
 
-    private static string SignV4(ReadOnlySpan<byte> stringToSign, in SigningInput input, AwsCredentials credentials)
+    private static int SignV4(ReadOnlySpan<byte> stringToSign, in SigningInput input, AwsCredentials credentials, Span<byte> signature)
     {
         var key = credentials.GetSigningKey(ScopeDate(input.AmzDate), input.AmzDate.AsSpan(0, 8), input.Options.Region, input.Options.Service);
         // An HMAC context keyed once and reset after each use is much cheaper than a one-shot HMAC, which sets
@@ -947,10 +1008,8 @@ public static class SigV4
             cache?.Hmac.Dispose();
             t_hmac = cache = new HmacContext(key, IncrementalHash.CreateHMAC(HashAlgorithmName.SHA256, key));
         }
-        Span<byte> mac = stackalloc byte[32];
         cache.Hmac.AppendData(stringToSign);
-        cache.Hmac.GetHashAndReset(mac);
-        return HexString(mac);
+        return cache.Hmac.GetHashAndReset(signature);
     }
 
     [ThreadStatic] private static HmacContext? t_hmac;
@@ -960,12 +1019,14 @@ public static class SigV4
         public override string ToString() => nameof(HmacContext);
     }
 
-    private static string SignV4a(ReadOnlySpan<byte> stringToSign, AwsCredentials credentials)
+    // ECDSA over SHA-256 of the string to sign, DER-encoded (r, s): randomized, so verify it, never compare it.
+    private static int SignV4a(ReadOnlySpan<byte> stringToSign, AwsCredentials credentials, Span<byte> signature)
     {
         Span<byte> hash = stackalloc byte[32];
         SHA256.HashData(stringToSign, hash);
-        var der = credentials.GetSigV4aKey().SignHash(hash, DSASignatureFormat.Rfc3279DerSequence);
-        return HexString(der);
+        if (!credentials.GetSigV4aKey().TrySignHash(hash, signature, DSASignatureFormat.Rfc3279DerSequence, out int written))
+            throw new CryptographicException("The SigV4a signature did not fit its buffer.");
+        return written;
     }
 
     /// <summary>Returns the SigV4a public key (P-256 point) derived from credentials: give it to a verifier.</summary>
@@ -997,8 +1058,10 @@ public static class SigV4
     private static int ScopeDate(string amzDate) =>
         int.Parse(amzDate.AsSpan(0, 8), NumberStyles.None, CultureInfo.InvariantCulture);
 
-    private static string FormatOutput(in SigningInput input, ReadOnlySpan<byte> signedHeaders, string signature)
+    private static string FormatOutput(in SigningInput input, ReadOnlySpan<byte> signedHeaders, ReadOnlySpan<byte> signatureBytes)
     {
+        Span<char> signature = stackalloc char[signatureBytes.Length * 2];
+        WriteHex(signatureBytes, signature);
         string algorithm = input.Options.Algorithm == SigningAlgorithm.SigV4 ? AlgorithmV4 : AlgorithmV4a;
         Span<byte> scope = stackalloc byte[256];
         scope = scope[..WriteScope(input, scope)];
@@ -1020,7 +1083,8 @@ public static class SigV4
                 Put(chars, ref n, ", SignedHeaders=");
                 n += Encoding.ASCII.GetChars(signedHeaders, chars[n..]);
                 Put(chars, ref n, ", Signature=");
-                Put(chars, ref n, signature);
+                signature.CopyTo(chars[n..]);
+                n += signature.Length;
                 return new string(chars[..n]);
             }
             finally
@@ -1044,7 +1108,7 @@ public static class SigV4
                 query.Append((byte)'&');
             }
             query.AppendAscii("X-Amz-Signature=");
-            query.AppendAscii(signature);
+            foreach (char c in signature) query.Append((byte)c);
             return Encoding.ASCII.GetString(query.Written);
         }
         finally
@@ -1053,7 +1117,7 @@ public static class SigV4
         }
     }
 
-    private static void Put(Span<char> chars, ref int n, string s)
+    private static void Put(Span<char> chars, ref int n, ReadOnlySpan<char> s)
     {
         s.CopyTo(chars[n..]);
         n += s.Length;
@@ -1066,7 +1130,7 @@ public static class SigV4
         try
         {
             WriteCanonicalRequest(ref w, input, out int start, out int length);
-            Span<byte> sts = stackalloc byte[256];
+            Span<byte> sts = stackalloc byte[MaxStringToSign];
             int stsLength = WriteStringToSign(w.Written, input, sts);
             return (Encoding.UTF8.GetString(w.Written), Encoding.UTF8.GetString(sts[..stsLength]), Encoding.ASCII.GetString(w.Written.Slice(start, length)));
         }
@@ -1092,7 +1156,7 @@ public static class SigV4
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(credentials);
         ArgumentNullException.ThrowIfNull(options);
-        var uri = RequireAbsolute(request.RequestUri);
+        var uri = RequireAbsolute(request.RequestUri, nameof(request));
         RemoveSignature(request);
 
         var headers = new List<KeyValuePair<string, string>>(8);
@@ -1103,14 +1167,14 @@ public static class SigV4
         string payloadHash = options.PayloadHash
             ?? ValueOf(request.Headers, "x-amz-content-sha256")
             ?? await HashContentAsync(request.Content, options, cancellationToken).ConfigureAwait(false);
-        if (options.PayloadHash is not null) ValidatePayloadHash(options.PayloadHash, nameof(options));
 
         var (path, query) = SplitPathAndQuery(uri);
         var signature = Sign(request.Method.Method, path, query, headers, payloadHash, options.Clock.GetUtcNow(), credentials, options);
         foreach (var (name, value) in signature.HeadersToAdd)
+        {
             request.Headers.TryAddWithoutValidation(name, value);
-        if (signature.HeadersToAdd.Count > 0 && payloadHash is not null && options.AddContentSha256Header)
-            request.Options.Set(AddedContentSha256, true);
+            if (name == "x-amz-content-sha256") request.Options.Set(AddedContentSha256, true);
+        }
         return signature;
     }
 
@@ -1124,7 +1188,7 @@ public static class SigV4
     {
         ArgumentNullException.ThrowIfNull(method);
         ArgumentNullException.ThrowIfNull(options);
-        uri = RequireAbsolute(uri);
+        uri = RequireAbsolute(uri, nameof(uri));
         var (path, query) = SplitPathAndQuery(uri);
         string payloadHash = options.PayloadHash ?? (options.AddContentSha256Header ? UnsignedPayload : EmptyPayloadHash);
         var headers = new[] { new KeyValuePair<string, string>("Host", HostHeader(uri)) };
@@ -1141,8 +1205,10 @@ public static class SigV4
     private static async ValueTask<string> HashContentAsync(HttpContent? content, SigV4Options options, CancellationToken cancellationToken)
     {
         if (content is null) return EmptyPayloadHash;
+        // A StreamContent computes its length only over a seekable stream, so a length it computed means it can be
+        // read again; a length the caller set says nothing, and asking for the length stores the computed one.
         bool rereadable = content is ByteArrayContent || content is ReadOnlyMemoryContent
-            || (content is StreamContent && content.Headers.ContentLength is not null); // StreamContent knows its length only when seekable
+            || (content is StreamContent && !content.Headers.NonValidated.Contains("Content-Length") && content.Headers.ContentLength is not null);
         if (!rereadable)
         {
             if (options.AddContentSha256Header) return UnsignedPayload;
@@ -1159,15 +1225,10 @@ public static class SigV4
         }
         var sink = t_hashSink ?? new HashSink();
         t_hashSink = null;
-        try
-        {
-            await content.CopyToAsync(sink, cancellationToken).ConfigureAwait(false);
-            return sink.HexHashAndReset();
-        }
-        finally
-        {
-            t_hashSink = sink;
-        }
+        await content.CopyToAsync(sink, cancellationToken).ConfigureAwait(false);
+        string hash = sink.HexHashAndReset();
+        t_hashSink = sink; // only a sink that finished is reused: a failed copy leaves part of a body in it
+        return hash;
     }
 
     private const long MaxBufferedBody = 64L * 1024 * 1024;
@@ -1209,12 +1270,12 @@ public static class SigV4
         public override void SetLength(long value) => throw new NotSupportedException();
     }
 
-    private static Uri RequireAbsolute(Uri? uri)
+    private static Uri RequireAbsolute(Uri? uri, string parameterName)
     {
         if (uri is null)
-            throw new ArgumentException("The request has no RequestUri; set an absolute URI such as https://lambda.us-east-1.amazonaws.com/.", "request");
+            throw new ArgumentException("The request has no RequestUri; set an absolute URI such as https://lambda.us-east-1.amazonaws.com/.", parameterName);
         if (!uri.IsAbsoluteUri)
-            throw new ArgumentException($"The request URI '{uri}' is relative; signing needs the absolute URI that is sent (scheme, host and path), such as https://lambda.us-east-1.amazonaws.com{(uri.OriginalString.StartsWith('/') ? "" : "/")}{uri.OriginalString}.", "request");
+            throw new ArgumentException($"The request URI '{uri}' is relative; signing needs the absolute URI that is sent (scheme, host and path), such as https://lambda.us-east-1.amazonaws.com{(uri.OriginalString.StartsWith('/') ? "" : "/")}{uri.OriginalString}.", parameterName);
         return uri;
     }
 
@@ -1278,14 +1339,14 @@ public static class SigV4
         return false;
     }
 
-    private static bool IsToken(string s)
-    {
-        foreach (char c in s)
-            if (!(c is >= 'a' and <= 'z' or >= 'A' and <= 'Z' or >= '0' and <= '9'
-                || "!#$%&'*+-.^_`|~".Contains(c)))
-                return false;
-        return true;
-    }
+    private static bool IsToken(string s) => s.AsSpan().IndexOfAnyExcept(s_tokenChars) < 0;
+
+    private static readonly SearchValues<char> s_tokenChars =
+        SearchValues.Create("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
+    private static readonly SearchValues<char> s_unreserved =
+        SearchValues.Create("-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
+    private static readonly SearchValues<char> s_unreservedAndSlash =
+        SearchValues.Create("-._~/0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
 
     private static int CompareLowercase(string a, string b)
     {
@@ -1302,7 +1363,8 @@ public static class SigV4
 
     private static void AppendLowercase(ref ByteBuilder w, string name)
     {
-        foreach (char c in name) w.Append((byte)ToLowerAscii(c));
+        w.AppendAscii(name);
+        System.Text.Ascii.ToLowerInPlace(w.WrittenMutable[^name.Length..], out _);
     }
 
     private static bool IsHex(char c) => c is >= '0' and <= '9' or >= 'a' and <= 'f' or >= 'A' and <= 'F';
@@ -1319,11 +1381,20 @@ public static class SigV4
         return bytes.Length * 2;
     }
 
+    private static void WriteHex(ReadOnlySpan<byte> bytes, Span<char> destination)
+    {
+        for (int i = 0; i < bytes.Length; i++)
+        {
+            destination[2 * i] = "0123456789abcdef"[bytes[i] >> 4];
+            destination[2 * i + 1] = "0123456789abcdef"[bytes[i] & 0xF];
+        }
+    }
+
     internal static string HexString(ReadOnlySpan<byte> bytes)
     {
-        Span<byte> hex = bytes.Length <= 128 ? stackalloc byte[bytes.Length * 2] : new byte[bytes.Length * 2];
+        Span<char> hex = stackalloc char[bytes.Length * 2];
         WriteHex(bytes, hex);
-        return Encoding.ASCII.GetString(hex);
+        return new string(hex);
     }
 
     // A growable byte buffer on pooled arrays, for the canonical request and the encoded query.
@@ -1335,6 +1406,8 @@ public static class SigV4
         public ByteBuilder(int capacity) { _buffer = ArrayPool<byte>.Shared.Rent(capacity); Length = 0; }
 
         public readonly ReadOnlySpan<byte> Written => _buffer.AsSpan(0, Length);
+
+        public readonly Span<byte> WrittenMutable => _buffer.AsSpan(0, Length);
 
         public void Append(byte b)
         {
@@ -1349,17 +1422,17 @@ public static class SigV4
             Length += bytes.Length;
         }
 
-        public void AppendAscii(string s)
+        public void AppendAscii(scoped ReadOnlySpan<char> s)
         {
             if (Length + s.Length > _buffer.Length) Grow(s.Length);
             Length += Encoding.ASCII.GetBytes(s, _buffer.AsSpan(Length));
         }
 
-        public void AppendUtf8(char c)
+        public void AppendUtf8(scoped ReadOnlySpan<char> s)
         {
-            Span<byte> utf8 = stackalloc byte[4];
-            var rune = Rune.TryCreate(c, out var r) ? r : Rune.ReplacementChar;
-            Append(utf8[..rune.EncodeToUtf8(utf8)]);
+            int count = Encoding.UTF8.GetByteCount(s);
+            if (Length + count > _buffer.Length) Grow(count);
+            Length += Encoding.UTF8.GetBytes(s, _buffer.AsSpan(Length));
         }
 
         private void Grow(int more)
@@ -1387,7 +1460,7 @@ public sealed class SigV4Handler : DelegatingHandler
     private readonly IAwsCredentialsProvider _credentials;
     private readonly SigV4Options _options;
 
-    /// <summary>Creates a handler over a new <see cref="HttpClientHandler"/>-equivalent inner handler.</summary>
+    /// <summary>Creates a handler that signs and then sends through a new <see cref="SocketsHttpHandler"/>.</summary>
     public SigV4Handler(IAwsCredentialsProvider credentials, SigV4Options options)
         : this(credentials, options, new SocketsHttpHandler()) { }
 

@@ -1,0 +1,1324 @@
+// AwsConfig.cs: finds credentials, the region and custom endpoints where the AWS SDKs find them, for SigV4Lite.
+// Builds on SigV4.cs (which stands alone and never refers to this file). BCL only, AOT and trimming safe.
+//
+//   IAwsCredentialsProvider credentials = AwsCredentialsChain.CreateDefault();   // env, web identity, profile, container, IMDS
+//   string region = AwsRegion.Resolve();                                          // AWS_REGION, AWS_DEFAULT_REGION, profile
+//   Uri? endpoint = AwsEndpoint.Resolve("Lambda");                                // AWS_ENDPOINT_URL_LAMBDA, ..., or null
+//
+// The file reads top-down: the public entry points (options, errors, region, endpoint, the chain), then the links of
+// the chain (environment, web identity, profile, container, instance metadata), then what they share: the context
+// (environment, clock, files), the INI parser of the shared config files, the STS client, credential_process, the
+// JSON and HTTP helpers.
+#nullable enable
+
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Globalization;
+using System.IO;
+using System.Net;
+using System.Net.Http;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using System.Threading;
+using System.Threading.Tasks;
+using System.Xml;
+
+namespace SigV4Lite;
+
+/// <summary>
+/// Where the resolvers look: the environment, the clock, the home directory and the service endpoints of the
+/// credential sources. The defaults are the real ones; tests and unusual hosts replace them.
+/// </summary>
+public sealed class AwsConfigOptions
+{
+    /// <summary>Reads an environment variable; <see cref="Environment.GetEnvironmentVariable(string)"/> by default.</summary>
+    public Func<string, string?> GetEnvironmentVariable { get; init; } = Environment.GetEnvironmentVariable;
+
+    /// <summary>The clock that decides when temporary credentials are refreshed, and signs STS calls.</summary>
+    public TimeProvider Clock { get; init; } = TimeProvider.System;
+
+    /// <summary>The profile to use; null reads <c>AWS_PROFILE</c>, then uses <c>default</c>.</summary>
+    public string? Profile { get; init; }
+
+    /// <summary>The directory holding <c>.aws/config</c> and <c>.aws/credentials</c>; null reads <c>HOME</c> (or <c>USERPROFILE</c>).</summary>
+    public string? HomeDirectory { get; init; }
+
+    /// <summary>The STS endpoint for AssumeRole and AssumeRoleWithWebIdentity; null uses the configured or regional one.</summary>
+    public Uri? StsEndpoint { get; init; }
+
+    /// <summary>The base of <c>AWS_CONTAINER_CREDENTIALS_RELATIVE_URI</c>; null uses <c>http://169.254.170.2</c>.</summary>
+    public Uri? ContainerCredentialsEndpoint { get; init; }
+
+    /// <summary>The EC2 instance metadata endpoint; null reads <c>AWS_EC2_METADATA_SERVICE_ENDPOINT</c>, then uses <c>http://169.254.169.254</c>.</summary>
+    public Uri? InstanceMetadataEndpoint { get; init; }
+}
+
+/// <summary>
+/// The configuration is wrong: a malformed config file, a missing profile, a role chain loop, an invalid environment
+/// variable. The message names the file and line, the variable or the profile, never a secret.
+/// </summary>
+public sealed class AwsConfigurationException : Exception
+{
+    internal AwsConfigurationException(string message, string? filePath = null, int? lineNumber = null, string? profileName = null, Exception? innerException = null)
+        : base(message, innerException)
+    {
+        FilePath = filePath;
+        LineNumber = lineNumber;
+        ProfileName = profileName;
+    }
+
+    /// <summary>The file at fault, when a file is.</summary>
+    public string? FilePath { get; }
+
+    /// <summary>The 1-based line at fault in <see cref="FilePath"/>, when one is.</summary>
+    public int? LineNumber { get; }
+
+    /// <summary>The profile at fault, when one is.</summary>
+    public string? ProfileName { get; }
+}
+
+/// <summary>
+/// Credentials could not be obtained: none were found, or a source failed (STS refused, credential_process failed,
+/// the metadata service did not answer). The message says where it looked and what failed, never a secret.
+/// </summary>
+public sealed class AwsCredentialsException : Exception
+{
+    internal AwsCredentialsException(string message, string? profileName = null, Exception? innerException = null)
+        : base(message, innerException) => ProfileName = profileName;
+
+    /// <summary>The profile whose credentials failed, when the source is a profile.</summary>
+    public string? ProfileName { get; }
+}
+
+/// <summary>Resolves the region as the AWS SDKs do.</summary>
+public static class AwsRegion
+{
+    /// <summary>
+    /// Returns the region: <paramref name="configured"/> when given, else <c>AWS_REGION</c>, else
+    /// <c>AWS_DEFAULT_REGION</c>, else the profile's <c>region</c> in the shared config files.
+    /// </summary>
+    /// <param name="configured">The region set in code, or null.</param>
+    /// <param name="options">Where to look; null for the real environment.</param>
+    /// <exception cref="AwsConfigurationException">No region is set (the message says where it looked), or one is malformed.</exception>
+    /// <exception cref="ArgumentException"><paramref name="configured"/> is not a region name.</exception>
+    public static string Resolve(string? configured = null, AwsConfigOptions? options = null)
+    {
+        if (configured is not null)
+        {
+            if (!IsValid(configured))
+                throw new ArgumentException($"The region '{configured}' is not a region name; give one such as us-east-1.", nameof(configured));
+            return configured;
+        }
+        var looked = new StringBuilder();
+        return Find(new AwsConfigContext(options), looked)
+            ?? throw new AwsConfigurationException(
+                "No AWS region is set. Looked at: the code (none given)" + looked +
+                ". Set AWS_REGION, add 'region = us-east-1' (for example) to the profile, or give the region in code.");
+    }
+
+    // The region from the environment or the profile, or null; `looked` collects where it looked, for the error.
+    internal static string? Find(AwsConfigContext context, StringBuilder? looked)
+    {
+        foreach (var name in new[] { "AWS_REGION", "AWS_DEFAULT_REGION" })
+        {
+            if (context.Env(name) is { } value)
+                return IsValid(value) ? value
+                    : throw new AwsConfigurationException($"The environment variable {name} ('{value}') is not a region name; set it to one such as us-east-1.");
+            looked?.Append(", ").Append(name).Append(" (not set)");
+        }
+        var profile = context.Files.FindProfile(context.ProfileName, context.ProfileSelectedBy);
+        if (profile?.Get("region") is { } region)
+            return IsValid(region.Text) ? region.Text
+                : throw new AwsConfigurationException($"The region of profile '{profile.Name}' ({region.Where}) is not a region name; write one such as us-east-1.",
+                    region.File, region.Line, profile.Name);
+        looked?.Append(", profile '").Append(context.ProfileName).Append(profile is null ? "' (no such profile)" : "' (no region)")
+            .Append(" in ").Append(context.Files.Describe());
+        return null;
+    }
+
+    // Region names go into host names: letters, digits and hyphens only, so that no value can redirect a request.
+    internal static bool IsValid(string region)
+    {
+        if (region.Length is 0 or > 64 || region[0] == '-' || region[^1] == '-') return false;
+        foreach (char c in region)
+            if (!(c is >= 'a' and <= 'z' or >= 'A' and <= 'Z' or >= '0' and <= '9' or '-')) return false;
+        return true;
+    }
+
+    // The DNS suffix of the region's partition (notes: aws, aws-cn, aws-us-gov, the ISO partitions, aws-eusc).
+    internal static string DnsSuffix(string region) =>
+        region.StartsWith("cn-", StringComparison.Ordinal) ? "amazonaws.com.cn"
+        : region.StartsWith("us-isob-", StringComparison.Ordinal) ? "sc2s.sgov.gov"
+        : region.StartsWith("us-isof-", StringComparison.Ordinal) ? "csp.hci.ic.gov"
+        : region.StartsWith("us-iso-", StringComparison.Ordinal) ? "c2s.ic.gov"
+        : region.StartsWith("eu-isoe-", StringComparison.Ordinal) ? "cloud.adc-e.uk"
+        : region.StartsWith("eusc-", StringComparison.Ordinal) ? "amazonaws.eu"
+        : "amazonaws.com";
+}
+
+/// <summary>Resolves a custom endpoint URL for a service as the AWS SDKs do.</summary>
+public static class AwsEndpoint
+{
+    /// <summary>
+    /// Returns the endpoint set for the service, or null when none is (use the service's regional endpoint).
+    /// Precedence: <paramref name="configured"/>, <c>AWS_ENDPOINT_URL_&lt;SERVICE&gt;</c>, <c>AWS_ENDPOINT_URL</c>,
+    /// the profile's <c>services</c> section, the profile's <c>endpoint_url</c>. <c>AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true</c>
+    /// (or <c>ignore_configured_endpoint_urls = true</c> in the profile) leaves only <paramref name="configured"/>.
+    /// </summary>
+    /// <param name="serviceId">The service id of the service model, such as <c>Lambda</c> or <c>STS</c>: upper-cased with spaces as
+    /// underscores for the environment variable (<c>AWS_ENDPOINT_URL_LAMBDA</c>), lower-cased for the config file (<c>lambda</c>).</param>
+    /// <param name="configured">The endpoint set in code, or null.</param>
+    /// <param name="options">Where to look; null for the real environment.</param>
+    /// <exception cref="AwsConfigurationException">A configured endpoint is not an absolute http or https URL (the message names where it is set).</exception>
+    public static Uri? Resolve(string serviceId, Uri? configured = null, AwsConfigOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(serviceId);
+        if (configured is not null)
+        {
+            if (!configured.IsAbsoluteUri || (configured.Scheme != Uri.UriSchemeHttp && configured.Scheme != Uri.UriSchemeHttps))
+                throw new ArgumentException($"The endpoint '{configured}' must be an absolute http or https URL, such as https://lambda.us-east-1.amazonaws.com.", nameof(configured));
+            return configured;
+        }
+        return Find(serviceId, new AwsConfigContext(options));
+    }
+
+    internal static Uri? Find(string serviceId, AwsConfigContext context)
+    {
+        const string IgnoreVariable = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS";
+        string envName = "AWS_ENDPOINT_URL_" + serviceId.Trim().Replace(' ', '_').ToUpperInvariant();
+        string? ignore = context.Env(IgnoreVariable);
+        if (ignore is not null && ParseBool(ignore, IgnoreVariable, null)) return null;
+
+        // The profile can also say "ignore", which silences the environment variables too: read it only when needed.
+        IniSection? profile = null;
+        bool profileRead = false;
+        IniSection? Profile()
+        {
+            if (!profileRead) { profile = context.Files.FindProfile(context.ProfileName, context.ProfileSelectedBy); profileRead = true; }
+            return profile;
+        }
+        if (ignore is null && Profile()?.Get("ignore_configured_endpoint_urls") is { } flag
+            && ParseBool(flag.Text, $"ignore_configured_endpoint_urls ({flag.Where})", flag))
+            return null;
+
+        foreach (var name in new[] { envName, "AWS_ENDPOINT_URL" })
+            if (context.Env(name) is { } value)
+                return ParseUrl(value, $"The environment variable {name}", null, null);
+
+        if (Profile() is not { } p) return null;
+        if (p.Get("services") is { } servicesName)
+        {
+            var services = context.Files.FindServices(servicesName.Text)
+                ?? throw new AwsConfigurationException(
+                    $"Profile '{p.Name}' names services '{servicesName.Text}' ({servicesName.Where}), but there is no [services {servicesName.Text}] section in {context.Files.Describe()}.",
+                    servicesName.File, servicesName.Line, p.Name);
+            string key = serviceId.Trim().Replace(' ', '_').ToLowerInvariant();
+            if (services.Get(key) is { } block && block.SubValue("endpoint_url") is { } url)
+                return ParseUrl(url, $"The endpoint_url of {key} in [services {services.Name}] ({block.Where})", block, p.Name);
+        }
+        return p.Get("endpoint_url") is { } global
+            ? ParseUrl(global.Text, $"The endpoint_url of profile '{p.Name}' ({global.Where})", global, p.Name)
+            : null;
+    }
+
+    private static Uri ParseUrl(string value, string where, IniValue? at, string? profile)
+    {
+        if (Uri.TryCreate(value, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps))
+            return uri;
+        throw new AwsConfigurationException($"{where} is '{value}', which is not an absolute http or https URL; write one such as http://localhost:4566.",
+            at?.File, at?.Line, profile);
+    }
+
+    internal static bool ParseBool(string value, string where, IniValue? at)
+    {
+        if (value.Equals("true", StringComparison.OrdinalIgnoreCase)) return true;
+        if (value.Equals("false", StringComparison.OrdinalIgnoreCase)) return false;
+        throw new AwsConfigurationException($"{where} must be true or false (it is '{value}').", at?.File, at?.Line);
+    }
+}
+
+/// <summary>
+/// The default credentials chain of the AWS SDKs: the first source that is configured provides the credentials, and
+/// stays the source. Order: environment variables (<c>AWS_ACCESS_KEY_ID</c>, <c>AWS_SECRET_ACCESS_KEY</c>,
+/// <c>AWS_SESSION_TOKEN</c>); a web identity token file (<c>AWS_WEB_IDENTITY_TOKEN_FILE</c>, <c>AWS_ROLE_ARN</c>);
+/// the profile in the shared config and credentials files (static keys, <c>role_arn</c> with <c>source_profile</c> or
+/// <c>credential_source</c>, <c>credential_process</c>); container credentials; EC2 instance metadata (IMDSv2).
+/// Credentials set in code come before all of these: use them instead of the chain.
+/// </summary>
+/// <remarks>
+/// Nothing is read until the first <see cref="GetCredentialsAsync"/>; with the environment variables set (as in
+/// Lambda) that call reads no file and makes no network call. Temporary credentials are refreshed when less than
+/// 5 minutes remain, by one refresh in the background while callers keep the still-valid set; they are not handed
+/// out in their last 15 seconds. A failed refresh keeps the valid set and tries again 30 seconds later.
+/// </remarks>
+public sealed class AwsCredentialsChain : IAwsCredentialsProvider
+{
+    internal static readonly TimeSpan RefreshWindow = TimeSpan.FromMinutes(5);
+    internal static readonly TimeSpan ExpiryMargin = TimeSpan.FromSeconds(15);
+    internal static readonly TimeSpan RetryDelay = TimeSpan.FromSeconds(30);
+
+    private readonly CredentialSource[] _sources;
+    private readonly TimeProvider _clock;
+    private readonly object _gate = new();
+    private Cached? _cached;
+    private Task<AwsCredentials>? _refresh;
+    private CredentialSource? _selected;
+
+    internal AwsCredentialsChain(TimeProvider clock, params CredentialSource[] sources)
+    {
+        _clock = clock;
+        _sources = sources;
+    }
+
+    /// <summary>Creates the default chain. Reads nothing yet.</summary>
+    /// <param name="options">Where to look; null for the real environment.</param>
+    public static AwsCredentialsChain CreateDefault(AwsConfigOptions? options = null)
+    {
+        var context = new AwsConfigContext(options);
+        return new AwsCredentialsChain(context.Clock,
+            new EnvironmentSource(context), new WebIdentitySource(context), new ProfileSource(context),
+            new ContainerSource(context), new InstanceMetadataSource(context));
+    }
+
+    /// <summary>Which source provided the credentials, such as <c>environment variables</c> or <c>profile 'dev'</c>; null before the first call.</summary>
+    public string? Source => Volatile.Read(ref _selected)?.Name;
+
+    /// <summary>Returns credentials that are valid now, loading or refreshing them when needed.</summary>
+    /// <exception cref="AwsCredentialsException">No source has credentials, or the source failed.</exception>
+    /// <exception cref="AwsConfigurationException">The configuration is wrong (the message names the file, line, variable or profile).</exception>
+    public ValueTask<AwsCredentials> GetCredentialsAsync(CancellationToken cancellationToken = default)
+    {
+        var cached = Volatile.Read(ref _cached);
+        if (cached is not null)
+        {
+            var now = _clock.GetUtcNow();
+            if (now < cached.RefreshAt) return new(cached.Credentials);
+            if (now < cached.UsableUntil)
+            {
+                _ = EnsureRefresh(); // one refresh, in the background; these are still good meanwhile
+                return new(cached.Credentials);
+            }
+        }
+        return new(EnsureRefresh().WaitAsync(cancellationToken));
+    }
+
+    // For tests: the refresh in flight, if any (a background refresh that fails with valid credentials left completes normally).
+    internal Task PendingRefresh
+    {
+        get { lock (_gate) return _refresh ?? Task.CompletedTask; }
+    }
+
+    // The refresh in flight, or a new one. A refresh runs on its own, not on any caller's token: one caller giving
+    // up must not fail the others waiting for it.
+    private Task<AwsCredentials> EnsureRefresh()
+    {
+        lock (_gate)
+        {
+            if (_refresh is null || _refresh.IsCompleted)
+            {
+                // Another caller's refresh may have finished since this caller looked.
+                if (_cached is { } cached && _clock.GetUtcNow() < cached.RefreshAt) return Task.FromResult(cached.Credentials);
+                var refresh = Task.Run(() => RefreshAsync());
+                _ = refresh.ContinueWith(static t => _ = t.Exception, CancellationToken.None,
+                    TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                _refresh = refresh;
+            }
+            return _refresh;
+        }
+    }
+
+    private async Task<AwsCredentials> RefreshAsync()
+    {
+        var previous = Volatile.Read(ref _cached);
+        try
+        {
+            var credentials = await LoadAsync().ConfigureAwait(false);
+            var now = _clock.GetUtcNow();
+            if (credentials.Expiration is { } expiration && expiration <= now)
+                throw new AwsCredentialsException(
+                    $"The credentials from {_selected?.Name} (access key id {credentials.AccessKeyId}) expired at {expiration.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ}, before they could be used; check this machine's clock.");
+            Volatile.Write(ref _cached, Cached.For(credentials, now));
+            return credentials;
+        }
+        catch (Exception) when (previous is not null && _clock.GetUtcNow() < previous.UsableUntil)
+        {
+            // Keep the still-valid credentials and try again a little later, at the latest when they must be replaced.
+            var retryAt = _clock.GetUtcNow() + RetryDelay;
+            Volatile.Write(ref _cached, previous with { RefreshAt = retryAt < previous.UsableUntil ? retryAt : previous.UsableUntil });
+            return previous.Credentials;
+        }
+    }
+
+    private async ValueTask<AwsCredentials> LoadAsync()
+    {
+        if (_selected is { } selected)
+        {
+            var again = await selected.LoadAsync(CancellationToken.None).ConfigureAwait(false);
+            return again.Credentials ?? throw new AwsCredentialsException($"The {selected.Name} gave credentials before, but not now: {again.Missing}.");
+        }
+        var looked = new StringBuilder();
+        foreach (var source in _sources)
+        {
+            var loaded = await source.LoadAsync(CancellationToken.None).ConfigureAwait(false);
+            if (loaded.Credentials is { } credentials)
+            {
+                Volatile.Write(ref _selected, source);
+                return credentials;
+            }
+            looked.Append("\n  - ").Append(loaded.Missing);
+        }
+        throw new AwsCredentialsException(
+            "No AWS credentials were found. Looked at, in order:" + looked +
+            "\nSet AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, configure a profile in the shared config files (AWS_PROFILE selects it), or give credentials in code.");
+    }
+
+    private sealed record Cached(AwsCredentials Credentials, DateTimeOffset RefreshAt, DateTimeOffset UsableUntil)
+    {
+        public static Cached For(AwsCredentials credentials, DateTimeOffset now)
+        {
+            if (credentials.Expiration is not { } expiration) return new(credentials, DateTimeOffset.MaxValue, DateTimeOffset.MaxValue);
+            var usableUntil = expiration - ExpiryMargin;
+            var refreshAt = expiration - RefreshWindow;
+            // Short-lived credentials would otherwise be refreshed on every call.
+            if (refreshAt < now + RetryDelay) refreshAt = now + RetryDelay < usableUntil ? now + RetryDelay : usableUntil;
+            return new(credentials, refreshAt, usableUntil);
+        }
+
+        public override string ToString() => $"Cached {{ {Credentials}, RefreshAt = {RefreshAt:u} }}";
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The links of the chain. Each one either has credentials, is not configured (Missing says what it looked at, for
+// the chain's error), or throws because it is configured but wrong or failing.
+// ---------------------------------------------------------------------------------------------------------------
+
+internal readonly record struct Loaded(AwsCredentials? Credentials, string? Missing)
+{
+    public static Loaded NotFound(string what) => new(null, what);
+}
+
+internal abstract class CredentialSource
+{
+    public abstract string Name { get; }
+
+    public abstract ValueTask<Loaded> LoadAsync(CancellationToken cancellationToken);
+}
+
+// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN: what Lambda sets, so this link reads nothing else.
+internal sealed class EnvironmentSource(AwsConfigContext context) : CredentialSource
+{
+    public override string Name => "environment variables";
+
+    public override ValueTask<Loaded> LoadAsync(CancellationToken cancellationToken) => new(Load());
+
+    public Loaded Load()
+    {
+        string? id = context.Env("AWS_ACCESS_KEY_ID"), secret = context.Env("AWS_SECRET_ACCESS_KEY");
+        if (id is null && secret is null)
+            return Loaded.NotFound("environment variables: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set");
+        if (id is null || secret is null)
+            throw new AwsConfigurationException(
+                $"The environment variable {(id is null ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID")} is set but {(id is null ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY")} is not; set both, or neither.");
+        try
+        {
+            return new(new AwsCredentials(id, secret, context.Env("AWS_SESSION_TOKEN")), null);
+        }
+        catch (ArgumentException e)
+        {
+            throw new AwsConfigurationException($"The credentials in the environment variables AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN are malformed: {e.Message}", innerException: e);
+        }
+    }
+}
+
+// AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN (EKS service accounts and the like): STS AssumeRoleWithWebIdentity.
+internal sealed class WebIdentitySource(AwsConfigContext context) : CredentialSource
+{
+    public override string Name => "web identity token file";
+
+    public override async ValueTask<Loaded> LoadAsync(CancellationToken cancellationToken)
+    {
+        string? tokenFile = context.Env("AWS_WEB_IDENTITY_TOKEN_FILE"), roleArn = context.Env("AWS_ROLE_ARN");
+        if (tokenFile is null && roleArn is null)
+            return Loaded.NotFound("web identity: AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN are not set");
+        if (tokenFile is null || roleArn is null)
+            throw new AwsConfigurationException(
+                $"The environment variable {(tokenFile is null ? "AWS_ROLE_ARN" : "AWS_WEB_IDENTITY_TOKEN_FILE")} is set but {(tokenFile is null ? "AWS_WEB_IDENTITY_TOKEN_FILE" : "AWS_ROLE_ARN")} is not; web identity needs both.");
+        var credentials = await Sts.AssumeRoleWithWebIdentityAsync(context, context.ExpandHome(tokenFile), roleArn,
+            context.Env("AWS_ROLE_SESSION_NAME"), null, cancellationToken).ConfigureAwait(false);
+        return new(credentials, null);
+    }
+}
+
+// The profile in the shared config and credentials files.
+internal sealed class ProfileSource(AwsConfigContext context) : CredentialSource
+{
+    public override string Name => $"profile '{context.ProfileName}'";
+
+    public override async ValueTask<Loaded> LoadAsync(CancellationToken cancellationToken)
+    {
+        var files = context.Files;
+        var profile = files.FindProfile(context.ProfileName, context.ProfileSelectedBy);
+        if (profile is null)
+            return Loaded.NotFound($"profile '{context.ProfileName}': not found in {files.Describe()}");
+        var credentials = await ResolveAsync(profile, new List<string>(), cancellationToken).ConfigureAwait(false);
+        return credentials is null
+            ? Loaded.NotFound($"profile '{profile.Name}' ({profile.Where}): has no credentials (aws_access_key_id, role_arn or credential_process)")
+            : new(credentials, null);
+    }
+
+    // `path` holds the profiles already followed through source_profile, to report a loop instead of running in one.
+    private async ValueTask<AwsCredentials?> ResolveAsync(IniSection profile, List<string> path, CancellationToken cancellationToken)
+    {
+        path.Add(profile.Name);
+        bool isSource = path.Count > 1;
+        // A source profile's own keys win over its role_arn (the SDKs' rule); the selected profile's role wins.
+        if (isSource && HasStaticKeys(profile)) return StaticKeys(profile);
+
+        if (profile.Get("role_arn") is { } roleArn)
+        {
+            var sessionName = profile.Get("role_session_name")?.Text;
+            if (profile.Get("web_identity_token_file") is { } tokenFile)
+                return await Sts.AssumeRoleWithWebIdentityAsync(context, context.ExpandHome(tokenFile.Text), roleArn.Text, sessionName, profile.Name, cancellationToken).ConfigureAwait(false);
+            if (profile.Get("mfa_serial") is { } mfa)
+                throw new AwsConfigurationException(
+                    $"Profile '{profile.Name}' sets mfa_serial ({mfa.Where}): assuming that role needs an MFA code typed in, which SigV4Lite cannot ask for. Use a profile without MFA, or credential_process.",
+                    mfa.File, mfa.Line, profile.Name);
+            var source = await SourceCredentialsAsync(profile, roleArn, path, cancellationToken).ConfigureAwait(false);
+            return await Sts.AssumeRoleAsync(context, source, profile, roleArn.Text, sessionName, cancellationToken).ConfigureAwait(false);
+        }
+        if (profile.Get("credential_process") is { } process)
+            return await CredentialProcess.RunAsync(process, profile.Name, cancellationToken).ConfigureAwait(false);
+        if (HasStaticKeys(profile)) return StaticKeys(profile);
+        if ((profile.Get("sso_session") ?? profile.Get("sso_start_url")) is { } sso)
+            throw new AwsConfigurationException(
+                $"Profile '{profile.Name}' uses AWS IAM Identity Center (SSO, {sso.Where}), which SigV4Lite does not support. " +
+                "Use credential_process = aws configure export-credentials --profile NAME --format process, or another profile.",
+                sso.File, sso.Line, profile.Name);
+        if (isSource)
+            throw new AwsConfigurationException(
+                $"Profile '{profile.Name}' ({profile.Where}) is the source_profile of '{path[^2]}' but has no credentials: give it aws_access_key_id and aws_secret_access_key, role_arn, or credential_process.",
+                null, null, profile.Name);
+        return null;
+    }
+
+    private async ValueTask<AwsCredentials> SourceCredentialsAsync(IniSection profile, IniValue roleArn, List<string> path, CancellationToken cancellationToken)
+    {
+        if (profile.Get("source_profile") is { } sourceName)
+        {
+            if (sourceName.Text == profile.Name)
+            {
+                // A profile may name itself to mean "my own keys assume my role".
+                if (HasStaticKeys(profile)) return StaticKeys(profile);
+                throw Loop(profile, sourceName, path);
+            }
+            if (path.Contains(sourceName.Text)) throw Loop(profile, sourceName, path);
+            var next = context.Files.FindProfile(sourceName.Text, null)
+                ?? throw new AwsConfigurationException(
+                    $"Profile '{profile.Name}' has source_profile = {sourceName.Text} ({sourceName.Where}), but there is no profile '{sourceName.Text}' in {context.Files.Describe()}.{context.Files.HintFor(sourceName.Text)}",
+                    sourceName.File, sourceName.Line, profile.Name);
+            return (await ResolveAsync(next, path, cancellationToken).ConfigureAwait(false))!;
+        }
+        if (profile.Get("credential_source") is { } credentialSource)
+        {
+            CredentialSource source = credentialSource.Text switch
+            {
+                "Environment" => new EnvironmentSource(context),
+                "Ec2InstanceMetadata" => new InstanceMetadataSource(context),
+                "EcsContainer" => new ContainerSource(context),
+                _ => throw new AwsConfigurationException(
+                    $"Profile '{profile.Name}' has credential_source = {credentialSource.Text} ({credentialSource.Where}); it must be Environment, Ec2InstanceMetadata or EcsContainer.",
+                    credentialSource.File, credentialSource.Line, profile.Name),
+            };
+            var loaded = await source.LoadAsync(cancellationToken).ConfigureAwait(false);
+            return loaded.Credentials ?? throw new AwsCredentialsException(
+                $"Profile '{profile.Name}' takes its source credentials from {credentialSource.Text} ({credentialSource.Where}), which has none: {loaded.Missing}.", profile.Name);
+        }
+        throw new AwsConfigurationException(
+            $"Profile '{profile.Name}' sets role_arn ({roleArn.Where}) but not where the credentials that assume it come from: add source_profile, credential_source or web_identity_token_file.",
+            roleArn.File, roleArn.Line, profile.Name);
+    }
+
+    private static AwsConfigurationException Loop(IniSection profile, IniValue sourceName, List<string> path) =>
+        new($"The profiles form a loop through source_profile: {string.Join(" -> ", path)} -> {sourceName.Text} ({sourceName.Where}). " +
+            "End the chain with a profile that has aws_access_key_id and aws_secret_access_key, or credential_source.",
+            sourceName.File, sourceName.Line, profile.Name);
+
+    private static bool HasStaticKeys(IniSection profile) =>
+        profile.Get("aws_access_key_id") is not null || profile.Get("aws_secret_access_key") is not null;
+
+    private static AwsCredentials StaticKeys(IniSection profile)
+    {
+        var id = profile.Get("aws_access_key_id");
+        var secret = profile.Get("aws_secret_access_key");
+        if (id is null || secret is null)
+        {
+            var present = (id ?? secret)!;
+            throw new AwsConfigurationException(
+                $"Profile '{profile.Name}' has {(id is null ? "aws_secret_access_key" : "aws_access_key_id")} ({present.Where}) but no {(id is null ? "aws_access_key_id" : "aws_secret_access_key")}; give both.",
+                present.File, present.Line, profile.Name);
+        }
+        try
+        {
+            return new AwsCredentials(id.Text, secret.Text, profile.Get("aws_session_token")?.Text);
+        }
+        catch (ArgumentException e)
+        {
+            throw new AwsConfigurationException($"The keys of profile '{profile.Name}' ({id.Where}) are malformed: {e.Message}", id.File, id.Line, profile.Name, e);
+        }
+    }
+}
+
+// Container credentials (ECS tasks, EKS Pod Identity, local emulators): an HTTP GET that answers JSON.
+internal sealed class ContainerSource(AwsConfigContext context) : CredentialSource
+{
+    private const string RelativeVariable = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";
+    private const string FullVariable = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
+    internal static readonly TimeSpan Timeout = TimeSpan.FromSeconds(5);
+
+    public override string Name => "container credentials";
+
+    public override async ValueTask<Loaded> LoadAsync(CancellationToken cancellationToken)
+    {
+        string? relative = context.Env(RelativeVariable), full = context.Env(FullVariable);
+        if (relative is null && full is null)
+            return Loaded.NotFound($"container credentials: {RelativeVariable} and {FullVariable} are not set");
+        var uri = relative is not null ? RelativeUri(relative) : FullUri(full!);
+
+        using var request = new HttpRequestMessage(HttpMethod.Get, uri);
+        request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
+        if (Token() is { } token) request.Headers.TryAddWithoutValidation("Authorization", token);
+        HttpStatusCode status;
+        byte[] body;
+        try
+        {
+            (status, body) = await AwsHttp.SendAsync(AwsHttp.Direct, request, Timeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is HttpRequestException or TimeoutException)
+        {
+            throw new AwsCredentialsException($"The container credentials endpoint {uri} did not answer: {e.Message}", null, e);
+        }
+        if (status != HttpStatusCode.OK)
+            throw new AwsCredentialsException($"The container credentials endpoint {uri} answered HTTP {(int)status} {status}{Json.ErrorDetail(body)}.");
+        return new(Json.ReadCredentials(body, "Token", $"the container credentials endpoint {uri}", null), null);
+    }
+
+    private Uri RelativeUri(string relative)
+    {
+        var baseUri = context.Options.ContainerCredentialsEndpoint ?? new Uri("http://169.254.170.2");
+        if (!relative.StartsWith('/') || !Uri.TryCreate(baseUri, relative, out var uri))
+            throw new AwsConfigurationException($"The environment variable {RelativeVariable} ('{relative}') must be a path starting with '/', such as /v2/credentials/abc.");
+        return uri;
+    }
+
+    private static Uri FullUri(string full)
+    {
+        if (!Uri.TryCreate(full, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
+            throw new AwsConfigurationException($"The environment variable {FullVariable} ('{full}') must be an absolute http or https URL.");
+        // Plain http could be sent anywhere a variable points: only to this machine or the container agents (SSRF guard).
+        if (uri.Scheme == Uri.UriSchemeHttp && !IsAllowedPlainHttpHost(uri))
+            throw new AwsConfigurationException(
+                $"The environment variable {FullVariable} points to host '{uri.Host}' over plain http, which is refused: plain http is allowed only to " +
+                "a loopback address, 169.254.170.2, 169.254.170.23 or [fd00:ec2::23]. Use https for any other host.");
+        return uri;
+    }
+
+    internal static bool IsAllowedPlainHttpHost(Uri uri)
+    {
+        if (uri.IsLoopback) return true;
+        return IPAddress.TryParse(uri.Host.Trim('[', ']'), out var address)
+            && (address.Equals(IPAddress.Parse("169.254.170.2")) || address.Equals(IPAddress.Parse("169.254.170.23")) || address.Equals(IPAddress.Parse("fd00:ec2::23")));
+    }
+
+    // The token file is read on each call: the agent rotates it.
+    private string? Token()
+    {
+        string? token;
+        string where;
+        if (context.Env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") is { } file)
+        {
+            where = $"the token file {file} (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE)";
+            try
+            {
+                token = File.ReadAllText(file).Trim();
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new AwsCredentialsException($"Cannot read {where}: {e.Message}", null, e);
+            }
+        }
+        else
+        {
+            where = "the environment variable AWS_CONTAINER_AUTHORIZATION_TOKEN";
+            token = context.Env("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+        }
+        if (token is not null && token.AsSpan().IndexOfAny('\r', '\n') >= 0)
+            throw new AwsConfigurationException($"The container authorization token in {where} has a line break, which would inject a header; it must be one line.");
+        return string.IsNullOrEmpty(token) ? null : token;
+    }
+}
+
+// EC2 instance metadata, IMDSv2: a session token first (PUT), then the role name and its credentials (GET).
+internal sealed class InstanceMetadataSource(AwsConfigContext context) : CredentialSource
+{
+    internal const string CredentialsPath = "latest/meta-data/iam/security-credentials/";
+    internal static readonly TimeSpan Timeout = TimeSpan.FromSeconds(2);
+    private const int TokenSeconds = 21600;
+    private readonly object _gate = new();
+    private string? _token;
+    private DateTimeOffset _tokenExpires;
+
+    public override string Name => "EC2 instance metadata";
+
+    public override async ValueTask<Loaded> LoadAsync(CancellationToken cancellationToken)
+    {
+        if (context.Env("AWS_EC2_METADATA_DISABLED") is { } disabled && disabled.Equals("true", StringComparison.OrdinalIgnoreCase))
+            return Loaded.NotFound("EC2 instance metadata: disabled by AWS_EC2_METADATA_DISABLED=true");
+        var endpoint = Endpoint();
+        // Being last in the chain, a failure here is "not found" with its reason, which the chain's error shows.
+        try
+        {
+            var (status, body) = await GetAsync(endpoint, CredentialsPath, cancellationToken).ConfigureAwait(false);
+            if (status == HttpStatusCode.NotFound)
+                return Loaded.NotFound($"EC2 instance metadata at {endpoint}: no IAM role is attached to this instance");
+            if (status != HttpStatusCode.OK)
+                return Loaded.NotFound($"EC2 instance metadata at {endpoint}: listing the role answered HTTP {(int)status} {status}");
+            string role = Encoding.UTF8.GetString(body).Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) is [var first, ..] ? first : "";
+            if (role.Length == 0 || role.Contains('/') || role.Contains('?') || role.Contains('#'))
+                return Loaded.NotFound($"EC2 instance metadata at {endpoint}: the role name it gave is empty or malformed");
+            (status, body) = await GetAsync(endpoint, CredentialsPath + Uri.EscapeDataString(role), cancellationToken).ConfigureAwait(false);
+            if (status != HttpStatusCode.OK)
+                return Loaded.NotFound($"EC2 instance metadata at {endpoint}: the credentials of role {role} answered HTTP {(int)status} {status}");
+            return new(Json.ReadCredentials(body, "Token", $"EC2 instance metadata at {endpoint} (role {role})", null), null);
+        }
+        catch (Exception e) when (e is HttpRequestException or TimeoutException or AwsCredentialsException && !cancellationToken.IsCancellationRequested)
+        {
+            return Loaded.NotFound($"EC2 instance metadata at {endpoint}: {e.Message}");
+        }
+    }
+
+    private Uri Endpoint()
+    {
+        if (context.Options.InstanceMetadataEndpoint is { } configured) return WithSlash(configured);
+        if (context.Env("AWS_EC2_METADATA_SERVICE_ENDPOINT") is { } value)
+            return Uri.TryCreate(value, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps)
+                ? WithSlash(uri)
+                : throw new AwsConfigurationException($"The environment variable AWS_EC2_METADATA_SERVICE_ENDPOINT ('{value}') must be an absolute http URL, such as http://169.254.169.254.");
+        return context.Env("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE") is { } mode && mode.Equals("IPv6", StringComparison.OrdinalIgnoreCase)
+            ? new Uri("http://[fd00:ec2::254]/")
+            : new Uri("http://169.254.169.254/");
+
+        static Uri WithSlash(Uri uri) => uri.AbsolutePath.EndsWith('/') ? uri : new Uri(uri + "/");
+    }
+
+    // A GET with the session token; a 401 means the token expired: take a new one and ask once more.
+    private async Task<(HttpStatusCode Status, byte[] Body)> GetAsync(Uri endpoint, string path, CancellationToken cancellationToken)
+    {
+        for (int attempt = 0; ; attempt++)
+        {
+            string token = await TokenAsync(endpoint, cancellationToken).ConfigureAwait(false);
+            using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(endpoint, path));
+            request.Headers.TryAddWithoutValidation("X-aws-ec2-metadata-token", token);
+            var answer = await AwsHttp.SendAsync(AwsHttp.Direct, request, Timeout, cancellationToken).ConfigureAwait(false);
+            if (answer.Status != HttpStatusCode.Unauthorized || attempt > 0) return answer;
+            lock (_gate) if (_token == token) _token = null;
+        }
+    }
+
+    private async Task<string> TokenAsync(Uri endpoint, CancellationToken cancellationToken)
+    {
+        lock (_gate)
+            if (_token is { } cachedToken && context.Clock.GetUtcNow() < _tokenExpires) return cachedToken;
+        using var request = new HttpRequestMessage(HttpMethod.Put, new Uri(endpoint, "latest/api/token"));
+        request.Headers.TryAddWithoutValidation("X-aws-ec2-metadata-token-ttl-seconds", TokenSeconds.ToString(CultureInfo.InvariantCulture));
+        var (status, body) = await AwsHttp.SendAsync(AwsHttp.Direct, request, Timeout, cancellationToken).ConfigureAwait(false);
+        if (status != HttpStatusCode.OK)
+            throw new AwsCredentialsException(status == HttpStatusCode.Forbidden
+                ? "the session token request (PUT /latest/api/token) was refused with HTTP 403: instance metadata is disabled or blocked"
+                : $"the session token request (PUT /latest/api/token) answered HTTP {(int)status} {status}");
+        string token = Encoding.UTF8.GetString(body).Trim();
+        if (token.Length == 0 || token.AsSpan().IndexOfAny('\r', '\n') >= 0)
+            throw new AwsCredentialsException("the session token it gave is empty or has a line break");
+        lock (_gate)
+        {
+            _token = token;
+            _tokenExpires = context.Clock.GetUtcNow() + TimeSpan.FromSeconds(TokenSeconds - 60);
+        }
+        return token;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// What the links share: the context, the shared config files and their parser, STS, credential_process, JSON, HTTP.
+// ---------------------------------------------------------------------------------------------------------------
+
+// The options with the values derived from them, and the config files, read once on first use.
+internal sealed class AwsConfigContext(AwsConfigOptions? options)
+{
+    private readonly object _gate = new();
+    private AwsConfigFiles? _files;
+
+    public AwsConfigOptions Options { get; } = options ?? new AwsConfigOptions();
+
+    public TimeProvider Clock => Options.Clock;
+
+    // Empty counts as unset, as in the SDKs.
+    public string? Env(string name)
+    {
+        var value = Options.GetEnvironmentVariable(name);
+        return string.IsNullOrWhiteSpace(value) ? null : value.Trim();
+    }
+
+    public string ProfileName => Options.Profile ?? Env("AWS_PROFILE") ?? "default";
+
+    // How the profile was chosen, for the error when it does not exist; null when it is the implicit default.
+    public string? ProfileSelectedBy => Options.Profile is not null ? "set in code" : Env("AWS_PROFILE") is not null ? "from AWS_PROFILE" : null;
+
+    public AwsConfigFiles Files
+    {
+        get
+        {
+            lock (_gate) return _files ??= AwsConfigFiles.Load(this);
+        }
+    }
+
+    public string? HomeDirectory =>
+        Options.HomeDirectory ?? Env("HOME") ?? Env("USERPROFILE")
+        ?? (Env("HOMEDRIVE") is { } drive && Env("HOMEPATH") is { } path ? drive + path : null)
+        ?? NullIfEmpty(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile));
+
+    public string ExpandHome(string path) =>
+        (path == "~" || path.StartsWith("~/", StringComparison.Ordinal) || path.StartsWith("~\\", StringComparison.Ordinal)) && HomeDirectory is { } home
+            ? Path.Join(home, path.AsSpan(1))
+            : path;
+
+    private static string? NullIfEmpty(string s) => s.Length == 0 ? null : s;
+}
+
+// A value in a config file, with where it was written (for errors: never the value of a secret).
+internal sealed class IniValue(string text, string file, int line)
+{
+    public string Text { get; } = text;
+    public string File { get; } = file;
+    public int Line { get; } = line;
+    public string Where => $"{File} line {Line}";
+
+    // A nested value, written on indented lines under an empty one (`lambda =` then `  endpoint_url = ...`).
+    public string? SubValue(string key)
+    {
+        foreach (var line in Text.Split('\n'))
+        {
+            int eq = line.IndexOf('=');
+            if (eq > 0 && line.AsSpan(0, eq).Trim().Equals(key, StringComparison.OrdinalIgnoreCase))
+                return line[(eq + 1)..].Trim() is { Length: > 0 } value ? value : null;
+        }
+        return null;
+    }
+}
+
+// A profile, or a [services name] section: its values, merged from every place it is defined.
+internal sealed class IniSection(string name)
+{
+    private readonly Dictionary<string, IniValue> _values = new(StringComparer.OrdinalIgnoreCase);
+    private readonly List<string> _places = new();
+
+    public string Name { get; } = name;
+
+    public string Where => string.Join(", ", _places);
+
+    // Empty values count as absent.
+    public IniValue? Get(string key) => _values.TryGetValue(key, out var value) && value.Text.Length > 0 ? value : null;
+
+    public void Merge(IniRawSection raw)
+    {
+        _places.Add($"{raw.File} line {raw.Line}");
+        foreach (var (key, value) in raw.Values) _values[key] = value;
+    }
+}
+
+internal sealed record IniRawSection(string Header, string File, int Line, List<KeyValuePair<string, IniValue>> Values);
+
+// The shared config file and credentials file, parsed and merged by the SDKs' rules.
+internal sealed class AwsConfigFiles
+{
+    private readonly Dictionary<string, IniSection> _profiles = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, IniSection> _services = new(StringComparer.Ordinal);
+    private readonly List<(string Name, string Hint)> _ignored = new();
+
+    private AwsConfigFiles(string? configPath, bool configExists, string? credentialsPath, bool credentialsExists)
+    {
+        ConfigPath = configPath;
+        ConfigExists = configExists;
+        CredentialsPath = credentialsPath;
+        CredentialsExists = credentialsExists;
+    }
+
+    public string? ConfigPath { get; }
+    public bool ConfigExists { get; }
+    public string? CredentialsPath { get; }
+    public bool CredentialsExists { get; }
+
+    public static AwsConfigFiles Load(AwsConfigContext context)
+    {
+        string? home = context.HomeDirectory;
+        string? configPath = context.Env("AWS_CONFIG_FILE") is { } c ? context.ExpandHome(c) : home is null ? null : Path.Join(home, ".aws", "config");
+        string? credentialsPath = context.Env("AWS_SHARED_CREDENTIALS_FILE") is { } s ? context.ExpandHome(s) : home is null ? null : Path.Join(home, ".aws", "credentials");
+        string? configText = Read(configPath), credentialsText = Read(credentialsPath);
+        var files = new AwsConfigFiles(configPath, configText is not null, credentialsPath, credentialsText is not null);
+        // The config file first, then the credentials file: its values win where both set one.
+        if (configText is not null) files.Add(IniParser.Parse(configText, configPath!), isConfigFile: true);
+        if (credentialsText is not null) files.Add(IniParser.Parse(credentialsText, credentialsPath!), isConfigFile: false);
+        return files;
+    }
+
+    private static string? Read(string? path)
+    {
+        if (path is null || !File.Exists(path)) return null;
+        try
+        {
+            return File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new AwsConfigurationException($"Cannot read the AWS config file {path}: {e.Message}", path, null, null, e);
+        }
+    }
+
+    // Config file: [default], [profile name], [services name] (other prefixes such as sso-session are skipped).
+    // Credentials file: [name] only. [profile default] replaces [default] entirely. Names: [A-Za-z0-9_\-/.%@:+].
+    private void Add(List<IniRawSection> sections, bool isConfigFile)
+    {
+        bool hasPrefixedDefault = isConfigFile && sections.Exists(s => Split(s.Header) is ("profile", "default"));
+        foreach (var section in sections)
+        {
+            var (prefix, name) = Split(section.Header);
+            string place = $"{section.File} line {section.Line}";
+            if (!IsIdentifier(name))
+            {
+                _ignored.Add((name, $" The section [{section.Header}] at {place} is ignored: '{name}' is not a valid name (letters, digits and _-/.%@:+ only)."));
+                continue;
+            }
+            if (isConfigFile)
+            {
+                if (prefix is null && name == "default" && hasPrefixedDefault) continue;
+                if (prefix == "profile" || (prefix is null && name == "default")) Section(_profiles, name).Merge(section);
+                else if (prefix == "services") Section(_services, name).Merge(section);
+                else if (prefix is null)
+                    _ignored.Add((name, $" The section [{name}] at {place} is ignored: in the config file, profiles are written [profile {name}]."));
+            }
+            else if (prefix is null) Section(_profiles, name).Merge(section);
+            else if (prefix == "profile")
+                _ignored.Add((name, $" The section [{section.Header}] at {place} is ignored: in the credentials file, profiles are written [{name}], without 'profile'."));
+        }
+    }
+
+    private static IniSection Section(Dictionary<string, IniSection> map, string name)
+    {
+        if (!map.TryGetValue(name, out var section)) map[name] = section = new IniSection(name);
+        return section;
+    }
+
+    private static (string? Prefix, string Name) Split(string header)
+    {
+        int space = header.AsSpan().IndexOfAny(' ', '\t');
+        return space < 0 ? (null, header) : (header[..space], header[(space + 1)..].Trim(' ', '\t'));
+    }
+
+    private static bool IsIdentifier(string name)
+    {
+        if (name.Length == 0) return false;
+        foreach (char c in name)
+            if (!(c is >= 'a' and <= 'z' or >= 'A' and <= 'Z' or >= '0' and <= '9' || "_-/.%@:+".Contains(c))) return false;
+        return true;
+    }
+
+    // The profile, or null when it does not exist; an error when it was asked for by name (`selectedBy` not null).
+    public IniSection? FindProfile(string name, string? selectedBy)
+    {
+        if (_profiles.TryGetValue(name, out var profile)) return profile;
+        if (selectedBy is null) return null;
+        var known = _profiles.Count == 0 ? "There are no profiles there." : "The profiles there are: " + string.Join(", ", _profiles.Keys) + ".";
+        throw new AwsConfigurationException($"The AWS profile '{name}' ({selectedBy}) is not in {Describe()}. {known}{HintFor(name)}", null, null, name);
+    }
+
+    public IniSection? FindServices(string name) => _services.GetValueOrDefault(name);
+
+    public string HintFor(string name)
+    {
+        foreach (var (ignoredName, hint) in _ignored)
+            if (ignoredName == name) return hint;
+        return "";
+    }
+
+    public string Describe() =>
+        $"{ConfigPath ?? "(no home directory for the config file)"}{(ConfigExists ? "" : " (no such file)")} and " +
+        $"{CredentialsPath ?? "(no home directory for the credentials file)"}{(CredentialsExists ? "" : " (no such file)")}";
+}
+
+// The INI dialect of the AWS shared files. Lines starting with # or ; are comments; a property's value ends at a
+// # or ; that follows white space; an indented line continues the property above it (and, under an empty value,
+// holds nested `name = value` lines). Errors give the file and line, never the line's text (it may hold a secret).
+internal static class IniParser
+{
+    public static List<IniRawSection> Parse(string text, string file)
+    {
+        var sections = new List<IniRawSection>();
+        IniRawSection? section = null;
+        int property = -1; // index of the property that indented lines continue, in section.Values
+        bool nested = false;
+        var lines = text.Split('\n');
+        for (int i = 0; i < lines.Length; i++)
+        {
+            string line = lines[i].TrimEnd('\r');
+            int number = i + 1;
+            if (line.AsSpan().Trim(" \t").IsEmpty || line[0] is '#' or ';') continue;
+            if (line[0] == '[')
+            {
+                string header = StripComment(line, commentNeedsWhiteSpace: false);
+                if (!header.EndsWith(']'))
+                    throw Error(file, number, "a section header must end with ']', such as [profile name]");
+                section = new IniRawSection(header[1..^1].Trim(' ', '\t'), file, number, new());
+                sections.Add(section);
+                property = -1;
+            }
+            else if (line[0] is ' ' or '\t')
+            {
+                if (section is null)
+                    throw Error(file, number, "an indented line comes before any section header; start the file with a section such as [default]");
+                if (property < 0)
+                    throw Error(file, number, "an indented line continues a property, but no property comes before it in this section; remove the indentation");
+                string continuation = line.Trim(' ', '\t');
+                if (nested)
+                {
+                    continuation = StripComment(continuation, commentNeedsWhiteSpace: true);
+                    if (continuation.Length > 0) ReadProperty(continuation, file, number, "nested property");
+                }
+                var (key, value) = section.Values[property];
+                section.Values[property] = new(key, new IniValue(value.Text + "\n" + continuation, value.File, value.Line));
+            }
+            else
+            {
+                if (section is null)
+                    throw Error(file, number, "a property comes before any section header; put it under a section such as [default] or [profile name]");
+                var (key, value) = ReadProperty(StripComment(line, commentNeedsWhiteSpace: true), file, number, "property");
+                section.Values.Add(new(key, new IniValue(value, file, number)));
+                property = section.Values.Count - 1;
+                nested = value.Length == 0;
+            }
+        }
+        return sections;
+    }
+
+    private static (string Key, string Value) ReadProperty(string line, string file, int number, string what)
+    {
+        int eq = line.IndexOf('=');
+        if (eq < 0) throw Error(file, number, $"expected a {what} written 'name = value', but there is no '='");
+        string key = line[..eq].Trim(' ', '\t');
+        if (key.Length == 0) throw Error(file, number, $"the {what} has no name before '='");
+        return (key, line[(eq + 1)..].Trim(' ', '\t'));
+    }
+
+    private static string StripComment(string line, bool commentNeedsWhiteSpace)
+    {
+        line = line.Trim(' ', '\t');
+        for (int i = 0; i < line.Length; i++)
+            if (line[i] is '#' or ';' && (!commentNeedsWhiteSpace || (i > 0 && char.IsWhiteSpace(line[i - 1]))))
+                return line[..i].Trim(' ', '\t');
+        return line;
+    }
+
+    private static AwsConfigurationException Error(string file, int line, string what) =>
+        new($"The AWS config file {file} is malformed at line {line}: {what}.", file, line);
+}
+
+// STS AssumeRole (signed with the source credentials by SigV4.SignAsync) and AssumeRoleWithWebIdentity (unsigned).
+internal static class Sts
+{
+    internal static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+
+    public static async Task<AwsCredentials> AssumeRoleAsync(AwsConfigContext context, AwsCredentials source, IniSection profile,
+        string roleArn, string? sessionName, CancellationToken cancellationToken)
+    {
+        var form = new StringBuilder("Action=AssumeRole&Version=2011-06-15");
+        Append(form, "RoleArn", roleArn);
+        Append(form, "RoleSessionName", sessionName ?? DefaultSessionName(context));
+        if (profile.Get("external_id") is { } externalId) Append(form, "ExternalId", externalId.Text);
+        if (profile.Get("duration_seconds") is { } duration)
+        {
+            if (!int.TryParse(duration.Text, NumberStyles.None, CultureInfo.InvariantCulture, out int seconds) || seconds is < 900 or > 43200)
+                throw new AwsConfigurationException($"The duration_seconds of profile '{profile.Name}' ({duration.Where}) must be a whole number from 900 to 43200.",
+                    duration.File, duration.Line, profile.Name);
+            Append(form, "DurationSeconds", duration.Text);
+        }
+        return await CallAsync(context, "AssumeRole", roleArn, form.ToString(), source, profile.Name, cancellationToken).ConfigureAwait(false);
+    }
+
+    public static async Task<AwsCredentials> AssumeRoleWithWebIdentityAsync(AwsConfigContext context, string tokenFile, string roleArn,
+        string? sessionName, string? profileName, CancellationToken cancellationToken)
+    {
+        string token;
+        try
+        {
+            // Read on each call: the token is rotated by whoever writes the file.
+            token = (await File.ReadAllTextAsync(tokenFile, cancellationToken).ConfigureAwait(false)).Trim();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new AwsCredentialsException($"Cannot read the web identity token file {tokenFile}: {e.Message}", profileName, e);
+        }
+        if (token.Length == 0)
+            throw new AwsCredentialsException($"The web identity token file {tokenFile} is empty.", profileName);
+        var form = new StringBuilder("Action=AssumeRoleWithWebIdentity&Version=2011-06-15");
+        Append(form, "RoleArn", roleArn);
+        Append(form, "RoleSessionName", sessionName ?? DefaultSessionName(context));
+        Append(form, "WebIdentityToken", token);
+        return await CallAsync(context, "AssumeRoleWithWebIdentity", roleArn, form.ToString(), null, profileName, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static void Append(StringBuilder form, string name, string value) =>
+        form.Append('&').Append(name).Append('=').Append(Uri.EscapeDataString(value));
+
+    private static string DefaultSessionName(AwsConfigContext context) =>
+        "sigv4lite-" + context.Clock.GetUtcNow().ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture);
+
+    private static async Task<AwsCredentials> CallAsync(AwsConfigContext context, string action, string roleArn, string form,
+        AwsCredentials? signer, string? profileName, CancellationToken cancellationToken)
+    {
+        // Regional STS in the resolved region; the global endpoint (signed for us-east-1) when there is none.
+        string? region = AwsRegion.Find(context, null);
+        var endpoint = context.Options.StsEndpoint ?? AwsEndpoint.Find("STS", context)
+            ?? new Uri(region is null ? "https://sts.amazonaws.com/" : $"https://sts.{region}.{AwsRegion.DnsSuffix(region)}/");
+        string what = $"STS {action} for role {roleArn} at {endpoint}";
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, endpoint) { Content = new ByteArrayContent(Encoding.UTF8.GetBytes(form)) };
+        request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/x-www-form-urlencoded") { CharSet = "utf-8" };
+        request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("text/xml"));
+        if (signer is not null)
+            await SigV4.SignAsync(request, signer, new SigV4Options("sts", region ?? "us-east-1") { Clock = context.Clock }, cancellationToken).ConfigureAwait(false);
+        HttpStatusCode status;
+        byte[] body;
+        try
+        {
+            (status, body) = await AwsHttp.SendAsync(AwsHttp.Proxied, request, Timeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is HttpRequestException or TimeoutException)
+        {
+            throw new AwsCredentialsException($"{what} failed: {e.Message}", profileName, e);
+        }
+        var values = ReadXml(body, what, profileName);
+        if (status != HttpStatusCode.OK)
+            throw new AwsCredentialsException(
+                $"{what} failed with HTTP {(int)status}: {values.GetValueOrDefault("Code") ?? "no error code"}: {Json.Clip(values.GetValueOrDefault("Message") ?? "no message")}",
+                profileName);
+        return Json.MakeCredentials(values.GetValueOrDefault("AccessKeyId"), values.GetValueOrDefault("SecretAccessKey"),
+            values.GetValueOrDefault("SessionToken"), values.GetValueOrDefault("Expiration"), "SessionToken", what, profileName);
+    }
+
+    // The leaf elements STS answers with (credentials, or an error's Code and Message). XmlReader, no DTDs.
+    private static Dictionary<string, string> ReadXml(byte[] body, string what, string? profileName)
+    {
+        var values = new Dictionary<string, string>(StringComparer.Ordinal);
+        var settings = new XmlReaderSettings { DtdProcessing = DtdProcessing.Prohibit, XmlResolver = null, IgnoreComments = true, IgnoreWhitespace = true };
+        try
+        {
+            using var reader = XmlReader.Create(new MemoryStream(body), settings);
+            while (!reader.EOF)
+            {
+                if (reader.NodeType == XmlNodeType.Element && reader.LocalName is "AccessKeyId" or "SecretAccessKey" or "SessionToken" or "Expiration" or "Code" or "Message")
+                {
+                    string name = reader.LocalName;
+                    values[name] = reader.ReadElementContentAsString().Trim();
+                    continue;
+                }
+                reader.Read();
+            }
+        }
+        catch (XmlException e)
+        {
+            throw new AwsCredentialsException($"{what} answered with malformed XML (line {e.LineNumber}, position {e.LinePosition}).", profileName);
+        }
+        return values;
+    }
+}
+
+// credential_process: runs the command through the shell and reads the credentials it prints as JSON.
+internal static class CredentialProcess
+{
+    internal static readonly TimeSpan Timeout = TimeSpan.FromMinutes(5);
+
+    public static async Task<AwsCredentials> RunAsync(IniValue command, string profileName, CancellationToken cancellationToken)
+    {
+        // The command line may carry secrets as arguments: errors name its profile and place, not the command.
+        string what = $"The credential_process of profile '{profileName}' ({command.Where})";
+        var start = OperatingSystem.IsWindows() ? new ProcessStartInfo("cmd.exe") { ArgumentList = { "/d", "/c", command.Text } }
+                                                : new ProcessStartInfo("/bin/sh") { ArgumentList = { "-c", command.Text } };
+        start.RedirectStandardOutput = true;
+        start.RedirectStandardError = true;
+        start.UseShellExecute = false;
+        start.CreateNoWindow = true;
+        using var process = new Process { StartInfo = start };
+        try
+        {
+            process.Start();
+        }
+        catch (Exception e) when (e is System.ComponentModel.Win32Exception or InvalidOperationException)
+        {
+            throw new AwsCredentialsException($"{what} could not be started: {e.Message}", profileName, e);
+        }
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(Timeout);
+        var output = process.StandardOutput.ReadToEndAsync(timeout.Token);
+        var errors = process.StandardError.ReadToEndAsync(timeout.Token);
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token).ConfigureAwait(false);
+            await Task.WhenAll(output, errors).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { } // it may have just ended
+            if (cancellationToken.IsCancellationRequested) throw;
+            throw new AwsCredentialsException($"{what} did not finish within {Timeout.TotalMinutes} minutes and was stopped.", profileName);
+        }
+        if (process.ExitCode != 0)
+        {
+            // Its error output is written for people (what to do: log in again...); its standard output may hold keys.
+            string stderr = errors.Result.Trim();
+            throw new AwsCredentialsException(
+                $"{what} exited with code {process.ExitCode}{(stderr.Length > 0 ? ": " + Json.Clip(stderr) : "")}.", profileName);
+        }
+        var values = Json.ReadObject(Encoding.UTF8.GetBytes(output.Result), what + " printed", profileName);
+        if (values.GetValueOrDefault("Version") != "1")
+            throw new AwsCredentialsException($"{what} printed JSON without \"Version\": 1; the format is {{\"Version\": 1, \"AccessKeyId\": ..., \"SecretAccessKey\": ..., \"SessionToken\": ..., \"Expiration\": ...}}.", profileName);
+        return Json.MakeCredentials(values.GetValueOrDefault("AccessKeyId"), values.GetValueOrDefault("SecretAccessKey"),
+            values.GetValueOrDefault("SessionToken"), values.GetValueOrDefault("Expiration"), "SessionToken", what, profileName);
+    }
+}
+
+// The JSON the credential sources answer with: one flat object. Utf8JsonReader, no reflection.
+internal static class Json
+{
+    public static AwsCredentials ReadCredentials(byte[] body, string tokenField, string what, string? profileName)
+    {
+        var values = ReadObject(body, what + " answered", profileName);
+        if (values.GetValueOrDefault("Code") is { } code && code != "Success")
+            throw new AwsCredentialsException($"{what} answered Code {code}{(values.GetValueOrDefault("Message") is { } m ? ": " + Clip(m) : "")}.", profileName);
+        return MakeCredentials(values.GetValueOrDefault("AccessKeyId"), values.GetValueOrDefault("SecretAccessKey"),
+            values.GetValueOrDefault(tokenField), values.GetValueOrDefault("Expiration"), tokenField, what, profileName);
+    }
+
+    public static AwsCredentials MakeCredentials(string? accessKeyId, string? secret, string? token, string? expiration, string tokenField, string what, string? profileName)
+    {
+        if (string.IsNullOrEmpty(accessKeyId) || string.IsNullOrEmpty(secret))
+            throw new AwsCredentialsException($"{what} gave no {(string.IsNullOrEmpty(accessKeyId) ? "AccessKeyId" : "SecretAccessKey")}.", profileName);
+        DateTimeOffset? expires = null;
+        if (!string.IsNullOrEmpty(expiration))
+        {
+            if (!DateTimeOffset.TryParse(expiration, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var parsed))
+                throw new AwsCredentialsException($"{what} gave an Expiration '{Clip(expiration)}' that is not an ISO 8601 time such as 2030-01-01T00:00:00Z.", profileName);
+            expires = parsed;
+        }
+        try
+        {
+            return new AwsCredentials(accessKeyId, secret, string.IsNullOrEmpty(token) ? null : token, expires);
+        }
+        catch (ArgumentException e)
+        {
+            throw new AwsCredentialsException($"{what} gave malformed credentials ({tokenField} included): {e.Message}", profileName, e);
+        }
+    }
+
+    // The top-level string, number and boolean members of a JSON object; nested values are skipped.
+    public static Dictionary<string, string> ReadObject(byte[] json, string what, string? profileName)
+    {
+        var values = new Dictionary<string, string>(StringComparer.Ordinal);
+        var reader = new Utf8JsonReader(json, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip });
+        try
+        {
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+                throw new AwsCredentialsException($"{what} something that is not a JSON object.", profileName);
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                string name = reader.GetString()!;
+                reader.Read();
+                switch (reader.TokenType)
+                {
+                    case JsonTokenType.String: values[name] = reader.GetString()!; break;
+                    case JsonTokenType.Number or JsonTokenType.True or JsonTokenType.False: values[name] = Encoding.UTF8.GetString(reader.ValueSpan); break;
+                    case JsonTokenType.StartObject or JsonTokenType.StartArray: reader.Skip(); break;
+                }
+            }
+            if (reader.Read())
+                throw new AwsCredentialsException($"{what} JSON with more after the object.", profileName);
+        }
+        catch (JsonException e)
+        {
+            // The reader's own message quotes the input, which may be a secret: give the position only.
+            throw new AwsCredentialsException($"{what} malformed JSON (line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1}).", profileName);
+        }
+        catch (InvalidOperationException)
+        {
+            throw new AwsCredentialsException($"{what} JSON with a string that cannot be read (invalid UTF-8 or escape).", profileName);
+        }
+        return values;
+    }
+
+    // The code and message of an error answer, for an error message: never the body itself.
+    public static string ErrorDetail(byte[] body)
+    {
+        try
+        {
+            var values = ReadObject(body, "", null);
+            string? code = values.GetValueOrDefault("code") ?? values.GetValueOrDefault("Code");
+            string? message = values.GetValueOrDefault("message") ?? values.GetValueOrDefault("Message");
+            return code is null && message is null ? "" : $": {code}{(code is not null && message is not null ? ": " : "")}{(message is null ? "" : Clip(message))}";
+        }
+        catch (AwsCredentialsException)
+        {
+            return "";
+        }
+    }
+
+    public static string Clip(string text) => text.Length <= 500 ? text : text[..500] + "...";
+}
+
+// The HTTP clients of the credential sources, shared by all chains. Metadata and container endpoints are local
+// addresses: no proxy, a short connect timeout, and no redirects (a redirect could carry the token elsewhere).
+internal static class AwsHttp
+{
+    private static HttpClient? s_direct, s_proxied;
+
+    public static HttpClient Direct => LazyInitializer.EnsureInitialized(ref s_direct, () => Create(useProxy: false));
+
+    public static HttpClient Proxied => LazyInitializer.EnsureInitialized(ref s_proxied, () => Create(useProxy: true));
+
+    private static HttpClient Create(bool useProxy) =>
+        new(new SocketsHttpHandler
+        {
+            UseProxy = useProxy,
+            AllowAutoRedirect = false,
+            ConnectTimeout = useProxy ? TimeSpan.FromSeconds(10) : TimeSpan.FromSeconds(1),
+            PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+        })
+        {
+            Timeout = System.Threading.Timeout.InfiniteTimeSpan, // each call has its own
+            MaxResponseContentBufferSize = 1024 * 1024,
+        };
+
+    public static async Task<(HttpStatusCode Status, byte[] Body)> SendAsync(HttpClient client, HttpRequestMessage request, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        cts.CancelAfter(timeout);
+        try
+        {
+            using var response = await client.SendAsync(request, cts.Token).ConfigureAwait(false);
+            return (response.StatusCode, await response.Content.ReadAsByteArrayAsync(cts.Token).ConfigureAwait(false));
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new TimeoutException($"no answer within {timeout.TotalSeconds:0.#} s");
+        }
+    }
+}

@@ -1,0 +1,162 @@
+using SigV4Lite;
+
+namespace SigV4Lite.Tests;
+
+/// <summary>Region and custom endpoint resolution: the SDKs' precedence, and errors that say where they looked.</summary>
+public class ConfigRegionEndpointTests : CredentialsTestBase
+{
+    [Test]
+    public void RegionPrecedenceIsCodeThenAwsRegionThenAwsDefaultRegionThenProfile()
+    {
+        Home.WriteConfig("[default]\nregion = eu-west-1\n[profile dev]\nregion = ap-southeast-2\n");
+        Assert.That(AwsRegion.Resolve(null, Options()), Is.EqualTo("eu-west-1"));
+        Env["AWS_PROFILE"] = "dev";
+        Assert.That(AwsRegion.Resolve(null, Options()), Is.EqualTo("ap-southeast-2"));
+        Env["AWS_DEFAULT_REGION"] = "us-west-1";
+        Assert.That(AwsRegion.Resolve(null, Options()), Is.EqualTo("us-west-1"));
+        Env["AWS_REGION"] = "us-east-2";
+        Assert.That(AwsRegion.Resolve(null, Options()), Is.EqualTo("us-east-2"));
+        Assert.That(AwsRegion.Resolve("ca-central-1", Options()), Is.EqualTo("ca-central-1"));
+    }
+
+    [Test]
+    public void RegionFromTheEnvironmentReadsNoFile()
+    {
+        Home.WriteConfig("this line would be an error");
+        Env["AWS_REGION"] = "us-east-1";
+        Assert.That(AwsRegion.Resolve(null, Options()), Is.EqualTo("us-east-1"));
+        Assert.That(Env.NamesRead, Is.EquivalentTo(new[] { "AWS_REGION" }));
+    }
+
+    [Test]
+    public void NoRegionIsAClearErrorThatSaysWhereItLooked()
+    {
+        Home.WriteConfig("[default]\noutput = json\n");
+        var e = Assert.Throws<AwsConfigurationException>(() => AwsRegion.Resolve(null, Options()))!;
+        Assert.That(e.Message, Is.EqualTo(
+            "No AWS region is set. Looked at: the code (none given), AWS_REGION (not set), AWS_DEFAULT_REGION (not set), " +
+            $"profile 'default' (no region) in {Home.ConfigPath} and {Home.CredentialsPath} (no such file). " +
+            "Set AWS_REGION, add 'region = us-east-1' (for example) to the profile, or give the region in code."));
+    }
+
+    [Test]
+    public void NoProfileAtAllIsSaidSo()
+    {
+        var e = Assert.Throws<AwsConfigurationException>(() => AwsRegion.Resolve(null, Options()))!;
+        Assert.That(e.Message, Does.Contain($"profile 'default' (no such profile) in {Home.ConfigPath} (no such file) and {Home.CredentialsPath} (no such file)"));
+    }
+
+    [Test]
+    public void AMissingProfileChosenByAwsProfileIsAnError()
+    {
+        Home.WriteConfig("[default]\nregion = eu-west-1\n[profile prod]\nregion = eu-west-1\n");
+        Env["AWS_PROFILE"] = "prdo";
+        var e = Assert.Throws<AwsConfigurationException>(() => AwsRegion.Resolve(null, Options()))!;
+        Assert.That(e.ProfileName, Is.EqualTo("prdo"));
+        Assert.That(e.Message, Does.StartWith("The AWS profile 'prdo' (from AWS_PROFILE) is not in ").And.Contain("The profiles there are: default, prod."));
+    }
+
+    [Test]
+    public void MalformedRegionsAreRefusedWhereverTheyComeFrom()
+    {
+        Assert.Throws<ArgumentException>(() => AwsRegion.Resolve("us-east-1.evil.example/", Options()));
+        Env["AWS_REGION"] = "us east";
+        var e = Assert.Throws<AwsConfigurationException>(() => AwsRegion.Resolve(null, Options()))!;
+        Assert.That(e.Message, Does.Contain("AWS_REGION ('us east') is not a region name"));
+        Env["AWS_REGION"] = null;
+        Home.WriteConfig("[default]\n\nregion = a/b\n");
+        e = Assert.Throws<AwsConfigurationException>(() => AwsRegion.Resolve(null, Options()))!;
+        Assert.That((e.FilePath, e.LineNumber, e.ProfileName), Is.EqualTo((Home.ConfigPath, 3, "default")));
+    }
+
+    [Test]
+    public void EndpointPrecedenceIsCodeThenServiceVariableThenGlobalVariableThenServicesSectionThenProfile()
+    {
+        Home.WriteConfig("""
+            [default]
+            endpoint_url = http://127.0.0.1:1001
+            services = local
+            [services local]
+            lambda =
+              endpoint_url = http://127.0.0.1:1002
+            elastic_beanstalk =
+              endpoint_url = http://127.0.0.1:1003
+            """);
+        Assert.That(AwsEndpoint.Resolve("STS", null, Options()), Is.EqualTo(new Uri("http://127.0.0.1:1001")), "the profile's global endpoint_url");
+        Assert.That(AwsEndpoint.Resolve("Lambda", null, Options()), Is.EqualTo(new Uri("http://127.0.0.1:1002")), "the services section");
+        Assert.That(AwsEndpoint.Resolve("Elastic Beanstalk", null, Options()), Is.EqualTo(new Uri("http://127.0.0.1:1003")), "service id lower-cased, spaces to underscores");
+        Env["AWS_ENDPOINT_URL"] = "http://127.0.0.1:1004";
+        Assert.That(AwsEndpoint.Resolve("Lambda", null, Options()), Is.EqualTo(new Uri("http://127.0.0.1:1004")));
+        Env["AWS_ENDPOINT_URL_LAMBDA"] = "http://127.0.0.1:1005";
+        Env["AWS_ENDPOINT_URL_ELASTIC_BEANSTALK"] = "http://127.0.0.1:1006";
+        Assert.That(AwsEndpoint.Resolve("Lambda", null, Options()), Is.EqualTo(new Uri("http://127.0.0.1:1005")));
+        Assert.That(AwsEndpoint.Resolve("Elastic Beanstalk", null, Options()), Is.EqualTo(new Uri("http://127.0.0.1:1006")));
+        Assert.That(AwsEndpoint.Resolve("STS", null, Options()), Is.EqualTo(new Uri("http://127.0.0.1:1004")));
+        Assert.That(AwsEndpoint.Resolve("Lambda", new Uri("https://example.com/"), Options()), Is.EqualTo(new Uri("https://example.com/")));
+    }
+
+    [Test]
+    public void NoEndpointConfiguredGivesNull()
+    {
+        Home.WriteConfig("[default]\nregion = us-east-1\n");
+        Assert.That(AwsEndpoint.Resolve("Lambda", null, Options()), Is.Null);
+    }
+
+    [Test]
+    public void IgnoreConfiguredEndpointUrlsLeavesOnlyTheCode()
+    {
+        Home.WriteConfig("[default]\nendpoint_url = http://127.0.0.1:1001\n");
+        Env["AWS_ENDPOINT_URL_LAMBDA"] = "http://127.0.0.1:1005";
+        Env["AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"] = "TRUE";
+        Assert.That(AwsEndpoint.Resolve("Lambda", null, Options()), Is.Null);
+        Assert.That(AwsEndpoint.Resolve("STS", null, Options()), Is.Null);
+        Assert.That(AwsEndpoint.Resolve("Lambda", new Uri("http://127.0.0.1:9/"), Options()), Is.EqualTo(new Uri("http://127.0.0.1:9/")));
+    }
+
+    [Test]
+    public void TheProfileCanIgnoreConfiguredEndpointsAndTheEnvironmentOverridesIt()
+    {
+        Home.WriteConfig("[default]\nignore_configured_endpoint_urls = true\nendpoint_url = http://127.0.0.1:1001\n");
+        Env["AWS_ENDPOINT_URL"] = "http://127.0.0.1:1004";
+        Assert.That(AwsEndpoint.Resolve("Lambda", null, Options()), Is.Null, "the profile's flag silences the variables too");
+        Env["AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"] = "false";
+        Assert.That(AwsEndpoint.Resolve("Lambda", null, Options()), Is.EqualTo(new Uri("http://127.0.0.1:1004")));
+    }
+
+    [Test]
+    public void MalformedEndpointsNameWhereTheyAreSet()
+    {
+        Env["AWS_ENDPOINT_URL_LAMBDA"] = "localhost:4566";
+        var e = Assert.Throws<AwsConfigurationException>(() => AwsEndpoint.Resolve("Lambda", null, Options()))!;
+        Assert.That(e.Message, Does.StartWith("The environment variable AWS_ENDPOINT_URL_LAMBDA is 'localhost:4566', which is not an absolute http or https URL"));
+
+        Env["AWS_ENDPOINT_URL_LAMBDA"] = null;
+        Home.WriteConfig("[default]\nservices = local\n[services local]\nlambda =\n  endpoint_url = ftp://127.0.0.1\n");
+        e = Assert.Throws<AwsConfigurationException>(() => AwsEndpoint.Resolve("Lambda", null, Options()))!;
+        Assert.That((e.FilePath, e.LineNumber, e.ProfileName), Is.EqualTo((Home.ConfigPath, 4, "default")));
+        Assert.That(e.Message, Does.Contain("[services local]"));
+
+        Home.WriteConfig("[default]\nservices = missing\n");
+        e = Assert.Throws<AwsConfigurationException>(() => AwsEndpoint.Resolve("Lambda", null, Options()))!;
+        Assert.That(e.Message, Does.Contain("no [services missing] section"));
+        Assert.That(e.LineNumber, Is.EqualTo(2));
+
+        Home.WriteConfig("[default]\nignore_configured_endpoint_urls = yes\n");
+        e = Assert.Throws<AwsConfigurationException>(() => AwsEndpoint.Resolve("Lambda", null, Options()))!;
+        Assert.That(e.Message, Does.Contain("must be true or false"));
+        Assert.That(e.LineNumber, Is.EqualTo(2));
+    }
+
+    [Test]
+    public void PartitionDnsSuffixes()
+    {
+        Assert.That(AwsRegion.DnsSuffix("us-east-1"), Is.EqualTo("amazonaws.com"));
+        Assert.That(AwsRegion.DnsSuffix("cn-north-1"), Is.EqualTo("amazonaws.com.cn"));
+        Assert.That(AwsRegion.DnsSuffix("us-gov-west-1"), Is.EqualTo("amazonaws.com"));
+        Assert.That(AwsRegion.DnsSuffix("us-iso-east-1"), Is.EqualTo("c2s.ic.gov"));
+        Assert.That(AwsRegion.DnsSuffix("us-isob-east-1"), Is.EqualTo("sc2s.sgov.gov"));
+        Assert.That(AwsRegion.DnsSuffix("eu-isoe-west-1"), Is.EqualTo("cloud.adc-e.uk"));
+        Assert.That(AwsRegion.DnsSuffix("us-isof-south-1"), Is.EqualTo("csp.hci.ic.gov"));
+        Assert.That(AwsRegion.DnsSuffix("eusc-de-east-1"), Is.EqualTo("amazonaws.eu"));
+    }
+}
