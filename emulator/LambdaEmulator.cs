@@ -2,7 +2,6 @@ using System;
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Collections.Generic;
-using System.Diagnostics;
 using System.Globalization;
 using System.Linq;
 using System.Net;
@@ -218,8 +217,8 @@ public sealed class LambdaEmulator : IAsyncDisposable
         }
     }
 
-    // The checks run in the order AWS's front end runs them: size, signature, operation, parameters; then faults,
-    // the function, its payload and its concurrency.
+    // One request, checked in this order: size, signature, operation, parameters; then an injected fault, the
+    // function, its payload and its concurrency. Size comes first so that an oversized body is never buffered.
     private async Task ServeAsync(HttpContext context)
     {
         var request = context.Request;
