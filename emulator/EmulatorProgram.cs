@@ -26,7 +26,7 @@ internal static class EmulatorProgram
 
     public static async Task<int> Main(string[] args)
     {
-        using var stop = new CancellationTokenSource();
+        var stop = new CancellationTokenSource(); // not disposed: a late Ctrl+C may still cancel it
         Console.CancelKeyPress += (_, e) =>
         {
             e.Cancel = true;

@@ -2,7 +2,6 @@ using System;
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Collections.Generic;
-using System.Diagnostics;
 using System.Globalization;
 using System.Linq;
 using System.Net;
@@ -218,8 +217,8 @@ public sealed class LambdaEmulator : IAsyncDisposable
         }
     }
 
-    // The checks run in the order AWS's front end runs them: size, signature, operation, parameters; then faults,
-    // the function, its payload and its concurrency.
+    // One request, checked in this order: size, signature, operation, parameters; then an injected fault, the
+    // function, its payload and its concurrency. Size comes first so that an oversized body is never buffered.
     private async Task ServeAsync(HttpContext context)
     {
         var request = context.Request;
@@ -357,10 +356,11 @@ public sealed class LambdaEmulator : IAsyncDisposable
             return;
         }
 
-        response.Headers["X-Amz-Executed-Version"] = qualifier ?? FunctionName.Latest;
+        string executedVersion = qualifier ?? FunctionName.Latest;
         if (invocationType == DryRun)
         {
             response.StatusCode = 204;
+            response.Headers["X-Amz-Executed-Version"] = executedVersion;
             if (truncate) context.Abort();
             return;
         }
@@ -369,6 +369,7 @@ public sealed class LambdaEmulator : IAsyncDisposable
         {
             RunInBackground(function, invocation);
             response.StatusCode = 202;
+            response.Headers["X-Amz-Executed-Version"] = executedVersion;
             if (truncate) context.Abort();
             return;
         }
@@ -376,7 +377,6 @@ public sealed class LambdaEmulator : IAsyncDisposable
         if (function.ConcurrencyLimit is int concurrencyLimit && Interlocked.Increment(ref function.Running) > concurrencyLimit)
         {
             Interlocked.Decrement(ref function.Running);
-            response.Headers.Remove("X-Amz-Executed-Version");
             await WriteErrorAsync(response, 429, "TooManyRequestsException", "Rate Exceeded.",
                 reason: "ReservedFunctionConcurrentInvocationLimitExceeded").ConfigureAwait(false);
             return;
@@ -404,14 +404,16 @@ public sealed class LambdaEmulator : IAsyncDisposable
 
         response.StatusCode = 200;
         response.ContentType = "application/json";
+        response.Headers["X-Amz-Executed-Version"] = executedVersion;
         if (failed) response.Headers["X-Amz-Function-Error"] = "Unhandled";
         if (logType == "Tail") response.Headers["X-Amz-Log-Result"] = invocation.LogTailBase64();
         response.ContentLength = result.Length;
         if (truncate)
         {
-            await response.Body.WriteAsync(result.AsMemory(0, result.Length / 2), context.RequestAborted).ConfigureAwait(false);
-            await response.Body.FlushAsync(context.RequestAborted).ConfigureAwait(false);
-            context.Abort();
+            // Ending the response short of its Content-Length makes Kestrel close the connection once the bytes
+            // written are sent (an abort could drop them unsent). With nothing to send, abort.
+            if (result.Length < 2) context.Abort();
+            else await response.Body.WriteAsync(result.AsMemory(0, result.Length / 2), context.RequestAborted).ConfigureAwait(false);
             return;
         }
         await response.Body.WriteAsync(result, context.RequestAborted).ConfigureAwait(false);

@@ -33,7 +33,8 @@ public sealed class LambdaInvocation
     /// <summary>The function's bare name, whichever form the caller used (name, name:qualifier, ARN, partial ARN).</summary>
     public string FunctionName { get; }
 
-    /// <summary>The version or alias asked for (in the name or as <c>?Qualifier=</c>), or null for <c>$LATEST</c>.</summary>
+    /// <summary>The qualifier asked for (in the name or as <c>?Qualifier=</c>), such as <c>$LATEST</c>, a version or an
+    /// alias; null when none was given.</summary>
     public string? Qualifier { get; }
 
     /// <summary>The request body as sent (JSON, or empty).</summary>
