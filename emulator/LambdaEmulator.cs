@@ -31,6 +31,9 @@ public sealed class LambdaEmulator : IAsyncDisposable
     /// <summary>The largest request payload of an asynchronous (<c>Event</c>) invocation: 1 MB.</summary>
     public const int MaxEventPayload = 1024 * 1024;
 
+    /// <summary>The longest <c>X-Amz-Client-Context</c> header value, base64 as sent: 3,583 bytes.</summary>
+    public const int MaxClientContextLength = 3583;
+
     private const string ErrorTypeSuffix = ":http://internal.amazon.com/coral/com.amazonaws.lambda/";
     private const string InvokePathPrefix = "/2015-03-31/functions/";
     private const string InvokePathSuffix = "/invocations";
@@ -299,11 +302,24 @@ public sealed class LambdaEmulator : IAsyncDisposable
             return;
         }
         string? clientContext = null;
-        if (HeaderOrNull(request, "X-Amz-Client-Context") is { } encodedContext && !TryDecodeClientContext(encodedContext, out clientContext))
+        if (HeaderOrNull(request, "X-Amz-Client-Context") is { } encodedContext)
         {
-            await WriteErrorAsync(response, 400, "InvalidRequestContentException",
-                "Client context must be a valid Base64-encoded JSON object.").ConfigureAwait(false);
-            return;
+            // AWS documents the limit but not the error it answers; the service model gives the header no length
+            // constraint (so no ValidationException), and a malformed client context is InvalidRequestContentException,
+            // so an over-long one is answered the same way. Unconfirmed against AWS.
+            // Kestrel refuses non-ASCII header values, so the length in characters is the length in bytes.
+            if (encodedContext.Length > MaxClientContextLength)
+            {
+                await WriteErrorAsync(response, 400, "InvalidRequestContentException",
+                    $"Client context must be at most {MaxClientContextLength} bytes of Base64-encoded JSON; this one is {encodedContext.Length}.").ConfigureAwait(false);
+                return;
+            }
+            if (!TryDecodeClientContext(encodedContext, out clientContext))
+            {
+                await WriteErrorAsync(response, 400, "InvalidRequestContentException",
+                    "Client context must be a valid Base64-encoded JSON object.").ConfigureAwait(false);
+                return;
+            }
         }
 
         bool truncate = false;
@@ -382,30 +398,43 @@ public sealed class LambdaEmulator : IAsyncDisposable
             return;
         }
         byte[] result;
-        bool failed = false;
-        try
+        string? functionError = null;
+        // The function sees its caller give up (a timeout, a cancelled call, a closed connection) as well as the
+        // emulator stop.
+        using (var cancellation = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token, context.RequestAborted))
         {
-            result = await function.Handler(invocation, _stopping.Token).ConfigureAwait(false) ?? s_null;
+            try
+            {
+                result = await function.Handler(invocation, cancellation.Token).ConfigureAwait(false) ?? s_null;
+            }
+            catch (LambdaHandledErrorException e)
+            {
+                // The function returned this error object itself: the body keeps Lambda's three fields, with no
+                // emulator frames in the stack trace.
+                result = FunctionErrorBody(e.ErrorMessage, e.ErrorType, null);
+                functionError = "Handled";
+            }
+            catch (Exception e)
+            {
+                result = FunctionErrorBody(e.Message, e.GetType().Name, e.StackTrace);
+                functionError = "Unhandled";
+            }
+            finally
+            {
+                if (function.ConcurrencyLimit is not null) Interlocked.Decrement(ref function.Running);
+            }
         }
-        catch (Exception e)
-        {
-            result = FunctionErrorBody(e.Message, e.GetType().Name, e.StackTrace);
-            failed = true;
-        }
-        finally
-        {
-            if (function.ConcurrencyLimit is not null) Interlocked.Decrement(ref function.Running);
-        }
-        if (!failed && result.Length > MaxRequestResponsePayload)
+        if (context.RequestAborted.IsCancellationRequested) return; // no one to answer
+        if (functionError is null && result.Length > MaxRequestResponsePayload)
         {
             result = FunctionErrorBody($"Response payload size exceeded maximum allowed payload size ({MaxRequestResponsePayload} bytes).", "Function.ResponseSizeTooLarge", null);
-            failed = true;
+            functionError = "Unhandled";
         }
 
         response.StatusCode = 200;
         response.ContentType = "application/json";
         response.Headers["X-Amz-Executed-Version"] = executedVersion;
-        if (failed) response.Headers["X-Amz-Function-Error"] = "Unhandled";
+        if (functionError is not null) response.Headers["X-Amz-Function-Error"] = functionError;
         if (logType == "Tail") response.Headers["X-Amz-Log-Result"] = invocation.LogTailBase64();
         response.ContentLength = result.Length;
         if (truncate)
@@ -438,6 +467,7 @@ public sealed class LambdaEmulator : IAsyncDisposable
 
     private void RunInBackground(FunctionEntry function, LambdaInvocation invocation)
     {
+        // Only the emulator's stop cancels it: its caller has the 202 and its request is over.
         var task = Task.Run(async () =>
         {
             try

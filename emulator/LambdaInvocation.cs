@@ -7,8 +7,11 @@ namespace SigV4Lite.Emulator;
 
 /// <summary>
 /// A function of the emulator: takes one invocation and returns the response payload (JSON, as Lambda returns it;
-/// null answers <c>null</c>). It may log, wait or throw: an exception becomes Lambda's function error
-/// (HTTP 200 with <c>X-Amz-Function-Error: Unhandled</c>). The token is cancelled when the emulator stops.
+/// null answers <c>null</c>). It may log, wait or throw: an exception becomes Lambda's function error, HTTP 200 with
+/// <c>X-Amz-Function-Error: Unhandled</c>, or <c>Handled</c> for a <see cref="LambdaHandledErrorException"/>.
+/// The token is cancelled when the caller of a synchronous invocation gives up (its request is aborted: a timeout,
+/// a cancelled call, a closed connection) and when the emulator stops; an <c>Event</c> invocation's token only when
+/// the emulator stops.
 /// </summary>
 public delegate ValueTask<byte[]> LambdaFunctionHandler(LambdaInvocation invocation, CancellationToken cancellationToken);
 

@@ -98,6 +98,56 @@ public class EmulatorConcurrencyTests
     }
 
     [Test]
+    public async Task CancelsASynchronousFunctionsTokenWhenItsCallerGivesUp()
+    {
+        await using var emulator = await LambdaEmulator.StartAsync();
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var cancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        emulator.AddFunction("slow", async (_, cancellationToken) =>
+        {
+            using var registration = cancellationToken.Register(() => cancelled.TrySetResult());
+            started.SetResult();
+            await Task.Delay(Timeout.Infinite, cancellationToken);
+            return "{}"u8.ToArray();
+        });
+        using var client = SignedClient(emulator);
+        using var caller = new CancellationTokenSource();
+
+        var call = client.SendAsync(Invoke("slow"), caller.Token);
+        await started.Task.WaitAsync(Patience);
+        Assert.That(cancelled.Task.IsCompleted, Is.False, "the token holds while the caller waits");
+        caller.Cancel();
+
+        Assert.ThrowsAsync<TaskCanceledException>(() => call);
+        await cancelled.Task.WaitAsync(Patience);
+        await EmulatorFaultTests.WaitUntilAsync(() => emulator.Counters.InFlight == 0);
+        emulator.AddFunction("slow", LambdaEmulator.Echo);
+        using var next = await client.SendAsync(Invoke("slow"));
+        Assert.That(next.StatusCode, Is.EqualTo(HttpStatusCode.OK), "the emulator serves on");
+    }
+
+    [Test]
+    public async Task KeepsAnEventFunctionsTokenAfterItsCallerLeaves()
+    {
+        await using var emulator = await LambdaEmulator.StartAsync();
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var cancelledAtEnd = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        emulator.AddFunction("queued", async (_, cancellationToken) =>
+        {
+            await release.Task.WaitAsync(Patience);
+            cancelledAtEnd.SetResult(cancellationToken.IsCancellationRequested);
+            return "{}"u8.ToArray();
+        });
+        using (var client = SignedClient(emulator)) // disposing it closes its connection
+        using (var response = await client.SendAsync(Invoke("queued", invocationType: "Event")))
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Accepted));
+        await EmulatorFaultTests.WaitUntilAsync(() => emulator.Counters.InFlight == 0); // its request is over
+
+        release.SetResult();
+        Assert.That(await cancelledAtEnd.Task.WaitAsync(Patience), Is.False);
+    }
+
+    [Test]
     public async Task CancelsRunningFunctionsAndWaitsForBackgroundRunsWhenDisposed()
     {
         var emulator = await LambdaEmulator.StartAsync();

@@ -299,6 +299,32 @@ public class EmulatorInvokeTests
         Assert.That(function.Calls, Is.Empty);
     }
 
+    // Base64 comes in blocks of 4 characters: 3,580 is the longest valid value within the 3,583-byte limit.
+    [Test]
+    public async Task AcceptsAClientContextUpTo3583BytesAndRefusesALongerOneWith400()
+    {
+        var function = new RecordingFunction("{}");
+        _emulator.AddFunction("long-context", function.Handle);
+        string longest = ClientContextOfLength(3580);
+        using (var response = await _client.SendAsync(Invoke("long-context", clientContext: longest)))
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That(function.Last.ClientContext, Is.EqualTo(Encoding.UTF8.GetString(Convert.FromBase64String(longest))));
+
+        using var tooLong = await _client.SendAsync(Invoke("long-context", clientContext: ClientContextOfLength(3584)));
+        string message = await AssertAwsErrorAsync(tooLong, HttpStatusCode.BadRequest, "InvalidRequestContentException");
+        Assert.That(message, Does.Contain("at most 3583 bytes").And.Contain("3584"));
+        Assert.That(function.Calls, Has.Count.EqualTo(1), "the function does not run");
+    }
+
+    private static string ClientContextOfLength(int length)
+    {
+        // {"custom":{"k":"xxx..."}} is 19 bytes around the x's; every 3 bytes of JSON are 4 of base64.
+        string json = "{\"custom\":{\"k\":\"" + new string('x', length / 4 * 3 - 19) + "\"}}";
+        string encoded = Convert.ToBase64String(Encoding.UTF8.GetBytes(json));
+        Assert.That(encoded, Has.Length.EqualTo(length));
+        return encoded;
+    }
+
     [Test]
     public async Task AnswersAFunctionThatThrowsWith200AndAnUnhandledFunctionError()
     {
@@ -315,6 +341,38 @@ public class EmulatorInvokeTests
         Assert.That(body.GetProperty("errorType").GetString(), Is.EqualTo("InvalidOperationException"));
         Assert.That(body.GetProperty("stackTrace").ValueKind, Is.EqualTo(JsonValueKind.Array));
         Assert.That(body.GetProperty("stackTrace").EnumerateArray().Select(e => e.GetString()), Has.Some.Contains(nameof(AnswersAFunctionThatThrowsWith200AndAnUnhandledFunctionError)));
+    }
+
+    [Test]
+    public async Task AnswersALambdaHandledErrorExceptionWith200AndAHandledFunctionError()
+    {
+        _emulator.AddFunction("refuses", (invocation, _) =>
+        {
+            invocation.Log("refusing a negative amount");
+            throw new LambdaHandledErrorException("ValidationError", "amount must be positive");
+        });
+        using var response = await _client.SendAsync(Invoke("refuses", qualifier: "3", logType: "Tail"));
+
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That(Header(response, "X-Amz-Function-Error"), Is.EqualTo("Handled"));
+        Assert.That(Header(response, "X-Amz-Executed-Version"), Is.EqualTo("3"));
+        Assert.That(Header(response, "x-amzn-ErrorType"), Is.Null, "a function error is not a service error");
+        Assert.That(Encoding.UTF8.GetString(Convert.FromBase64String(Header(response, "X-Amz-Log-Result")!)), Is.EqualTo("refusing a negative amount\n"));
+        var body = await JsonBodyAsync(response);
+        Assert.That(body.EnumerateObject().Select(p => p.Name), Is.EqualTo(new[] { "errorMessage", "errorType", "stackTrace" }));
+        Assert.That(body.GetProperty("errorMessage").GetString(), Is.EqualTo("amount must be positive"));
+        Assert.That(body.GetProperty("errorType").GetString(), Is.EqualTo("ValidationError"));
+        Assert.That(body.GetProperty("stackTrace").GetArrayLength(), Is.Zero, "the function returned the error: no emulator frames");
+    }
+
+    [Test]
+    public void LambdaHandledErrorExceptionRefusesAnEmptyErrorType()
+    {
+        var e = Assert.Throws<ArgumentException>(() => new LambdaHandledErrorException("", "amount must be positive"));
+        Assert.That(e!.ParamName, Is.EqualTo("errorType"));
+        Assert.That(e.Message, Does.Contain("must not be empty").And.Contain("such as"));
+        Assert.Throws<ArgumentNullException>(() => new LambdaHandledErrorException(null!, "m"));
+        Assert.Throws<ArgumentNullException>(() => new LambdaHandledErrorException("T", null!));
     }
 
     [Test]

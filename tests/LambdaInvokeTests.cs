@@ -246,24 +246,29 @@ public sealed class LambdaInvokeTests
         Assert.That(error.RootElement.GetProperty("errorType").GetString(), Is.EqualTo("ArgumentException"));
     }
 
-    // The emulator reports every thrown exception as Unhandled; a Handled error (one the runtime returned on the
-    // function's behalf) comes from a stub answer shaped as Lambda sends it.
+    // A Handled error is one the function returned through its runtime; the emulator's function answers one by
+    // throwing LambdaHandledErrorException.
     [Test]
     public void HandledFunctionError_Throws_WithTheFunctionsError()
     {
-        var stub = new StubHandler(_ => StubHandler.Json(HttpStatusCode.OK,
-            """{"errorMessage":"amount must be positive","errorType":"ValueError","stackTrace":["  File \"/var/task/app.py\", line 3"]}""",
-            ("X-Amz-Function-Error", "Handled"), ("x-amzn-RequestId", "req-1"), ("X-Amz-Executed-Version", "3")));
-        using var client = StubHandler.Client(stub, maxAttempts: 3);
+        string? requestId = null;
+        _emulator.AddFunction("pay", (invocation, _) =>
+        {
+            requestId = invocation.RequestId;
+            throw new LambdaHandledErrorException("ValueError", "amount must be positive");
+        });
+        var delays = new RecordedDelays();
+        using var client = NewClient(_emulator, delays, maxAttempts: 3);
 
-        var e = Assert.ThrowsAsync<LambdaFunctionException>(() => client.InvokeAsync("pay", "{}"));
+        var e = Assert.ThrowsAsync<LambdaFunctionException>(() => client.InvokeAsync("pay:3", "{}"));
 
         Assert.That(e!.FunctionError, Is.EqualTo("Handled"));
         Assert.That(e.ErrorType, Is.EqualTo("ValueError"));
         Assert.That(e.ErrorMessage, Is.EqualTo("amount must be positive"));
-        Assert.That(e.RequestId, Is.EqualTo("req-1"));
+        Assert.That(e.RequestId, Is.EqualTo(requestId).And.Not.Null);
         Assert.That(e.Response.ExecutedVersion, Is.EqualTo("3"));
-        Assert.That(stub.Uris, Has.Count.EqualTo(1), "never retried");
+        Assert.That(_emulator.Counters.Requests, Is.EqualTo(1), "never retried");
+        Assert.That(delays.Delays, Is.Empty);
     }
 
     [Test]
