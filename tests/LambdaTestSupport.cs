@@ -60,7 +60,7 @@ internal sealed class OffsetClock(TimeSpan offset) : TimeProvider
     public override DateTimeOffset GetUtcNow() => System.GetUtcNow() + offset;
 }
 
-/// <summary>An in-process HTTP answer for responses the emulator does not make (handled function errors, other
+/// <summary>An in-process HTTP answer for responses the emulator does not make (other
 /// error body shapes). Records each request's URI and headers.</summary>
 internal sealed class StubHandler(Func<HttpRequestMessage, HttpResponseMessage> answer) : HttpMessageHandler
 {
