@@ -69,7 +69,8 @@ public sealed class SigV4VerificationResult
     /// <summary>The access key id the request claimed, if it could be read.</summary>
     public string? AccessKeyId { get; }
 
-    /// <summary>The canonical request computed from the request, when it got that far.</summary>
+    /// <summary>The canonical request computed from the request, when it got that far; a session token in it is
+    /// replaced with <c>(session token)</c>.</summary>
     public string? CanonicalRequest { get; }
 
     /// <summary>The string to sign computed from the request, when it got that far.</summary>
@@ -85,12 +86,19 @@ public sealed class SigV4VerificationResult
     internal static SigV4VerificationResult Fail(SigV4VerificationError error, string message, string? accessKeyId = null) =>
         new(error, message, accessKeyId, null, null);
 
-    internal static SigV4VerificationResult Mismatch(string accessKeyId, string canonicalRequest, string stringToSign) =>
-        new(SigV4VerificationError.SignatureMismatch,
+    internal static SigV4VerificationResult Mismatch(string accessKeyId, string canonicalRequest, string stringToSign, string? sessionToken)
+    {
+        // The canonical request holds the session token (as a header, or encoded in a presigned query): a message
+        // that clients see and servers log must not.
+        if (sessionToken is not null)
+            canonicalRequest = canonicalRequest.Replace(sessionToken, "(session token)", StringComparison.Ordinal)
+                .Replace(Uri.EscapeDataString(sessionToken), "(session token)", StringComparison.Ordinal);
+        return new(SigV4VerificationError.SignatureMismatch,
             "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. " +
             "Consult the service documentation for details.\n\nThe Canonical String for this request should have been\n'" + canonicalRequest +
             "'\n\nThe String-to-Sign should have been\n'" + stringToSign + "'\n",
             accessKeyId, canonicalRequest, stringToSign);
+    }
 }
 
 /// <summary>
@@ -305,7 +313,7 @@ public sealed class SigV4Verifier
         if (presigned && credentials.SessionToken is not null && Get(queryParameters!, "x-amz-security-token") is not null
             && Matches(SigV4.SignInput(input with { ReceivedTokenUnsigned = true }, credentials), signature!, v4a, credentials))
             return SigV4VerificationResult.Valid(accessKeyId);
-        return SigV4VerificationResult.Mismatch(accessKeyId, computed.CanonicalRequest, computed.StringToSign);
+        return SigV4VerificationResult.Mismatch(accessKeyId, computed.CanonicalRequest, computed.StringToSign, credentials.SessionToken);
     }
 
     private static bool Matches(SigV4Signature computed, string signature, bool v4a, AwsCredentials credentials) => v4a

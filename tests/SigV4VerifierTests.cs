@@ -64,6 +64,22 @@ public class SigV4VerifierTests
         Assert.That(result.Message, Does.Contain(result.CanonicalRequest!).And.Contain(result.StringToSign!));
     }
 
+    [TestCase(SignatureLocation.Header)]
+    [TestCase(SignatureLocation.Query)]
+    public void MismatchMessageNeverShowsTheSessionToken(SignatureLocation location)
+    {
+        var c = Case("get-vanilla-with-session-token");
+        string token = c.Credentials.SessionToken!;
+        var r = SignedRequest(c, location);
+        var result = Verify(c, r with { Path = "/tampered" });
+        Assert.That(result.Error, Is.EqualTo(SigV4VerificationError.SignatureMismatch));
+        foreach (var text in new[] { result.Message, result.ToString(), result.CanonicalRequest! })
+        {
+            Assert.That(text, Does.Not.Contain(token).And.Not.Contain(Uri.EscapeDataString(token)));
+            Assert.That(text, Does.Contain("(session token)"));
+        }
+    }
+
     [Test]
     public void ChangedPathIsRejected()
     {
