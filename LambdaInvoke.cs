@@ -577,13 +577,16 @@ public sealed class LambdaClient : IDisposable
             // The attempt's timeout has a token source of its own, so that its expiry is told apart from the caller's cancellation.
             var attemptSource = StartAttemptTimeout(timeout, cancellationToken, out var callerRegistration);
             var token = attemptSource?.Token ?? cancellationToken;
+            // The offset this attempt is signed with: a skew error is judged against it, not against an offset that
+            // a concurrent call may have learnt since.
+            var signedOffset = ClockOffset;
             HttpRequestMessage? request = null;
             HttpResponseMessage? response = null;
             Exception failure;
             int cost = RetryCost;
             try
             {
-                request = BuildSignedRequest(payload, payloadHash, options, target, credentials);
+                request = BuildSignedRequest(payload, payloadHash, options, target, credentials, _clock.GetUtcNow() + signedOffset);
                 response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, token).ConfigureAwait(false);
 
                 // The body goes into an array of exactly its size: the one copy a response's payload ever makes.
@@ -615,9 +618,10 @@ public sealed class LambdaClient : IDisposable
                 }
 
                 var error = ReadServiceError(functionName, response, body, requestId, credentials, attempt);
-                if (!skewCorrected && TryCorrectClockSkew(error))
+                if (!skewCorrected && TryCorrectClockSkew(error, signedOffset))
                 {
-                    // The signature was judged by a clock that differs from ours: sign again with the corrected time, once.
+                    // The signature was judged by a clock that differs from the one it was signed with: sign again
+                    // with the corrected time, once per call.
                     skewCorrected = true;
                     attempt--;
                     continue;
@@ -729,7 +733,8 @@ public sealed class LambdaClient : IDisposable
         };
     }
 
-    private HttpRequestMessage BuildSignedRequest(ReadOnlyMemory<byte> payload, string payloadHash, LambdaInvokeOptions options, in Target target, AwsCredentials credentials)
+    private HttpRequestMessage BuildSignedRequest(ReadOnlyMemory<byte> payload, string payloadHash, LambdaInvokeOptions options, in Target target,
+        AwsCredentials credentials, DateTimeOffset time)
     {
         string? invocationType = options.InvocationType switch
         {
@@ -749,7 +754,6 @@ public sealed class LambdaClient : IDisposable
             if (target.ClientContext is not null) headers[n++] = new("X-Amz-Client-Context", target.ClientContext);
         }
 
-        var time = _clock.GetUtcNow() + ClockOffset;
         var signature = SigV4.Sign("POST", target.Path, target.Query, headers, payloadHash, time, credentials, _signing);
 
         var request = new HttpRequestMessage(HttpMethod.Post, target.Uri) { Content = new ReadOnlyMemoryContent(payload) };
@@ -933,7 +937,10 @@ public sealed class LambdaClient : IDisposable
     /// <summary>The retry tokens left (500 when full).</summary>
     internal int RetryTokens => Volatile.Read(ref _retryTokens);
 
-    private bool TryCorrectClockSkew(LambdaServiceException e)
+    // Corrects the offset when the server's clock differs by 5 minutes or more from the time the failed attempt was
+    // signed with. Concurrent calls signed before a correction each see the difference and are retried; they store
+    // the same offset (the server's), so the last writer wins harmlessly.
+    private bool TryCorrectClockSkew(LambdaServiceException e, TimeSpan signedOffset)
     {
         bool skewError = e.ErrorType is "RequestTimeTooSkewed" or "RequestExpired" or "RequestInTheFuture"
             || (e.ErrorType is "InvalidSignatureException" or "SignatureDoesNotMatch"
@@ -942,7 +949,7 @@ public sealed class LambdaClient : IDisposable
         if (!skewError || e.ServerDate is not { } serverDate) return false;
         var local = _clock.GetUtcNow();
         var offset = serverDate - local;
-        if ((offset - ClockOffset).Duration() < ClockSkewThreshold) return false;
+        if ((offset - signedOffset).Duration() < ClockSkewThreshold) return false;
         Interlocked.Exchange(ref _clockOffsetTicks, offset.Ticks);
         return true;
     }
