@@ -628,8 +628,10 @@ internal sealed class ContainerSource(AwsConfigContext context) : CredentialSour
 
     private Uri RelativeUri(string relative)
     {
-        var baseUri = context.Options.ContainerCredentialsEndpoint ?? new Uri("http://169.254.170.2");
-        if (!relative.StartsWith('/') || !Uri.TryCreate(baseUri, relative, out var uri))
+        // Appended to the endpoint's scheme and authority, never resolved as a relative reference: '//host/path' would
+        // then name another host, and the authorization token would go there.
+        string origin = (context.Options.ContainerCredentialsEndpoint ?? new Uri("http://169.254.170.2")).GetLeftPart(UriPartial.Authority);
+        if (!relative.StartsWith('/') || !Uri.TryCreate(origin + relative, UriKind.Absolute, out var uri) || uri.GetLeftPart(UriPartial.Authority) != origin)
             throw new AwsConfigurationException($"The environment variable {RelativeVariable} ('{relative}') must be a path starting with '/', such as /v2/credentials/abc.");
         return uri;
     }

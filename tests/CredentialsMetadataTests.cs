@@ -26,6 +26,35 @@ public class CredentialsMetadataTests : CredentialsTestBase
         Assert.That(chain.Source, Is.EqualTo("container credentials"));
     }
 
+    // The relative URI is a path on the container endpoint: '//host/...' (a network-path reference if resolved as a
+    // relative URI) must not send the request, and its token, to another host.
+    [Test]
+    public async Task ContainerRelativeUriCannotLeaveTheContainerHost()
+    {
+        await using var container = new FakeHttpServer(_ => ContainerAnswer());
+        await using var elsewhere = new FakeHttpServer(_ => ContainerAnswer("ASIAELSEWHERE"));
+        Env["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] = $"//127.0.0.1:{elsewhere.Url.Port}/steal";
+        Env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = "Bearer container-secret";
+        var chain = AwsCredentialsChain.CreateDefault(Options(container: container.Url));
+
+        var credentials = await chain.GetCredentialsAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.That(elsewhere.Requests, Is.Empty, "the request (with its token) went to a host other than the container endpoint");
+        Assert.That(credentials.AccessKeyId, Is.EqualTo("ASIACONTAINER"));
+        var request = container.Requests.Single();
+        Assert.That((request.Path, request.Header("Authorization")), Is.EqualTo(($"//127.0.0.1:{elsewhere.Url.Port}/steal", "Bearer container-secret")));
+    }
+
+    [TestCase("v2/credentials")]
+    [TestCase("http://127.0.0.1:9/creds")]
+    [TestCase("@127.0.0.1:9/creds")]
+    public void ContainerRelativeUriMustBeAPath(string relative)
+    {
+        Env["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] = relative;
+        var e = Assert.ThrowsAsync<AwsConfigurationException>(async () => await AwsCredentialsChain.CreateDefault(Options()).GetCredentialsAsync())!;
+        Assert.That(e.Message, Is.EqualTo($"The environment variable AWS_CONTAINER_CREDENTIALS_RELATIVE_URI ('{relative}') must be a path starting with '/', such as /v2/credentials/abc."));
+    }
+
     [Test]
     public async Task ContainerFullUriPrefersTheTokenFileAndRereadsIt()
     {
