@@ -357,9 +357,13 @@ public sealed class AwsCredentialsChain : IAwsCredentialsProvider
         {
             var credentials = await LoadAsync().ConfigureAwait(false);
             var now = _clock.GetUtcNow();
-            if (credentials.Expiration is { } expiration && expiration <= now)
+            // Never handed out in their last 15 seconds: a request signed with them could reach AWS after they expire.
+            if (credentials.Expiration is { } expiration && expiration - ExpiryMargin <= now)
                 throw new AwsCredentialsException(
-                    $"The credentials from {_selected?.Name} (access key id {credentials.AccessKeyId}) expired at {expiration.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ}, before they could be used; check this machine's clock.");
+                    $"The credentials from {_selected?.Name} (access key id {credentials.AccessKeyId}) " + (expiration <= now
+                        ? $"expired at {expiration.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ}, before they could be used"
+                        : $"expire at {expiration.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ}, less than {ExpiryMargin.TotalSeconds:0} seconds from now ({now.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ}): too late to be used") +
+                    "; check this machine's clock.");
             Volatile.Write(ref _cached, Cached.For(credentials, now));
             return credentials;
         }

@@ -58,7 +58,7 @@ public class CredentialsMetadataTests : CredentialsTestBase
     [Test]
     public async Task ContainerFullUriPrefersTheTokenFileAndRereadsIt()
     {
-        await using var server = new FakeHttpServer(_ => new Reply(200, CredentialsJson("ASIACONTAINER", "s", "t", Start.AddMinutes(20))));
+        await using var server = new FakeHttpServer(_ => new Reply(200, CredentialsJson("ASIACONTAINER", "s", "t", Clock.Now.AddMinutes(20))));
         string tokenFile = Home.Write("eks-token", "pod-identity-token-1\n");
         Env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = server.Url + "v1/credentials?x=1";
         Env["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = tokenFile;
@@ -192,7 +192,7 @@ public class CredentialsMetadataTests : CredentialsTestBase
     [Test]
     public async Task ImdsAnExpiredTokenIs401ThenANewTokenIsTaken()
     {
-        var imds = new FakeImds { Credentials = () => Reply.Json(CredentialsJson("ASIAIMDS", "imdsSecret", "imdsToken", Start.AddMinutes(30))) };
+        var imds = new FakeImds { Credentials = () => Reply.Json(CredentialsJson("ASIAIMDS", "imdsSecret", "imdsToken", Clock.Now.AddMinutes(30))) };
         await using var server = new FakeHttpServer(imds.Handle);
         Env["AWS_EC2_METADATA_DISABLED"] = null;
         var chain = AwsCredentialsChain.CreateDefault(Options(imds: server.Url));
