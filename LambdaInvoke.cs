@@ -80,7 +80,8 @@ public sealed class LambdaClientOptions
     public Func<TimeSpan, CancellationToken, Task>? RetryDelay { get; init; }
 
     /// <summary>How long one attempt may take (sending, the function's run, reading the answer) before it fails with a
-    /// <see cref="LambdaTimeoutException"/>. 16 minutes by default: longer than the longest run Lambda allows (15 minutes).</summary>
+    /// <see cref="LambdaTimeoutException"/>. 16 minutes by default: longer than the longest run Lambda allows (15 minutes).
+    /// <see cref="Timeout.InfiniteTimeSpan"/> means no limit, and so does anything over 49 days (the longest a timer takes).</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromMinutes(16);
 
     /// <summary>The clock for signing, retry delays and timeouts; <see cref="TimeProvider.System"/> by default.</summary>
@@ -112,7 +113,8 @@ public sealed class LambdaInvokeOptions
     /// <see cref="LambdaResponse.FunctionError"/> is set and whose payload is the error object.</summary>
     public bool ThrowOnFunctionError { get; init; } = true;
 
-    /// <summary>Overrides <see cref="LambdaClientOptions.Timeout"/> for these calls: the limit of one attempt.</summary>
+    /// <summary>Overrides <see cref="LambdaClientOptions.Timeout"/> for these calls: the limit of one attempt.
+    /// <see cref="Timeout.InfiniteTimeSpan"/>, or anything over 49 days, means no limit.</summary>
     public TimeSpan? Timeout { get; init; }
 
     // Encoded once per options instance: a fan-out sharing one instance pays for it once.
@@ -434,6 +436,8 @@ public sealed class LambdaClient : IDisposable
     private const int RetryQuotaCapacity = 500, RetryCost = 5, TimeoutRetryCost = 10;
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(20);
     private static readonly TimeSpan ClockSkewThreshold = TimeSpan.FromMinutes(5);
+    // The longest delay a timer takes (CancelAfter throws beyond it): about 49.7 days. A longer timeout means no limit.
+    private static readonly TimeSpan MaxTimerDelay = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
 
     private readonly HttpClient _http;
     private readonly bool _ownsHttp;
@@ -663,7 +667,7 @@ public sealed class LambdaClient : IDisposable
     private CancellationTokenSource? StartAttemptTimeout(TimeSpan timeout, CancellationToken cancellationToken, out CancellationTokenRegistration callerRegistration)
     {
         callerRegistration = default;
-        if (timeout == System.Threading.Timeout.InfiniteTimeSpan) return null;
+        if (timeout == System.Threading.Timeout.InfiniteTimeSpan || timeout > MaxTimerDelay) return null;
         CancellationTokenSource source;
         if (ReferenceEquals(_clock, TimeProvider.System))
         {
@@ -1302,7 +1306,7 @@ public sealed class LambdaClient : IDisposable
     // Endpoints and encodings.
     // ---------------------------------------------------------------------------------------------------------
 
-    /// <summary>The public endpoint of a region: <c>https://lambda[-fips].{region}.{partition's DNS suffix}</c>.</summary>
+    // Positive or infinite; any positive value is accepted, those beyond what a timer takes meaning no limit.
     private static void ValidateTimeout(TimeSpan timeout, string parameterName)
     {
         if (timeout <= TimeSpan.Zero && timeout != System.Threading.Timeout.InfiniteTimeSpan)

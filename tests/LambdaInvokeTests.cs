@@ -556,6 +556,27 @@ public sealed class LambdaInvokeTests
         Assert.That(_emulator.Counters.Requests, Is.Zero);
     }
 
+    // A timer takes at most about 49.7 days (uint.MaxValue - 1 milliseconds): a longer timeout means no limit, on the
+    // system clock (whose timeout sources are pooled) and on any other.
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task TimeoutLongerThanATimerTakes_MeansNoLimit(bool otherClock)
+    {
+        var stub = new StubHandler(_ => StubHandler.Json(HttpStatusCode.OK, "{}"));
+        using var client = new LambdaClient(new LambdaClientOptions
+        {
+            Endpoint = new Uri("https://lambda.us-east-1.amazonaws.com"), Region = "us-east-1",
+            Credentials = EmulatorTestSupport.ExampleCredentials, HttpHandler = stub,
+            Timeout = TimeSpan.FromDays(60), Clock = otherClock ? new OffsetClock(TimeSpan.Zero) : TimeProvider.System,
+        });
+
+        var withClientTimeout = await client.InvokeAsync("f", "{}");
+        var withCallTimeout = await client.InvokeAsync("f", "{}", new LambdaInvokeOptions { Timeout = TimeSpan.MaxValue });
+
+        Assert.That((withClientTimeout.StatusCode, withCallTimeout.StatusCode), Is.EqualTo((200, 200)));
+        Assert.That(stub.Uris, Has.Count.EqualTo(2));
+    }
+
     // ---- transport choices ----
 
     // An answer without Content-Length (chunked) is read whole, across the reader's buffer growth.
