@@ -812,7 +812,7 @@ public sealed class LambdaClient : IDisposable
     // Errors.
     // ---------------------------------------------------------------------------------------------------------
 
-    private static LambdaServiceException ReadServiceError(string functionName, HttpResponseMessage response, byte[] body,
+    private LambdaServiceException ReadServiceError(string functionName, HttpResponseMessage response, byte[] body,
         string? requestId, AwsCredentials credentials, int attempt)
     {
         int status = (int)response.StatusCode;
@@ -823,8 +823,9 @@ public sealed class LambdaClient : IDisposable
         // A signature error's message echoes the canonical request, which holds the session token when one is signed.
         if (credentials.SessionToken is { } token && message.Contains(token, StringComparison.Ordinal))
             message = message.Replace(token, "(session token)", StringComparison.Ordinal);
+        // A Retry-After date is on the server's clock: measured from our clock corrected by the offset learnt, if any.
         var retryAfter = response.Headers.RetryAfter is { } ra
-            ? ra.Delta ?? (ra.Date is { } d ? d - DateTimeOffset.UtcNow : null)
+            ? ra.Delta ?? (ra.Date is { } d ? d - (_clock.GetUtcNow() + ClockOffset) : null)
             : null;
         return new LambdaServiceException(functionName, errorType, message, status, requestId, reason, retryAfter, attempt)
         {

@@ -351,6 +351,24 @@ public sealed class LambdaInvokeTests
         Assert.That(e.Message, Does.Contain("CallerRateLimitExceeded"));
     }
 
+    // Retry-After as an HTTP date is measured from the client's clock, not the machine's.
+    [Test]
+    public void RetryAfterAsADate_IsMeasuredOnTheClientsClock()
+    {
+        var clock = new SteppingClock(new DateTimeOffset(2030, 1, 1, 12, 0, 0, TimeSpan.Zero));
+        var stub = new StubHandler(_ => StubHandler.Json(HttpStatusCode.TooManyRequests, """{"message":"Rate Exceeded.","Reason":"CallerRateLimitExceeded"}""",
+            ("x-amzn-ErrorType", "TooManyRequestsException"), ("Retry-After", "Tue, 01 Jan 2030 12:00:30 GMT")));
+        using var client = new LambdaClient(new LambdaClientOptions
+        {
+            Endpoint = new Uri("https://lambda.us-east-1.amazonaws.com"), Region = "us-east-1",
+            Credentials = EmulatorTestSupport.ExampleCredentials, HttpHandler = stub, MaxAttempts = 1, Clock = clock,
+        });
+
+        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("f", "{}"));
+
+        Assert.That(e!.RetryAfter, Is.EqualTo(TimeSpan.FromSeconds(30)));
+    }
+
     [Test]
     public void ReservedConcurrency_ThrottlesWithItsReason()
     {
