@@ -72,19 +72,18 @@ public sealed class LambdaClientOptions
     /// <summary>Attempts per invocation, the first included: 3 by default (the SDKs' standard mode); 1 turns retries off.</summary>
     public int MaxAttempts { get; init; } = 3;
 
-    /// <summary>The base of the exponential backoff: the delay before retry i is random in [0, min(base * 2^(i-1), 20 s)).
-    /// 1 second by default.</summary>
+    /// <summary>The base of the exponential backoff: the delay before retry i is random below min(base * 2^(i-1), 20 s),
+    /// in whole milliseconds. 1 second by default.</summary>
     public TimeSpan RetryBaseDelay { get; init; } = TimeSpan.FromSeconds(1);
-
-    /// <summary>Waits before a retry. Null waits on <see cref="Clock"/>; tests pass a function that records and returns at once.</summary>
-    public Func<TimeSpan, CancellationToken, Task>? RetryDelay { get; init; }
 
     /// <summary>How long one attempt may take (sending, the function's run, reading the answer) before it fails with a
     /// <see cref="LambdaTimeoutException"/>. 16 minutes by default: longer than the longest run Lambda allows (15 minutes).
     /// <see cref="Timeout.InfiniteTimeSpan"/> means no limit, and so does anything over 49 days (the longest a timer takes).</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromMinutes(16);
 
-    /// <summary>The clock for signing, retry delays and timeouts; <see cref="TimeProvider.System"/> by default.</summary>
+    /// <summary>The clock for signing, retry delays and attempt timeouts; <see cref="TimeProvider.System"/> by default.
+    /// Retry delays are waited on its timers (<see cref="Task.Delay(TimeSpan, TimeProvider, CancellationToken)"/>), so a
+    /// test clock decides when they end.</summary>
     public TimeProvider Clock { get; init; } = TimeProvider.System;
 }
 
@@ -444,7 +443,6 @@ public sealed class LambdaClient : IDisposable
     private readonly IAwsCredentialsProvider _credentials;
     private readonly SigV4Options _signing;
     private readonly TimeProvider _clock;
-    private readonly Func<TimeSpan, CancellationToken, Task>? _retryDelay;
     private readonly int _maxAttempts;
     private readonly TimeSpan _retryBaseDelay;
     private readonly TimeSpan _timeout;
@@ -481,7 +479,6 @@ public sealed class LambdaClient : IDisposable
         _credentials = options.Credentials ?? AwsCredentialsChain.CreateDefault();
         _clock = options.Clock ?? TimeProvider.System;
         _signing = new SigV4Options("lambda", region);
-        _retryDelay = options.RetryDelay;
         _maxAttempts = options.MaxAttempts;
         _retryBaseDelay = options.RetryBaseDelay;
         _timeout = options.Timeout;
@@ -905,15 +902,15 @@ public sealed class LambdaClient : IDisposable
     // Retries: standard mode's backoff, quota and clock-skew correction.
     // ---------------------------------------------------------------------------------------------------------
 
-    // Full jitter: random in [0, min(base * 2^(attempt-1), 20 s)).
+    // Full jitter: random below min(base * 2^(attempt-1), 20 s), in whole milliseconds (what Task.Delay counts) from 1,
+    // so that every wait is one on the clock's timer (Task.Delay does not ask the clock for a wait of 0).
     private TimeSpan Backoff(int attempt)
     {
-        double ceiling = Math.Min(_retryBaseDelay.Ticks * Math.Pow(2, attempt - 1), MaxBackoff.Ticks);
-        return TimeSpan.FromTicks((long)(Random.Shared.NextDouble() * ceiling));
+        long ceiling = (long)Math.Min(_retryBaseDelay.TotalMilliseconds * Math.Pow(2, attempt - 1), MaxBackoff.TotalMilliseconds);
+        return ceiling <= 1 ? TimeSpan.Zero : TimeSpan.FromMilliseconds(Random.Shared.NextInt64(1, ceiling));
     }
 
-    private Task DelayAsync(TimeSpan delay, CancellationToken cancellationToken) =>
-        _retryDelay is not null ? _retryDelay(delay, cancellationToken) : Task.Delay(delay, _clock, cancellationToken);
+    private Task DelayAsync(TimeSpan delay, CancellationToken cancellationToken) => Task.Delay(delay, _clock, cancellationToken);
 
     // The retry quota: a failing service drains it, so that retries stop instead of multiplying the load.
     private bool TryTakeRetryTokens(int cost)

@@ -127,7 +127,7 @@ public sealed class LambdaRetryTests
         using var client = new LambdaClient(new LambdaClientOptions
         {
             Endpoint = _emulator.Endpoint, Region = "us-east-1", Credentials = EmulatorTestSupport.ExampleCredentials,
-            MaxAttempts = 6, RetryBaseDelay = TimeSpan.FromSeconds(10), RetryDelay = delays.DelayAsync,
+            MaxAttempts = 6, RetryBaseDelay = TimeSpan.FromSeconds(10), Clock = delays,
         });
 
         Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
@@ -243,8 +243,7 @@ public sealed class LambdaRetryTests
         using var client = new LambdaClient(new LambdaClientOptions
         {
             Endpoint = new Uri("https://lambda.us-east-1.amazonaws.com"), Region = "us-east-1",
-            Credentials = EmulatorTestSupport.ExampleCredentials, HttpHandler = lambda,
-            RetryDelay = new RecordedDelays().DelayAsync,
+            Credentials = EmulatorTestSupport.ExampleCredentials, HttpHandler = lambda, Clock = new RecordedDelays(),
         });
         var requests = Enumerable.Range(0, 4).Select(i => new LambdaRequest($"f{i}", "{}"));
 
@@ -316,8 +315,7 @@ public sealed class LambdaRetryTests
         using var client = new LambdaClient(new LambdaClientOptions
         {
             Endpoint = new Uri("https://lambda.us-east-1.amazonaws.com"), Region = "us-east-1",
-            Credentials = EmulatorTestSupport.ExampleCredentials, HttpHandler = stub, Clock = clock,
-            RetryDelay = new RecordedDelays().DelayAsync,
+            Credentials = EmulatorTestSupport.ExampleCredentials, HttpHandler = stub, Clock = new RecordedDelays(clock),
         });
 
         await client.InvokeAsync("f", "{}");
