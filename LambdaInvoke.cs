@@ -43,12 +43,16 @@ public enum LambdaInvocationType
 /// <summary>Settings of a <see cref="LambdaClient"/>. Every property is optional.</summary>
 public sealed class LambdaClientOptions
 {
-    /// <summary>The region, such as <c>us-east-1</c>. Null reads <c>AWS_REGION</c>, then <c>AWS_DEFAULT_REGION</c>.</summary>
+    /// <summary>The region, such as <c>us-east-1</c>. Null resolves it as the AWS SDKs do (<see cref="AwsRegion.Resolve"/>):
+    /// <c>AWS_REGION</c>, then <c>AWS_DEFAULT_REGION</c>, then the <c>region</c> of the profile in the shared config
+    /// files; the client cannot be made without one.</summary>
     public string? Region { get; init; }
 
-    /// <summary>A custom endpoint (an emulator, a VPC endpoint). Null reads <c>AWS_ENDPOINT_URL_LAMBDA</c>, then
-    /// <c>AWS_ENDPOINT_URL</c> (both ignored when <c>AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true</c>), else the
-    /// region's public endpoint.</summary>
+    /// <summary>A custom endpoint (an emulator, a VPC endpoint): an absolute http or https URL without a query; its path,
+    /// if any, prefixes the API's. Null resolves it as the AWS SDKs do (<see cref="AwsEndpoint.Resolve"/>):
+    /// <c>AWS_ENDPOINT_URL_LAMBDA</c>, then <c>AWS_ENDPOINT_URL</c>, then the profile's <c>services</c> section and
+    /// <c>endpoint_url</c> (all ignored when <c>AWS_IGNORE_CONFIGURED_ENDPOINT_URLS</c> or the profile's
+    /// <c>ignore_configured_endpoint_urls</c> is true); when none is set, the region's public endpoint.</summary>
     public Uri? Endpoint { get; init; }
 
     /// <summary>Use the FIPS endpoint (<c>lambda-fips.{region}...</c>); ignored with a custom endpoint.</summary>
@@ -57,9 +61,18 @@ public sealed class LambdaClientOptions
     /// <summary>Use the dual-stack (IPv4 and IPv6) endpoint; ignored with a custom endpoint.</summary>
     public bool UseDualStack { get; init; }
 
-    /// <summary>Where credentials come from. Null reads <c>AWS_ACCESS_KEY_ID</c>, <c>AWS_SECRET_ACCESS_KEY</c> and
-    /// <c>AWS_SESSION_TOKEN</c> when the first call needs them.</summary>
+    /// <summary>Where credentials come from. Null uses the AWS SDKs' default chain (<see cref="AwsCredentialsChain.CreateDefault"/>),
+    /// first read by the first call: environment variables (<c>AWS_ACCESS_KEY_ID</c>, <c>AWS_SECRET_ACCESS_KEY</c>,
+    /// <c>AWS_SESSION_TOKEN</c>), a web identity token file (an STS call), the profile in the shared config files
+    /// (static keys, an assumed role, <c>credential_process</c>), container credentials, then EC2 instance metadata.
+    /// When nothing before it is configured, that last link is a network call to the instance metadata service
+    /// (169.254.169.254, which fails within seconds off EC2; <c>AWS_EC2_METADATA_DISABLED=true</c> turns it off).</summary>
     public IAwsCredentialsProvider? Credentials { get; init; }
+
+    /// <summary>Where the region, endpoint and credentials left null are looked for: the environment variables, the
+    /// profile, the home directory of the shared config files, the clock of credential refreshes. Null for the real
+    /// ones (the process environment, <c>AWS_PROFILE</c> or <c>default</c>, the user's home directory).</summary>
+    public AwsConfigOptions? Config { get; init; }
 
     /// <summary>An HttpClient to send with (from IHttpClientFactory, say). Its own <see cref="HttpClient.Timeout"/>
     /// still applies; set it to <see cref="Timeout.InfiniteTimeSpan"/> to rely on <see cref="Timeout"/> only.
@@ -453,9 +466,15 @@ public sealed class LambdaClient : IDisposable
     private int _retryTokens = RetryQuotaCapacity;
     private long _clockOffsetTicks;       // server time minus local time, learnt from a clock-skew error
 
-    /// <summary>Creates a client. Nothing is sent and no credentials are read until the first call.</summary>
-    /// <exception cref="ArgumentException">A setting is out of range, or the region or endpoint is malformed.</exception>
-    /// <exception cref="InvalidOperationException">No region is set anywhere.</exception>
+    /// <summary>Creates a client. The region and endpoint are resolved now (reading the environment and the shared config
+    /// files when they are not given); nothing is sent and no credentials are read until the first call.</summary>
+    /// <param name="options">The settings; null for the defaults.</param>
+    /// <exception cref="ArgumentException">A setting given in code is out of range or malformed (the region, the endpoint,
+    /// MaxAttempts, RetryBaseDelay, Timeout), or dual-stack was asked for in a partition without it.</exception>
+    /// <exception cref="AwsConfigurationException">No region is set anywhere, or the configuration holds a malformed one
+    /// (<c>AWS_REGION</c>, a profile's <c>region</c>), a malformed endpoint (<c>AWS_ENDPOINT_URL_LAMBDA</c>,
+    /// <c>AWS_ENDPOINT_URL</c>, a profile's <c>endpoint_url</c>), a malformed config file, or names a profile that does
+    /// not exist. The message says which.</exception>
     public LambdaClient(LambdaClientOptions? options = null)
     {
         options ??= new LambdaClientOptions();
@@ -466,9 +485,9 @@ public sealed class LambdaClient : IDisposable
         ValidateTimeout(options.Timeout, nameof(options));
 
         // The defaults resolve as the AWS SDKs do (AwsConfig.cs): code, then environment, then the shared config files.
-        string region = AwsRegion.Resolve(options.Region);
+        string region = AwsRegion.Resolve(options.Region, options.Config);
         Region = region;
-        Endpoint = AwsEndpoint.Resolve("Lambda", options.Endpoint) ?? AwsEndpoint.ForRegion("lambda", region, options.UseFips, options.UseDualStack);
+        Endpoint = AwsEndpoint.Resolve("Lambda", options.Endpoint, options.Config) ?? AwsEndpoint.ForRegion("lambda", region, options.UseFips, options.UseDualStack);
         if (!Endpoint.IsAbsoluteUri || (Endpoint.Scheme != Uri.UriSchemeHttps && Endpoint.Scheme != Uri.UriSchemeHttp) || Endpoint.Query.Length > 0)
             throw new ArgumentException($"The endpoint '{Endpoint}' must be an absolute http or https URL without a query, such as https://lambda.us-east-1.amazonaws.com.", nameof(options));
 
@@ -476,7 +495,7 @@ public sealed class LambdaClient : IDisposable
         _pathPrefix = Endpoint.AbsolutePath.TrimEnd('/') + "/2015-03-31/functions/";
         _host = SigV4.HostHeader(Endpoint);
         _hostOnly = [new("Host", _host)];
-        _credentials = options.Credentials ?? AwsCredentialsChain.CreateDefault();
+        _credentials = options.Credentials ?? AwsCredentialsChain.CreateDefault(options.Config);
         _clock = options.Clock ?? TimeProvider.System;
         _signing = new SigV4Options("lambda", region);
         _maxAttempts = options.MaxAttempts;
