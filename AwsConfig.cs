@@ -1311,26 +1311,35 @@ internal static class Json
     public static string Clip(string text) => text.Length <= 500 ? text : text[..500] + "...";
 }
 
-// The HTTP clients of the credential sources, shared by all chains. Metadata and container endpoints are local
-// addresses: no proxy, a short connect timeout, and no redirects (a redirect could carry the token elsewhere).
+// The process's HttpClients, for the credential sources and the service clients (LambdaClient). Each is made once
+// (Lazy: never a second handler); connections are pooled across clients and recycled every few minutes so that DNS
+// changes are seen. No redirects: HttpClient would follow one with every header but Authorization, which carries a
+// session token or a metadata token to wherever the Location points. No cookies, no decompression.
 internal static class AwsHttp
 {
-    private static HttpClient? s_direct, s_proxied;
+    private static readonly Lazy<HttpClient> s_direct = new(() => Create(useProxy: false, connectTimeout: TimeSpan.FromSeconds(1)));
+    private static readonly Lazy<HttpClient> s_proxied = new(() => Create(useProxy: true, connectTimeout: TimeSpan.FromSeconds(10)));
 
-    public static HttpClient Direct => LazyInitializer.EnsureInitialized(ref s_direct, () => Create(useProxy: false));
+    // The instance metadata and container endpoints: local addresses, so no proxy and a short connect timeout.
+    public static HttpClient Direct => s_direct.Value;
 
-    public static HttpClient Proxied => LazyInitializer.EnsureInitialized(ref s_proxied, () => Create(useProxy: true));
+    // AWS services (STS, Lambda), through the system's proxy if one is set.
+    public static HttpClient Proxied => s_proxied.Value;
 
-    private static HttpClient Create(bool useProxy) =>
+    private static HttpClient Create(bool useProxy, TimeSpan connectTimeout) =>
         new(new SocketsHttpHandler
         {
             UseProxy = useProxy,
             AllowAutoRedirect = false,
-            ConnectTimeout = useProxy ? TimeSpan.FromSeconds(10) : TimeSpan.FromSeconds(1),
+            UseCookies = false,
+            AutomaticDecompression = DecompressionMethods.None,
+            ConnectTimeout = connectTimeout,
             PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+            PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1),
         })
         {
             Timeout = System.Threading.Timeout.InfiniteTimeSpan, // each call has its own
+            // Limits only what HttpClient buffers itself (SendAsync below); LambdaClient streams its answers (up to 6 MB).
             MaxResponseContentBufferSize = 1024 * 1024,
         };
 

@@ -76,7 +76,7 @@ public sealed class LambdaClientOptions
 
     /// <summary>An HttpClient to send with (from IHttpClientFactory, say). Its own <see cref="HttpClient.Timeout"/>
     /// still applies; set it to <see cref="Timeout.InfiniteTimeSpan"/> to rely on <see cref="Timeout"/> only.
-    /// Null uses one pooled HttpClient shared by every client in the process.</summary>
+    /// Null uses one pooled HttpClient shared by every client in the process (it follows no redirect).</summary>
     public HttpClient? HttpClient { get; init; }
 
     /// <summary>A handler to send with, when <see cref="HttpClient"/> is null. The client does not dispose it.</summary>
@@ -503,7 +503,7 @@ public sealed class LambdaClient : IDisposable
         _timeout = options.Timeout;
         if (options.HttpClient is not null) _http = options.HttpClient;
         else if (options.HttpHandler is not null) { _http = new HttpClient(options.HttpHandler, disposeHandler: false) { Timeout = System.Threading.Timeout.InfiniteTimeSpan }; _ownsHttp = true; }
-        else _http = SharedHttpClient;
+        else _http = AwsHttp.Proxied;
     }
 
     /// <summary>The region requests are signed for.</summary>
@@ -519,26 +519,6 @@ public sealed class LambdaClient : IDisposable
     public void Dispose()
     {
         if (_ownsHttp) _http.Dispose();
-    }
-
-    // One pooled HttpClient for the process: connections are reused across clients, recycled every few minutes so
-    // that DNS changes are seen, and not limited in number (the fan-out bounds concurrency itself).
-    private static HttpClient SharedHttpClient => s_sharedHttp ??= CreateSharedHttpClient();
-    private static HttpClient? s_sharedHttp;
-
-    private static HttpClient CreateSharedHttpClient()
-    {
-        var handler = new SocketsHttpHandler
-        {
-            PooledConnectionLifetime = TimeSpan.FromMinutes(5),
-            PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1),
-            MaxConnectionsPerServer = int.MaxValue,
-            AutomaticDecompression = DecompressionMethods.None,
-            UseCookies = false,
-            ConnectTimeout = TimeSpan.FromSeconds(10),
-        };
-        var client = new HttpClient(handler) { Timeout = System.Threading.Timeout.InfiniteTimeSpan };
-        return Interlocked.CompareExchange(ref s_sharedHttp, client, null) ?? client;
     }
 
     // ---------------------------------------------------------------------------------------------------------

@@ -616,6 +616,26 @@ public sealed class LambdaInvokeTests
     }
 
 
+    // The shared HttpClient follows no redirect: HttpClient would send the signed headers, the session token among
+    // them, to wherever the Location points (it drops only Authorization).
+    [Test]
+    public async Task SharedHttpClient_FollowsNoRedirect()
+    {
+        await using var elsewhere = new FakeHttpServer(_ => Reply.Json("{}"));
+        await using var redirecting = new FakeHttpServer(_ => new Reply(307) { Headers = [new("Location", elsewhere.Url + "elsewhere")] });
+        using var client = new LambdaClient(new LambdaClientOptions
+        {
+            Endpoint = redirecting.Url, Region = "us-east-1", MaxAttempts = 1,
+            Credentials = new AwsCredentials("ASIAEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "session-token-secret"),
+        });
+
+        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("f", "{}"));
+
+        Assert.That(e!.StatusCode, Is.EqualTo(307));
+        Assert.That(redirecting.Requests, Has.Count.EqualTo(1));
+        Assert.That(elsewhere.Requests.Select(r => r.Header("X-Amz-Security-Token")), Is.Empty, "the redirect was followed");
+    }
+
     [Test]
     public async Task UsersHandler_IsUsed_AndNotDisposed()
     {
