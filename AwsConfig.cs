@@ -163,14 +163,16 @@ public static class AwsEndpoint
     /// underscores for the environment variable (<c>AWS_ENDPOINT_URL_LAMBDA</c>), lower-cased for the config file (<c>lambda</c>).</param>
     /// <param name="configured">The endpoint set in code, or null.</param>
     /// <param name="options">Where to look; null for the real environment.</param>
-    /// <exception cref="AwsConfigurationException">A configured endpoint is not an absolute http or https URL (the message names where it is set).</exception>
+    /// <exception cref="AwsConfigurationException">An endpoint in the environment or the config files is not an absolute
+    /// http or https URL without a query (the message names where it is set).</exception>
+    /// <exception cref="ArgumentException"><paramref name="configured"/> is not an absolute http or https URL without a query.</exception>
     public static Uri? Resolve(string serviceId, Uri? configured = null, AwsConfigOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(serviceId);
         if (configured is not null)
         {
-            if (!configured.IsAbsoluteUri || (configured.Scheme != Uri.UriSchemeHttp && configured.Scheme != Uri.UriSchemeHttps))
-                throw new ArgumentException($"The endpoint '{configured}' must be an absolute http or https URL, such as https://lambda.us-east-1.amazonaws.com.", nameof(configured));
+            if (!IsValid(configured))
+                throw new ArgumentException($"The endpoint '{configured}' must be an absolute http or https URL without a query, such as https://lambda.us-east-1.amazonaws.com.", nameof(configured));
             return configured;
         }
         return Find(serviceId, new AwsConfigContext(options));
@@ -246,11 +248,15 @@ public static class AwsEndpoint
 
     private static Uri ParseUrl(string value, string where, IniValue? at, string? profile)
     {
-        if (Uri.TryCreate(value, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps))
+        if (Uri.TryCreate(value, UriKind.Absolute, out var uri) && IsValid(uri))
             return uri;
-        throw new AwsConfigurationException($"{where} is '{value}', which is not an absolute http or https URL; write one such as http://localhost:4566.",
+        throw new AwsConfigurationException($"{where} is '{value}', which is not an absolute http or https URL without a query; write one such as http://localhost:4566.",
             at?.File, at?.Line, profile);
     }
+
+    // The API's path and query go after an endpoint (a path of its own is kept as a prefix): it can have no query.
+    private static bool IsValid(Uri uri) =>
+        uri.IsAbsoluteUri && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps) && uri.Query.Length == 0;
 
     internal static bool ParseBool(string value, string where, IniValue? at)
     {

@@ -488,8 +488,6 @@ public sealed class LambdaClient : IDisposable
         string region = AwsRegion.Resolve(options.Region, options.Config);
         Region = region;
         Endpoint = AwsEndpoint.Resolve("Lambda", options.Endpoint, options.Config) ?? AwsEndpoint.ForRegion("lambda", region, options.UseFips, options.UseDualStack);
-        if (!Endpoint.IsAbsoluteUri || (Endpoint.Scheme != Uri.UriSchemeHttps && Endpoint.Scheme != Uri.UriSchemeHttp) || Endpoint.Query.Length > 0)
-            throw new ArgumentException($"The endpoint '{Endpoint}' must be an absolute http or https URL without a query, such as https://lambda.us-east-1.amazonaws.com.", nameof(options));
 
         _origin = Endpoint.GetLeftPart(UriPartial.Authority);
         _pathPrefix = Endpoint.AbsolutePath.TrimEnd('/') + "/2015-03-31/functions/";

@@ -111,7 +111,7 @@ public sealed class LambdaEndpointTests
 
         var e = Assert.Throws<AwsConfigurationException>(() => new LambdaClient(new LambdaClientOptions { Region = "us-east-1", Config = Config(environment) }));
 
-        Assert.That(e!.Message, Is.EqualTo("The environment variable AWS_ENDPOINT_URL_LAMBDA is 'localhost:4566', which is not an absolute http or https URL; write one such as http://localhost:4566."));
+        Assert.That(e!.Message, Is.EqualTo("The environment variable AWS_ENDPOINT_URL_LAMBDA is 'localhost:4566', which is not an absolute http or https URL without a query; write one such as http://localhost:4566."));
     }
 
     [Test]
