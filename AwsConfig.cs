@@ -1230,9 +1230,12 @@ internal static class CredentialProcess
     }
 }
 
-// The JSON the credential sources answer with: one flat object. Utf8JsonReader, no reflection.
+// The JSON AWS answers with (credential sources, service errors, a function's error object): one flat object read
+// with Utf8JsonReader, no reflection. And the clipping of text quoted in error messages.
 internal static class Json
 {
+    private const int MaxQuoted = 500;
+
     public static AwsCredentials ReadCredentials(byte[] body, string tokenField, string what, string? profileName)
     {
         var values = ReadObject(body, what + " answered", profileName);
@@ -1263,15 +1266,23 @@ internal static class Json
         }
     }
 
-    // The top-level string, number and boolean members of a JSON object; nested values are skipped.
-    public static Dictionary<string, string> ReadObject(byte[] json, string what, string? profileName)
+    // ReadObject for credentials: what is wrong with the JSON is an AwsCredentialsException that names the source.
+    public static Dictionary<string, string> ReadObject(byte[] json, string what, string? profileName) =>
+        TryReadObject(json, out string? problem) ?? throw new AwsCredentialsException($"{what} {problem}.", profileName);
+
+    // The top-level string, number and boolean members of a JSON object; nested values are skipped. Null when the
+    // text is not one JSON object, with the problem, which never quotes the input (it may hold a secret).
+    public static Dictionary<string, string>? TryReadObject(ReadOnlySpan<byte> json, out string? problem)
     {
         var values = new Dictionary<string, string>(StringComparer.Ordinal);
         var reader = new Utf8JsonReader(json, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip });
         try
         {
             if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
-                throw new AwsCredentialsException($"{what} something that is not a JSON object.", profileName);
+            {
+                problem = "something that is not a JSON object";
+                return null;
+            }
             while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
             {
                 string name = reader.GetString()!;
@@ -1284,37 +1295,41 @@ internal static class Json
                 }
             }
             if (reader.Read())
-                throw new AwsCredentialsException($"{what} JSON with more after the object.", profileName);
+            {
+                problem = "JSON with more after the object";
+                return null;
+            }
         }
         catch (JsonException e)
         {
-            // The reader's own message quotes the input, which may be a secret: give the position only.
-            throw new AwsCredentialsException($"{what} malformed JSON (line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1}).", profileName);
+            // The reader's own message quotes the input: give the position only.
+            problem = $"malformed JSON (line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1})";
+            return null;
         }
         catch (InvalidOperationException)
         {
-            throw new AwsCredentialsException($"{what} JSON with a string that cannot be read (invalid UTF-8 or escape).", profileName);
+            problem = "JSON with a string that cannot be read (invalid UTF-8 or escape)";
+            return null;
         }
+        problem = null;
         return values;
     }
 
     // The code and message of an error answer, for an error message: never the body itself.
     public static string ErrorDetail(byte[] body)
     {
-        try
-        {
-            var values = ReadObject(body, "", null);
-            string? code = values.GetValueOrDefault("code") ?? values.GetValueOrDefault("Code");
-            string? message = values.GetValueOrDefault("message") ?? values.GetValueOrDefault("Message");
-            return code is null && message is null ? "" : $": {code}{(code is not null && message is not null ? ": " : "")}{(message is null ? "" : Clip(message))}";
-        }
-        catch (AwsCredentialsException)
-        {
-            return "";
-        }
+        if (TryReadObject(body, out _) is not { } values) return "";
+        string? code = values.GetValueOrDefault("code") ?? values.GetValueOrDefault("Code");
+        string? message = values.GetValueOrDefault("message") ?? values.GetValueOrDefault("Message");
+        return code is null && message is null ? "" : $": {code}{(code is not null && message is not null ? ": " : "")}{(message is null ? "" : Clip(message))}";
     }
 
-    public static string Clip(string text) => text.Length <= 500 ? text : text[..500] + "...";
+    // Text quoted in an error message: its first 500 characters.
+    public static string Clip(string text) => text.Length <= MaxQuoted ? text : string.Concat(text.AsSpan(0, MaxQuoted), "...");
+
+    // UTF-8 quoted in an error message, of which only the start is decoded (an answer may be megabytes): 501
+    // characters take at most 1,503 bytes, so Clip still sees when there is more.
+    public static string Clip(ReadOnlySpan<byte> utf8) => Clip(Encoding.UTF8.GetString(utf8[..Math.Min(utf8.Length, (MaxQuoted + 1) * 3)]));
 }
 
 // The process's HttpClients, for the credential sources and the service clients (LambdaClient). Each is made once

@@ -382,30 +382,8 @@ public sealed class LambdaFunctionException : Exception
     // The error object is {"errorMessage": ..., "errorType": ..., "stackTrace": [...]}; anything else is shown as text.
     private static (string Type, string Message) ReadErrorObject(ReadOnlySpan<byte> payload)
     {
-        string? type = null, message = null;
-        try
-        {
-            var reader = new Utf8JsonReader(payload);
-            if (reader.Read() && reader.TokenType == JsonTokenType.StartObject)
-            {
-                while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-                {
-                    bool isType = reader.ValueTextEquals("errorType"u8), isMessage = reader.ValueTextEquals("errorMessage"u8);
-                    reader.Read();
-                    if (reader.TokenType == JsonTokenType.String)
-                    {
-                        if (isType) type = reader.GetString();
-                        else if (isMessage) message = reader.GetString();
-                    }
-                    else reader.Skip();
-                }
-            }
-        }
-        catch (JsonException)
-        {
-            message = LambdaClient.Excerpt(payload);
-        }
-        return (type ?? "UnknownError", message ?? LambdaClient.Excerpt(payload));
+        var values = Json.TryReadObject(payload, out _);
+        return (values?.GetValueOrDefault("errorType") ?? "UnknownError", values?.GetValueOrDefault("errorMessage") ?? Json.Clip(payload));
     }
 }
 
@@ -813,7 +791,7 @@ public sealed class LambdaClient : IDisposable
         var (bodyType, message, reason) = ReadErrorBody(body);
         string errorType = ErrorTypeFromHeader(HeaderValue(response.Headers, "x-amzn-ErrorType")) ?? bodyType
             ?? (status == 429 ? "TooManyRequestsException" : "UnknownError");
-        message ??= body.Length > 0 ? Excerpt(body) : response.ReasonPhrase ?? "(no message)";
+        message ??= body.Length > 0 ? Json.Clip(body) : response.ReasonPhrase ?? "(no message)";
         // A signature error's message echoes the canonical request, which holds the session token when one is signed.
         if (credentials.SessionToken is { } token && message.Contains(token, StringComparison.Ordinal))
             message = message.Replace(token, "(session token)", StringComparison.Ordinal);
@@ -840,51 +818,17 @@ public sealed class LambdaClient : IDisposable
     // error type, so it names the error only when it is something else.
     internal static (string? Type, string? Message, string? Reason) ReadErrorBody(ReadOnlySpan<byte> body)
     {
-        string? type = null, code = null, faultType = null, message = null, reason = null;
-        try
-        {
-            var reader = new Utf8JsonReader(body);
-            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject) return (null, null, null);
-            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-            {
-                int field = reader.ValueTextEquals("__type"u8) ? 1
-                    : reader.ValueTextEquals("code"u8) || reader.ValueTextEquals("Code"u8) ? 2
-                    : reader.ValueTextEquals("Type"u8) ? 3
-                    : reader.ValueTextEquals("message"u8) || reader.ValueTextEquals("Message"u8) ? 4
-                    : reader.ValueTextEquals("Reason"u8) ? 5 : 0;
-                reader.Read();
-                if (reader.TokenType != JsonTokenType.String) { reader.Skip(); continue; }
-                string? value = reader.GetString();
-                switch (field)
-                {
-                    case 1: type = value; break;
-                    case 2: code = value; break;
-                    case 3: faultType = value; break;
-                    case 4: message ??= value; break;
-                    case 5: reason = value; break;
-                }
-            }
-        }
-        catch (JsonException)
-        {
-            return (null, null, null);
-        }
+        if (Json.TryReadObject(body, out _) is not { } values) return (null, null, null);
+        string? faultType = values.GetValueOrDefault("Type");
         if (faultType is "User" or "Server") faultType = null;
-        string? name = type ?? code ?? faultType;
+        string? name = values.GetValueOrDefault("__type") ?? values.GetValueOrDefault("code") ?? values.GetValueOrDefault("Code") ?? faultType;
         if (name is not null)
         {
             int hash = name.LastIndexOf('#');
             if (hash >= 0) name = name[(hash + 1)..];
             name = ErrorTypeFromHeader(name);
         }
-        return (name, message, reason);
-    }
-
-    internal static string Excerpt(ReadOnlySpan<byte> body)
-    {
-        const int max = 1024;
-        string text = Encoding.UTF8.GetString(body.Length > max ? body[..max] : body);
-        return body.Length > max ? text + "..." : text;
+        return (name, values.GetValueOrDefault("message") ?? values.GetValueOrDefault("Message"), values.GetValueOrDefault("Reason"));
     }
 
     internal static bool IsThrottlingType(string errorType) => errorType is

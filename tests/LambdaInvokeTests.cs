@@ -369,6 +369,38 @@ public sealed class LambdaInvokeTests
         Assert.That(e!.RetryAfter, Is.EqualTo(TimeSpan.FromSeconds(30)));
     }
 
+    // An error body that is not JSON (a proxy's HTML page, say) is quoted in the message, clipped to 500 characters.
+    [Test]
+    public void ErrorBodyThatIsNotJson_IsQuotedClipped()
+    {
+        string page = "<html>" + new string('x', 2000) + "</html>";
+        var stub = new StubHandler(_ => StubHandler.Json(HttpStatusCode.BadGateway, page));
+        using var client = StubHandler.Client(stub);
+
+        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("f", "{}"));
+
+        Assert.That(e!.ErrorType, Is.EqualTo("UnknownError"));
+        Assert.That(e.ErrorMessage, Is.EqualTo(page[..500] + "..."));
+    }
+
+    // Lambda's error bodies: the message in "message" or "Message", the type in the header or in "__type" (after '#') or
+    // "code"; Lambda's "Type" (User or Server) is the fault's side, not a type.
+    [TestCase("""{"Type":"User","message":"Function not found"}""", null, "UnknownError", "Function not found")]
+    [TestCase("""{"Type":"User","message":"Function not found"}""", "ResourceNotFoundException:http://internal.amazon.com/coral/com.amazonaws.lambda/", "ResourceNotFoundException", "Function not found")]
+    [TestCase("""{"__type":"com.amazonaws.lambda#ServiceException","Message":"Internal"}""", null, "ServiceException", "Internal")]
+    [TestCase("""{"code":"KMSAccessDeniedException","message":"denied","nested":{"message":"no"}}""", null, "KMSAccessDeniedException", "denied")]
+    public void ErrorBodies_GiveTypeAndMessage(string body, string? header, string type, string message)
+    {
+        var stub = new StubHandler(_ => header is null
+            ? StubHandler.Json(HttpStatusCode.BadRequest, body)
+            : StubHandler.Json(HttpStatusCode.BadRequest, body, ("x-amzn-ErrorType", header)));
+        using var client = StubHandler.Client(stub);
+
+        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("f", "{}"));
+
+        Assert.That((e!.ErrorType, e.ErrorMessage), Is.EqualTo((type, message)));
+    }
+
     [Test]
     public void ReservedConcurrency_ThrottlesWithItsReason()
     {
