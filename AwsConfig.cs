@@ -146,8 +146,6 @@ public static class AwsRegion
             if (!(c is >= 'a' and <= 'z' or >= '0' and <= '9' or '-')) return false; // region names are lowercase
         return true;
     }
-
-    // The DNS suffix of the region's partition (notes: aws, aws-cn, aws-us-gov, the ISO partitions, aws-eusc).
 }
 
 /// <summary>Resolves a custom endpoint URL for a service as the AWS SDKs do.</summary>
@@ -211,8 +209,8 @@ public static class AwsEndpoint
     {
         const string IgnoreVariable = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS";
         string envName = "AWS_ENDPOINT_URL_" + serviceId.Trim().Replace(' ', '_').ToUpperInvariant();
-        string? ignore = context.Env(IgnoreVariable);
-        if (ignore is not null && ParseBool(ignore, IgnoreVariable, null)) return null;
+        bool? ignore = context.EnvBool(IgnoreVariable);
+        if (ignore == true) return null;
 
         // The profile can also say "ignore", which silences the environment variables too: read it only when needed.
         IniSection? profile = null;
@@ -707,7 +705,7 @@ internal sealed class InstanceMetadataSource(AwsConfigContext context) : Credent
 
     public override async ValueTask<Loaded> LoadAsync(CancellationToken cancellationToken)
     {
-        if (context.Env("AWS_EC2_METADATA_DISABLED") is { } disabled && disabled.Equals("true", StringComparison.OrdinalIgnoreCase))
+        if (context.EnvBool("AWS_EC2_METADATA_DISABLED") == true)
             return Loaded.NotFound("EC2 instance metadata: disabled by AWS_EC2_METADATA_DISABLED=true");
         var endpoint = Endpoint();
         // Being last in the chain, a failure here is "not found" with its reason, which the chain's error shows.
@@ -738,7 +736,7 @@ internal sealed class InstanceMetadataSource(AwsConfigContext context) : Credent
         if (context.Env("AWS_EC2_METADATA_SERVICE_ENDPOINT") is { } value)
             return Uri.TryCreate(value, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps)
                 ? WithSlash(uri)
-                : throw new AwsConfigurationException($"The environment variable AWS_EC2_METADATA_SERVICE_ENDPOINT ('{value}') must be an absolute http URL, such as http://169.254.169.254.");
+                : throw new AwsConfigurationException($"The environment variable AWS_EC2_METADATA_SERVICE_ENDPOINT ('{value}') must be an absolute http or https URL, such as http://169.254.169.254.");
         return context.Env("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE") is { } mode && mode.Equals("IPv6", StringComparison.OrdinalIgnoreCase)
             ? new Uri("http://[fd00:ec2::254]/")
             : new Uri("http://169.254.169.254/");
@@ -803,6 +801,10 @@ internal sealed class AwsConfigContext(AwsConfigOptions? options)
         var value = Options.GetEnvironmentVariable(name);
         return string.IsNullOrWhiteSpace(value) ? null : value.Trim();
     }
+
+    // A flag: true, false (in any case) or unset (null); anything else is an error rather than a silent false.
+    public bool? EnvBool(string name) =>
+        Env(name) is { } value ? AwsEndpoint.ParseBool(value, $"The environment variable {name}", null) : null;
 
     public string ProfileName => Options.Profile ?? Env("AWS_PROFILE") ?? "default";
 

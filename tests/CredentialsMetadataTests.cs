@@ -233,6 +233,28 @@ public class CredentialsMetadataTests : CredentialsTestBase
         Assert.That(server.Requests, Is.Empty);
     }
 
+    // AWS_EC2_METADATA_DISABLED is true or false, like every other flag: a typo is an error, not a silent "enabled".
+    [TestCase("yes")]
+    [TestCase("1")]
+    public async Task ImdsDisabledWithAnotherValueIsAnError(string value)
+    {
+        var imds = new FakeImds();
+        await using var server = new FakeHttpServer(imds.Handle);
+        Env["AWS_EC2_METADATA_DISABLED"] = value;
+        var e = Assert.ThrowsAsync<AwsConfigurationException>(async () => await AwsCredentialsChain.CreateDefault(Options(imds: server.Url)).GetCredentialsAsync())!;
+        Assert.That(e.Message, Is.EqualTo($"The environment variable AWS_EC2_METADATA_DISABLED must be true or false (it is '{value}')."));
+        Assert.That(server.Requests, Is.Empty);
+    }
+
+    [Test]
+    public void ImdsEndpointFromTheEnvironmentMustBeAnHttpOrHttpsUrl()
+    {
+        Env["AWS_EC2_METADATA_DISABLED"] = null;
+        Env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = "ftp://169.254.169.254";
+        var e = Assert.ThrowsAsync<AwsConfigurationException>(async () => await AwsCredentialsChain.CreateDefault(Options()).GetCredentialsAsync())!;
+        Assert.That(e.Message, Is.EqualTo("The environment variable AWS_EC2_METADATA_SERVICE_ENDPOINT ('ftp://169.254.169.254') must be an absolute http or https URL, such as http://169.254.169.254."));
+    }
+
     [Test]
     public async Task ImdsWithoutARoleSaysSo()
     {
