@@ -1220,9 +1220,13 @@ internal static class CredentialProcess
         if (process.ExitCode != 0)
         {
             // Its error output is written for people (what to do: log in again...); its standard output may hold keys.
+            // Only the first line is shown, clipped: a script run with `set -x` traces its commands there, keys and
+            // all, on the lines that follow. (A first line that is itself such a trace would still show.)
             string stderr = errors.Result.Trim();
+            int lineEnd = stderr.AsSpan().IndexOfAny('\r', '\n');
+            string firstLine = lineEnd < 0 ? stderr : stderr[..lineEnd].TrimEnd();
             throw new AwsCredentialsException(
-                $"{what} exited with code {process.ExitCode}{(stderr.Length > 0 ? ": " + Json.Clip(stderr) : "")}.", profileName);
+                $"{what} exited with code {process.ExitCode}{(firstLine.Length > 0 ? ": " + Json.Clip(firstLine) : "")}.", profileName);
         }
         var values = Json.ReadObject(Encoding.UTF8.GetBytes(output.Result), what + " printed", profileName);
         if (values.GetValueOrDefault("Version") != "1")
