@@ -881,8 +881,8 @@ public sealed class LambdaClient : IDisposable
     internal int RetryTokens => Volatile.Read(ref _retryTokens);
 
     // Corrects the offset when the server's clock differs by 5 minutes or more from the time the failed attempt was
-    // signed with. Concurrent calls signed before a correction each see the difference and are retried; they store
-    // the same offset (the server's), so the last writer wins harmlessly.
+    // signed with. Concurrent calls signed before a correction each see the difference and are retried; each stores
+    // the offset it measured (the server's clock, give or take the network's delay), so whichever lands last will do.
     private bool TryCorrectClockSkew(LambdaServiceException e, TimeSpan signedOffset)
     {
         bool skewError = e.ErrorType is "RequestTimeTooSkewed" or "RequestExpired" or "RequestInTheFuture"
