@@ -146,8 +146,6 @@ public static class AwsRegion
             if (!(c is >= 'a' and <= 'z' or >= '0' and <= '9' or '-')) return false; // region names are lowercase
         return true;
     }
-
-    // The DNS suffix of the region's partition (notes: aws, aws-cn, aws-us-gov, the ISO partitions, aws-eusc).
 }
 
 /// <summary>Resolves a custom endpoint URL for a service as the AWS SDKs do.</summary>
@@ -163,14 +161,16 @@ public static class AwsEndpoint
     /// underscores for the environment variable (<c>AWS_ENDPOINT_URL_LAMBDA</c>), lower-cased for the config file (<c>lambda</c>).</param>
     /// <param name="configured">The endpoint set in code, or null.</param>
     /// <param name="options">Where to look; null for the real environment.</param>
-    /// <exception cref="AwsConfigurationException">A configured endpoint is not an absolute http or https URL (the message names where it is set).</exception>
+    /// <exception cref="AwsConfigurationException">An endpoint in the environment or the config files is not an absolute
+    /// http or https URL without a query (the message names where it is set).</exception>
+    /// <exception cref="ArgumentException"><paramref name="configured"/> is not an absolute http or https URL without a query.</exception>
     public static Uri? Resolve(string serviceId, Uri? configured = null, AwsConfigOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(serviceId);
         if (configured is not null)
         {
-            if (!configured.IsAbsoluteUri || (configured.Scheme != Uri.UriSchemeHttp && configured.Scheme != Uri.UriSchemeHttps))
-                throw new ArgumentException($"The endpoint '{configured}' must be an absolute http or https URL, such as https://lambda.us-east-1.amazonaws.com.", nameof(configured));
+            if (!IsValid(configured))
+                throw new ArgumentException($"The endpoint '{configured}' must be an absolute http or https URL without a query, such as https://lambda.us-east-1.amazonaws.com.", nameof(configured));
             return configured;
         }
         return Find(serviceId, new AwsConfigContext(options));
@@ -209,8 +209,8 @@ public static class AwsEndpoint
     {
         const string IgnoreVariable = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS";
         string envName = "AWS_ENDPOINT_URL_" + serviceId.Trim().Replace(' ', '_').ToUpperInvariant();
-        string? ignore = context.Env(IgnoreVariable);
-        if (ignore is not null && ParseBool(ignore, IgnoreVariable, null)) return null;
+        bool? ignore = context.EnvBool(IgnoreVariable);
+        if (ignore == true) return null;
 
         // The profile can also say "ignore", which silences the environment variables too: read it only when needed.
         IniSection? profile = null;
@@ -246,11 +246,15 @@ public static class AwsEndpoint
 
     private static Uri ParseUrl(string value, string where, IniValue? at, string? profile)
     {
-        if (Uri.TryCreate(value, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps))
+        if (Uri.TryCreate(value, UriKind.Absolute, out var uri) && IsValid(uri))
             return uri;
-        throw new AwsConfigurationException($"{where} is '{value}', which is not an absolute http or https URL; write one such as http://localhost:4566.",
+        throw new AwsConfigurationException($"{where} is '{value}', which is not an absolute http or https URL without a query; write one such as http://localhost:4566.",
             at?.File, at?.Line, profile);
     }
+
+    // The API's path and query go after an endpoint (a path of its own is kept as a prefix): it can have no query.
+    private static bool IsValid(Uri uri) =>
+        uri.IsAbsoluteUri && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps) && uri.Query.Length == 0;
 
     internal static bool ParseBool(string value, string where, IniValue? at)
     {
@@ -357,9 +361,13 @@ public sealed class AwsCredentialsChain : IAwsCredentialsProvider
         {
             var credentials = await LoadAsync().ConfigureAwait(false);
             var now = _clock.GetUtcNow();
-            if (credentials.Expiration is { } expiration && expiration <= now)
+            // Never handed out in their last 15 seconds: a request signed with them could reach AWS after they expire.
+            if (credentials.Expiration is { } expiration && expiration - ExpiryMargin <= now)
                 throw new AwsCredentialsException(
-                    $"The credentials from {_selected?.Name} (access key id {credentials.AccessKeyId}) expired at {expiration.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ}, before they could be used; check this machine's clock.");
+                    $"The credentials from {_selected?.Name} (access key id {credentials.AccessKeyId}) " + (expiration <= now
+                        ? $"expired at {expiration.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ}, before they could be used"
+                        : $"expire at {expiration.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ}, less than {ExpiryMargin.TotalSeconds:0} seconds from now ({now.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ}): too late to be used") +
+                    "; check this machine's clock.");
             Volatile.Write(ref _cached, Cached.For(credentials, now));
             return credentials;
         }
@@ -628,8 +636,10 @@ internal sealed class ContainerSource(AwsConfigContext context) : CredentialSour
 
     private Uri RelativeUri(string relative)
     {
-        var baseUri = context.Options.ContainerCredentialsEndpoint ?? new Uri("http://169.254.170.2");
-        if (!relative.StartsWith('/') || !Uri.TryCreate(baseUri, relative, out var uri))
+        // Appended to the endpoint's scheme and authority, never resolved as a relative reference: '//host/path' would
+        // then name another host, and the authorization token would go there.
+        string origin = (context.Options.ContainerCredentialsEndpoint ?? new Uri("http://169.254.170.2")).GetLeftPart(UriPartial.Authority);
+        if (!relative.StartsWith('/') || !Uri.TryCreate(origin + relative, UriKind.Absolute, out var uri) || uri.GetLeftPart(UriPartial.Authority) != origin)
             throw new AwsConfigurationException($"The environment variable {RelativeVariable} ('{relative}') must be a path starting with '/', such as /v2/credentials/abc.");
         return uri;
     }
@@ -695,7 +705,7 @@ internal sealed class InstanceMetadataSource(AwsConfigContext context) : Credent
 
     public override async ValueTask<Loaded> LoadAsync(CancellationToken cancellationToken)
     {
-        if (context.Env("AWS_EC2_METADATA_DISABLED") is { } disabled && disabled.Equals("true", StringComparison.OrdinalIgnoreCase))
+        if (context.EnvBool("AWS_EC2_METADATA_DISABLED") == true)
             return Loaded.NotFound("EC2 instance metadata: disabled by AWS_EC2_METADATA_DISABLED=true");
         var endpoint = Endpoint();
         // Being last in the chain, a failure here is "not found" with its reason, which the chain's error shows.
@@ -726,7 +736,7 @@ internal sealed class InstanceMetadataSource(AwsConfigContext context) : Credent
         if (context.Env("AWS_EC2_METADATA_SERVICE_ENDPOINT") is { } value)
             return Uri.TryCreate(value, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps)
                 ? WithSlash(uri)
-                : throw new AwsConfigurationException($"The environment variable AWS_EC2_METADATA_SERVICE_ENDPOINT ('{value}') must be an absolute http URL, such as http://169.254.169.254.");
+                : throw new AwsConfigurationException($"The environment variable AWS_EC2_METADATA_SERVICE_ENDPOINT ('{value}') must be an absolute http or https URL, such as http://169.254.169.254.");
         return context.Env("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE") is { } mode && mode.Equals("IPv6", StringComparison.OrdinalIgnoreCase)
             ? new Uri("http://[fd00:ec2::254]/")
             : new Uri("http://169.254.169.254/");
@@ -791,6 +801,10 @@ internal sealed class AwsConfigContext(AwsConfigOptions? options)
         var value = Options.GetEnvironmentVariable(name);
         return string.IsNullOrWhiteSpace(value) ? null : value.Trim();
     }
+
+    // A flag: true, false (in any case) or unset (null); anything else is an error rather than a silent false.
+    public bool? EnvBool(string name) =>
+        Env(name) is { } value ? AwsEndpoint.ParseBool(value, $"The environment variable {name}", null) : null;
 
     public string ProfileName => Options.Profile ?? Env("AWS_PROFILE") ?? "default";
 
@@ -1206,9 +1220,13 @@ internal static class CredentialProcess
         if (process.ExitCode != 0)
         {
             // Its error output is written for people (what to do: log in again...); its standard output may hold keys.
+            // Only the first line is shown, clipped: a script run with `set -x` traces its commands there, keys and
+            // all, on the lines that follow. (A first line that is itself such a trace would still show.)
             string stderr = errors.Result.Trim();
+            int lineEnd = stderr.AsSpan().IndexOfAny('\r', '\n');
+            string firstLine = lineEnd < 0 ? stderr : stderr[..lineEnd].TrimEnd();
             throw new AwsCredentialsException(
-                $"{what} exited with code {process.ExitCode}{(stderr.Length > 0 ? ": " + Json.Clip(stderr) : "")}.", profileName);
+                $"{what} exited with code {process.ExitCode}{(firstLine.Length > 0 ? ": " + Json.Clip(firstLine) : "")}.", profileName);
         }
         var values = Json.ReadObject(Encoding.UTF8.GetBytes(output.Result), what + " printed", profileName);
         if (values.GetValueOrDefault("Version") != "1")
@@ -1218,9 +1236,12 @@ internal static class CredentialProcess
     }
 }
 
-// The JSON the credential sources answer with: one flat object. Utf8JsonReader, no reflection.
+// The JSON AWS answers with (credential sources, service errors, a function's error object): one flat object read
+// with Utf8JsonReader, no reflection. And the clipping of text quoted in error messages.
 internal static class Json
 {
+    private const int MaxQuoted = 500;
+
     public static AwsCredentials ReadCredentials(byte[] body, string tokenField, string what, string? profileName)
     {
         var values = ReadObject(body, what + " answered", profileName);
@@ -1251,15 +1272,23 @@ internal static class Json
         }
     }
 
-    // The top-level string, number and boolean members of a JSON object; nested values are skipped.
-    public static Dictionary<string, string> ReadObject(byte[] json, string what, string? profileName)
+    // ReadObject for credentials: what is wrong with the JSON is an AwsCredentialsException that names the source.
+    public static Dictionary<string, string> ReadObject(byte[] json, string what, string? profileName) =>
+        TryReadObject(json, out string? problem) ?? throw new AwsCredentialsException($"{what} {problem}.", profileName);
+
+    // The top-level string, number and boolean members of a JSON object; nested values are skipped. Null when the
+    // text is not one JSON object, with the problem, which never quotes the input (it may hold a secret).
+    public static Dictionary<string, string>? TryReadObject(ReadOnlySpan<byte> json, out string? problem)
     {
         var values = new Dictionary<string, string>(StringComparer.Ordinal);
         var reader = new Utf8JsonReader(json, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip });
         try
         {
             if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
-                throw new AwsCredentialsException($"{what} something that is not a JSON object.", profileName);
+            {
+                problem = "something that is not a JSON object";
+                return null;
+            }
             while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
             {
                 string name = reader.GetString()!;
@@ -1272,59 +1301,72 @@ internal static class Json
                 }
             }
             if (reader.Read())
-                throw new AwsCredentialsException($"{what} JSON with more after the object.", profileName);
+            {
+                problem = "JSON with more after the object";
+                return null;
+            }
         }
         catch (JsonException e)
         {
-            // The reader's own message quotes the input, which may be a secret: give the position only.
-            throw new AwsCredentialsException($"{what} malformed JSON (line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1}).", profileName);
+            // The reader's own message quotes the input: give the position only.
+            problem = $"malformed JSON (line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1})";
+            return null;
         }
         catch (InvalidOperationException)
         {
-            throw new AwsCredentialsException($"{what} JSON with a string that cannot be read (invalid UTF-8 or escape).", profileName);
+            problem = "JSON with a string that cannot be read (invalid UTF-8 or escape)";
+            return null;
         }
+        problem = null;
         return values;
     }
 
     // The code and message of an error answer, for an error message: never the body itself.
     public static string ErrorDetail(byte[] body)
     {
-        try
-        {
-            var values = ReadObject(body, "", null);
-            string? code = values.GetValueOrDefault("code") ?? values.GetValueOrDefault("Code");
-            string? message = values.GetValueOrDefault("message") ?? values.GetValueOrDefault("Message");
-            return code is null && message is null ? "" : $": {code}{(code is not null && message is not null ? ": " : "")}{(message is null ? "" : Clip(message))}";
-        }
-        catch (AwsCredentialsException)
-        {
-            return "";
-        }
+        if (TryReadObject(body, out _) is not { } values) return "";
+        string? code = values.GetValueOrDefault("code") ?? values.GetValueOrDefault("Code");
+        string? message = values.GetValueOrDefault("message") ?? values.GetValueOrDefault("Message");
+        return code is null && message is null ? "" : $": {code}{(code is not null && message is not null ? ": " : "")}{(message is null ? "" : Clip(message))}";
     }
 
-    public static string Clip(string text) => text.Length <= 500 ? text : text[..500] + "...";
+    // Text quoted in an error message: its first 500 characters.
+    public static string Clip(string text) => text.Length <= MaxQuoted ? text : string.Concat(text.AsSpan(0, MaxQuoted), "...");
+
+    // UTF-8 quoted in an error message, of which only the start is decoded (an answer may be megabytes): 501
+    // characters take at most 1,503 bytes, so Clip still sees when there is more.
+    public static string Clip(ReadOnlySpan<byte> utf8) => Clip(Encoding.UTF8.GetString(utf8[..Math.Min(utf8.Length, (MaxQuoted + 1) * 3)]));
 }
 
-// The HTTP clients of the credential sources, shared by all chains. Metadata and container endpoints are local
-// addresses: no proxy, a short connect timeout, and no redirects (a redirect could carry the token elsewhere).
+// The process's HttpClients, for the credential sources and the service clients (LambdaClient). Each is made once
+// (Lazy: never a second handler); connections are pooled across clients and recycled every few minutes so that DNS
+// changes are seen. No redirects: HttpClient would follow one with every header but Authorization, which carries a
+// session token or a metadata token to wherever the Location points. No cookies, no decompression.
 internal static class AwsHttp
 {
-    private static HttpClient? s_direct, s_proxied;
+    private static readonly Lazy<HttpClient> s_direct = new(() => Create(useProxy: false, connectTimeout: TimeSpan.FromSeconds(1)));
+    private static readonly Lazy<HttpClient> s_proxied = new(() => Create(useProxy: true, connectTimeout: TimeSpan.FromSeconds(10)));
 
-    public static HttpClient Direct => LazyInitializer.EnsureInitialized(ref s_direct, () => Create(useProxy: false));
+    // The instance metadata and container endpoints: local addresses, so no proxy and a short connect timeout.
+    public static HttpClient Direct => s_direct.Value;
 
-    public static HttpClient Proxied => LazyInitializer.EnsureInitialized(ref s_proxied, () => Create(useProxy: true));
+    // AWS services (STS, Lambda), through the system's proxy if one is set.
+    public static HttpClient Proxied => s_proxied.Value;
 
-    private static HttpClient Create(bool useProxy) =>
+    private static HttpClient Create(bool useProxy, TimeSpan connectTimeout) =>
         new(new SocketsHttpHandler
         {
             UseProxy = useProxy,
             AllowAutoRedirect = false,
-            ConnectTimeout = useProxy ? TimeSpan.FromSeconds(10) : TimeSpan.FromSeconds(1),
+            UseCookies = false,
+            AutomaticDecompression = DecompressionMethods.None,
+            ConnectTimeout = connectTimeout,
             PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+            PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1),
         })
         {
             Timeout = System.Threading.Timeout.InfiniteTimeSpan, // each call has its own
+            // Limits only what HttpClient buffers itself (SendAsync below); LambdaClient streams its answers (up to 6 MB).
             MaxResponseContentBufferSize = 1024 * 1024,
         };
 

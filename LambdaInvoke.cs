@@ -43,12 +43,16 @@ public enum LambdaInvocationType
 /// <summary>Settings of a <see cref="LambdaClient"/>. Every property is optional.</summary>
 public sealed class LambdaClientOptions
 {
-    /// <summary>The region, such as <c>us-east-1</c>. Null reads <c>AWS_REGION</c>, then <c>AWS_DEFAULT_REGION</c>.</summary>
+    /// <summary>The region, such as <c>us-east-1</c>. Null resolves it as the AWS SDKs do (<see cref="AwsRegion.Resolve"/>):
+    /// <c>AWS_REGION</c>, then <c>AWS_DEFAULT_REGION</c>, then the <c>region</c> of the profile in the shared config
+    /// files; the client cannot be made without one.</summary>
     public string? Region { get; init; }
 
-    /// <summary>A custom endpoint (an emulator, a VPC endpoint). Null reads <c>AWS_ENDPOINT_URL_LAMBDA</c>, then
-    /// <c>AWS_ENDPOINT_URL</c> (both ignored when <c>AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true</c>), else the
-    /// region's public endpoint.</summary>
+    /// <summary>A custom endpoint (an emulator, a VPC endpoint): an absolute http or https URL without a query; its path,
+    /// if any, prefixes the API's. Null resolves it as the AWS SDKs do (<see cref="AwsEndpoint.Resolve"/>):
+    /// <c>AWS_ENDPOINT_URL_LAMBDA</c>, then <c>AWS_ENDPOINT_URL</c>, then the profile's <c>services</c> section and
+    /// <c>endpoint_url</c> (all ignored when <c>AWS_IGNORE_CONFIGURED_ENDPOINT_URLS</c> or the profile's
+    /// <c>ignore_configured_endpoint_urls</c> is true); when none is set, the region's public endpoint.</summary>
     public Uri? Endpoint { get; init; }
 
     /// <summary>Use the FIPS endpoint (<c>lambda-fips.{region}...</c>); ignored with a custom endpoint.</summary>
@@ -57,13 +61,22 @@ public sealed class LambdaClientOptions
     /// <summary>Use the dual-stack (IPv4 and IPv6) endpoint; ignored with a custom endpoint.</summary>
     public bool UseDualStack { get; init; }
 
-    /// <summary>Where credentials come from. Null reads <c>AWS_ACCESS_KEY_ID</c>, <c>AWS_SECRET_ACCESS_KEY</c> and
-    /// <c>AWS_SESSION_TOKEN</c> when the first call needs them.</summary>
+    /// <summary>Where credentials come from. Null uses the AWS SDKs' default chain (<see cref="AwsCredentialsChain.CreateDefault"/>),
+    /// first read by the first call: environment variables (<c>AWS_ACCESS_KEY_ID</c>, <c>AWS_SECRET_ACCESS_KEY</c>,
+    /// <c>AWS_SESSION_TOKEN</c>), a web identity token file (an STS call), the profile in the shared config files
+    /// (static keys, an assumed role, <c>credential_process</c>), container credentials, then EC2 instance metadata.
+    /// When nothing before it is configured, that last link is a network call to the instance metadata service
+    /// (169.254.169.254, which fails within seconds off EC2; <c>AWS_EC2_METADATA_DISABLED=true</c> turns it off).</summary>
     public IAwsCredentialsProvider? Credentials { get; init; }
+
+    /// <summary>Where the region, endpoint and credentials left null are looked for: the environment variables, the
+    /// profile, the home directory of the shared config files, the clock of credential refreshes. Null for the real
+    /// ones (the process environment, <c>AWS_PROFILE</c> or <c>default</c>, the user's home directory).</summary>
+    public AwsConfigOptions? Config { get; init; }
 
     /// <summary>An HttpClient to send with (from IHttpClientFactory, say). Its own <see cref="HttpClient.Timeout"/>
     /// still applies; set it to <see cref="Timeout.InfiniteTimeSpan"/> to rely on <see cref="Timeout"/> only.
-    /// Null uses one pooled HttpClient shared by every client in the process.</summary>
+    /// Null uses one pooled HttpClient shared by every client in the process (it follows no redirect).</summary>
     public HttpClient? HttpClient { get; init; }
 
     /// <summary>A handler to send with, when <see cref="HttpClient"/> is null. The client does not dispose it.</summary>
@@ -72,18 +85,18 @@ public sealed class LambdaClientOptions
     /// <summary>Attempts per invocation, the first included: 3 by default (the SDKs' standard mode); 1 turns retries off.</summary>
     public int MaxAttempts { get; init; } = 3;
 
-    /// <summary>The base of the exponential backoff: the delay before retry i is random in [0, min(base * 2^(i-1), 20 s)).
-    /// 1 second by default.</summary>
+    /// <summary>The base of the exponential backoff: the delay before retry i is random below min(base * 2^(i-1), 20 s),
+    /// in whole milliseconds. 1 second by default.</summary>
     public TimeSpan RetryBaseDelay { get; init; } = TimeSpan.FromSeconds(1);
 
-    /// <summary>Waits before a retry. Null waits on <see cref="Clock"/>; tests pass a function that records and returns at once.</summary>
-    public Func<TimeSpan, CancellationToken, Task>? RetryDelay { get; init; }
-
     /// <summary>How long one attempt may take (sending, the function's run, reading the answer) before it fails with a
-    /// <see cref="LambdaTimeoutException"/>. 16 minutes by default: longer than the longest run Lambda allows (15 minutes).</summary>
+    /// <see cref="LambdaTimeoutException"/>. 16 minutes by default: longer than the longest run Lambda allows (15 minutes).
+    /// <see cref="Timeout.InfiniteTimeSpan"/> means no limit, and so does anything over 49 days (the longest a timer takes).</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromMinutes(16);
 
-    /// <summary>The clock for signing, retry delays and timeouts; <see cref="TimeProvider.System"/> by default.</summary>
+    /// <summary>The clock for signing, retry delays and attempt timeouts; <see cref="TimeProvider.System"/> by default.
+    /// Retry delays are waited on its timers (<see cref="Task.Delay(TimeSpan, TimeProvider, CancellationToken)"/>), so a
+    /// test clock decides when they end.</summary>
     public TimeProvider Clock { get; init; } = TimeProvider.System;
 }
 
@@ -112,7 +125,8 @@ public sealed class LambdaInvokeOptions
     /// <see cref="LambdaResponse.FunctionError"/> is set and whose payload is the error object.</summary>
     public bool ThrowOnFunctionError { get; init; } = true;
 
-    /// <summary>Overrides <see cref="LambdaClientOptions.Timeout"/> for these calls: the limit of one attempt.</summary>
+    /// <summary>Overrides <see cref="LambdaClientOptions.Timeout"/> for these calls: the limit of one attempt.
+    /// <see cref="Timeout.InfiniteTimeSpan"/>, or anything over 49 days, means no limit.</summary>
     public TimeSpan? Timeout { get; init; }
 
     // Encoded once per options instance: a fan-out sharing one instance pays for it once.
@@ -368,30 +382,8 @@ public sealed class LambdaFunctionException : Exception
     // The error object is {"errorMessage": ..., "errorType": ..., "stackTrace": [...]}; anything else is shown as text.
     private static (string Type, string Message) ReadErrorObject(ReadOnlySpan<byte> payload)
     {
-        string? type = null, message = null;
-        try
-        {
-            var reader = new Utf8JsonReader(payload);
-            if (reader.Read() && reader.TokenType == JsonTokenType.StartObject)
-            {
-                while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-                {
-                    bool isType = reader.ValueTextEquals("errorType"u8), isMessage = reader.ValueTextEquals("errorMessage"u8);
-                    reader.Read();
-                    if (reader.TokenType == JsonTokenType.String)
-                    {
-                        if (isType) type = reader.GetString();
-                        else if (isMessage) message = reader.GetString();
-                    }
-                    else reader.Skip();
-                }
-            }
-        }
-        catch (JsonException)
-        {
-            message = LambdaClient.Excerpt(payload);
-        }
-        return (type ?? "UnknownError", message ?? LambdaClient.Excerpt(payload));
+        var values = Json.TryReadObject(payload, out _);
+        return (values?.GetValueOrDefault("errorType") ?? "UnknownError", values?.GetValueOrDefault("errorMessage") ?? Json.Clip(payload));
     }
 }
 
@@ -434,13 +426,14 @@ public sealed class LambdaClient : IDisposable
     private const int RetryQuotaCapacity = 500, RetryCost = 5, TimeoutRetryCost = 10;
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(20);
     private static readonly TimeSpan ClockSkewThreshold = TimeSpan.FromMinutes(5);
+    // The longest delay a timer takes (CancelAfter throws beyond it): about 49.7 days. A longer timeout means no limit.
+    private static readonly TimeSpan MaxTimerDelay = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
 
     private readonly HttpClient _http;
     private readonly bool _ownsHttp;
     private readonly IAwsCredentialsProvider _credentials;
     private readonly SigV4Options _signing;
     private readonly TimeProvider _clock;
-    private readonly Func<TimeSpan, CancellationToken, Task>? _retryDelay;
     private readonly int _maxAttempts;
     private readonly TimeSpan _retryBaseDelay;
     private readonly TimeSpan _timeout;
@@ -451,9 +444,15 @@ public sealed class LambdaClient : IDisposable
     private int _retryTokens = RetryQuotaCapacity;
     private long _clockOffsetTicks;       // server time minus local time, learnt from a clock-skew error
 
-    /// <summary>Creates a client. Nothing is sent and no credentials are read until the first call.</summary>
-    /// <exception cref="ArgumentException">A setting is out of range, or the region or endpoint is malformed.</exception>
-    /// <exception cref="InvalidOperationException">No region is set anywhere.</exception>
+    /// <summary>Creates a client. The region and endpoint are resolved now (reading the environment and the shared config
+    /// files when they are not given); nothing is sent and no credentials are read until the first call.</summary>
+    /// <param name="options">The settings; null for the defaults.</param>
+    /// <exception cref="ArgumentException">A setting given in code is out of range or malformed (the region, the endpoint,
+    /// MaxAttempts, RetryBaseDelay, Timeout), or dual-stack was asked for in a partition without it.</exception>
+    /// <exception cref="AwsConfigurationException">No region is set anywhere, or the configuration holds a malformed one
+    /// (<c>AWS_REGION</c>, a profile's <c>region</c>), a malformed endpoint (<c>AWS_ENDPOINT_URL_LAMBDA</c>,
+    /// <c>AWS_ENDPOINT_URL</c>, a profile's <c>endpoint_url</c>), a malformed config file, or names a profile that does
+    /// not exist. The message says which.</exception>
     public LambdaClient(LambdaClientOptions? options = null)
     {
         options ??= new LambdaClientOptions();
@@ -464,26 +463,23 @@ public sealed class LambdaClient : IDisposable
         ValidateTimeout(options.Timeout, nameof(options));
 
         // The defaults resolve as the AWS SDKs do (AwsConfig.cs): code, then environment, then the shared config files.
-        string region = AwsRegion.Resolve(options.Region);
+        string region = AwsRegion.Resolve(options.Region, options.Config);
         Region = region;
-        Endpoint = AwsEndpoint.Resolve("Lambda", options.Endpoint) ?? AwsEndpoint.ForRegion("lambda", region, options.UseFips, options.UseDualStack);
-        if (!Endpoint.IsAbsoluteUri || (Endpoint.Scheme != Uri.UriSchemeHttps && Endpoint.Scheme != Uri.UriSchemeHttp) || Endpoint.Query.Length > 0)
-            throw new ArgumentException($"The endpoint '{Endpoint}' must be an absolute http or https URL without a query, such as https://lambda.us-east-1.amazonaws.com.", nameof(options));
+        Endpoint = AwsEndpoint.Resolve("Lambda", options.Endpoint, options.Config) ?? AwsEndpoint.ForRegion("lambda", region, options.UseFips, options.UseDualStack);
 
         _origin = Endpoint.GetLeftPart(UriPartial.Authority);
         _pathPrefix = Endpoint.AbsolutePath.TrimEnd('/') + "/2015-03-31/functions/";
         _host = SigV4.HostHeader(Endpoint);
         _hostOnly = [new("Host", _host)];
-        _credentials = options.Credentials ?? AwsCredentialsChain.CreateDefault();
+        _credentials = options.Credentials ?? AwsCredentialsChain.CreateDefault(options.Config);
         _clock = options.Clock ?? TimeProvider.System;
         _signing = new SigV4Options("lambda", region);
-        _retryDelay = options.RetryDelay;
         _maxAttempts = options.MaxAttempts;
         _retryBaseDelay = options.RetryBaseDelay;
         _timeout = options.Timeout;
         if (options.HttpClient is not null) _http = options.HttpClient;
         else if (options.HttpHandler is not null) { _http = new HttpClient(options.HttpHandler, disposeHandler: false) { Timeout = System.Threading.Timeout.InfiniteTimeSpan }; _ownsHttp = true; }
-        else _http = SharedHttpClient;
+        else _http = AwsHttp.Proxied;
     }
 
     /// <summary>The region requests are signed for.</summary>
@@ -499,26 +495,6 @@ public sealed class LambdaClient : IDisposable
     public void Dispose()
     {
         if (_ownsHttp) _http.Dispose();
-    }
-
-    // One pooled HttpClient for the process: connections are reused across clients, recycled every few minutes so
-    // that DNS changes are seen, and not limited in number (the fan-out bounds concurrency itself).
-    private static HttpClient SharedHttpClient => s_sharedHttp ??= CreateSharedHttpClient();
-    private static HttpClient? s_sharedHttp;
-
-    private static HttpClient CreateSharedHttpClient()
-    {
-        var handler = new SocketsHttpHandler
-        {
-            PooledConnectionLifetime = TimeSpan.FromMinutes(5),
-            PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1),
-            MaxConnectionsPerServer = int.MaxValue,
-            AutomaticDecompression = DecompressionMethods.None,
-            UseCookies = false,
-            ConnectTimeout = TimeSpan.FromSeconds(10),
-        };
-        var client = new HttpClient(handler) { Timeout = System.Threading.Timeout.InfiniteTimeSpan };
-        return Interlocked.CompareExchange(ref s_sharedHttp, client, null) ?? client;
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -577,13 +553,16 @@ public sealed class LambdaClient : IDisposable
             // The attempt's timeout has a token source of its own, so that its expiry is told apart from the caller's cancellation.
             var attemptSource = StartAttemptTimeout(timeout, cancellationToken, out var callerRegistration);
             var token = attemptSource?.Token ?? cancellationToken;
+            // The offset this attempt is signed with: a skew error is judged against it, not against an offset that
+            // a concurrent call may have learnt since.
+            var signedOffset = ClockOffset;
             HttpRequestMessage? request = null;
             HttpResponseMessage? response = null;
             Exception failure;
             int cost = RetryCost;
             try
             {
-                request = BuildSignedRequest(payload, payloadHash, options, target, credentials);
+                request = BuildSignedRequest(payload, payloadHash, options, target, credentials, _clock.GetUtcNow() + signedOffset);
                 response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, token).ConfigureAwait(false);
 
                 // The body goes into an array of exactly its size: the one copy a response's payload ever makes.
@@ -615,9 +594,10 @@ public sealed class LambdaClient : IDisposable
                 }
 
                 var error = ReadServiceError(functionName, response, body, requestId, credentials, attempt);
-                if (!skewCorrected && TryCorrectClockSkew(error))
+                if (!skewCorrected && TryCorrectClockSkew(error, signedOffset))
                 {
-                    // The signature was judged by a clock that differs from ours: sign again with the corrected time, once.
+                    // The signature was judged by a clock that differs from the one it was signed with: sign again
+                    // with the corrected time, once per call.
                     skewCorrected = true;
                     attempt--;
                     continue;
@@ -659,7 +639,7 @@ public sealed class LambdaClient : IDisposable
     private CancellationTokenSource? StartAttemptTimeout(TimeSpan timeout, CancellationToken cancellationToken, out CancellationTokenRegistration callerRegistration)
     {
         callerRegistration = default;
-        if (timeout == System.Threading.Timeout.InfiniteTimeSpan) return null;
+        if (timeout == System.Threading.Timeout.InfiniteTimeSpan || timeout > MaxTimerDelay) return null;
         CancellationTokenSource source;
         if (ReferenceEquals(_clock, TimeProvider.System))
         {
@@ -729,7 +709,8 @@ public sealed class LambdaClient : IDisposable
         };
     }
 
-    private HttpRequestMessage BuildSignedRequest(ReadOnlyMemory<byte> payload, string payloadHash, LambdaInvokeOptions options, in Target target, AwsCredentials credentials)
+    private HttpRequestMessage BuildSignedRequest(ReadOnlyMemory<byte> payload, string payloadHash, LambdaInvokeOptions options, in Target target,
+        AwsCredentials credentials, DateTimeOffset time)
     {
         string? invocationType = options.InvocationType switch
         {
@@ -749,7 +730,6 @@ public sealed class LambdaClient : IDisposable
             if (target.ClientContext is not null) headers[n++] = new("X-Amz-Client-Context", target.ClientContext);
         }
 
-        var time = _clock.GetUtcNow() + ClockOffset;
         var signature = SigV4.Sign("POST", target.Path, target.Query, headers, payloadHash, time, credentials, _signing);
 
         var request = new HttpRequestMessage(HttpMethod.Post, target.Uri) { Content = new ReadOnlyMemoryContent(payload) };
@@ -804,19 +784,20 @@ public sealed class LambdaClient : IDisposable
     // Errors.
     // ---------------------------------------------------------------------------------------------------------
 
-    private static LambdaServiceException ReadServiceError(string functionName, HttpResponseMessage response, byte[] body,
+    private LambdaServiceException ReadServiceError(string functionName, HttpResponseMessage response, byte[] body,
         string? requestId, AwsCredentials credentials, int attempt)
     {
         int status = (int)response.StatusCode;
         var (bodyType, message, reason) = ReadErrorBody(body);
         string errorType = ErrorTypeFromHeader(HeaderValue(response.Headers, "x-amzn-ErrorType")) ?? bodyType
             ?? (status == 429 ? "TooManyRequestsException" : "UnknownError");
-        message ??= body.Length > 0 ? Excerpt(body) : response.ReasonPhrase ?? "(no message)";
+        message ??= body.Length > 0 ? Json.Clip(body) : response.ReasonPhrase ?? "(no message)";
         // A signature error's message echoes the canonical request, which holds the session token when one is signed.
         if (credentials.SessionToken is { } token && message.Contains(token, StringComparison.Ordinal))
             message = message.Replace(token, "(session token)", StringComparison.Ordinal);
+        // A Retry-After date is on the server's clock: measured from our clock corrected by the offset learnt, if any.
         var retryAfter = response.Headers.RetryAfter is { } ra
-            ? ra.Delta ?? (ra.Date is { } d ? d - DateTimeOffset.UtcNow : null)
+            ? ra.Delta ?? (ra.Date is { } d ? d - (_clock.GetUtcNow() + ClockOffset) : null)
             : null;
         return new LambdaServiceException(functionName, errorType, message, status, requestId, reason, retryAfter, attempt)
         {
@@ -837,51 +818,17 @@ public sealed class LambdaClient : IDisposable
     // error type, so it names the error only when it is something else.
     internal static (string? Type, string? Message, string? Reason) ReadErrorBody(ReadOnlySpan<byte> body)
     {
-        string? type = null, code = null, faultType = null, message = null, reason = null;
-        try
-        {
-            var reader = new Utf8JsonReader(body);
-            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject) return (null, null, null);
-            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-            {
-                int field = reader.ValueTextEquals("__type"u8) ? 1
-                    : reader.ValueTextEquals("code"u8) || reader.ValueTextEquals("Code"u8) ? 2
-                    : reader.ValueTextEquals("Type"u8) ? 3
-                    : reader.ValueTextEquals("message"u8) || reader.ValueTextEquals("Message"u8) ? 4
-                    : reader.ValueTextEquals("Reason"u8) ? 5 : 0;
-                reader.Read();
-                if (reader.TokenType != JsonTokenType.String) { reader.Skip(); continue; }
-                string? value = reader.GetString();
-                switch (field)
-                {
-                    case 1: type = value; break;
-                    case 2: code = value; break;
-                    case 3: faultType = value; break;
-                    case 4: message ??= value; break;
-                    case 5: reason = value; break;
-                }
-            }
-        }
-        catch (JsonException)
-        {
-            return (null, null, null);
-        }
+        if (Json.TryReadObject(body, out _) is not { } values) return (null, null, null);
+        string? faultType = values.GetValueOrDefault("Type");
         if (faultType is "User" or "Server") faultType = null;
-        string? name = type ?? code ?? faultType;
+        string? name = values.GetValueOrDefault("__type") ?? values.GetValueOrDefault("code") ?? values.GetValueOrDefault("Code") ?? faultType;
         if (name is not null)
         {
             int hash = name.LastIndexOf('#');
             if (hash >= 0) name = name[(hash + 1)..];
             name = ErrorTypeFromHeader(name);
         }
-        return (name, message, reason);
-    }
-
-    internal static string Excerpt(ReadOnlySpan<byte> body)
-    {
-        const int max = 1024;
-        string text = Encoding.UTF8.GetString(body.Length > max ? body[..max] : body);
-        return body.Length > max ? text + "..." : text;
+        return (name, values.GetValueOrDefault("message") ?? values.GetValueOrDefault("Message"), values.GetValueOrDefault("Reason"));
     }
 
     internal static bool IsThrottlingType(string errorType) => errorType is
@@ -896,15 +843,15 @@ public sealed class LambdaClient : IDisposable
     // Retries: standard mode's backoff, quota and clock-skew correction.
     // ---------------------------------------------------------------------------------------------------------
 
-    // Full jitter: random in [0, min(base * 2^(attempt-1), 20 s)).
+    // Full jitter: random below min(base * 2^(attempt-1), 20 s), in whole milliseconds (what Task.Delay counts) from 1,
+    // so that every wait is one on the clock's timer (Task.Delay does not ask the clock for a wait of 0).
     private TimeSpan Backoff(int attempt)
     {
-        double ceiling = Math.Min(_retryBaseDelay.Ticks * Math.Pow(2, attempt - 1), MaxBackoff.Ticks);
-        return TimeSpan.FromTicks((long)(Random.Shared.NextDouble() * ceiling));
+        long ceiling = (long)Math.Min(_retryBaseDelay.TotalMilliseconds * Math.Pow(2, attempt - 1), MaxBackoff.TotalMilliseconds);
+        return ceiling <= 1 ? TimeSpan.Zero : TimeSpan.FromMilliseconds(Random.Shared.NextInt64(1, ceiling));
     }
 
-    private Task DelayAsync(TimeSpan delay, CancellationToken cancellationToken) =>
-        _retryDelay is not null ? _retryDelay(delay, cancellationToken) : Task.Delay(delay, _clock, cancellationToken);
+    private Task DelayAsync(TimeSpan delay, CancellationToken cancellationToken) => Task.Delay(delay, _clock, cancellationToken);
 
     // The retry quota: a failing service drains it, so that retries stop instead of multiplying the load.
     private bool TryTakeRetryTokens(int cost)
@@ -933,7 +880,10 @@ public sealed class LambdaClient : IDisposable
     /// <summary>The retry tokens left (500 when full).</summary>
     internal int RetryTokens => Volatile.Read(ref _retryTokens);
 
-    private bool TryCorrectClockSkew(LambdaServiceException e)
+    // Corrects the offset when the server's clock differs by 5 minutes or more from the time the failed attempt was
+    // signed with. Concurrent calls signed before a correction each see the difference and are retried; each stores
+    // the offset it measured (the server's clock, give or take the network's delay), so whichever lands last will do.
+    private bool TryCorrectClockSkew(LambdaServiceException e, TimeSpan signedOffset)
     {
         bool skewError = e.ErrorType is "RequestTimeTooSkewed" or "RequestExpired" or "RequestInTheFuture"
             || (e.ErrorType is "InvalidSignatureException" or "SignatureDoesNotMatch"
@@ -942,7 +892,7 @@ public sealed class LambdaClient : IDisposable
         if (!skewError || e.ServerDate is not { } serverDate) return false;
         var local = _clock.GetUtcNow();
         var offset = serverDate - local;
-        if ((offset - ClockOffset).Duration() < ClockSkewThreshold) return false;
+        if ((offset - signedOffset).Duration() < ClockSkewThreshold) return false;
         Interlocked.Exchange(ref _clockOffsetTicks, offset.Ticks);
         return true;
     }
@@ -1295,7 +1245,7 @@ public sealed class LambdaClient : IDisposable
     // Endpoints and encodings.
     // ---------------------------------------------------------------------------------------------------------
 
-    /// <summary>The public endpoint of a region: <c>https://lambda[-fips].{region}.{partition's DNS suffix}</c>.</summary>
+    // Positive or infinite; any positive value is accepted, those beyond what a timer takes meaning no limit.
     private static void ValidateTimeout(TimeSpan timeout, string parameterName)
     {
         if (timeout <= TimeSpan.Zero && timeout != System.Threading.Timeout.InfiniteTimeSpan)

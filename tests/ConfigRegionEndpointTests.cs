@@ -147,6 +147,24 @@ public class ConfigRegionEndpointTests : CredentialsTestBase
         Assert.That(e.LineNumber, Is.EqualTo(2));
     }
 
+    // An endpoint is followed by the API's path and query: one with a query of its own is refused wherever it is set.
+    [Test]
+    public void EndpointsWithAQueryAreRefused()
+    {
+        Env["AWS_ENDPOINT_URL"] = "http://127.0.0.1:4566/?x=1";
+        var e = Assert.Throws<AwsConfigurationException>(() => AwsEndpoint.Resolve("Lambda", null, Options()))!;
+        Assert.That(e.Message, Is.EqualTo("The environment variable AWS_ENDPOINT_URL is 'http://127.0.0.1:4566/?x=1', which is not an absolute http or https URL without a query; write one such as http://localhost:4566."));
+
+        Env["AWS_ENDPOINT_URL"] = null;
+        Home.WriteConfig("[default]\nendpoint_url = http://127.0.0.1:4566/?x=1\n");
+        e = Assert.Throws<AwsConfigurationException>(() => AwsEndpoint.Resolve("Lambda", null, Options()))!;
+        Assert.That((e.FilePath, e.LineNumber), Is.EqualTo((Home.ConfigPath, 2)));
+        Assert.That(e.Message, Does.Contain("without a query"));
+
+        var inCode = Assert.Throws<ArgumentException>(() => AwsEndpoint.Resolve("Lambda", new Uri("https://example.com/?x=1"), Options()))!;
+        Assert.That(inCode.Message, Does.StartWith("The endpoint 'https://example.com/?x=1' must be an absolute http or https URL without a query"));
+    }
+
     [TestCase("sts", "us-east-1", "https://sts.us-east-1.amazonaws.com/")]
     [TestCase("sts", "cn-north-1", "https://sts.cn-north-1.amazonaws.com.cn/")]
     [TestCase("sts", "us-isob-east-1", "https://sts.us-isob-east-1.sc2s.sgov.gov/")]

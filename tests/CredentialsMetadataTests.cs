@@ -26,10 +26,39 @@ public class CredentialsMetadataTests : CredentialsTestBase
         Assert.That(chain.Source, Is.EqualTo("container credentials"));
     }
 
+    // The relative URI is a path on the container endpoint: '//host/...' (a network-path reference if resolved as a
+    // relative URI) must not send the request, and its token, to another host.
+    [Test]
+    public async Task ContainerRelativeUriCannotLeaveTheContainerHost()
+    {
+        await using var container = new FakeHttpServer(_ => ContainerAnswer());
+        await using var elsewhere = new FakeHttpServer(_ => ContainerAnswer("ASIAELSEWHERE"));
+        Env["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] = $"//127.0.0.1:{elsewhere.Url.Port}/steal";
+        Env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = "Bearer container-secret";
+        var chain = AwsCredentialsChain.CreateDefault(Options(container: container.Url));
+
+        var credentials = await chain.GetCredentialsAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.That(elsewhere.Requests, Is.Empty, "the request (with its token) went to a host other than the container endpoint");
+        Assert.That(credentials.AccessKeyId, Is.EqualTo("ASIACONTAINER"));
+        var request = container.Requests.Single();
+        Assert.That((request.Path, request.Header("Authorization")), Is.EqualTo(($"//127.0.0.1:{elsewhere.Url.Port}/steal", "Bearer container-secret")));
+    }
+
+    [TestCase("v2/credentials")]
+    [TestCase("http://127.0.0.1:9/creds")]
+    [TestCase("@127.0.0.1:9/creds")]
+    public void ContainerRelativeUriMustBeAPath(string relative)
+    {
+        Env["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] = relative;
+        var e = Assert.ThrowsAsync<AwsConfigurationException>(async () => await AwsCredentialsChain.CreateDefault(Options()).GetCredentialsAsync())!;
+        Assert.That(e.Message, Is.EqualTo($"The environment variable AWS_CONTAINER_CREDENTIALS_RELATIVE_URI ('{relative}') must be a path starting with '/', such as /v2/credentials/abc."));
+    }
+
     [Test]
     public async Task ContainerFullUriPrefersTheTokenFileAndRereadsIt()
     {
-        await using var server = new FakeHttpServer(_ => new Reply(200, CredentialsJson("ASIACONTAINER", "s", "t", Start.AddMinutes(20))));
+        await using var server = new FakeHttpServer(_ => new Reply(200, CredentialsJson("ASIACONTAINER", "s", "t", Clock.Now.AddMinutes(20))));
         string tokenFile = Home.Write("eks-token", "pod-identity-token-1\n");
         Env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = server.Url + "v1/credentials?x=1";
         Env["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = tokenFile;
@@ -163,7 +192,7 @@ public class CredentialsMetadataTests : CredentialsTestBase
     [Test]
     public async Task ImdsAnExpiredTokenIs401ThenANewTokenIsTaken()
     {
-        var imds = new FakeImds { Credentials = () => Reply.Json(CredentialsJson("ASIAIMDS", "imdsSecret", "imdsToken", Start.AddMinutes(30))) };
+        var imds = new FakeImds { Credentials = () => Reply.Json(CredentialsJson("ASIAIMDS", "imdsSecret", "imdsToken", Clock.Now.AddMinutes(30))) };
         await using var server = new FakeHttpServer(imds.Handle);
         Env["AWS_EC2_METADATA_DISABLED"] = null;
         var chain = AwsCredentialsChain.CreateDefault(Options(imds: server.Url));
@@ -202,6 +231,28 @@ public class CredentialsMetadataTests : CredentialsTestBase
         var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await AwsCredentialsChain.CreateDefault(Options(imds: server.Url)).GetCredentialsAsync())!;
         Assert.That(e.Message, Does.Contain("EC2 instance metadata: disabled by AWS_EC2_METADATA_DISABLED=true"));
         Assert.That(server.Requests, Is.Empty);
+    }
+
+    // AWS_EC2_METADATA_DISABLED is true or false, like every other flag: a typo is an error, not a silent "enabled".
+    [TestCase("yes")]
+    [TestCase("1")]
+    public async Task ImdsDisabledWithAnotherValueIsAnError(string value)
+    {
+        var imds = new FakeImds();
+        await using var server = new FakeHttpServer(imds.Handle);
+        Env["AWS_EC2_METADATA_DISABLED"] = value;
+        var e = Assert.ThrowsAsync<AwsConfigurationException>(async () => await AwsCredentialsChain.CreateDefault(Options(imds: server.Url)).GetCredentialsAsync())!;
+        Assert.That(e.Message, Is.EqualTo($"The environment variable AWS_EC2_METADATA_DISABLED must be true or false (it is '{value}')."));
+        Assert.That(server.Requests, Is.Empty);
+    }
+
+    [Test]
+    public void ImdsEndpointFromTheEnvironmentMustBeAnHttpOrHttpsUrl()
+    {
+        Env["AWS_EC2_METADATA_DISABLED"] = null;
+        Env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = "ftp://169.254.169.254";
+        var e = Assert.ThrowsAsync<AwsConfigurationException>(async () => await AwsCredentialsChain.CreateDefault(Options()).GetCredentialsAsync())!;
+        Assert.That(e.Message, Is.EqualTo("The environment variable AWS_EC2_METADATA_SERVICE_ENDPOINT ('ftp://169.254.169.254') must be an absolute http or https URL, such as http://169.254.169.254."));
     }
 
     [Test]

@@ -364,6 +364,25 @@ public class CredentialsProfileTests : CredentialsTestBase
         Assert.That(e.Message, Does.Not.Contain("hunter2secret"));
     }
 
+    // A script run with `set -x` traces each command to its error output, keys included: only the first line is shown.
+    [Test]
+    public void CredentialProcessThatFailsShowsOnlyTheFirstLineOfItsErrorOutput()
+    {
+        string script = Script("trace.sh", "echo 'token expired: run corp-login' >&2\necho '+ export AWS_SECRET_ACCESS_KEY=tracedSecretValue' >&2\nexit 2");
+        Home.WriteConfig($"[profile proc]\ncredential_process = bash {script}\n");
+        var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await Chain("proc").GetCredentialsAsync())!;
+        Assert.That(e.Message, Is.EqualTo($"The credential_process of profile 'proc' ({Home.ConfigPath} line 2) exited with code 2: token expired: run corp-login."));
+    }
+
+    [Test]
+    public void CredentialProcessErrorOutputIsClipped()
+    {
+        string script = Script("long.sh", "printf 'e%.0s' {1..2000} >&2\nexit 1");
+        Home.WriteConfig($"[profile proc]\ncredential_process = bash {script}\n");
+        var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await Chain("proc").GetCredentialsAsync())!;
+        Assert.That(e.Message, Does.EndWith("exited with code 1: " + new string('e', 500) + "...."));
+    }
+
     [TestCase("""{"AccessKeyId": "ASIAPROCESS", "SecretAccessKey": "leakedSecret"}""", "without \"Version\": 1")]
     [TestCase("""{"Version": 2, "AccessKeyId": "ASIAPROCESS", "SecretAccessKey": "leakedSecret"}""", "without \"Version\": 1")]
     [TestCase("""{"Version": 1, "AccessKeyId": "ASIAPROCESS"}""", "gave no SecretAccessKey")]

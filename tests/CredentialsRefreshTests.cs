@@ -151,6 +151,28 @@ public class CredentialsRefreshTests : CredentialsTestBase
         Assert.That(e.Message, Does.Contain("(access key id ASIAOLD) expired at 2030-01-01T11:59:00Z").And.Not.Contain("oldSecret"));
     }
 
+    // The chain promises never to hand out credentials in their last 15 seconds: a set that arrives with less left is refused.
+    [Test]
+    public async Task CredentialsThatArriveInTheirLast15SecondsAreRefused()
+    {
+        await using var server = new FakeHttpServer(_ => Reply.Json(CredentialsJson("ASIASHORT", "shortSecret", "shortToken", Start.AddSeconds(10))));
+        Env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = server.Url + "creds";
+        var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await AwsCredentialsChain.CreateDefault(Options()).GetCredentialsAsync())!;
+        Assert.That(e.Message, Is.EqualTo(
+            "The credentials from container credentials (access key id ASIASHORT) expire at 2030-01-01T12:00:10Z, less than 15 seconds " +
+            "from now (2030-01-01T12:00:00Z): too late to be used; check this machine's clock."));
+        Assert.That(e.Message, Does.Not.Contain("shortSecret").And.Not.Contain("shortToken"));
+    }
+
+    [Test]
+    public async Task CredentialsWithJustOver15SecondsLeftAreUsed()
+    {
+        await using var server = new FakeHttpServer(_ => Reply.Json(CredentialsJson("ASIASHORT", "shortSecret", "shortToken", Start.AddSeconds(16))));
+        Env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = server.Url + "creds";
+        var credentials = await AwsCredentialsChain.CreateDefault(Options()).GetCredentialsAsync();
+        Assert.That(credentials.AccessKeyId, Is.EqualTo("ASIASHORT"));
+    }
+
     [Test]
     public async Task ACallerThatGivesUpDoesNotCancelTheRefreshForOthers()
     {

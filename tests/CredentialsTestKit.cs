@@ -23,6 +23,9 @@ public sealed record ReceivedRequest(string Method, string Path, string Query, L
 /// <summary>An answer of the loopback server.</summary>
 public sealed record Reply(int Status, string Body = "", string ContentType = "application/json")
 {
+    /// <summary>More headers, such as Location.</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> Headers { get; init; } = [];
+
     public static Reply Json(string body) => new(200, body);
 }
 
@@ -92,7 +95,8 @@ public sealed class FakeHttpServer : IAsyncDisposable
                 try { reply = await _handler(request); }
                 catch (Exception e) { reply = new Reply(500, e.GetType().Name, "text/plain"); }
                 var payload = Encoding.UTF8.GetBytes(reply.Body);
-                var head = $"HTTP/1.1 {reply.Status} {(HttpStatusCode)reply.Status}\r\nContent-Type: {reply.ContentType}\r\nContent-Length: {payload.Length}\r\n\r\n";
+                var head = $"HTTP/1.1 {reply.Status} {(HttpStatusCode)reply.Status}\r\nContent-Type: {reply.ContentType}\r\nContent-Length: {payload.Length}\r\n" +
+                    string.Concat(reply.Headers.Select(h => $"{h.Key}: {h.Value}\r\n")) + "\r\n";
                 await stream.WriteAsync(Encoding.ASCII.GetBytes(head), _stop.Token);
                 await stream.WriteAsync(payload, _stop.Token);
             }

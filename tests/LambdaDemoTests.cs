@@ -115,12 +115,39 @@ public sealed class LambdaDemoTests
         Assert.That(output, Does.Contain("--function-pattern").And.Contain("Exit codes"));
     }
 
+    // --profile selects a profile of the shared config files (here one whose region and endpoint_url point to an
+    // emulator on loopback), without touching the process environment.
+    [Test]
+    public async Task Profile_IsUsedForRegionEndpointAndCredentials_WithoutSettingAwsProfile()
+    {
+        await using var emulator = await SigV4Lite.Emulator.LambdaEmulator.StartAsync(
+            new SigV4Lite.Emulator.LambdaEmulatorOptions { EchoUnknownFunctions = true, Region = "eu-north-1" });
+        using var home = new TempHome();
+        home.WriteConfig($"[profile demo]\nregion = eu-north-1\nendpoint_url = {emulator.Endpoint}\n");
+        home.WriteCredentials("[demo]\naws_access_key_id = AKIDEXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY\n");
+        string? processProfile = Environment.GetEnvironmentVariable("AWS_PROFILE");
+
+        var (exitCode, output, error) = await RunAsync(name => name == "HOME" ? home.Directory : null, "--count", "3", "--profile", "demo");
+
+        Assert.That(exitCode, Is.EqualTo(FanOutDemo.ExitSuccess), error);
+        Assert.That(output, Does.Contain($"on AWS Lambda at {emulator.Endpoint} (eu-north-1)"));
+        Assert.That(emulator.Counters.Requests, Is.EqualTo(3));
+        Assert.That(Environment.GetEnvironmentVariable("AWS_PROFILE"), Is.EqualTo(processProfile));
+    }
+
     // AWS configuration in the environment sends the demo to AWS (here an endpoint nothing listens on, on loopback);
     // --emulator overrides it.
     [Test]
     public async Task AwsConfiguration_SelectsAws_UnlessEmulatorIsAsked()
     {
-        Func<string, string?> awsEnvironment = name => name == "AWS_REGION" ? "us-east-1" : null;
+        // Credentials from the chain find none (no home directory, no instance metadata) and never leave this machine.
+        var values = new Dictionary<string, string>
+        {
+            ["AWS_REGION"] = "us-east-1",
+            ["AWS_EC2_METADATA_DISABLED"] = "true",
+            ["HOME"] = Path.Combine(Path.GetTempPath(), "sigv4lite-no-such-home"),
+        };
+        Func<string, string?> awsEnvironment = values.GetValueOrDefault;
 
         var (awsExit, awsOutput, _) = await RunAsync(awsEnvironment, "--count", "1", "--endpoint", "http://127.0.0.1:9/", "--region", "us-east-1");
         var (localExit, localOutput, _) = await RunAsync(awsEnvironment, "--count", "1", "--emulator");

@@ -22,10 +22,10 @@ public sealed class LambdaEndpointTests
     public void Region_GivesItsPartitionsEndpoint(string region, bool fips, bool dualStack, string expected)
     {
         Assert.That(AwsEndpoint.ForRegion("lambda", region, fips, dualStack).AbsoluteUri, Is.EqualTo(expected));
-        using var environment = new EnvironmentScope();
-        environment.Set("AWS_ENDPOINT_URL", null);
-        environment.Set("AWS_ENDPOINT_URL_LAMBDA", null);
-        using var client = new LambdaClient(new LambdaClientOptions { Region = region, UseFips = fips, UseDualStack = dualStack, Credentials = EmulatorTestSupport.ExampleCredentials });
+        using var client = new LambdaClient(new LambdaClientOptions
+        {
+            Region = region, UseFips = fips, UseDualStack = dualStack, Credentials = EmulatorTestSupport.ExampleCredentials, Config = Config(new FakeEnvironment()),
+        });
         Assert.That(client.Endpoint.AbsoluteUri, Is.EqualTo(expected));
         Assert.That(client.Region, Is.EqualTo(region));
     }
@@ -80,42 +80,92 @@ public sealed class LambdaEndpointTests
     [Test]
     public void EndpointPrecedence_CodeThenServiceVariableThenGlobalVariable()
     {
-        using var environment = new EnvironmentScope();
-        environment.Set("AWS_ENDPOINT_URL", "http://127.0.0.1:9001");
-        environment.Set("AWS_ENDPOINT_URL_LAMBDA", "http://127.0.0.1:9002");
+        var environment = new FakeEnvironment
+        {
+            ["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9001",
+            ["AWS_ENDPOINT_URL_LAMBDA"] = "http://127.0.0.1:9002",
+        };
 
         Assert.That(Endpoint(new Uri("http://127.0.0.1:9003")), Is.EqualTo("http://127.0.0.1:9003/"));
         Assert.That(Endpoint(null), Is.EqualTo("http://127.0.0.1:9002/"));
-        environment.Set("AWS_ENDPOINT_URL_LAMBDA", null);
+        environment["AWS_ENDPOINT_URL_LAMBDA"] = null;
         Assert.That(Endpoint(null), Is.EqualTo("http://127.0.0.1:9001/"));
-        environment.Set("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true");
+        environment["AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"] = "true";
         Assert.That(Endpoint(null), Is.EqualTo("https://lambda.ap-south-1.amazonaws.com/"));
         Assert.That(Endpoint(new Uri("http://127.0.0.1:9003")), Is.EqualTo("http://127.0.0.1:9003/"));
 
-        static string Endpoint(Uri? code)
+        string Endpoint(Uri? code)
         {
-            using var client = new LambdaClient(new LambdaClientOptions { Region = "ap-south-1", Endpoint = code, Credentials = EmulatorTestSupport.ExampleCredentials });
+            using var client = new LambdaClient(new LambdaClientOptions
+            {
+                Region = "ap-south-1", Endpoint = code, Credentials = EmulatorTestSupport.ExampleCredentials, Config = Config(environment),
+            });
             return client.Endpoint.AbsoluteUri;
         }
     }
 
     [Test]
+    public void MalformedEndpointVariable_IsAConfigurationError()
+    {
+        var environment = new FakeEnvironment { ["AWS_ENDPOINT_URL_LAMBDA"] = "localhost:4566" };
+
+        var e = Assert.Throws<AwsConfigurationException>(() => new LambdaClient(new LambdaClientOptions { Region = "us-east-1", Config = Config(environment) }));
+
+        Assert.That(e!.Message, Is.EqualTo("The environment variable AWS_ENDPOINT_URL_LAMBDA is 'localhost:4566', which is not an absolute http or https URL without a query; write one such as http://localhost:4566."));
+    }
+
+    [Test]
     public void Region_FromTheEnvironment_AndAClearErrorWithoutOne()
     {
-        using var environment = new EnvironmentScope();
-        environment.Set("AWS_REGION", null);
-        environment.Set("AWS_DEFAULT_REGION", "sa-east-1");
-        using (var client = new LambdaClient(new LambdaClientOptions { Credentials = EmulatorTestSupport.ExampleCredentials }))
+        var environment = new FakeEnvironment { ["AWS_DEFAULT_REGION"] = "sa-east-1" };
+        using (var client = new LambdaClient(new LambdaClientOptions { Credentials = EmulatorTestSupport.ExampleCredentials, Config = Config(environment) }))
             Assert.That(client.Region, Is.EqualTo("sa-east-1"));
-        environment.Set("AWS_REGION", "ca-central-1");
-        using (var client = new LambdaClient(new LambdaClientOptions { Credentials = EmulatorTestSupport.ExampleCredentials }))
+        environment["AWS_REGION"] = "ca-central-1";
+        using (var client = new LambdaClient(new LambdaClientOptions { Credentials = EmulatorTestSupport.ExampleCredentials, Config = Config(environment) }))
             Assert.That(client.Region, Is.EqualTo("ca-central-1"));
 
-        environment.Set("AWS_REGION", null);
-        environment.Set("AWS_DEFAULT_REGION", null);
-        environment.Set("AWS_CONFIG_FILE", Path.Combine(Path.GetTempPath(), "no-such-aws-config"));
-        var e = Assert.Throws<AwsConfigurationException>(() => new LambdaClient());
+        environment["AWS_REGION"] = null;
+        environment["AWS_DEFAULT_REGION"] = null;
+        var e = Assert.Throws<AwsConfigurationException>(() => new LambdaClient(new LambdaClientOptions { Config = Config(environment) }));
         Assert.That(e!.Message, Does.Contain("No AWS region").And.Contain("AWS_REGION").And.Contain("in code"));
+    }
+
+    // Config reaches all three resolutions: the profile it names gives the region, the endpoint and the credentials.
+    [Test]
+    public async Task Config_NamesAProfile_ThatGivesRegionEndpointAndCredentials()
+    {
+        await using var emulator = await SigV4Lite.Emulator.LambdaEmulator.StartAsync(new SigV4Lite.Emulator.LambdaEmulatorOptions { Region = "eu-west-1" });
+        emulator.AddFunction("echo", SigV4Lite.Emulator.LambdaEmulator.Echo);
+        using var home = new TempHome();
+        home.WriteConfig($"[profile dev]\nregion = eu-west-1\nendpoint_url = {emulator.Endpoint}\n");
+        home.WriteCredentials("[dev]\naws_access_key_id = AKIDEXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY\n");
+        using var client = new LambdaClient(new LambdaClientOptions
+        {
+            Config = new AwsConfigOptions { GetEnvironmentVariable = new FakeEnvironment().Get, HomeDirectory = home.Directory, Profile = "dev" },
+        });
+
+        var response = await client.InvokeAsync("echo", "{}");
+
+        Assert.That(client.Region, Is.EqualTo("eu-west-1"));
+        Assert.That(client.Endpoint, Is.EqualTo(emulator.Endpoint));
+        Assert.That(response.StatusCode, Is.EqualTo(200));
+    }
+
+    // Without Config, the real process environment is read.
+    [Test]
+    public void WithoutConfig_TheProcessEnvironmentIsRead()
+    {
+        string? saved = Environment.GetEnvironmentVariable("AWS_REGION");
+        Environment.SetEnvironmentVariable("AWS_REGION", "ap-northeast-3");
+        try
+        {
+            using var client = new LambdaClient(new LambdaClientOptions { Endpoint = new Uri("http://127.0.0.1:9"), Credentials = EmulatorTestSupport.ExampleCredentials });
+            Assert.That(client.Region, Is.EqualTo("ap-northeast-3"));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("AWS_REGION", saved);
+        }
     }
 
     [Test]
@@ -123,15 +173,12 @@ public sealed class LambdaEndpointTests
     {
         await using var emulator = await SigV4Lite.Emulator.LambdaEmulator.StartAsync();
         emulator.AddFunction("echo", SigV4Lite.Emulator.LambdaEmulator.Echo);
-        using var environment = new EnvironmentScope();
-        environment.Set("AWS_ACCESS_KEY_ID", null);
-        environment.Set("AWS_SECRET_ACCESS_KEY", null);
-        environment.Set("AWS_SESSION_TOKEN", null);
-        using var client = new LambdaClient(new LambdaClientOptions { Region = "us-east-1", Endpoint = emulator.Endpoint });
+        var environment = new FakeEnvironment();
+        using var client = new LambdaClient(new LambdaClientOptions { Region = "us-east-1", Endpoint = emulator.Endpoint, Config = Config(environment) });
 
         // Made without credentials: only the call needs them.
-        environment.Set("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE");
-        environment.Set("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+        environment["AWS_ACCESS_KEY_ID"] = "AKIDEXAMPLE";
+        environment["AWS_SECRET_ACCESS_KEY"] = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
         var response = await client.InvokeAsync("echo", "{}");
 
         Assert.That(response.StatusCode, Is.EqualTo(200));
@@ -140,23 +187,20 @@ public sealed class LambdaEndpointTests
     [Test]
     public void MissingCredentials_FailTheCall_WithAClearMessage()
     {
-        using var environment = new EnvironmentScope();
-        environment.Set("AWS_ACCESS_KEY_ID", null);
-        environment.Set("AWS_SECRET_ACCESS_KEY", "a-secret-that-must-not-show-in-messages0");
-        // The rest of the default chain finds nothing, and never leaves this machine.
-        foreach (var name in new[] { "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI" })
-            environment.Set(name, null);
-        environment.Set("AWS_CONFIG_FILE", Path.Combine(Path.GetTempPath(), "no-such-aws-config"));
-        environment.Set("AWS_SHARED_CREDENTIALS_FILE", Path.Combine(Path.GetTempPath(), "no-such-aws-credentials"));
-        environment.Set("AWS_EC2_METADATA_DISABLED", "true");
-        using var client = new LambdaClient(new LambdaClientOptions { Region = "us-east-1", Endpoint = new Uri("http://127.0.0.1:9") });
+        // The rest of the default chain finds nothing (no profile, no container), and never leaves this machine.
+        var environment = new FakeEnvironment
+        {
+            ["AWS_SECRET_ACCESS_KEY"] = "a-secret-that-must-not-show-in-messages0",
+            ["AWS_EC2_METADATA_DISABLED"] = "true",
+        };
+        using var client = new LambdaClient(new LambdaClientOptions { Region = "us-east-1", Endpoint = new Uri("http://127.0.0.1:9"), Config = Config(environment) });
 
         var half = Assert.ThrowsAsync<AwsConfigurationException>(() => client.InvokeAsync("echo", "{}"));
         Assert.That(half!.Message, Does.Contain("AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not"));
         Assert.That(half.Message, Does.Not.Contain("a-secret-that-must-not-show"));
 
-        environment.Set("AWS_SECRET_ACCESS_KEY", null);
-        using var second = new LambdaClient(new LambdaClientOptions { Region = "us-east-1", Endpoint = new Uri("http://127.0.0.1:9") });
+        environment["AWS_SECRET_ACCESS_KEY"] = null;
+        using var second = new LambdaClient(new LambdaClientOptions { Region = "us-east-1", Endpoint = new Uri("http://127.0.0.1:9"), Config = Config(environment) });
         var none = Assert.ThrowsAsync<AwsCredentialsException>(() => second.InvokeAsync("echo", "{}"));
         Assert.That(none!.Message, Does.Contain("No AWS credentials").And.Contain("AWS_ACCESS_KEY_ID").And.Contain("AWS_EC2_METADATA_DISABLED"));
     }
@@ -181,20 +225,10 @@ public sealed class LambdaEndpointTests
         Assert.That(e!.Message, Does.Contain("unpaired surrogate"));
     }
 
-    /// <summary>Sets environment variables for one test and puts the old values back.</summary>
-    private sealed class EnvironmentScope : IDisposable
+    // An injected environment and a home directory that does not exist: no shared config file is read.
+    private static AwsConfigOptions Config(FakeEnvironment environment) => new()
     {
-        private readonly Dictionary<string, string?> _saved = new();
-
-        public void Set(string name, string? value)
-        {
-            if (!_saved.ContainsKey(name)) _saved[name] = Environment.GetEnvironmentVariable(name);
-            Environment.SetEnvironmentVariable(name, value);
-        }
-
-        public void Dispose()
-        {
-            foreach (var (name, value) in _saved) Environment.SetEnvironmentVariable(name, value);
-        }
-    }
+        GetEnvironmentVariable = environment.Get,
+        HomeDirectory = Path.Combine(Path.GetTempPath(), "sigv4lite-no-such-home"),
+    };
 }

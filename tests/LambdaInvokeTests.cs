@@ -351,6 +351,56 @@ public sealed class LambdaInvokeTests
         Assert.That(e.Message, Does.Contain("CallerRateLimitExceeded"));
     }
 
+    // Retry-After as an HTTP date is measured from the client's clock, not the machine's.
+    [Test]
+    public void RetryAfterAsADate_IsMeasuredOnTheClientsClock()
+    {
+        var clock = new SteppingClock(new DateTimeOffset(2030, 1, 1, 12, 0, 0, TimeSpan.Zero));
+        var stub = new StubHandler(_ => StubHandler.Json(HttpStatusCode.TooManyRequests, """{"message":"Rate Exceeded.","Reason":"CallerRateLimitExceeded"}""",
+            ("x-amzn-ErrorType", "TooManyRequestsException"), ("Retry-After", "Tue, 01 Jan 2030 12:00:30 GMT")));
+        using var client = new LambdaClient(new LambdaClientOptions
+        {
+            Endpoint = new Uri("https://lambda.us-east-1.amazonaws.com"), Region = "us-east-1",
+            Credentials = EmulatorTestSupport.ExampleCredentials, HttpHandler = stub, MaxAttempts = 1, Clock = clock,
+        });
+
+        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("f", "{}"));
+
+        Assert.That(e!.RetryAfter, Is.EqualTo(TimeSpan.FromSeconds(30)));
+    }
+
+    // An error body that is not JSON (a proxy's HTML page, say) is quoted in the message, clipped to 500 characters.
+    [Test]
+    public void ErrorBodyThatIsNotJson_IsQuotedClipped()
+    {
+        string page = "<html>" + new string('x', 2000) + "</html>";
+        var stub = new StubHandler(_ => StubHandler.Json(HttpStatusCode.BadGateway, page));
+        using var client = StubHandler.Client(stub);
+
+        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("f", "{}"));
+
+        Assert.That(e!.ErrorType, Is.EqualTo("UnknownError"));
+        Assert.That(e.ErrorMessage, Is.EqualTo(page[..500] + "..."));
+    }
+
+    // Lambda's error bodies: the message in "message" or "Message", the type in the header or in "__type" (after '#') or
+    // "code"; Lambda's "Type" (User or Server) is the fault's side, not a type.
+    [TestCase("""{"Type":"User","message":"Function not found"}""", null, "UnknownError", "Function not found")]
+    [TestCase("""{"Type":"User","message":"Function not found"}""", "ResourceNotFoundException:http://internal.amazon.com/coral/com.amazonaws.lambda/", "ResourceNotFoundException", "Function not found")]
+    [TestCase("""{"__type":"com.amazonaws.lambda#ServiceException","Message":"Internal"}""", null, "ServiceException", "Internal")]
+    [TestCase("""{"code":"KMSAccessDeniedException","message":"denied","nested":{"message":"no"}}""", null, "KMSAccessDeniedException", "denied")]
+    public void ErrorBodies_GiveTypeAndMessage(string body, string? header, string type, string message)
+    {
+        var stub = new StubHandler(_ => header is null
+            ? StubHandler.Json(HttpStatusCode.BadRequest, body)
+            : StubHandler.Json(HttpStatusCode.BadRequest, body, ("x-amzn-ErrorType", header)));
+        using var client = StubHandler.Client(stub);
+
+        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("f", "{}"));
+
+        Assert.That((e!.ErrorType, e.ErrorMessage), Is.EqualTo((type, message)));
+    }
+
     [Test]
     public void ReservedConcurrency_ThrottlesWithItsReason()
     {
@@ -556,6 +606,27 @@ public sealed class LambdaInvokeTests
         Assert.That(_emulator.Counters.Requests, Is.Zero);
     }
 
+    // A timer takes at most about 49.7 days (uint.MaxValue - 1 milliseconds): a longer timeout means no limit, on the
+    // system clock (whose timeout sources are pooled) and on any other.
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task TimeoutLongerThanATimerTakes_MeansNoLimit(bool otherClock)
+    {
+        var stub = new StubHandler(_ => StubHandler.Json(HttpStatusCode.OK, "{}"));
+        using var client = new LambdaClient(new LambdaClientOptions
+        {
+            Endpoint = new Uri("https://lambda.us-east-1.amazonaws.com"), Region = "us-east-1",
+            Credentials = EmulatorTestSupport.ExampleCredentials, HttpHandler = stub,
+            Timeout = TimeSpan.FromDays(60), Clock = otherClock ? new OffsetClock(TimeSpan.Zero) : TimeProvider.System,
+        });
+
+        var withClientTimeout = await client.InvokeAsync("f", "{}");
+        var withCallTimeout = await client.InvokeAsync("f", "{}", new LambdaInvokeOptions { Timeout = TimeSpan.MaxValue });
+
+        Assert.That((withClientTimeout.StatusCode, withCallTimeout.StatusCode), Is.EqualTo((200, 200)));
+        Assert.That(stub.Uris, Has.Count.EqualTo(2));
+    }
+
     // ---- transport choices ----
 
     // An answer without Content-Length (chunked) is read whole, across the reader's buffer growth.
@@ -576,6 +647,26 @@ public sealed class LambdaInvokeTests
         public override bool CanSeek => false;
     }
 
+
+    // The shared HttpClient follows no redirect: HttpClient would send the signed headers, the session token among
+    // them, to wherever the Location points (it drops only Authorization).
+    [Test]
+    public async Task SharedHttpClient_FollowsNoRedirect()
+    {
+        await using var elsewhere = new FakeHttpServer(_ => Reply.Json("{}"));
+        await using var redirecting = new FakeHttpServer(_ => new Reply(307) { Headers = [new("Location", elsewhere.Url + "elsewhere")] });
+        using var client = new LambdaClient(new LambdaClientOptions
+        {
+            Endpoint = redirecting.Url, Region = "us-east-1", MaxAttempts = 1,
+            Credentials = new AwsCredentials("ASIAEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "session-token-secret"),
+        });
+
+        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("f", "{}"));
+
+        Assert.That(e!.StatusCode, Is.EqualTo(307));
+        Assert.That(redirecting.Requests, Has.Count.EqualTo(1));
+        Assert.That(elsewhere.Requests.Select(r => r.Header("X-Amz-Security-Token")), Is.Empty, "the redirect was followed");
+    }
 
     [Test]
     public async Task UsersHandler_IsUsed_AndNotDisposed()

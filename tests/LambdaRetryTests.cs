@@ -127,7 +127,7 @@ public sealed class LambdaRetryTests
         using var client = new LambdaClient(new LambdaClientOptions
         {
             Endpoint = _emulator.Endpoint, Region = "us-east-1", Credentials = EmulatorTestSupport.ExampleCredentials,
-            MaxAttempts = 6, RetryBaseDelay = TimeSpan.FromSeconds(10), RetryDelay = delays.DelayAsync,
+            MaxAttempts = 6, RetryBaseDelay = TimeSpan.FromSeconds(10), Clock = delays,
         });
 
         Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
@@ -233,6 +233,63 @@ public sealed class LambdaRetryTests
         Assert.That(client.ClockOffset, Is.EqualTo(TimeSpan.FromMinutes(minutes)).Within(TimeSpan.FromSeconds(5)));
     }
 
+    // A fan-out on a skewed machine: the first wave is all signed with the uncorrected clock, and all of it is refused.
+    // Each call compares the server's clock with the offset it signed with, so every one of them is corrected and
+    // retried, not only the first to learn the offset.
+    [Test]
+    public async Task ClockSkew_ConcurrentCallsSignedBeforeTheCorrection_AreAllRetried()
+    {
+        var lambda = new SkewedLambda(wave: 4, skew: TimeSpan.FromMinutes(10));
+        using var client = new LambdaClient(new LambdaClientOptions
+        {
+            Endpoint = new Uri("https://lambda.us-east-1.amazonaws.com"), Region = "us-east-1",
+            Credentials = EmulatorTestSupport.ExampleCredentials, HttpHandler = lambda, Clock = new RecordedDelays(),
+        });
+        var requests = Enumerable.Range(0, 4).Select(i => new LambdaRequest($"f{i}", "{}"));
+
+        var outcomes = await client.InvokeAllSettledAsync(requests, new LambdaFanOutOptions { MaxConcurrency = 4 });
+
+        var failures = outcomes.Where(o => !o.Succeeded).Select(o => o.Error!.Message).ToArray();
+        Assert.That(failures, Is.Empty, "every call signed before the correction is retried with the corrected clock");
+        Assert.That(lambda.Requests, Is.EqualTo(8), "each call: one refused attempt, one accepted");
+        Assert.That(lambda.Refused, Is.EqualTo(4));
+        Assert.That(client.ClockOffset, Is.EqualTo(TimeSpan.FromMinutes(10)).Within(TimeSpan.FromSeconds(5)));
+    }
+
+    // A Lambda stand-in whose clock runs ahead: a request signed more than 5 minutes off gets AWS's 403 "Signature
+    // expired" with a Date header. Answers are held until `wave` requests have arrived, so that all of a fan-out's
+    // first wave is signed with the uncorrected clock, as on a real skewed machine at concurrency > 1.
+    private sealed class SkewedLambda(int wave, TimeSpan skew) : HttpMessageHandler
+    {
+        private readonly TaskCompletionSource _waveArrived = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private int _requests, _refused;
+
+        public int Requests => Volatile.Read(ref _requests);
+
+        public int Refused => Volatile.Read(ref _refused);
+
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            if (Interlocked.Increment(ref _requests) >= wave) _waveArrived.TrySetResult();
+            await _waveArrived.Task.WaitAsync(Patience, cancellationToken);
+            var serverNow = DateTimeOffset.UtcNow + skew;
+            var signedAt = DateTimeOffset.ParseExact(request.Headers.GetValues("X-Amz-Date").Single(), "yyyyMMdd'T'HHmmss'Z'",
+                System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal);
+            HttpResponseMessage response;
+            if ((serverNow - signedAt).Duration() > TimeSpan.FromMinutes(5))
+            {
+                Interlocked.Increment(ref _refused);
+                response = StubHandler.Json(HttpStatusCode.Forbidden,
+                    """{"message":"Signature expired: 20300101T000000Z is now earlier than 20300101T000500Z (20300101T001000Z - 5 min.)"}""",
+                    ("x-amzn-ErrorType", "InvalidSignatureException"));
+            }
+            else response = StubHandler.Json(HttpStatusCode.OK, "{}");
+            response.Headers.Date = serverNow;
+            response.RequestMessage = request;
+            return response;
+        }
+    }
+
     [Test]
     public void SignatureError_WithoutClockSkew_IsNotRetried()
     {
@@ -258,8 +315,7 @@ public sealed class LambdaRetryTests
         using var client = new LambdaClient(new LambdaClientOptions
         {
             Endpoint = new Uri("https://lambda.us-east-1.amazonaws.com"), Region = "us-east-1",
-            Credentials = EmulatorTestSupport.ExampleCredentials, HttpHandler = stub, Clock = clock,
-            RetryDelay = new RecordedDelays().DelayAsync,
+            Credentials = EmulatorTestSupport.ExampleCredentials, HttpHandler = stub, Clock = new RecordedDelays(clock),
         });
 
         await client.InvokeAsync("f", "{}");

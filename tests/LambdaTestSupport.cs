@@ -11,16 +11,15 @@ internal static class LambdaTestSupport
     public static readonly TimeSpan Patience = TimeSpan.FromSeconds(10);
 
     public static LambdaClient NewClient(LambdaEmulator emulator, RecordedDelays? delays = null, int maxAttempts = 3,
-        TimeSpan? timeout = null, AwsCredentials? credentials = null, TimeProvider? clock = null) =>
+        TimeSpan? timeout = null, AwsCredentials? credentials = null) =>
         new(new LambdaClientOptions
         {
             Endpoint = emulator.Endpoint,
             Region = emulator.Options.Region,
             Credentials = credentials ?? EmulatorTestSupport.ExampleCredentials,
             MaxAttempts = maxAttempts,
-            RetryDelay = (delays ?? new RecordedDelays()).DelayAsync,
             Timeout = timeout ?? TimeSpan.FromSeconds(30),
-            Clock = clock ?? TimeProvider.System,
+            Clock = delays ?? new RecordedDelays(),
         });
 
     public static byte[] Utf8(string text) => Encoding.UTF8.GetBytes(text);
@@ -37,8 +36,12 @@ internal static class LambdaTestSupport
     }
 }
 
-/// <summary>A retry delay that records what it was asked to wait and returns at once.</summary>
-internal sealed class RecordedDelays
+/// <summary>
+/// A clock for the client whose waits (Task.Delay on it: the retry backoff) are recorded and end at once. Its other
+/// timers (the attempt timeouts of CancellationTokenSource) run in real time. It tells the time of <paramref name="time"/>
+/// (the system's by default).
+/// </summary>
+internal sealed class RecordedDelays(TimeProvider? time = null) : TimeProvider
 {
     private readonly List<TimeSpan> _delays = new();
 
@@ -47,10 +50,24 @@ internal sealed class RecordedDelays
         get { lock (_delays) return _delays.ToArray(); }
     }
 
-    public Task DelayAsync(TimeSpan delay, CancellationToken cancellationToken)
+    public override DateTimeOffset GetUtcNow() => (time ?? System).GetUtcNow();
+
+    public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
     {
-        lock (_delays) _delays.Add(delay);
-        return cancellationToken.IsCancellationRequested ? Task.FromCanceled(cancellationToken) : Task.CompletedTask;
+        // Task.Delay's timer carries the delay's task as its state; a CancellationTokenSource's carries the source.
+        if (state is not Task) return base.CreateTimer(callback, state, dueTime, period);
+        lock (_delays) _delays.Add(dueTime);
+        ThreadPool.UnsafeQueueUserWorkItem(s => callback(s), state, preferLocal: false);
+        return new EndedTimer();
+    }
+
+    private sealed class EndedTimer : ITimer
+    {
+        public bool Change(TimeSpan dueTime, TimeSpan period) => false;
+
+        public void Dispose() { }
+
+        public ValueTask DisposeAsync() => default;
     }
 }
 
@@ -94,7 +111,7 @@ internal sealed class StubHandler(Func<HttpRequestMessage, HttpResponseMessage> 
             Credentials = EmulatorTestSupport.ExampleCredentials,
             HttpHandler = handler,
             MaxAttempts = maxAttempts,
-            RetryDelay = new RecordedDelays().DelayAsync,
+            Clock = new RecordedDelays(),
         });
 }
 

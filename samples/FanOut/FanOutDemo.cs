@@ -34,7 +34,7 @@ public static class FanOutDemo
           --payload-file FILE     JSON payload, {i} replaced by the index (default {"hello": {i}})
           --region R              use AWS in region R (else AWS_REGION when AWS is configured)
           --endpoint URL          use the Lambda endpoint at URL
-          --profile NAME          use AWS with this profile's credentials (sets AWS_PROFILE)
+          --profile NAME          use AWS with this profile (instead of AWS_PROFILE)
           --emulator              use the in-process emulator even when AWS is configured
           --help                  show this text
         Without AWS configuration (region, profile, endpoint or credentials in options or environment), the
@@ -49,7 +49,8 @@ public static class FanOutDemo
     /// <param name="args">The command-line options.</param>
     /// <param name="output">Where progress, the summary and results go.</param>
     /// <param name="error">Where problems go.</param>
-    /// <param name="environment">Reads an environment variable (tests pass their own).</param>
+    /// <param name="environment">Reads an environment variable: it decides whether AWS is configured, and the AWS
+    /// configuration (region, endpoint, credentials) is read from it. Tests pass their own.</param>
     /// <param name="cancellationToken">Stops the run.</param>
     /// <returns>The exit code: <see cref="ExitSuccess"/>, <see cref="ExitFailures"/> or <see cref="ExitBadOptions"/>.</returns>
     public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, Func<string, string?> environment, CancellationToken cancellationToken = default)
@@ -86,12 +87,12 @@ public static class FanOutDemo
             return await FanOutAsync(client, options, $"the in-process emulator at {emulator.Endpoint}", output, error, cancellationToken);
         }
 
-        // The default credential chain reads the profile from the environment.
-        if (options.Profile is not null) Environment.SetEnvironmentVariable("AWS_PROFILE", options.Profile);
+        // Region, endpoint and credentials not given come from this environment and the profile, as in the AWS SDKs.
+        var config = new AwsConfigOptions { GetEnvironmentVariable = environment, Profile = options.Profile };
         LambdaClient aws;
         try
         {
-            aws = new LambdaClient(new LambdaClientOptions { Region = options.Region, Endpoint = options.Endpoint });
+            aws = new LambdaClient(new LambdaClientOptions { Region = options.Region, Endpoint = options.Endpoint, Config = config });
         }
         catch (Exception e) when (e is AwsConfigurationException or ArgumentException)
         {
