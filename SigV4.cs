@@ -75,20 +75,21 @@ public sealed class AwsCredentials : IAwsCredentialsProvider, IDisposable
     /// <summary>Releases the SigV4a private key derived from these credentials, if one was derived.</summary>
     public void Dispose() => Interlocked.Exchange(ref _sigV4aKey, null)?.Dispose();
 
-    // Step 3 needs a key per (day, region, service): four entries cover a client that talks to a few services.
-    // Entries are immutable and swapped in whole, so readers need no lock; a race only derives a key twice.
-    private readonly SigningKey?[] _signingKeys = new SigningKey?[4];
+    // Steps 2 to 4 need, per (day, region, service), the scope's text and for SigV4 the derived key (step 3): four
+    // entries cover a client that talks to a few services. Entries are immutable and swapped in whole, so readers
+    // need no lock; a race only derives a key twice.
+    private readonly SigningScope?[] _scopes = new SigningScope?[4];
     private int _nextSlot;
     private ECDsa? _sigV4aKey;
 
-    internal byte[] GetSigningKey(int scopeDate, ReadOnlySpan<char> date, string region, string service)
+    internal SigningScope GetSigningScope(in SigningInput input)
     {
-        foreach (var entry in _signingKeys)
-            if (entry is not null && entry.Date == scopeDate && entry.Region == region && entry.Service == service)
-                return entry.Key;
-        var key = SigV4.DeriveSigningKey(SecretAccessKey, date, region, service);
-        _signingKeys[(Interlocked.Increment(ref _nextSlot) & int.MaxValue) % _signingKeys.Length] = new SigningKey(scopeDate, region, service, key);
-        return key;
+        foreach (var entry in _scopes)
+            if (entry is not null && entry.IsFor(input))
+                return entry;
+        var scope = SigningScope.Create(input, SecretAccessKey);
+        _scopes[(Interlocked.Increment(ref _nextSlot) & int.MaxValue) % _scopes.Length] = scope;
+        return scope;
     }
 
     internal ECDsa GetSigV4aKey()
@@ -99,11 +100,6 @@ public sealed class AwsCredentials : IAwsCredentialsProvider, IDisposable
         return Interlocked.CompareExchange(ref _sigV4aKey, derived, null) is { } winner ? DisposeAndReturn(derived, winner) : derived;
 
         static ECDsa DisposeAndReturn(ECDsa loser, ECDsa winner) { loser.Dispose(); return winner; }
-    }
-
-    private sealed record SigningKey(int Date, string Region, string Service, byte[] Key)
-    {
-        public override string ToString() => $"SigningKey {{ {Date}/{Region}/{Service} }}";
     }
 
     private static bool HasWhiteSpaceOrControl(string s)
@@ -322,6 +318,66 @@ internal readonly struct SigningInput
 }
 
 /// <summary>
+/// The credential scope of one day, region, service and algorithm, written once as the signer needs it: for the
+/// string to sign, and as the start of the Authorization value; with the SigV4 signing key derived for it (step 3).
+/// Cached per credentials object (<see cref="AwsCredentials"/>), so that signing a request does not write it again.
+/// </summary>
+internal sealed class SigningScope
+{
+    private SigningScope(string date, SigV4Options options, string accessKeyId, byte[] scope, byte[] authorizationPrefix, byte[]? key)
+    {
+        Date = date;
+        Region = options.Region;
+        Service = options.Service;
+        Algorithm = options.Algorithm;
+        AccessKeyId = accessKeyId;
+        Scope = scope;
+        AuthorizationPrefix = authorizationPrefix;
+        Key = key;
+    }
+
+    /// <summary>yyyyMMdd.</summary>
+    public string Date { get; }
+    public string Region { get; }
+    public string Service { get; }
+    public SigningAlgorithm Algorithm { get; }
+    public string AccessKeyId { get; }
+
+    /// <summary>date/region/service/aws4_request (SigV4a: date/service/aws4_request), ASCII.</summary>
+    public byte[] Scope { get; }
+
+    /// <summary><c>ALGORITHM Credential=AKID/scope, SignedHeaders=</c>, UTF-8.</summary>
+    public byte[] AuthorizationPrefix { get; }
+
+    /// <summary>The SigV4 signing key; null for SigV4a, or when made without the secret (to describe a signature).</summary>
+    public byte[]? Key { get; }
+
+    public bool IsFor(in SigningInput input) =>
+        input.AmzDate.AsSpan(0, 8).SequenceEqual(Date) && input.Options.Algorithm == Algorithm
+        && input.Options.Region == Region && input.Options.Service == Service && input.AccessKeyId == AccessKeyId;
+
+    /// <summary>Writes the scope; derives the SigV4 key when given the secret.</summary>
+    public static SigningScope Create(in SigningInput input, string? secretAccessKey)
+    {
+        var options = input.Options;
+        string date = input.AmzDate.Substring(0, 8);
+        // SigV4a's scope has no region: the region set is a signed header instead.
+        string scope = options.Algorithm == SigningAlgorithm.SigV4
+            ? $"{date}/{options.Region}/{options.Service}/aws4_request"
+            : $"{date}/{options.Service}/aws4_request";
+        string algorithm = options.Algorithm == SigningAlgorithm.SigV4 ? SigV4.AlgorithmV4 : SigV4.AlgorithmV4a;
+        var key = secretAccessKey is not null && options.Algorithm == SigningAlgorithm.SigV4
+            ? SigV4.DeriveSigningKey(secretAccessKey, date, options.Region, options.Service)
+            : null;
+        return new SigningScope(date, options, input.AccessKeyId, Encoding.ASCII.GetBytes(scope),
+            Encoding.UTF8.GetBytes($"{algorithm} Credential={input.AccessKeyId}/{scope}, SignedHeaders="), key);
+    }
+
+    /// <summary>Shows the scope; never the key.</summary>
+    public override string ToString() => $"SigningScope {{ {Encoding.ASCII.GetString(Scope)} }}";
+}
+
+/// <summary>
 /// The signer. <see cref="Sign"/> and <see cref="Presign(string, string, string, IReadOnlyList{KeyValuePair{string, string}}, string, DateTimeOffset, TimeSpan, AwsCredentials, SigV4Options)"/>
 /// take plain values and change nothing; <see cref="SignAsync"/> and <see cref="Presign(HttpMethod, Uri, AwsCredentials, SigV4Options, TimeSpan)"/>
 /// apply them to an HTTP request.
@@ -337,13 +393,11 @@ public static class SigV4
     /// <summary>The longest a presigned URL may be valid: 7 days.</summary>
     public static readonly TimeSpan MaxPresignedExpiry = TimeSpan.FromDays(7);
 
-    private const string AlgorithmV4 = "AWS4-HMAC-SHA256";
-    private const string AlgorithmV4a = "AWS4-ECDSA-P256-SHA256";
-    private const string Terminator = "aws4_request";
+    internal const string AlgorithmV4 = "AWS4-HMAC-SHA256";
+    internal const string AlgorithmV4a = "AWS4-ECDSA-P256-SHA256";
 
-    // Region and service are at most 64 characters (checked), so the scope and string to sign fit on the stack.
+    // Region and service are at most 64 characters (checked), so that deriving a key needs only a stack buffer.
     private const int MaxNameLength = 64;
-    private const int MaxStringToSign = 320;
     private const int MaxSignature = 80; // HMAC-SHA256: 32 bytes; DER ECDSA P-256: at most 72
 
     /// <summary>Returns the payload hash of a body: lowercase hex SHA-256.</summary>
@@ -408,20 +462,25 @@ public static class SigV4
         return SignInput(Validate(method, path, query, headers, payloadHash, time, expiresSeconds, credentials, options), credentials);
     }
 
+    // One buffer holds, one after the other, the canonical request (step 1), the string to sign (step 2) and, for
+    // header signing, the Authorization value (step 4).
     internal static SigV4Signature SignInput(in SigningInput input, AwsCredentials credentials)
     {
+        var scope = input.AccessKeyId == credentials.AccessKeyId
+            ? credentials.GetSigningScope(input)
+            : SigningScope.Create(input, credentials.SecretAccessKey);
         var w = new ByteBuilder(1024);
         try
         {
             WriteCanonicalRequest(ref w, input, out int signedHeadersStart, out int signedHeadersLength);
-            Span<byte> stringToSign = stackalloc byte[MaxStringToSign];
-            int stsLength = WriteStringToSign(w.Written, input, stringToSign);
+            int stringToSignStart = w.Length;
+            WriteStringToSign(ref w, input, scope);
+            var stringToSign = w.Written[stringToSignStart..];
             Span<byte> signature = stackalloc byte[MaxSignature];
             int signatureLength = input.Options.Algorithm == SigningAlgorithm.SigV4
-                ? SignV4(stringToSign[..stsLength], input, credentials, signature)
-                : SignV4a(stringToSign[..stsLength], credentials, signature);
-            var signedHeaders = w.Written.Slice(signedHeadersStart, signedHeadersLength);
-            return new SigV4Signature(input, FormatOutput(input, signedHeaders, signature[..signatureLength]));
+                ? SignV4(stringToSign, scope.Key!, signature)
+                : SignV4a(stringToSign, credentials, signature);
+            return new SigV4Signature(input, FormatOutput(ref w, input, scope, signedHeadersStart, signedHeadersLength, signature[..signatureLength]));
         }
         finally
         {
@@ -858,47 +917,25 @@ public static class SigV4
     //   algorithm \n X-Amz-Date \n scope \n hex(SHA-256(canonical request))
     // ---------------------------------------------------------------------------------------------------------
 
-    private static int WriteStringToSign(ReadOnlySpan<byte> canonicalRequest, in SigningInput input, Span<byte> destination)
+    // The canonical request is all the builder holds so far: its hash goes at the end of the string to sign.
+    private static void WriteStringToSign(ref ByteBuilder w, in SigningInput input, SigningScope scope)
     {
         Span<byte> hash = stackalloc byte[32];
         var sha = t_sha256 ??= IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        sha.AppendData(canonicalRequest);
+        sha.AppendData(w.Written);
         sha.GetHashAndReset(hash);
 
-        int n = 0;
-        n += Encoding.ASCII.GetBytes(input.Options.Algorithm == SigningAlgorithm.SigV4 ? AlgorithmV4 : AlgorithmV4a, destination[n..]);
-        destination[n++] = (byte)'\n';
-        n += Encoding.ASCII.GetBytes(input.AmzDate, destination[n..]);
-        destination[n++] = (byte)'\n';
-        n += WriteScope(input, destination[n..]);
-        destination[n++] = (byte)'\n';
-        n += WriteHex(hash, destination[n..]);
-        return n;
+        w.Append(input.Options.Algorithm == SigningAlgorithm.SigV4 ? "AWS4-HMAC-SHA256\n"u8 : "AWS4-ECDSA-P256-SHA256\n"u8);
+        w.AppendAscii(input.AmzDate);
+        w.Append((byte)'\n');
+        w.Append(scope.Scope);
+        w.Append((byte)'\n');
+        w.AppendHex(hash);
     }
 
     [ThreadStatic] private static IncrementalHash? t_sha256;
 
-    // date/region/service/aws4_request; SigV4a's scope has no region (the region set is a signed header instead).
-    private static int WriteScope(in SigningInput input, Span<byte> destination)
-    {
-        int n = Encoding.ASCII.GetBytes(input.AmzDate.AsSpan(0, 8), destination);
-        destination[n++] = (byte)'/';
-        if (input.Options.Algorithm == SigningAlgorithm.SigV4)
-        {
-            n += Encoding.ASCII.GetBytes(input.Options.Region, destination[n..]);
-            destination[n++] = (byte)'/';
-        }
-        n += Encoding.ASCII.GetBytes(input.Options.Service, destination[n..]);
-        destination[n++] = (byte)'/';
-        n += Encoding.ASCII.GetBytes(Terminator, destination[n..]);
-        return n;
-    }
-
-    internal static string FormatScope(in SigningInput input)
-    {
-        Span<byte> scope = stackalloc byte[256];
-        return Encoding.ASCII.GetString(scope[..WriteScope(input, scope)]);
-    }
+    internal static string FormatScope(in SigningInput input) => Encoding.ASCII.GetString(SigningScope.Create(input, null).Scope);
 
     // ---------------------------------------------------------------------------------------------------------
     // Step 3: the signing key.
@@ -997,9 +1034,8 @@ public static class SigV4
     // Step 4: the signature, and where it goes.
     // ---------------------------------------------------------------------------------------------------------
 
-    private static int SignV4(ReadOnlySpan<byte> stringToSign, in SigningInput input, AwsCredentials credentials, Span<byte> signature)
+    private static int SignV4(ReadOnlySpan<byte> stringToSign, byte[] key, Span<byte> signature)
     {
-        var key = credentials.GetSigningKey(ScopeDate(input.AmzDate), input.AmzDate.AsSpan(0, 8), input.Options.Region, input.Options.Service);
         // An HMAC context keyed once and reset after each use is much cheaper than a one-shot HMAC, which sets
         // the key up again every time; one per thread, re-keyed when the signing key changes.
         var cache = t_hmac;
@@ -1055,46 +1091,22 @@ public static class SigV4
         catch (CryptographicException) { return false; }
     }
 
-    private static int ScopeDate(string amzDate) =>
-        int.Parse(amzDate.AsSpan(0, 8), NumberStyles.None, CultureInfo.InvariantCulture);
-
-    private static string FormatOutput(in SigningInput input, ReadOnlySpan<byte> signedHeaders, ReadOnlySpan<byte> signatureBytes)
+    private static string FormatOutput(ref ByteBuilder w, in SigningInput input, SigningScope scope, int signedHeadersStart, int signedHeadersLength,
+        scoped ReadOnlySpan<byte> signature)
     {
-        Span<char> signature = stackalloc char[signatureBytes.Length * 2];
-        WriteHex(signatureBytes, signature);
-        string algorithm = input.Options.Algorithm == SigningAlgorithm.SigV4 ? AlgorithmV4 : AlgorithmV4a;
-        Span<byte> scope = stackalloc byte[256];
-        scope = scope[..WriteScope(input, scope)];
         if (input.ExpiresSeconds == 0)
         {
             // Authorization: ALGORITHM Credential=AKID/scope, SignedHeaders=a;b;c, Signature=hex
-            int length = algorithm.Length + " Credential=".Length + input.AccessKeyId.Length + 1 + scope.Length
-                + ", SignedHeaders=".Length + signedHeaders.Length + ", Signature=".Length + signature.Length;
-            char[]? rented = null;
-            Span<char> chars = length <= 1024 ? stackalloc char[length] : (rented = ArrayPool<char>.Shared.Rent(length));
-            try
-            {
-                int n = 0;
-                Put(chars, ref n, algorithm);
-                Put(chars, ref n, " Credential=");
-                Put(chars, ref n, input.AccessKeyId);
-                chars[n++] = '/';
-                n += Encoding.ASCII.GetChars(scope, chars[n..]);
-                Put(chars, ref n, ", SignedHeaders=");
-                n += Encoding.ASCII.GetChars(signedHeaders, chars[n..]);
-                Put(chars, ref n, ", Signature=");
-                signature.CopyTo(chars[n..]);
-                n += signature.Length;
-                return new string(chars[..n]);
-            }
-            finally
-            {
-                if (rented is not null) ArrayPool<char>.Shared.Return(rented);
-            }
+            int start = w.Length;
+            w.Append(scope.AuthorizationPrefix);
+            w.AppendWritten(signedHeadersStart, signedHeadersLength);
+            w.Append(", Signature="u8);
+            w.AppendHex(signature);
+            return Encoding.UTF8.GetString(w.Written[start..]);
         }
 
         // Query signing: the X-Amz-* parameters (with an unsigned session token, if any) and X-Amz-Signature last.
-        var names = Encoding.ASCII.GetString(signedHeaders).Split(';');
+        var names = Encoding.ASCII.GetString(w.Written.Slice(signedHeadersStart, signedHeadersLength)).Split(';');
         var headerPairs = new KeyValuePair<string, string>[names.Length];
         for (int i = 0; i < names.Length; i++) headerPairs[i] = new(names[i], "");
         var query = new ByteBuilder(512);
@@ -1107,20 +1119,14 @@ public static class SigV4
                 AppendUriEncoded(ref query, value, false, false, keepSlash: false);
                 query.Append((byte)'&');
             }
-            query.AppendAscii("X-Amz-Signature=");
-            foreach (char c in signature) query.Append((byte)c);
+            query.Append("X-Amz-Signature="u8);
+            query.AppendHex(signature);
             return Encoding.ASCII.GetString(query.Written);
         }
         finally
         {
             query.Dispose();
         }
-    }
-
-    private static void Put(Span<char> chars, ref int n, ReadOnlySpan<char> s)
-    {
-        s.CopyTo(chars[n..]);
-        n += s.Length;
     }
 
     /// <summary>Recomputes the canonical request, string to sign and signed headers of a signature.</summary>
@@ -1130,9 +1136,10 @@ public static class SigV4
         try
         {
             WriteCanonicalRequest(ref w, input, out int start, out int length);
-            Span<byte> sts = stackalloc byte[MaxStringToSign];
-            int stsLength = WriteStringToSign(w.Written, input, sts);
-            return (Encoding.UTF8.GetString(w.Written), Encoding.UTF8.GetString(sts[..stsLength]), Encoding.ASCII.GetString(w.Written.Slice(start, length)));
+            int canonicalLength = w.Length;
+            WriteStringToSign(ref w, input, SigningScope.Create(input, null));
+            return (Encoding.UTF8.GetString(w.Written[..canonicalLength]), Encoding.UTF8.GetString(w.Written[canonicalLength..]),
+                Encoding.ASCII.GetString(w.Written.Slice(start, length)));
         }
         finally
         {
@@ -1426,6 +1433,20 @@ public static class SigV4
         {
             if (Length + s.Length > _buffer.Length) Grow(s.Length);
             Length += Encoding.ASCII.GetBytes(s, _buffer.AsSpan(Length));
+        }
+
+        // Copies a part of what is written to the end.
+        public void AppendWritten(int start, int length)
+        {
+            if (Length + length > _buffer.Length) Grow(length);
+            _buffer.AsSpan(start, length).CopyTo(_buffer.AsSpan(Length));
+            Length += length;
+        }
+
+        public void AppendHex(scoped ReadOnlySpan<byte> bytes)
+        {
+            if (Length + 2 * bytes.Length > _buffer.Length) Grow(2 * bytes.Length);
+            Length += WriteHex(bytes, _buffer.AsSpan(Length));
         }
 
         public void AppendUtf8(scoped ReadOnlySpan<char> s)
