@@ -331,6 +331,7 @@ internal sealed class SigningScope
         Service = options.Service;
         Algorithm = options.Algorithm;
         AccessKeyId = accessKeyId;
+        IsAscii = Ascii.IsValid(accessKeyId);
         Scope = scope;
         AuthorizationPrefix = authorizationPrefix;
         Key = key;
@@ -348,6 +349,9 @@ internal sealed class SigningScope
 
     /// <summary><c>ALGORITHM Credential=AKID/scope, SignedHeaders=</c>, UTF-8.</summary>
     public byte[] AuthorizationPrefix { get; }
+
+    /// <summary>Whether the access key id is ASCII, as AWS's are (the prefix is then ASCII, which decodes faster).</summary>
+    public bool IsAscii { get; }
 
     /// <summary>The SigV4 signing key; null for SigV4a, or when made without the secret (to describe a signature).</summary>
     public byte[]? Key { get; }
@@ -499,7 +503,7 @@ public static class SigV4
         ArgumentNullException.ThrowIfNull(query);
         ArgumentNullException.ThrowIfNull(headers);
         ValidatePayloadHash(payloadHash, nameof(payloadHash));
-        if (options.Algorithm == SigningAlgorithm.SigV4 && (options.Region.Contains(',') || options.Region.Contains('*')))
+        if (options.Algorithm == SigningAlgorithm.SigV4 && options.Region.AsSpan().IndexOfAny(',', '*') >= 0)
             throw new ArgumentException($"The region '{options.Region}' is a region set; region sets need SigningAlgorithm.SigV4a.", nameof(options));
         if (options.Algorithm == SigningAlgorithm.SigV4 && options.Region.Length > MaxNameLength)
             throw new ArgumentException($"The region '{options.Region}' is longer than {MaxNameLength} characters; give a region such as us-east-1.", nameof(options));
@@ -554,19 +558,21 @@ public static class SigV4
     // yyyyMMddTHHmmssZ, written digit by digit: the general date formatter costs more than the rest of a signature's setup.
     private static string FormatAmzDate(DateTime utc) => string.Create(16, utc, static (chars, t) =>
     {
-        Digits(chars[..4], t.Year);
-        Digits(chars.Slice(4, 2), t.Month);
-        Digits(chars.Slice(6, 2), t.Day);
+        t.Deconstruct(out int year, out int month, out int day);
+        TwoDigits(chars, 0, year / 100);
+        TwoDigits(chars, 2, year % 100);
+        TwoDigits(chars, 4, month);
+        TwoDigits(chars, 6, day);
         chars[8] = 'T';
-        Digits(chars.Slice(9, 2), t.Hour);
-        Digits(chars.Slice(11, 2), t.Minute);
-        Digits(chars.Slice(13, 2), t.Second);
+        TwoDigits(chars, 9, t.Hour);
+        TwoDigits(chars, 11, t.Minute);
+        TwoDigits(chars, 13, t.Second);
         chars[15] = 'Z';
 
-        static void Digits(Span<char> destination, int value)
+        static void TwoDigits(Span<char> chars, int at, int value)
         {
-            for (int i = destination.Length - 1; i >= 0; i--, value /= 10)
-                destination[i] = (char)('0' + value % 10);
+            chars[at] = (char)('0' + value / 10);
+            chars[at + 1] = (char)('0' + value % 10);
         }
     });
 
@@ -574,13 +580,8 @@ public static class SigV4
     {
         if (payloadHash is null)
             throw new ArgumentNullException(parameterName);
+        if (payloadHash.Length == 64 && payloadHash.AsSpan().IndexOfAnyExcept(s_lowercaseHex) < 0) return;
         if (payloadHash == UnsignedPayload || payloadHash.StartsWith("STREAMING-", StringComparison.Ordinal)) return;
-        if (payloadHash.Length == 64)
-        {
-            bool hex = true;
-            foreach (char c in payloadHash) hex &= c is >= '0' and <= '9' or >= 'a' and <= 'f';
-            if (hex) return;
-        }
         throw new ArgumentException($"The payload hash '{payloadHash}' is neither 64 lowercase hex digits (SHA-256 of the body), UNSIGNED-PAYLOAD, nor a STREAMING-* value.", parameterName);
     }
 
@@ -598,27 +599,39 @@ public static class SigV4
 
     private static void WriteCanonicalRequest(ref ByteBuilder w, in SigningInput input, out int signedHeadersStart, out int signedHeadersLength)
     {
-        var headers = CollectHeaders(input, out int count);
+        // A request has few headers: they are sorted on the stack unless there are many.
+        var onStack = new HeaderBuffer();
+        KeyValuePair<string, string>[]? rented = null;
+        int capacity = input.Headers.Count + 4;
+        Span<KeyValuePair<string, string>> headers = capacity <= HeaderBuffer.Length ? onStack : (rented = ArrayPool<KeyValuePair<string, string>>.Shared.Rent(capacity));
         try
         {
+            headers = headers[..CollectHeaders(input, headers)];
             w.AppendAscii(input.Method);
             w.Append((byte)'\n');
             WriteCanonicalPath(ref w, input.Path, input.Options);
             w.Append((byte)'\n');
-            WriteCanonicalQuery(ref w, input, headers.AsSpan(0, count));
+            WriteCanonicalQuery(ref w, input, headers);
             w.Append((byte)'\n');
-            WriteCanonicalHeaders(ref w, headers.AsSpan(0, count));
+            WriteCanonicalHeaders(ref w, headers);
             w.Append((byte)'\n');
             signedHeadersStart = w.Length;
-            WriteSignedHeaders(ref w, headers.AsSpan(0, count));
+            WriteSignedHeaders(ref w, headers);
             signedHeadersLength = w.Length - signedHeadersStart;
             w.Append((byte)'\n');
             w.AppendAscii(input.PayloadHash);
         }
         finally
         {
-            ArrayPool<KeyValuePair<string, string>>.Shared.Return(headers, clearArray: true);
+            if (rented is not null) ArrayPool<KeyValuePair<string, string>>.Shared.Return(rented, clearArray: true);
         }
+    }
+
+    [System.Runtime.CompilerServices.InlineArray(Length)]
+    private struct HeaderBuffer
+    {
+        public const int Length = 16;
+        private KeyValuePair<string, string> _first;
     }
 
     // The path: non-S3 services normalize it and encode the path as sent once more ("double encoding", so that
@@ -652,7 +665,7 @@ public static class SigV4
 
     // The query: decode what is sent, encode every name and value (RFC 3986), sort by encoded name then value,
     // keep repeated names, and write a name without a value as "name=". Presigning adds the X-Amz-* parameters.
-    private static void WriteCanonicalQuery(ref ByteBuilder w, in SigningInput input, ReadOnlySpan<KeyValuePair<string, string>> signedHeaders)
+    private static void WriteCanonicalQuery(ref ByteBuilder w, in SigningInput input, scoped ReadOnlySpan<KeyValuePair<string, string>> signedHeaders)
     {
         string query = input.Query;
         if (query.Length == 0 && input.ExpiresSeconds == 0) return;
@@ -752,11 +765,10 @@ public static class SigV4
 
     // The headers to sign: the request's own, less those proxies and HTTP stacks change, plus the ones the signer
     // adds (X-Amz-Date, the session token, x-amz-content-sha256, X-Amz-Region-Set), stably sorted by lowercase name.
-    private static KeyValuePair<string, string>[] CollectHeaders(in SigningInput input, out int count)
+    private static int CollectHeaders(in SigningInput input, Span<KeyValuePair<string, string>> list)
     {
         var headers = input.Headers;
-        var list = ArrayPool<KeyValuePair<string, string>>.Shared.Rent(headers.Count + 4);
-        count = 0;
+        int count = 0;
         for (int i = 0; i < headers.Count; i++)
             if (input.Received || !IsNeverSigned(headers[i].Key))
                 list[count++] = headers[i];
@@ -774,7 +786,7 @@ public static class SigV4
             while (j >= 0 && CompareLowercase(list[j].Key, item.Key) > 0) { list[j + 1] = list[j]; j--; }
             list[j + 1] = item;
         }
-        return list;
+        return count;
     }
 
     // Headers that proxies, load balancers or the HTTP stack add, drop or rewrite: signing them breaks signatures.
@@ -797,7 +809,7 @@ public static class SigV4
 
     // One "name:value\n" per name: values of a repeated name joined with ',' in order, each trimmed with runs of
     // white space collapsed into one space.
-    private static void WriteCanonicalHeaders(ref ByteBuilder w, ReadOnlySpan<KeyValuePair<string, string>> sorted)
+    private static void WriteCanonicalHeaders(ref ByteBuilder w, scoped ReadOnlySpan<KeyValuePair<string, string>> sorted)
     {
         for (int i = 0; i < sorted.Length; i++)
         {
@@ -807,7 +819,7 @@ public static class SigV4
             else
             {
                 if (i > 0) w.Append((byte)'\n');
-                AppendLowercase(ref w, sorted[i].Key);
+                w.AppendLowercase(sorted[i].Key);
                 w.Append((byte)':');
             }
             AppendTrimmedValue(ref w, sorted[i].Value);
@@ -815,13 +827,13 @@ public static class SigV4
         w.Append((byte)'\n');
     }
 
-    private static void WriteSignedHeaders(ref ByteBuilder w, ReadOnlySpan<KeyValuePair<string, string>> sorted)
+    private static void WriteSignedHeaders(ref ByteBuilder w, scoped ReadOnlySpan<KeyValuePair<string, string>> sorted)
     {
         for (int i = 0; i < sorted.Length; i++)
         {
             if (i > 0 && string.Equals(sorted[i - 1].Key, sorted[i].Key, StringComparison.OrdinalIgnoreCase)) continue;
             if (i > 0) w.Append((byte)';');
-            AppendLowercase(ref w, sorted[i].Key);
+            w.AppendLowercase(sorted[i].Key);
         }
     }
 
@@ -1102,7 +1114,8 @@ public static class SigV4
             w.AppendWritten(signedHeadersStart, signedHeadersLength);
             w.Append(", Signature="u8);
             w.AppendHex(signature);
-            return Encoding.UTF8.GetString(w.Written[start..]);
+            var authorization = w.Written[start..];
+            return scope.IsAscii ? Encoding.ASCII.GetString(authorization) : Encoding.UTF8.GetString(authorization);
         }
 
         // Query signing: the X-Amz-* parameters (with an unsigned session token, if any) and X-Amz-Signature last.
@@ -1350,6 +1363,7 @@ public static class SigV4
 
     private static readonly SearchValues<char> s_tokenChars =
         SearchValues.Create("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
+    private static readonly SearchValues<char> s_lowercaseHex = SearchValues.Create("0123456789abcdef");
     private static readonly SearchValues<char> s_unreserved =
         SearchValues.Create("-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
     private static readonly SearchValues<char> s_unreservedAndSlash =
@@ -1368,40 +1382,31 @@ public static class SigV4
 
     private static char ToLowerAscii(char c) => c is >= 'A' and <= 'Z' ? (char)(c | 0x20) : c;
 
-    private static void AppendLowercase(ref ByteBuilder w, string name)
-    {
-        w.AppendAscii(name);
-        System.Text.Ascii.ToLowerInPlace(w.WrittenMutable[^name.Length..], out _);
-    }
-
     private static bool IsHex(char c) => c is >= '0' and <= '9' or >= 'a' and <= 'f' or >= 'A' and <= 'F';
 
     private static int HexValue(char c) => c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
 
+    // Lowercase hex. Newer runtimes have a vectorized encoder, several times faster than the loop; a signature
+    // writes two hashes.
     private static int WriteHex(ReadOnlySpan<byte> bytes, Span<byte> destination)
     {
+#if NET10_0_OR_GREATER
+        Convert.TryToHexStringLower(bytes, destination, out int written);
+        return written;
+#else
         for (int i = 0; i < bytes.Length; i++)
         {
             destination[2 * i] = (byte)"0123456789abcdef"[bytes[i] >> 4];
             destination[2 * i + 1] = (byte)"0123456789abcdef"[bytes[i] & 0xF];
         }
         return bytes.Length * 2;
-    }
-
-    private static void WriteHex(ReadOnlySpan<byte> bytes, Span<char> destination)
-    {
-        for (int i = 0; i < bytes.Length; i++)
-        {
-            destination[2 * i] = "0123456789abcdef"[bytes[i] >> 4];
-            destination[2 * i + 1] = "0123456789abcdef"[bytes[i] & 0xF];
-        }
+#endif
     }
 
     internal static string HexString(ReadOnlySpan<byte> bytes)
     {
-        Span<char> hex = stackalloc char[bytes.Length * 2];
-        WriteHex(bytes, hex);
-        return new string(hex);
+        Span<byte> hex = stackalloc byte[bytes.Length * 2];
+        return Encoding.ASCII.GetString(hex[..WriteHex(bytes, hex)]);
     }
 
     // A growable byte buffer on pooled arrays, for the canonical request and the encoded query.
@@ -1413,8 +1418,6 @@ public static class SigV4
         public ByteBuilder(int capacity) { _buffer = ArrayPool<byte>.Shared.Rent(capacity); Length = 0; }
 
         public readonly ReadOnlySpan<byte> Written => _buffer.AsSpan(0, Length);
-
-        public readonly Span<byte> WrittenMutable => _buffer.AsSpan(0, Length);
 
         public void Append(byte b)
         {
@@ -1447,6 +1450,19 @@ public static class SigV4
         {
             if (Length + 2 * bytes.Length > _buffer.Length) Grow(2 * bytes.Length);
             Length += WriteHex(bytes, _buffer.AsSpan(Length));
+        }
+
+        // Header names are tokens, so ASCII; anything else is written as '?', as Encoding.ASCII writes it.
+        public void AppendLowercase(string s)
+        {
+            if (Length + s.Length > _buffer.Length) Grow(s.Length);
+            var destination = _buffer.AsSpan(Length, s.Length);
+            if (Ascii.ToLower(s, destination, out _) != OperationStatus.Done)
+            {
+                Encoding.ASCII.GetBytes(s, destination);
+                Ascii.ToLowerInPlace(destination, out _);
+            }
+            Length += s.Length;
         }
 
         public void AppendUtf8(scoped ReadOnlySpan<char> s)
