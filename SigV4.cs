@@ -546,7 +546,7 @@ public static class SigV4
             Query = query.StartsWith('?') ? query.Substring(1) : query,
             Headers = headers,
             PayloadHash = payloadHash,
-            AmzDate = FormatAmzDate(time.UtcDateTime),
+            AmzDate = AmzDate(time.UtcDateTime),
             AccessKeyId = credentials.AccessKeyId,
             SessionToken = credentials.SessionToken,
             Options = options,
@@ -554,6 +554,20 @@ public static class SigV4
             AddsContentSha256 = expiresSeconds == 0 && options.AddContentSha256Header && !hasContentSha256,
         };
     }
+
+    // X-Amz-Date changes once a second: a thread that signs more often than that reuses the text it wrote last.
+    private static string AmzDate(DateTime utc)
+    {
+        long second = utc.Ticks / TimeSpan.TicksPerSecond;
+        if (t_amzDate is { } last && last.Second == second) return last.Text;
+        string text = FormatAmzDate(utc);
+        t_amzDate = new AmzDateText(second, text);
+        return text;
+    }
+
+    [ThreadStatic] private static AmzDateText? t_amzDate;
+
+    private sealed record AmzDateText(long Second, string Text);
 
     // yyyyMMddTHHmmssZ, written digit by digit: the general date formatter costs more than the rest of a signature's setup.
     private static string FormatAmzDate(DateTime utc) => string.Create(16, utc, static (chars, t) =>
