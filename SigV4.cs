@@ -657,8 +657,9 @@ public static class SigV4
         AppendUriEncoded(ref w, path, decodePercent: !options.DoubleEncodePath, plusIsSpace: false, keepSlash: true);
     }
 
+    // Most paths have no dot: a search for '.' is much cheaper than one for "/.".
     private static bool NeedsNormalizing(string path) =>
-        path.Contains("//", StringComparison.Ordinal) || path.Contains("/.", StringComparison.Ordinal);
+        path.Contains("//", StringComparison.Ordinal) || (path.Contains('.') && path.Contains("/.", StringComparison.Ordinal));
 
     // Removes '.' and '..' segments and empty segments (RFC 3986 5.2.4 with '//' collapsed); keeps a trailing '/'.
     internal static string NormalizePath(string path)
@@ -862,13 +863,16 @@ public static class SigV4
 
     private static void AppendTrimmedValue(ref ByteBuilder w, string value)
     {
-        var span = value.AsSpan().Trim(" \t");
-        // Most values are printable ASCII with single spaces: copied as they are.
-        if (span.IndexOfAnyExceptInRange(' ', '~') < 0 && !span.Contains("  ", StringComparison.Ordinal))
+        // Most values are printable ASCII with nothing to trim and no run of spaces (most have no space at all):
+        // copied as they are. Tabs and other controls are outside ' '..'~'.
+        var span = value.AsSpan();
+        if (span.IndexOfAnyExceptInRange(' ', '~') < 0 && (span.Length == 0 || (span[0] != ' ' && span[^1] != ' '))
+            && (!span.Contains(' ') || !span.Contains("  ", StringComparison.Ordinal)))
         {
             w.AppendAscii(span);
             return;
         }
+        span = span.Trim(" \t");
         char[] collapsed = ArrayPool<char>.Shared.Rent(span.Length);
         int n = 0;
         bool inSpace = false;
