@@ -356,6 +356,7 @@ internal sealed class SigningScope
     /// <summary>The SigV4 signing key; null for SigV4a, or when made without the secret (to describe a signature).</summary>
     public byte[]? Key { get; }
 
+    /// <summary>Whether a signature of this input uses this scope: same day, algorithm, region, service and key id.</summary>
     public bool IsFor(in SigningInput input) =>
         input.AmzDate.AsSpan(0, 8).SequenceEqual(Date) && input.Options.Algorithm == Algorithm
         && input.Options.Region == Region && input.Options.Service == Service && input.AccessKeyId == AccessKeyId;
@@ -470,9 +471,7 @@ public static class SigV4
     // header signing, the Authorization value (step 4).
     internal static SigV4Signature SignInput(in SigningInput input, AwsCredentials credentials)
     {
-        var scope = input.AccessKeyId == credentials.AccessKeyId
-            ? credentials.GetSigningScope(input)
-            : SigningScope.Create(input, credentials.SecretAccessKey);
+        var scope = credentials.GetSigningScope(input);
         var w = new ByteBuilder(1024);
         try
         {
