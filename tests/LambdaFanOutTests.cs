@@ -8,18 +8,13 @@ namespace SigV4Lite.Tests;
 
 /// <summary>The fan-out against the emulator: fail-fast, collect-all and as-completed; bounds, order, laziness, cancellation.</summary>
 [TestFixture]
-public sealed class LambdaFanOutTests
+public sealed class LambdaFanOutTests : EmulatorFixture
 {
-    private LambdaEmulator _emulator = null!;
-
-    [OneTimeSetUp]
-    public async Task StartEmulatorAsync()
+    protected override void AddFunctions(LambdaEmulator emulator)
     {
-        _emulator = await LambdaEmulator.StartAsync();
-        _emulator.AddFunction("echo", LambdaEmulator.Echo);
-        _emulator.AddFunction("crash", (_, _) => throw new InvalidOperationException("boom"));
+        emulator.AddFunction("crash", (_, _) => throw new InvalidOperationException("boom"));
         // Waits 0-15 ms, then fails when the payload's "i" is 3 more than a multiple of 7, else echoes.
-        _emulator.AddFunction("jittery", async (invocation, cancellationToken) =>
+        emulator.AddFunction("jittery", async (invocation, cancellationToken) =>
         {
             await Task.Delay(Random.Shared.Next(0, 16), cancellationToken);
             using var json = JsonDocument.Parse(invocation.Payload);
@@ -27,21 +22,11 @@ public sealed class LambdaFanOutTests
             if (i % 7 == 3) throw new InvalidOperationException($"item {i} fails");
             return await LambdaEmulator.Echo(invocation, cancellationToken);
         });
-        _emulator.AddFunction("slow", async (invocation, cancellationToken) =>
+        emulator.AddFunction("slow", async (invocation, cancellationToken) =>
         {
             await Task.Delay(20, cancellationToken);
             return await LambdaEmulator.Echo(invocation, cancellationToken);
         });
-    }
-
-    [OneTimeTearDown]
-    public async Task StopEmulatorAsync() => await _emulator.DisposeAsync();
-
-    [SetUp]
-    public void ClearFaults()
-    {
-        _emulator.Faults.Clear();
-        _emulator.Counters.Reset();
     }
 
     private static IEnumerable<LambdaRequest> Numbered(string function, int count)
@@ -59,8 +44,8 @@ public sealed class LambdaFanOutTests
     [Test]
     public async Task FailFast_CancelsTheCallsInFlight_AndStartsNoNewOne()
     {
-        _emulator.Faults.DelayNext(3, TimeSpan.FromMinutes(1));
-        using var client = NewClient(_emulator);
+        Emulator.Faults.DelayNext(3, TimeSpan.FromMinutes(1));
+        using var client = NewClient(Emulator);
         var started = DateTime.UtcNow;
 
         var e = Assert.ThrowsAsync<LambdaFunctionException>(() =>
@@ -68,16 +53,16 @@ public sealed class LambdaFanOutTests
 
         Assert.That(e!.ErrorMessage, Is.EqualTo("boom"));
         Assert.That(DateTime.UtcNow - started, Is.LessThan(TimeSpan.FromSeconds(20)));
-        await EventuallyAsync(() => _emulator.Counters.InFlight == 0, "the emulator saw the cancelled calls end");
-        Assert.That(_emulator.Counters.Requests, Is.EqualTo(4));
+        await EventuallyAsync(() => Emulator.Counters.InFlight == 0, "the emulator saw the cancelled calls end");
+        Assert.That(Emulator.Counters.Requests, Is.EqualTo(4));
         await Task.Delay(200);
-        Assert.That(_emulator.Counters.Requests, Is.EqualTo(4), "no call started after the failure");
+        Assert.That(Emulator.Counters.Requests, Is.EqualTo(4), "no call started after the failure");
     }
 
     [Test]
     public async Task FailFast_WithoutFailures_ReturnsEveryResponseInInputOrder()
     {
-        using var client = NewClient(_emulator);
+        using var client = NewClient(Emulator);
         var requests = Enumerable.Range(0, 60).Select(i => new LambdaRequest("jittery", $$"""{"i":{{i * 7}}}"""));
 
         var responses = await client.InvokeAllAsync(requests, new LambdaFanOutOptions { MaxConcurrency = 8 });
@@ -92,7 +77,7 @@ public sealed class LambdaFanOutTests
     [Test]
     public async Task CollectAll_ReturnsEveryOutcomeInInputOrder_UnderRandomLatencies()
     {
-        using var client = NewClient(_emulator);
+        using var client = NewClient(Emulator);
 
         var outcomes = await client.InvokeAllSettledAsync(Numbered("jittery", 200), new LambdaFanOutOptions { MaxConcurrency = 16 });
 
@@ -115,13 +100,13 @@ public sealed class LambdaFanOutTests
                 Assert.That(outcome.Response!.GetPayloadString(), Is.EqualTo(EchoOf("jittery", i)));
             }
         }
-        Assert.That(_emulator.Counters.MaxInFlight, Is.LessThanOrEqualTo(16));
+        Assert.That(Emulator.Counters.MaxInFlight, Is.LessThanOrEqualTo(16));
     }
 
     [Test]
     public async Task CollectAll_WithFunctionErrorsNotThrown_CountsThemAsResponses()
     {
-        using var client = NewClient(_emulator);
+        using var client = NewClient(Emulator);
         var options = new LambdaInvokeOptions { ThrowOnFunctionError = false };
         var requests = Enumerable.Range(0, 10).Select(i => new LambdaRequest(i % 2 == 0 ? "echo" : "crash", "{}", options));
 
@@ -138,7 +123,7 @@ public sealed class LambdaFanOutTests
     [TestCase(12)]
     public async Task InFlight_NeverExceedsMaxConcurrency(int maxConcurrency)
     {
-        using var client = NewClient(_emulator);
+        using var client = NewClient(Emulator);
         var seen = new List<LambdaFanOutProgress>();
         var progress = new SynchronousProgress(p => { lock (seen) seen.Add(p); });
 
@@ -150,8 +135,8 @@ public sealed class LambdaFanOutTests
         }
 
         Assert.That(count, Is.EqualTo(60));
-        Assert.That(_emulator.Counters.MaxInFlight, Is.LessThanOrEqualTo(maxConcurrency));
-        Assert.That(_emulator.Counters.MaxInFlight, Is.EqualTo(maxConcurrency), "the bound is also reached");
+        Assert.That(Emulator.Counters.MaxInFlight, Is.LessThanOrEqualTo(maxConcurrency));
+        Assert.That(Emulator.Counters.MaxInFlight, Is.EqualTo(maxConcurrency), "the bound is also reached");
         Assert.That(seen.Max(p => p.InFlight), Is.LessThanOrEqualTo(maxConcurrency));
         Assert.That(seen[^1], Is.EqualTo(new LambdaFanOutProgress(60, 0, 0)), "the last report is the total");
     }
@@ -161,7 +146,7 @@ public sealed class LambdaFanOutTests
     [Test]
     public async Task Input_IsReadLazily_AtMostMaxConcurrencyAhead()
     {
-        using var client = NewClient(_emulator);
+        using var client = NewClient(Emulator);
         int read = 0;
         IEnumerable<LambdaRequest> Million()
         {
@@ -182,14 +167,14 @@ public sealed class LambdaFanOutTests
         }
 
         Assert.That(Volatile.Read(ref read), Is.LessThanOrEqualTo(44));
-        await EventuallyAsync(() => _emulator.Counters.InFlight == 0, "leaving the loop ended the calls in flight");
-        Assert.That(_emulator.Counters.Requests, Is.LessThanOrEqualTo(44));
+        await EventuallyAsync(() => Emulator.Counters.InFlight == 0, "leaving the loop ended the calls in flight");
+        Assert.That(Emulator.Counters.Requests, Is.LessThanOrEqualTo(44));
     }
 
     [Test]
     public async Task AsyncInput_IsInvokedInFull()
     {
-        using var client = NewClient(_emulator);
+        using var client = NewClient(Emulator);
 
         var outcomes = await client.InvokeAllSettledAsync(NumberedAsync(50), new LambdaFanOutOptions { MaxConcurrency = 6 });
 
@@ -209,7 +194,7 @@ public sealed class LambdaFanOutTests
     [Test]
     public void InputThatThrows_StopsTheRun_AndItsExceptionIsThrown()
     {
-        using var client = NewClient(_emulator);
+        using var client = NewClient(Emulator);
         IEnumerable<LambdaRequest> Broken()
         {
             for (int i = 0; i < 5; i++) yield return new LambdaRequest("echo", "{}");
@@ -224,7 +209,7 @@ public sealed class LambdaFanOutTests
     [Test]
     public void MaxConcurrencyBelowOne_IsRefused()
     {
-        using var client = NewClient(_emulator);
+        using var client = NewClient(Emulator);
 
         var e = Assert.Throws<ArgumentException>(() => client.InvokeEachAsync(Numbered("echo", 1), new LambdaFanOutOptions { MaxConcurrency = 0 }));
 
@@ -236,27 +221,27 @@ public sealed class LambdaFanOutTests
     [Test]
     public async Task Cancellation_StopsEverythingPromptly()
     {
-        _emulator.Faults.DelayNext(1000, TimeSpan.FromMinutes(1));
-        using var client = NewClient(_emulator);
+        Emulator.Faults.DelayNext(1000, TimeSpan.FromMinutes(1));
+        using var client = NewClient(Emulator);
         using var cancel = new CancellationTokenSource();
 
         var run = client.InvokeAllSettledAsync(Numbered("echo", 1000), new LambdaFanOutOptions { MaxConcurrency = 8 }, cancel.Token);
-        await EventuallyAsync(() => _emulator.Counters.InFlight == 8, "eight calls are in flight");
+        await EventuallyAsync(() => Emulator.Counters.InFlight == 8, "eight calls are in flight");
         var cancelled = DateTime.UtcNow;
         cancel.Cancel();
 
         Assert.That(async () => await run, Throws.InstanceOf<OperationCanceledException>());
         Assert.That(DateTime.UtcNow - cancelled, Is.LessThan(TimeSpan.FromSeconds(5)));
-        await EventuallyAsync(() => _emulator.Counters.InFlight == 0, "the emulator saw every call end");
-        Assert.That(_emulator.Counters.Requests, Is.EqualTo(8));
+        await EventuallyAsync(() => Emulator.Counters.InFlight == 0, "the emulator saw every call end");
+        Assert.That(Emulator.Counters.Requests, Is.EqualTo(8));
     }
 
     [Test]
     public async Task LeavingTheStreamEarly_CancelsTheCallsInFlight()
     {
-        _emulator.Faults.DelayNext(1, TimeSpan.Zero);
-        _emulator.Faults.DelayNext(100, TimeSpan.FromMinutes(1));
-        using var client = NewClient(_emulator);
+        Emulator.Faults.DelayNext(1, TimeSpan.Zero);
+        Emulator.Faults.DelayNext(100, TimeSpan.FromMinutes(1));
+        using var client = NewClient(Emulator);
 
         await foreach (var outcome in client.InvokeEachAsync(Numbered("echo", 100), new LambdaFanOutOptions { MaxConcurrency = 5 }))
         {
@@ -264,8 +249,8 @@ public sealed class LambdaFanOutTests
             break;
         }
 
-        await EventuallyAsync(() => _emulator.Counters.InFlight == 0, "the emulator saw the calls in flight end");
-        Assert.That(_emulator.Counters.Requests, Is.LessThanOrEqualTo(6));
+        await EventuallyAsync(() => Emulator.Counters.InFlight == 0, "the emulator saw the calls in flight end");
+        Assert.That(Emulator.Counters.Requests, Is.LessThanOrEqualTo(6));
     }
 
     // ---- volume ----
@@ -274,7 +259,7 @@ public sealed class LambdaFanOutTests
     public async Task TenThousandInvocations_NoneLostNorDuplicated()
     {
         const int count = 10_000;
-        using var client = NewClient(_emulator);
+        using var client = NewClient(Emulator);
         var seen = new int[count];
         long failed = 0;
 
@@ -289,8 +274,8 @@ public sealed class LambdaFanOutTests
 
         Assert.That(failed, Is.Zero);
         Assert.That(seen.Count(n => n != 1), Is.Zero, "every index exactly once");
-        Assert.That(_emulator.Counters.Requests, Is.EqualTo(count));
-        Assert.That(_emulator.Counters.MaxInFlight, Is.LessThanOrEqualTo(64));
+        Assert.That(Emulator.Counters.Requests, Is.EqualTo(count));
+        Assert.That(Emulator.Counters.MaxInFlight, Is.LessThanOrEqualTo(64));
     }
 
     // Reports on the reporting thread (Progress<T> would post them later to the thread pool).

@@ -8,33 +8,14 @@ namespace SigV4Lite.Tests;
 
 /// <summary>One invocation against the emulator: invocation types, log, client context, names, payloads, errors.</summary>
 [TestFixture]
-public sealed class LambdaInvokeTests
+public sealed class LambdaInvokeTests : EmulatorFixture
 {
-    private LambdaEmulator _emulator = null!;
-
-    [OneTimeSetUp]
-    public async Task StartEmulatorAsync()
-    {
-        _emulator = await LambdaEmulator.StartAsync();
-        _emulator.AddFunction("echo", LambdaEmulator.Echo);
-    }
-
-    [OneTimeTearDown]
-    public async Task StopEmulatorAsync() => await _emulator.DisposeAsync();
-
-    [SetUp]
-    public void ClearFaults()
-    {
-        _emulator.Faults.Clear();
-        _emulator.Counters.Reset();
-    }
-
     // ---- invocation types ----
 
     [Test]
     public async Task RequestResponse_ReturnsThePayloadAndHeaders()
     {
-        using var client = NewClient(_emulator);
+        using var client = NewClient(Emulator);
         var response = await client.InvokeAsync("echo", """{"hello": 1}""");
 
         Assert.That(response.StatusCode, Is.EqualTo(200));
@@ -50,8 +31,8 @@ public sealed class LambdaInvokeTests
     public async Task Event_Returns202AndTheFunctionRunsAsynchronously()
     {
         var ran = new TaskCompletionSource<LambdaInvocation>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _emulator.AddFunction("queued", (invocation, _) => { ran.TrySetResult(invocation); return ValueTask.FromResult("null"u8.ToArray()); });
-        using var client = NewClient(_emulator);
+        Emulator.AddFunction("queued", (invocation, _) => { ran.TrySetResult(invocation); return ValueTask.FromResult("null"u8.ToArray()); });
+        using var client = NewClient(Emulator);
 
         var response = await client.InvokeAsync("queued", """{"job": 7}""", new LambdaInvokeOptions { InvocationType = LambdaInvocationType.Event });
 
@@ -66,8 +47,8 @@ public sealed class LambdaInvokeTests
     public async Task DryRun_Returns204WithoutRunningTheFunction()
     {
         int runs = 0;
-        _emulator.AddFunction("counted", (_, _) => { Interlocked.Increment(ref runs); return ValueTask.FromResult("1"u8.ToArray()); });
-        using var client = NewClient(_emulator);
+        Emulator.AddFunction("counted", (_, _) => { Interlocked.Increment(ref runs); return ValueTask.FromResult("1"u8.ToArray()); });
+        using var client = NewClient(Emulator);
 
         var response = await client.InvokeAsync("counted", "{}", new LambdaInvokeOptions { InvocationType = LambdaInvocationType.DryRun });
 
@@ -82,13 +63,13 @@ public sealed class LambdaInvokeTests
     [Test]
     public async Task LogTail_IsReturnedDecoded_OnlyWhenAskedFor()
     {
-        _emulator.AddFunction("chatty", (invocation, _) =>
+        Emulator.AddFunction("chatty", (invocation, _) =>
         {
             invocation.Log("START é");
             invocation.Log("line two");
             return ValueTask.FromResult("{}"u8.ToArray());
         });
-        using var client = NewClient(_emulator);
+        using var client = NewClient(Emulator);
 
         var withLog = await client.InvokeAsync("chatty", "{}", new LambdaInvokeOptions { IncludeLogTail = true });
         var withoutLog = await client.InvokeAsync("chatty", "{}");
@@ -100,8 +81,8 @@ public sealed class LambdaInvokeTests
     [Test]
     public async Task ClientContext_ReachesTheFunction()
     {
-        _emulator.AddFunction("context", (invocation, _) => ValueTask.FromResult(Encoding.UTF8.GetBytes(invocation.ClientContext ?? "null")));
-        using var client = NewClient(_emulator);
+        Emulator.AddFunction("context", (invocation, _) => ValueTask.FromResult(Encoding.UTF8.GetBytes(invocation.ClientContext ?? "null")));
+        using var client = NewClient(Emulator);
         const string context = """{"custom":{"user":"42","ünïcode":"✓"},"client":{"app_title":"demo"}}""";
 
         var response = await client.InvokeAsync("context", "{}", new LambdaInvokeOptions { ClientContext = context });
@@ -112,19 +93,19 @@ public sealed class LambdaInvokeTests
     [Test]
     public void ClientContext_TooLarge_IsRefusedBeforeSending()
     {
-        using var client = NewClient(_emulator);
+        using var client = NewClient(Emulator);
         string context = "{\"custom\":{\"blob\":\"" + new string('x', 2700) + "\"}}"; // 2,700 bytes of JSON: over 3,583 once base64-encoded
 
         var e = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync("echo", "{}", new LambdaInvokeOptions { ClientContext = context }));
 
         Assert.That(e!.Message, Does.Contain("3583").And.Contain("base64"));
-        Assert.That(_emulator.Counters.Requests, Is.Zero);
+        Assert.That(Emulator.Counters.Requests, Is.Zero);
     }
 
     [Test]
     public async Task ClientContext_AtTheLimit_IsSent()
     {
-        using var client = NewClient(_emulator);
+        using var client = NewClient(Emulator);
         string context = "{\"b\":\"" + new string('x', 3583 / 4 * 3 - 8) + "\"}"; // exactly 3,583 bytes... less the base64 padding
         Assert.That(Convert.ToBase64String(Encoding.UTF8.GetBytes(context)).Length, Is.LessThanOrEqualTo(3583).And.GreaterThan(3570));
 
@@ -136,12 +117,12 @@ public sealed class LambdaInvokeTests
     [Test]
     public void ClientContext_NotJson_IsRefusedBeforeSending()
     {
-        using var client = NewClient(_emulator);
+        using var client = NewClient(Emulator);
 
         var e = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync("echo", "{}", new LambdaInvokeOptions { ClientContext = "user=42" }));
 
         Assert.That(e!.Message, Does.Contain("must be JSON"));
-        Assert.That(_emulator.Counters.Requests, Is.Zero);
+        Assert.That(Emulator.Counters.Requests, Is.Zero);
     }
 
     // ---- function names and qualifiers ----
@@ -158,15 +139,15 @@ public sealed class LambdaInvokeTests
     [TestCase("123456789012:function:my-fn:v2", null, "my-fn", "v2")]
     public async Task FunctionNameAndQualifier_RoundTrip(string functionName, string? qualifier, string expectedName, string? expectedQualifier)
     {
-        _emulator.AddFunction("my-fn", (invocation, _) =>
+        Emulator.AddFunction("my-fn", (invocation, _) =>
             ValueTask.FromResult(JsonSerializer.SerializeToUtf8Bytes(invocation.FunctionName + "|" + invocation.Qualifier, LambdaTestJsonStrings.Default.String)));
-        using var client = NewClient(_emulator);
+        using var client = NewClient(Emulator);
 
         var response = await client.InvokeAsync(functionName, "{}", new LambdaInvokeOptions { Qualifier = qualifier });
 
         Assert.That(response.DeserializePayload(LambdaTestJsonStrings.Default.String), Is.EqualTo(expectedName + "|" + expectedQualifier));
         Assert.That(response.ExecutedVersion, Is.EqualTo(expectedQualifier ?? "$LATEST"));
-        Assert.That(_emulator.Counters.SignatureFailures, Is.Zero);
+        Assert.That(Emulator.Counters.SignatureFailures, Is.Zero);
     }
 
     [Test]
@@ -186,7 +167,7 @@ public sealed class LambdaInvokeTests
     [Test]
     public async Task JsonTypeInfoPayload_IsSerializedAndTheAnswerDeserialized()
     {
-        using var client = NewClient(_emulator);
+        using var client = NewClient(Emulator);
 
         var response = await client.InvokeAsync("echo", new HelloEvent(42), LambdaTestJson.Default.HelloEvent);
         var answer = response.DeserializePayload(LambdaTestJson.Default.EchoAnswer);
@@ -197,7 +178,7 @@ public sealed class LambdaInvokeTests
     [Test]
     public async Task BytePayload_IsSentAsIs()
     {
-        using var client = NewClient(_emulator);
+        using var client = NewClient(Emulator);
         var payload = Utf8("""{"n":[1,2,3]}""");
 
         var response = await client.InvokeAsync("echo", payload.AsMemory());
@@ -210,13 +191,13 @@ public sealed class LambdaInvokeTests
     [Test]
     public void UnhandledFunctionError_Throws_WithTheFunctionsErrorAndIsNotRetried()
     {
-        _emulator.AddFunction("crash", (invocation, _) =>
+        Emulator.AddFunction("crash", (invocation, _) =>
         {
             invocation.Log("about to fail");
             throw new InvalidOperationException("boom: the input had no id");
         });
         var delays = new RecordedDelays();
-        using var client = NewClient(_emulator, delays);
+        using var client = NewClient(Emulator, delays);
 
         var e = Assert.ThrowsAsync<LambdaFunctionException>(() => client.InvokeAsync("crash", "{}", new LambdaInvokeOptions { IncludeLogTail = true }));
 
@@ -227,15 +208,15 @@ public sealed class LambdaInvokeTests
         Assert.That(Guid.TryParse(e.RequestId, out _), Is.True);
         Assert.That(e.Response.Log, Does.Contain("about to fail"));
         Assert.That(e.Message, Does.Contain("'crash'").And.Contain("Unhandled").And.Contain("InvalidOperationException").And.Contain("boom"));
-        Assert.That(_emulator.Counters.Requests, Is.EqualTo(1), "a function error is never retried");
+        Assert.That(Emulator.Counters.Requests, Is.EqualTo(1), "a function error is never retried");
         Assert.That(delays.Delays, Is.Empty);
     }
 
     [Test]
     public async Task FunctionError_WithThrowingOff_IsAResponseCarryingTheErrorPayload()
     {
-        _emulator.AddFunction("crash", (_, _) => throw new ArgumentException("bad input"));
-        using var client = NewClient(_emulator);
+        Emulator.AddFunction("crash", (_, _) => throw new ArgumentException("bad input"));
+        using var client = NewClient(Emulator);
 
         var response = await client.InvokeAsync("crash", "{}", new LambdaInvokeOptions { ThrowOnFunctionError = false });
 
@@ -252,13 +233,13 @@ public sealed class LambdaInvokeTests
     public void HandledFunctionError_Throws_WithTheFunctionsError()
     {
         string? requestId = null;
-        _emulator.AddFunction("pay", (invocation, _) =>
+        Emulator.AddFunction("pay", (invocation, _) =>
         {
             requestId = invocation.RequestId;
             throw new LambdaHandledErrorException("ValueError", "amount must be positive");
         });
         var delays = new RecordedDelays();
-        using var client = NewClient(_emulator, delays, maxAttempts: 3);
+        using var client = NewClient(Emulator, delays, maxAttempts: 3);
 
         var e = Assert.ThrowsAsync<LambdaFunctionException>(() => client.InvokeAsync("pay:3", "{}"));
 
@@ -267,7 +248,7 @@ public sealed class LambdaInvokeTests
         Assert.That(e.ErrorMessage, Is.EqualTo("amount must be positive"));
         Assert.That(e.RequestId, Is.EqualTo(requestId).And.Not.Null);
         Assert.That(e.Response.ExecutedVersion, Is.EqualTo("3"));
-        Assert.That(_emulator.Counters.Requests, Is.EqualTo(1), "never retried");
+        Assert.That(Emulator.Counters.Requests, Is.EqualTo(1), "never retried");
         Assert.That(delays.Delays, Is.Empty);
     }
 
@@ -304,16 +285,16 @@ public sealed class LambdaInvokeTests
     [TestCase(415, "UnsupportedMediaTypeException")]
     public void ClientErrors_AreTypedAndNotRetried(int status, string errorType)
     {
-        _emulator.Faults.FailNext(1, status, errorType);
+        Emulator.Faults.FailNext(1, status, errorType);
         var delays = new RecordedDelays();
-        using var client = NewClient(_emulator, delays, maxAttempts: 3);
+        using var client = NewClient(Emulator, delays, maxAttempts: 3);
 
         var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
 
         AssertServiceError(e!, status, errorType, "echo");
         Assert.That(e!.Reason, Is.Null);
         Assert.That(e.IsThrottling, Is.False);
-        Assert.That(_emulator.Counters.Requests, Is.EqualTo(1));
+        Assert.That(Emulator.Counters.Requests, Is.EqualTo(1));
         Assert.That(delays.Delays, Is.Empty);
     }
 
@@ -327,8 +308,8 @@ public sealed class LambdaInvokeTests
     [TestCase(504, "GatewayTimeoutException")]
     public void ServerErrors_AreTyped(int status, string errorType)
     {
-        _emulator.Faults.FailNext(1, status, errorType);
-        using var client = NewClient(_emulator, maxAttempts: 1);
+        Emulator.Faults.FailNext(1, status, errorType);
+        using var client = NewClient(Emulator, maxAttempts: 1);
 
         var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
 
@@ -339,8 +320,8 @@ public sealed class LambdaInvokeTests
     [Test]
     public void Throttling_CarriesReasonAndRetryAfter()
     {
-        _emulator.Faults.ThrottleNext(1, "CallerRateLimitExceeded", TimeSpan.FromSeconds(3));
-        using var client = NewClient(_emulator, maxAttempts: 1);
+        Emulator.Faults.ThrottleNext(1, "CallerRateLimitExceeded", TimeSpan.FromSeconds(3));
+        using var client = NewClient(Emulator, maxAttempts: 1);
 
         var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
 
@@ -404,8 +385,8 @@ public sealed class LambdaInvokeTests
     [Test]
     public void ReservedConcurrency_ThrottlesWithItsReason()
     {
-        _emulator.AddFunction("reserved", LambdaEmulator.Echo, concurrencyLimit: 0);
-        using var client = NewClient(_emulator, maxAttempts: 1);
+        Emulator.AddFunction("reserved", LambdaEmulator.Echo, concurrencyLimit: 0);
+        using var client = NewClient(Emulator, maxAttempts: 1);
 
         var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("reserved", "{}"));
 
@@ -416,19 +397,19 @@ public sealed class LambdaInvokeTests
     [Test]
     public void UnknownFunction_IsResourceNotFound()
     {
-        using var client = NewClient(_emulator);
+        using var client = NewClient(Emulator);
 
         var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("no-such-function", "{}"));
 
         AssertServiceError(e!, 404, "ResourceNotFoundException", "no-such-function");
         Assert.That(e!.ErrorMessage, Does.Contain("function:no-such-function"));
-        Assert.That(_emulator.Counters.Requests, Is.EqualTo(1));
+        Assert.That(Emulator.Counters.Requests, Is.EqualTo(1));
     }
 
     [Test]
     public void PayloadThatIsNotJson_IsInvalidRequestContent()
     {
-        using var client = NewClient(_emulator);
+        using var client = NewClient(Emulator);
 
         var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "not json"));
 
@@ -438,7 +419,7 @@ public sealed class LambdaInvokeTests
     [Test]
     public void EventPayloadOverOneMegabyte_IsRequestTooLarge()
     {
-        using var client = NewClient(_emulator);
+        using var client = NewClient(Emulator);
         string payload = "\"" + new string('x', 1024 * 1024) + "\"";
 
         var e = Assert.ThrowsAsync<LambdaServiceException>(() =>
@@ -451,7 +432,7 @@ public sealed class LambdaInvokeTests
     public void WrongSecret_IsInvalidSignature_WithoutLeakingTheSessionToken()
     {
         const string token = "FQoGZXIvYXdzEXAMPLETOKENthatmustneverappear0123456789";
-        using var client = NewClient(_emulator, credentials: new AwsCredentials("AKIDEXAMPLE", "wrong-secret-wrong-secret-wrong-secret00", token));
+        using var client = NewClient(Emulator, credentials: new AwsCredentials("AKIDEXAMPLE", "wrong-secret-wrong-secret-wrong-secret00", token));
 
         var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
 
@@ -464,7 +445,7 @@ public sealed class LambdaInvokeTests
     [Test]
     public void UnknownAccessKey_IsUnrecognizedClient()
     {
-        using var client = NewClient(_emulator, credentials: new AwsCredentials("AKIDUNKNOWN", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"));
+        using var client = NewClient(Emulator, credentials: new AwsCredentials("AKIDUNKNOWN", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"));
 
         var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
 
@@ -500,8 +481,8 @@ public sealed class LambdaInvokeTests
     [Test]
     public void Timeout_IsALambdaTimeoutException()
     {
-        _emulator.Faults.DelayNext(1, TimeSpan.FromSeconds(20));
-        using var client = NewClient(_emulator, maxAttempts: 1);
+        Emulator.Faults.DelayNext(1, TimeSpan.FromSeconds(20));
+        using var client = NewClient(Emulator, maxAttempts: 1);
 
         var e = Assert.ThrowsAsync<LambdaTimeoutException>(() =>
             client.InvokeAsync("echo", "{}", new LambdaInvokeOptions { Timeout = TimeSpan.FromMilliseconds(300) }));
@@ -515,11 +496,11 @@ public sealed class LambdaInvokeTests
     [Test]
     public void HttpClientsOwnTimeout_IsALambdaTimeoutException_NotACancellation()
     {
-        _emulator.Faults.DelayNext(1, TimeSpan.FromSeconds(20));
+        Emulator.Faults.DelayNext(1, TimeSpan.FromSeconds(20));
         using var http = new HttpClient { Timeout = TimeSpan.FromMilliseconds(300) };
         using var client = new LambdaClient(new LambdaClientOptions
         {
-            Endpoint = _emulator.Endpoint, Region = "us-east-1", Credentials = EmulatorTestSupport.ExampleCredentials,
+            Endpoint = Emulator.Endpoint, Region = "us-east-1", Credentials = EmulatorTestSupport.ExampleCredentials,
             HttpClient = http, MaxAttempts = 1,
         });
 
@@ -531,9 +512,9 @@ public sealed class LambdaInvokeTests
     [Test]
     public async Task Cancellation_IsAnOperationCanceledException_AndIsNotRetried()
     {
-        _emulator.Faults.DelayNext(1, TimeSpan.FromSeconds(20));
+        Emulator.Faults.DelayNext(1, TimeSpan.FromSeconds(20));
         var delays = new RecordedDelays();
-        using var client = NewClient(_emulator, delays);
+        using var client = NewClient(Emulator, delays);
         using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
 
         var started = DateTime.UtcNow;
@@ -541,8 +522,8 @@ public sealed class LambdaInvokeTests
 
         Assert.That(DateTime.UtcNow - started, Is.LessThan(TimeSpan.FromSeconds(5)));
         Assert.That(delays.Delays, Is.Empty);
-        await EventuallyAsync(() => _emulator.Counters.InFlight == 0, "the emulator saw the request end");
-        Assert.That(_emulator.Counters.Requests, Is.EqualTo(1));
+        await EventuallyAsync(() => Emulator.Counters.InFlight == 0, "the emulator saw the request end");
+        Assert.That(Emulator.Counters.Requests, Is.EqualTo(1));
     }
 
     // ---- bad input ----
@@ -550,7 +531,7 @@ public sealed class LambdaInvokeTests
     [Test]
     public void EmptyFunctionName_IsRefused()
     {
-        using var client = NewClient(_emulator);
+        using var client = NewClient(Emulator);
 
         var e = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync("", "{}"));
 
@@ -561,7 +542,7 @@ public sealed class LambdaInvokeTests
     [Test]
     public void EmptyQualifier_IsRefused()
     {
-        using var client = NewClient(_emulator);
+        using var client = NewClient(Emulator);
 
         var e = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync("echo", "{}", new LambdaInvokeOptions { Qualifier = "" }));
 
@@ -571,7 +552,7 @@ public sealed class LambdaInvokeTests
     [Test]
     public void LogTailOrClientContext_WithAnEventInvocation_AreRefused()
     {
-        using var client = NewClient(_emulator);
+        using var client = NewClient(Emulator);
 
         var log = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync("echo", "{}",
             new LambdaInvokeOptions { InvocationType = LambdaInvocationType.Event, IncludeLogTail = true }));
@@ -580,7 +561,7 @@ public sealed class LambdaInvokeTests
 
         Assert.That(log!.Message, Does.Contain("synchronous invocations only"));
         Assert.That(context!.Message, Does.Contain("synchronous invocations only"));
-        Assert.That(_emulator.Counters.Requests, Is.Zero);
+        Assert.That(Emulator.Counters.Requests, Is.Zero);
     }
 
     [Test]
@@ -598,12 +579,12 @@ public sealed class LambdaInvokeTests
     [Test]
     public void NonPositiveCallTimeout_IsRefused()
     {
-        using var client = NewClient(_emulator);
+        using var client = NewClient(Emulator);
 
         var e = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync("echo", "{}", new LambdaInvokeOptions { Timeout = TimeSpan.FromSeconds(-1) }));
 
         Assert.That(e!.Message, Does.Contain("must be positive or Timeout.InfiniteTimeSpan"));
-        Assert.That(_emulator.Counters.Requests, Is.Zero);
+        Assert.That(Emulator.Counters.Requests, Is.Zero);
     }
 
     // A timer takes at most about 49.7 days (uint.MaxValue - 1 milliseconds): a longer timeout means no limit, on the
@@ -674,13 +655,13 @@ public sealed class LambdaInvokeTests
         var counting = new CountingHandler(new SocketsHttpHandler());
         using (var client = new LambdaClient(new LambdaClientOptions
         {
-            Endpoint = _emulator.Endpoint, Region = "us-east-1", Credentials = EmulatorTestSupport.ExampleCredentials, HttpHandler = counting,
+            Endpoint = Emulator.Endpoint, Region = "us-east-1", Credentials = EmulatorTestSupport.ExampleCredentials, HttpHandler = counting,
         }))
         {
             await client.InvokeAsync("echo", "{}");
         }
         using var again = new HttpClient(counting, disposeHandler: true);
-        var answer = await again.GetAsync(_emulator.Endpoint);
+        var answer = await again.GetAsync(Emulator.Endpoint);
 
         Assert.That(counting.Count, Is.EqualTo(2), "the client sent through the handler, which still works after the client is disposed");
         Assert.That((int)answer.StatusCode, Is.GreaterThanOrEqualTo(400));

@@ -6,38 +6,19 @@ namespace SigV4Lite.Tests;
 
 /// <summary>Retries as the SDKs' standard mode makes them, against the emulator's injected faults. Delays are recorded, never slept.</summary>
 [TestFixture]
-public sealed class LambdaRetryTests
+public sealed class LambdaRetryTests : EmulatorFixture
 {
-    private LambdaEmulator _emulator = null!;
-
-    [OneTimeSetUp]
-    public async Task StartEmulatorAsync()
-    {
-        _emulator = await LambdaEmulator.StartAsync();
-        _emulator.AddFunction("echo", LambdaEmulator.Echo);
-    }
-
-    [OneTimeTearDown]
-    public async Task StopEmulatorAsync() => await _emulator.DisposeAsync();
-
-    [SetUp]
-    public void ClearFaults()
-    {
-        _emulator.Faults.Clear();
-        _emulator.Counters.Reset();
-    }
-
     [Test]
     public async Task Throttling_ThenSuccess_IsRetriedOnce()
     {
-        _emulator.Faults.ThrottleNext(1);
+        Emulator.Faults.ThrottleNext(1);
         var delays = new RecordedDelays();
-        using var client = NewClient(_emulator, delays);
+        using var client = NewClient(Emulator, delays);
 
         var response = await client.InvokeAsync("echo", "{}");
 
         Assert.That(response.StatusCode, Is.EqualTo(200));
-        Assert.That(_emulator.Counters.Requests, Is.EqualTo(2));
+        Assert.That(Emulator.Counters.Requests, Is.EqualTo(2));
         Assert.That(delays.Delays, Has.Count.EqualTo(1));
         Assert.That(delays.Delays[0], Is.GreaterThanOrEqualTo(TimeSpan.Zero).And.LessThan(TimeSpan.FromSeconds(1)));
         Assert.That(client.RetryTokens, Is.EqualTo(500), "the success returned the retry's 5 tokens");
@@ -46,16 +27,16 @@ public sealed class LambdaRetryTests
     [Test]
     public void ServerError_ThreeTimes_FailsAfterExactlyThreeAttempts()
     {
-        _emulator.Faults.FailNext(3, 500, "ServiceException");
+        Emulator.Faults.FailNext(3, 500, "ServiceException");
         var delays = new RecordedDelays();
-        using var client = NewClient(_emulator, delays);
+        using var client = NewClient(Emulator, delays);
 
         var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
 
         Assert.That(e!.ErrorType, Is.EqualTo("ServiceException"));
         Assert.That(e.Attempts, Is.EqualTo(3));
         Assert.That(e.Message, Does.Contain("after 3 attempts"));
-        Assert.That(_emulator.Counters.Requests, Is.EqualTo(3));
+        Assert.That(Emulator.Counters.Requests, Is.EqualTo(3));
         Assert.That(delays.Delays, Has.Count.EqualTo(2));
         Assert.That(delays.Delays[0], Is.LessThan(TimeSpan.FromSeconds(1)), "first backoff: random below 1 s");
         Assert.That(delays.Delays[1], Is.LessThan(TimeSpan.FromSeconds(2)), "second backoff: random below 2 s");
@@ -67,66 +48,66 @@ public sealed class LambdaRetryTests
     [TestCase(504, "GatewayTimeoutException")]
     public async Task TransientServerErrors_ThenSuccess_AreRetried(int status, string errorType)
     {
-        _emulator.Faults.FailNext(2, status, errorType);
+        Emulator.Faults.FailNext(2, status, errorType);
         var delays = new RecordedDelays();
-        using var client = NewClient(_emulator, delays);
+        using var client = NewClient(Emulator, delays);
 
         var response = await client.InvokeAsync("echo", "{}");
 
         Assert.That(response.StatusCode, Is.EqualTo(200));
-        Assert.That(_emulator.Counters.Requests, Is.EqualTo(3));
+        Assert.That(Emulator.Counters.Requests, Is.EqualTo(3));
         Assert.That(delays.Delays, Has.Count.EqualTo(2));
     }
 
     [Test]
     public void FunctionError_IsNotRetried()
     {
-        _emulator.AddFunction("crash", (_, _) => throw new InvalidOperationException("boom"));
+        Emulator.AddFunction("crash", (_, _) => throw new InvalidOperationException("boom"));
         var delays = new RecordedDelays();
-        using var client = NewClient(_emulator, delays);
+        using var client = NewClient(Emulator, delays);
 
         Assert.ThrowsAsync<LambdaFunctionException>(() => client.InvokeAsync("crash", "{}"));
 
-        Assert.That(_emulator.Counters.Requests, Is.EqualTo(1));
+        Assert.That(Emulator.Counters.Requests, Is.EqualTo(1));
         Assert.That(delays.Delays, Is.Empty);
     }
 
     [Test]
     public void BadRequest_IsNotRetried()
     {
-        _emulator.Faults.FailNext(1, 400, "InvalidParameterValueException");
+        Emulator.Faults.FailNext(1, 400, "InvalidParameterValueException");
         var delays = new RecordedDelays();
-        using var client = NewClient(_emulator, delays);
+        using var client = NewClient(Emulator, delays);
 
         var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
 
         Assert.That(e!.StatusCode, Is.EqualTo(400));
-        Assert.That(_emulator.Counters.Requests, Is.EqualTo(1));
+        Assert.That(Emulator.Counters.Requests, Is.EqualTo(1));
         Assert.That(delays.Delays, Is.Empty);
     }
 
     [Test]
     public void RetriesOff_OneAttemptOnly()
     {
-        _emulator.Faults.ThrottleNext(2);
+        Emulator.Faults.ThrottleNext(2);
         var delays = new RecordedDelays();
-        using var client = NewClient(_emulator, delays, maxAttempts: 1);
+        using var client = NewClient(Emulator, delays, maxAttempts: 1);
 
         var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
 
         Assert.That(e!.StatusCode, Is.EqualTo(429));
-        Assert.That(_emulator.Counters.Requests, Is.EqualTo(1));
+        Assert.That(Emulator.Counters.Requests, Is.EqualTo(1));
         Assert.That(delays.Delays, Is.Empty);
     }
 
     [Test]
     public void BaseDelay_IsConfigurable_AndBackoffIsCapped()
     {
-        _emulator.Faults.FailNext(6, 503, "ServiceUnavailableException");
+        Emulator.Faults.FailNext(6, 503, "ServiceUnavailableException");
         var delays = new RecordedDelays();
         using var client = new LambdaClient(new LambdaClientOptions
         {
-            Endpoint = _emulator.Endpoint, Region = "us-east-1", Credentials = EmulatorTestSupport.ExampleCredentials,
+            Endpoint = Emulator.Endpoint, Region = "us-east-1", Credentials = EmulatorTestSupport.ExampleCredentials,
             MaxAttempts = 6, RetryBaseDelay = TimeSpan.FromSeconds(10), Clock = delays,
         });
 
@@ -142,17 +123,17 @@ public sealed class LambdaRetryTests
     [Test]
     public async Task RetryQuota_Empties_ThenCallsAreNotRetried_UntilSuccessesRefillIt()
     {
-        _emulator.Faults.FailFraction(1.0, 500, "ServiceException");
+        Emulator.Faults.FailFraction(1.0, 500, "ServiceException");
         var delays = new RecordedDelays();
-        using var client = NewClient(_emulator, delays);
+        using var client = NewClient(Emulator, delays);
 
         for (int i = 0; i < 51; i++)
             Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
 
-        Assert.That(_emulator.Counters.Requests, Is.EqualTo(50 * 3 + 1));
+        Assert.That(Emulator.Counters.Requests, Is.EqualTo(50 * 3 + 1));
         Assert.That(client.RetryTokens, Is.Zero);
 
-        _emulator.Faults.Clear();
+        Emulator.Faults.Clear();
         await client.InvokeAsync("echo", "{}");
         Assert.That(client.RetryTokens, Is.EqualTo(1), "a first-try success returns one token");
     }
@@ -160,9 +141,9 @@ public sealed class LambdaRetryTests
     [Test]
     public async Task ConnectionReset_IsRetried()
     {
-        _emulator.Faults.ResetNext(1);
+        Emulator.Faults.ResetNext(1);
         var delays = new RecordedDelays();
-        using var client = NewClient(_emulator, delays);
+        using var client = NewClient(Emulator, delays);
 
         var response = await client.InvokeAsync("echo", """{"a":1}""");
 
@@ -173,9 +154,9 @@ public sealed class LambdaRetryTests
     [Test]
     public void ConnectionReset_EveryTime_IsAnHttpRequestExceptionAfterThreeAttempts()
     {
-        _emulator.Faults.ResetNext(3);
+        Emulator.Faults.ResetNext(3);
         var delays = new RecordedDelays();
-        using var client = NewClient(_emulator, delays);
+        using var client = NewClient(Emulator, delays);
 
         Assert.ThrowsAsync<HttpRequestException>(() => client.InvokeAsync("echo", "{}"));
 
@@ -185,29 +166,29 @@ public sealed class LambdaRetryTests
     [Test]
     public async Task TruncatedAnswer_IsRetried()
     {
-        _emulator.Faults.TruncateNext(1);
+        Emulator.Faults.TruncateNext(1);
         var delays = new RecordedDelays();
-        using var client = NewClient(_emulator, delays);
+        using var client = NewClient(Emulator, delays);
 
         var response = await client.InvokeAsync("echo", """{"long":"enough to be cut in half"}""");
 
         Assert.That(response.GetPayloadString(), Is.EqualTo("""{"function":"echo","payload":{"long":"enough to be cut in half"}}"""));
         Assert.That(delays.Delays, Has.Count.EqualTo(1));
-        Assert.That(_emulator.Counters.Requests, Is.EqualTo(2));
+        Assert.That(Emulator.Counters.Requests, Is.EqualTo(2));
     }
 
     [Test]
     public async Task Timeout_IsRetried_AndCostsTenTokens()
     {
-        _emulator.Faults.DelayNext(1, TimeSpan.FromSeconds(20));
+        Emulator.Faults.DelayNext(1, TimeSpan.FromSeconds(20));
         var delays = new RecordedDelays();
-        using var client = NewClient(_emulator, delays, timeout: TimeSpan.FromMilliseconds(500));
+        using var client = NewClient(Emulator, delays, timeout: TimeSpan.FromMilliseconds(500));
 
         var response = await client.InvokeAsync("echo", "{}");
 
         Assert.That(response.StatusCode, Is.EqualTo(200));
         Assert.That(delays.Delays, Has.Count.EqualTo(1));
-        Assert.That(_emulator.Counters.Requests, Is.EqualTo(2));
+        Assert.That(Emulator.Counters.Requests, Is.EqualTo(2));
         Assert.That(client.RetryTokens, Is.EqualTo(500), "the success returned the 10 tokens");
     }
 
@@ -294,12 +275,12 @@ public sealed class LambdaRetryTests
     public void SignatureError_WithoutClockSkew_IsNotRetried()
     {
         var delays = new RecordedDelays();
-        using var client = NewClient(_emulator, delays, credentials: new AwsCredentials("AKIDEXAMPLE", "not-the-secret-not-the-secret-not-the-00"));
+        using var client = NewClient(Emulator, delays, credentials: new AwsCredentials("AKIDEXAMPLE", "not-the-secret-not-the-secret-not-the-00"));
 
         var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
 
         Assert.That(e!.ErrorType, Is.EqualTo("InvalidSignatureException"));
-        Assert.That(_emulator.Counters.Requests, Is.EqualTo(1));
+        Assert.That(Emulator.Counters.Requests, Is.EqualTo(1));
         Assert.That(client.ClockOffset, Is.EqualTo(TimeSpan.Zero));
     }
 

@@ -122,3 +122,30 @@ internal sealed record EchoAnswer([property: JsonPropertyName("function")] strin
 [JsonSerializable(typeof(HelloEvent))]
 [JsonSerializable(typeof(EchoAnswer))]
 internal sealed partial class LambdaTestJson : JsonSerializerContext;
+
+/// <summary>A fixture whose tests share one in-process emulator (with "echo" registered); faults and counters are
+/// cleared before each test. Subclasses register more functions in <see cref="AddFunctions"/>.</summary>
+public abstract class EmulatorFixture
+{
+    protected LambdaEmulator Emulator { get; private set; } = null!;
+
+    [OneTimeSetUp]
+    public async Task StartEmulatorAsync()
+    {
+        Emulator = await LambdaEmulator.StartAsync();
+        Emulator.AddFunction("echo", LambdaEmulator.Echo);
+        AddFunctions(Emulator);
+    }
+
+    protected virtual void AddFunctions(LambdaEmulator emulator) { }
+
+    [OneTimeTearDown]
+    public async Task StopEmulatorAsync() => await Emulator.DisposeAsync();
+
+    [SetUp]
+    public void ClearFaultsAndCounters()
+    {
+        Emulator.Faults.Clear();
+        Emulator.Counters.Reset();
+    }
+}
