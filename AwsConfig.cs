@@ -619,16 +619,8 @@ internal sealed class ContainerSource(AwsConfigContext context) : CredentialSour
         using var request = new HttpRequestMessage(HttpMethod.Get, uri);
         request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
         if (Token() is { } token) request.Headers.TryAddWithoutValidation("Authorization", token);
-        HttpStatusCode status;
-        byte[] body;
-        try
-        {
-            (status, body) = await AwsHttp.SendAsync(AwsHttp.Direct, request, Timeout, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is HttpRequestException or TimeoutException)
-        {
-            throw new AwsCredentialsException($"The container credentials endpoint {uri} did not answer: {e.Message}", null, e);
-        }
+        var (status, body) = await AwsHttp.SendForCredentialsAsync(AwsHttp.Direct, request, Timeout,
+            $"The container credentials endpoint {uri} did not answer", null, cancellationToken).ConfigureAwait(false);
         if (status != HttpStatusCode.OK)
             throw new AwsCredentialsException($"The container credentials endpoint {uri} answered HTTP {(int)status} {status}{Json.ErrorDetail(body)}.");
         return new(Json.ReadCredentials(body, "Token", $"the container credentials endpoint {uri}", null), null);
@@ -1132,16 +1124,8 @@ internal static class Sts
         request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("text/xml"));
         if (signer is not null)
             await SigV4.SignAsync(request, signer, new SigV4Options("sts", region ?? "us-east-1") { Clock = context.Clock }, cancellationToken).ConfigureAwait(false);
-        HttpStatusCode status;
-        byte[] body;
-        try
-        {
-            (status, body) = await AwsHttp.SendAsync(AwsHttp.Proxied, request, Timeout, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is HttpRequestException or TimeoutException)
-        {
-            throw new AwsCredentialsException($"{what} failed: {e.Message}", profileName, e);
-        }
+        var (status, body) = await AwsHttp.SendForCredentialsAsync(AwsHttp.Proxied, request, Timeout,
+            what + " failed", profileName, cancellationToken).ConfigureAwait(false);
         var values = ReadXml(body, what, profileName);
         if (status != HttpStatusCode.OK)
             throw new AwsCredentialsException(
@@ -1382,6 +1366,20 @@ internal static class AwsHttp
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
             throw new TimeoutException($"no answer within {timeout.TotalSeconds:0.#} s");
+        }
+    }
+
+    // A credentials source whose endpoint does not answer fails with what it was doing, not a bare transport error.
+    public static async Task<(HttpStatusCode Status, byte[] Body)> SendForCredentialsAsync(HttpClient client, HttpRequestMessage request,
+        TimeSpan timeout, string failure, string? profileName, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await SendAsync(client, request, timeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is HttpRequestException or TimeoutException)
+        {
+            throw new AwsCredentialsException($"{failure}: {e.Message}", profileName, e);
         }
     }
 }

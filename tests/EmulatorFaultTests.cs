@@ -6,54 +6,38 @@ using static SigV4Lite.Tests.EmulatorTestSupport;
 namespace SigV4Lite.Tests;
 
 /// <summary>Fault injection: each kind does what it says to the next invocation requests, in the order queued.</summary>
-public class EmulatorFaultTests
+public class EmulatorFaultTests : SignedEmulatorFixture
 {
-    private LambdaEmulator _emulator = null!;
-    private HttpClient _client = null!;
     private RecordingFunction _function = null!;
-
-    [OneTimeSetUp]
-    public async Task StartAsync()
-    {
-        _emulator = await LambdaEmulator.StartAsync();
-        _client = SignedClient(_emulator);
-    }
-
-    [OneTimeTearDown]
-    public async Task StopAsync()
-    {
-        _client.Dispose();
-        await _emulator.DisposeAsync();
-    }
 
     [SetUp]
     public void FreshFunction()
     {
-        _emulator.Faults.Clear();
+        Emulator.Faults.Clear();
         _function = new RecordingFunction("{\"answer\":\"" + new string('z', 1000) + "\"}");
-        _emulator.AddFunction("faulty", _function.Handle);
+        Emulator.AddFunction("faulty", _function.Handle);
     }
 
     private async Task<HttpStatusCode> InvokeStatusAsync()
     {
-        using var response = await _client.SendAsync(Invoke("faulty"));
+        using var response = await Client.SendAsync(Invoke("faulty"));
         return response.StatusCode;
     }
 
     [Test]
     public async Task FailNextAnswersTheStatusAndErrorTypeWithoutRunningTheFunction()
     {
-        _emulator.Faults.FailNext(2, 503, "ServiceUnavailableException");
-        Assert.That(_emulator.Faults.Pending, Is.EqualTo(2));
+        Emulator.Faults.FailNext(2, 503, "ServiceUnavailableException");
+        Assert.That(Emulator.Faults.Pending, Is.EqualTo(2));
         for (int i = 0; i < 2; i++)
         {
-            using var response = await _client.SendAsync(Invoke("faulty"));
+            using var response = await Client.SendAsync(Invoke("faulty"));
             await AssertAwsErrorAsync(response, HttpStatusCode.ServiceUnavailable, "ServiceUnavailableException");
         }
         Assert.That(_function.Calls, Is.Empty);
         Assert.That(await InvokeStatusAsync(), Is.EqualTo(HttpStatusCode.OK));
         Assert.That(_function.Calls, Has.Count.EqualTo(1));
-        Assert.That(_emulator.Faults.Pending, Is.Zero);
+        Assert.That(Emulator.Faults.Pending, Is.Zero);
     }
 
     [TestCase(500, "ServiceException")]
@@ -61,22 +45,22 @@ public class EmulatorFaultTests
     [TestCase(400, "InvalidParameterValueException")]
     public async Task FailNextUsesAnyErrorStatusAndType(int status, string errorType)
     {
-        _emulator.Faults.FailNext(1, status, errorType);
-        using var response = await _client.SendAsync(Invoke("faulty"));
+        Emulator.Faults.FailNext(1, status, errorType);
+        using var response = await Client.SendAsync(Invoke("faulty"));
         await AssertAwsErrorAsync(response, (HttpStatusCode)status, errorType);
     }
 
     [Test]
     public async Task ThrottleNextAnswers429WithReasonAndRetryAfter()
     {
-        _emulator.Faults.ThrottleNext(1, "CallerRateLimitExceeded", TimeSpan.FromMilliseconds(2500));
-        _emulator.Faults.ThrottleNext(1);
-        using (var response = await _client.SendAsync(Invoke("faulty")))
+        Emulator.Faults.ThrottleNext(1, "CallerRateLimitExceeded", TimeSpan.FromMilliseconds(2500));
+        Emulator.Faults.ThrottleNext(1);
+        using (var response = await Client.SendAsync(Invoke("faulty")))
         {
             Assert.That(await AssertAwsErrorAsync(response, HttpStatusCode.TooManyRequests, "TooManyRequestsException", reason: "CallerRateLimitExceeded"), Is.EqualTo("Rate Exceeded."));
             Assert.That(Header(response, "Retry-After"), Is.EqualTo("3"));
         }
-        using (var response = await _client.SendAsync(Invoke("faulty")))
+        using (var response = await Client.SendAsync(Invoke("faulty")))
         {
             await AssertAwsErrorAsync(response, HttpStatusCode.TooManyRequests, "TooManyRequestsException", reason: "ConcurrentInvocationLimitExceeded");
             Assert.That(Header(response, "Retry-After"), Is.Null);
@@ -87,7 +71,7 @@ public class EmulatorFaultTests
     [Test]
     public async Task DelayNextWaitsThenServes()
     {
-        _emulator.Faults.DelayNext(1, TimeSpan.FromMilliseconds(300));
+        Emulator.Faults.DelayNext(1, TimeSpan.FromMilliseconds(300));
         var watch = Stopwatch.StartNew();
         Assert.That(await InvokeStatusAsync(), Is.EqualTo(HttpStatusCode.OK));
         Assert.That(watch.Elapsed, Is.GreaterThanOrEqualTo(TimeSpan.FromMilliseconds(290)));
@@ -97,11 +81,11 @@ public class EmulatorFaultTests
     [Test]
     public async Task DelayNextGivesUpWhenTheCallerDoes()
     {
-        _emulator.Faults.DelayNext(1, TimeSpan.FromSeconds(30));
-        using var client = SignedClient(_emulator);
+        Emulator.Faults.DelayNext(1, TimeSpan.FromSeconds(30));
+        using var client = SignedClient(Emulator);
         client.Timeout = TimeSpan.FromMilliseconds(200);
         Assert.ThrowsAsync<TaskCanceledException>(() => client.SendAsync(Invoke("faulty")));
-        await WaitUntilAsync(() => _emulator.Counters.InFlight == 0);
+        await WaitUntilAsync(() => Emulator.Counters.InFlight == 0);
         Assert.That(_function.Calls, Is.Empty);
     }
 
@@ -109,10 +93,10 @@ public class EmulatorFaultTests
     public async Task ResetNextAbortsTheConnectionWithoutRunningTheFunction()
     {
         Assert.That(await InvokeStatusAsync(), Is.EqualTo(HttpStatusCode.OK), "a pooled connection is in use");
-        _emulator.Faults.ResetNext(1);
-        _emulator.Counters.Reset();
-        Assert.ThrowsAsync<HttpRequestException>(() => _client.SendAsync(Invoke("faulty")));
-        Assert.That(_emulator.Counters.Requests, Is.EqualTo(1), "the client did not retry behind our back");
+        Emulator.Faults.ResetNext(1);
+        Emulator.Counters.Reset();
+        Assert.ThrowsAsync<HttpRequestException>(() => Client.SendAsync(Invoke("faulty")));
+        Assert.That(Emulator.Counters.Requests, Is.EqualTo(1), "the client did not retry behind our back");
         Assert.That(_function.Calls, Has.Count.EqualTo(1), "the function did not run for the reset request");
         Assert.That(await InvokeStatusAsync(), Is.EqualTo(HttpStatusCode.OK));
     }
@@ -120,8 +104,8 @@ public class EmulatorFaultTests
     [Test]
     public async Task TruncateNextSendsHalfTheDeclaredBodyAfterRunningTheFunction()
     {
-        _emulator.Faults.TruncateNext(1);
-        using var response = await _client.SendAsync(Invoke("faulty"), HttpCompletionOption.ResponseHeadersRead);
+        Emulator.Faults.TruncateNext(1);
+        using var response = await Client.SendAsync(Invoke("faulty"), HttpCompletionOption.ResponseHeadersRead);
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         Assert.That(response.Content.Headers.ContentLength, Is.EqualTo(1000 + "{\"answer\":\"\"}".Length));
         Assert.That(async () => await response.Content.ReadAsByteArrayAsync(), Throws.InstanceOf<HttpRequestException>().Or.InstanceOf<IOException>());
@@ -132,17 +116,17 @@ public class EmulatorFaultTests
     [Test]
     public async Task TruncateNextAbortsAnAnswerWithoutBody()
     {
-        _emulator.Faults.TruncateNext(1);
-        using var client = SignedClient(_emulator);
+        Emulator.Faults.TruncateNext(1);
+        using var client = SignedClient(Emulator);
         Assert.ThrowsAsync<HttpRequestException>(() => client.SendAsync(Invoke("faulty", invocationType: "DryRun")));
     }
 
     [Test]
     public async Task AppliesQueuedFaultsInTheOrderTheyWereQueued()
     {
-        _emulator.Faults.FailNext(1, 502, "ResourceNotReadyException");
-        _emulator.Faults.ThrottleNext(2);
-        _emulator.Faults.FailNext(1, 500, "ServiceException");
+        Emulator.Faults.FailNext(1, 502, "ResourceNotReadyException");
+        Emulator.Faults.ThrottleNext(2);
+        Emulator.Faults.FailNext(1, 500, "ServiceException");
         var statuses = new List<int>();
         for (int i = 0; i < 5; i++) statuses.Add((int)await InvokeStatusAsync());
         Assert.That(statuses, Is.EqualTo(new[] { 502, 429, 429, 500, 200 }));
@@ -151,21 +135,21 @@ public class EmulatorFaultTests
     [Test]
     public async Task FailFractionFailsThatShareOfRequestsEvenly()
     {
-        _emulator.Faults.FailFraction(0.25, 500, "ServiceException");
+        Emulator.Faults.FailFraction(0.25, 500, "ServiceException");
         var statuses = new List<int>();
         for (int i = 0; i < 8; i++) statuses.Add((int)await InvokeStatusAsync());
         Assert.That(statuses, Is.EqualTo(new[] { 200, 200, 200, 500, 200, 200, 200, 500 }));
         Assert.That(_function.Calls, Has.Count.EqualTo(6));
 
-        _emulator.Faults.FailFraction(0, 500, "ServiceException");
+        Emulator.Faults.FailFraction(0, 500, "ServiceException");
         for (int i = 0; i < 4; i++) Assert.That(await InvokeStatusAsync(), Is.EqualTo(HttpStatusCode.OK));
     }
 
     [Test]
     public async Task QueuedFaultsComeBeforeTheFraction()
     {
-        _emulator.Faults.FailFraction(1, 503, "ServiceUnavailableException");
-        _emulator.Faults.ThrottleNext(1);
+        Emulator.Faults.FailFraction(1, 503, "ServiceUnavailableException");
+        Emulator.Faults.ThrottleNext(1);
         Assert.That(await InvokeStatusAsync(), Is.EqualTo(HttpStatusCode.TooManyRequests));
         Assert.That(await InvokeStatusAsync(), Is.EqualTo(HttpStatusCode.ServiceUnavailable));
     }
@@ -173,27 +157,27 @@ public class EmulatorFaultTests
     [Test]
     public async Task ClearRemovesEveryFault()
     {
-        _emulator.Faults.FailNext(5, 500, "ServiceException");
-        _emulator.Faults.FailFraction(1, 500, "ServiceException");
-        _emulator.Faults.Clear();
-        Assert.That(_emulator.Faults.Pending, Is.Zero);
+        Emulator.Faults.FailNext(5, 500, "ServiceException");
+        Emulator.Faults.FailFraction(1, 500, "ServiceException");
+        Emulator.Faults.Clear();
+        Assert.That(Emulator.Faults.Pending, Is.Zero);
         Assert.That(await InvokeStatusAsync(), Is.EqualTo(HttpStatusCode.OK));
     }
 
     [Test]
     public async Task RequestsRefusedForTheirSignatureTakeNoFault()
     {
-        _emulator.Faults.FailNext(1, 503, "ServiceUnavailableException");
-        using (var unsigned = await UnsignedClient(_emulator).SendAsync(Invoke("faulty")))
+        Emulator.Faults.FailNext(1, 503, "ServiceUnavailableException");
+        using (var unsigned = await UnsignedClient(Emulator).SendAsync(Invoke("faulty")))
             Assert.That(unsigned.StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
-        Assert.That(_emulator.Faults.Pending, Is.EqualTo(1));
+        Assert.That(Emulator.Faults.Pending, Is.EqualTo(1));
         Assert.That(await InvokeStatusAsync(), Is.EqualTo(HttpStatusCode.ServiceUnavailable));
     }
 
     [Test]
     public void RefusesMeaninglessFaults()
     {
-        var faults = _emulator.Faults;
+        var faults = Emulator.Faults;
         Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => faults.FailNext(0, 500, "ServiceException"))!.Message, Does.Contain("1 or more"));
         Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => faults.FailNext(1, 200, "ServiceException"))!.Message, Does.Contain("400 to 599"));
         Assert.That(Assert.Throws<ArgumentException>(() => faults.FailNext(1, 500, ""))!.Message, Does.Contain("ServiceException"));

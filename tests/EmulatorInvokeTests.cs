@@ -7,31 +7,14 @@ using static SigV4Lite.Tests.EmulatorTestSupport;
 namespace SigV4Lite.Tests;
 
 /// <summary>The emulator's Invoke API, driven with HttpClient and the signer's handler, as an AWS client would.</summary>
-public class EmulatorInvokeTests
+public class EmulatorInvokeTests : SignedEmulatorFixture
 {
-    private LambdaEmulator _emulator = null!;
-    private HttpClient _client = null!;
-
-    [OneTimeSetUp]
-    public async Task StartAsync()
-    {
-        _emulator = await LambdaEmulator.StartAsync();
-        _client = SignedClient(_emulator);
-    }
-
-    [OneTimeTearDown]
-    public async Task StopAsync()
-    {
-        _client.Dispose();
-        await _emulator.DisposeAsync();
-    }
-
     [Test]
     public void ListensOnLoopbackWithTheChosenPort()
     {
-        Assert.That(_emulator.Endpoint.Host, Is.EqualTo("127.0.0.1"));
-        Assert.That(_emulator.Endpoint.Port, Is.GreaterThan(0));
-        Assert.That(_emulator.Endpoint.AbsolutePath, Is.EqualTo("/"));
+        Assert.That(Emulator.Endpoint.Host, Is.EqualTo("127.0.0.1"));
+        Assert.That(Emulator.Endpoint.Port, Is.GreaterThan(0));
+        Assert.That(Emulator.Endpoint.AbsolutePath, Is.EqualTo("/"));
     }
 
     [TestCase("forms", null, TestName = "name")]
@@ -46,13 +29,13 @@ public class EmulatorInvokeTests
     public async Task AcceptsEveryFunctionNameForm(string functionName, string? qualifier)
     {
         var function = new RecordingFunction();
-        _emulator.AddFunction("forms", function.Handle);
+        Emulator.AddFunction("forms", function.Handle);
 
         // The name travels percent-encoded (':' as %3A, '$' as %24) and the request is signed over that path: a
         // 200 shows the emulator verified the path exactly as sent and decoded the name itself.
         using var request = Invoke(functionName, "{\"n\":1}");
         Assert.That(request.RequestUri!.OriginalString, Does.Not.Contain(":").And.Not.Contain("$"));
-        using var response = await _client.SendAsync(request);
+        using var response = await Client.SendAsync(request);
 
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), await response.Content.ReadAsStringAsync());
         Assert.That(await response.Content.ReadAsStringAsync(), Is.EqualTo("{\"function\":\"forms\",\"payload\":{\"n\":1}}"));
@@ -68,12 +51,12 @@ public class EmulatorInvokeTests
     public async Task AcceptsANameWhoseColonsAreNotEncoded()
     {
         var function = new RecordingFunction();
-        _emulator.AddFunction("plain", function.Handle);
+        Emulator.AddFunction("plain", function.Handle);
         using var request = new HttpRequestMessage(HttpMethod.Post, "2015-03-31/functions/123456789012:function:plain:v3/invocations")
         {
             Content = new ByteArrayContent("{}"u8.ToArray()),
         };
-        using var response = await _client.SendAsync(request);
+        using var response = await Client.SendAsync(request);
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), await response.Content.ReadAsStringAsync());
         Assert.That(function.Last.Qualifier, Is.EqualTo("v3"));
     }
@@ -84,8 +67,8 @@ public class EmulatorInvokeTests
     public async Task TakesTheQualifierFromTheQuery(string qualifier)
     {
         var function = new RecordingFunction();
-        _emulator.AddFunction("query-qualifier", function.Handle);
-        using var response = await _client.SendAsync(Invoke("query-qualifier", qualifier: qualifier));
+        Emulator.AddFunction("query-qualifier", function.Handle);
+        using var response = await Client.SendAsync(Invoke("query-qualifier", qualifier: qualifier));
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), await response.Content.ReadAsStringAsync());
         Assert.That(function.Last.Qualifier, Is.EqualTo(qualifier));
         Assert.That(Header(response, "X-Amz-Executed-Version"), Is.EqualTo(qualifier));
@@ -95,8 +78,8 @@ public class EmulatorInvokeTests
     public async Task AcceptsTheSameQualifierInTheNameAndTheQuery()
     {
         var function = new RecordingFunction();
-        _emulator.AddFunction("same-qualifier", function.Handle);
-        using var response = await _client.SendAsync(Invoke("same-qualifier:v1", qualifier: "v1"));
+        Emulator.AddFunction("same-qualifier", function.Handle);
+        using var response = await Client.SendAsync(Invoke("same-qualifier:v1", qualifier: "v1"));
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         Assert.That(function.Last.Qualifier, Is.EqualTo("v1"));
     }
@@ -105,8 +88,8 @@ public class EmulatorInvokeTests
     public async Task RefusesDifferentQualifiersInTheNameAndTheQuery()
     {
         var function = new RecordingFunction();
-        _emulator.AddFunction("two-qualifiers", function.Handle);
-        using var response = await _client.SendAsync(Invoke("two-qualifiers:v1", qualifier: "v2"));
+        Emulator.AddFunction("two-qualifiers", function.Handle);
+        using var response = await Client.SendAsync(Invoke("two-qualifiers:v1", qualifier: "v2"));
         string message = await AssertAwsErrorAsync(response, HttpStatusCode.BadRequest, "InvalidParameterValueException");
         Assert.That(message, Does.Contain("qualifier"));
         Assert.That(function.Calls, Is.Empty);
@@ -120,7 +103,7 @@ public class EmulatorInvokeTests
     [TestCase("a-name-that-is-much-longer-than-the-sixty-four-characters-lambda-allows", TestName = "65 characters")]
     public async Task RefusesMalformedFunctionNames(string functionName)
     {
-        using var response = await _client.SendAsync(Invoke(functionName));
+        using var response = await Client.SendAsync(Invoke(functionName));
         string message = await AssertAwsErrorAsync(response, HttpStatusCode.BadRequest, "ValidationException");
         Assert.That(message, Does.Contain("'functionName'").And.Contain(functionName));
     }
@@ -128,7 +111,7 @@ public class EmulatorInvokeTests
     [Test]
     public async Task RefusesAMalformedQueryQualifier()
     {
-        using var response = await _client.SendAsync(Invoke("echo-any", qualifier: "no/slash"));
+        using var response = await Client.SendAsync(Invoke("echo-any", qualifier: "no/slash"));
         string message = await AssertAwsErrorAsync(response, HttpStatusCode.BadRequest, "ValidationException");
         Assert.That(message, Does.Contain("'qualifier'"));
     }
@@ -136,7 +119,7 @@ public class EmulatorInvokeTests
     [Test]
     public async Task AnswersAnUnknownFunctionWith404ResourceNotFound()
     {
-        using var response = await _client.SendAsync(Invoke("arn:aws:lambda:us-east-1:210987654321:function:never-added:v9"));
+        using var response = await Client.SendAsync(Invoke("arn:aws:lambda:us-east-1:210987654321:function:never-added:v9"));
         string message = await AssertAwsErrorAsync(response, HttpStatusCode.NotFound, "ResourceNotFoundException");
         Assert.That(message, Is.EqualTo("Function not found: arn:aws:lambda:us-east-1:210987654321:function:never-added:v9"));
         Assert.That(Header(response, "X-Amz-Executed-Version"), Is.Null);
@@ -145,19 +128,19 @@ public class EmulatorInvokeTests
     [Test]
     public async Task AnswersAnythingButInvokeWith404UnknownOperation()
     {
-        using (var get = await _client.GetAsync(InvokePath("forms")))
+        using (var get = await Client.GetAsync(InvokePath("forms")))
             Assert.That(await AssertAwsErrorAsync(get, HttpStatusCode.NotFound, "UnknownOperationException"), Does.Contain("POST /2015-03-31/functions/{FunctionName}/invocations"));
-        using (var list = await _client.PostAsync("2015-03-31/functions/", new ByteArrayContent([])))
+        using (var list = await Client.PostAsync("2015-03-31/functions/", new ByteArrayContent([])))
             await AssertAwsErrorAsync(list, HttpStatusCode.NotFound, "UnknownOperationException");
-        using (var nested = await _client.PostAsync("2015-03-31/functions/a/b/invocations", new ByteArrayContent([])))
+        using (var nested = await Client.PostAsync("2015-03-31/functions/a/b/invocations", new ByteArrayContent([])))
             await AssertAwsErrorAsync(nested, HttpStatusCode.NotFound, "UnknownOperationException");
     }
 
     [Test]
     public async Task EchoesThePayloadAndTheName()
     {
-        _emulator.AddFunction("echo", LambdaEmulator.Echo);
-        using (var response = await _client.SendAsync(Invoke("echo", " [1, \"two\", {\"3\": null}] ")))
+        Emulator.AddFunction("echo", LambdaEmulator.Echo);
+        using (var response = await Client.SendAsync(Invoke("echo", " [1, \"two\", {\"3\": null}] ")))
         {
             Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
             Assert.That(response.Content.Headers.ContentType?.MediaType, Is.EqualTo("application/json"));
@@ -165,15 +148,15 @@ public class EmulatorInvokeTests
             Assert.That(body.GetProperty("function").GetString(), Is.EqualTo("echo"));
             Assert.That(body.GetProperty("payload").GetRawText(), Is.EqualTo("[1, \"two\", {\"3\": null}]"));
         }
-        using (var empty = await _client.SendAsync(Invoke("echo", payload: null)))
+        using (var empty = await Client.SendAsync(Invoke("echo", payload: null)))
             Assert.That(await empty.Content.ReadAsStringAsync(), Is.EqualTo("{\"function\":\"echo\",\"payload\":null}"));
     }
 
     [Test]
     public async Task AnswersNullWhenTheFunctionReturnsNull()
     {
-        _emulator.AddFunction("returns-null", (_, _) => new ValueTask<byte[]>((byte[])null!));
-        using var response = await _client.SendAsync(Invoke("returns-null"));
+        Emulator.AddFunction("returns-null", (_, _) => new ValueTask<byte[]>((byte[])null!));
+        using var response = await Client.SendAsync(Invoke("returns-null"));
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         Assert.That(await response.Content.ReadAsStringAsync(), Is.EqualTo("null"));
     }
@@ -182,9 +165,9 @@ public class EmulatorInvokeTests
     public async Task GivesEveryAnswerItsOwnRequestId()
     {
         var ids = new HashSet<string>();
-        using (var ok = await _client.SendAsync(Invoke("forms"))) ids.Add(Header(ok, "x-amzn-RequestId")!);
-        using (var notFound = await _client.SendAsync(Invoke("not-there"))) ids.Add(Header(notFound, "x-amzn-RequestId")!);
-        using (var unsigned = await UnsignedClient(_emulator).SendAsync(Invoke("forms"))) ids.Add(Header(unsigned, "x-amzn-RequestId")!);
+        using (var ok = await Client.SendAsync(Invoke("forms"))) ids.Add(Header(ok, "x-amzn-RequestId")!);
+        using (var notFound = await Client.SendAsync(Invoke("not-there"))) ids.Add(Header(notFound, "x-amzn-RequestId")!);
+        using (var unsigned = await UnsignedClient(Emulator).SendAsync(Invoke("forms"))) ids.Add(Header(unsigned, "x-amzn-RequestId")!);
         Assert.That(ids, Has.Count.EqualTo(3));
         Assert.That(ids, Has.All.Matches<string>(id => Guid.TryParse(id, out _)));
     }
@@ -194,14 +177,14 @@ public class EmulatorInvokeTests
     {
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var ran = new TaskCompletionSource<LambdaInvocation>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _emulator.AddFunction("background", async (invocation, cancellationToken) =>
+        Emulator.AddFunction("background", async (invocation, cancellationToken) =>
         {
             await release.Task.WaitAsync(cancellationToken);
             ran.SetResult(invocation);
             return [];
         });
 
-        using var response = await _client.SendAsync(Invoke("background", "{\"job\":42}", invocationType: "Event"));
+        using var response = await Client.SendAsync(Invoke("background", "{\"job\":42}", invocationType: "Event"));
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Accepted));
         Assert.That(await response.Content.ReadAsByteArrayAsync(), Is.Empty);
         Assert.That(Header(response, "X-Amz-Executed-Version"), Is.EqualTo("$LATEST"));
@@ -218,55 +201,55 @@ public class EmulatorInvokeTests
     public async Task AnswersADryRunWith204WithoutRunningTheFunction()
     {
         var function = new RecordingFunction();
-        _emulator.AddFunction("dry", function.Handle);
-        using var response = await _client.SendAsync(Invoke("dry", invocationType: "DryRun", qualifier: "v4"));
+        Emulator.AddFunction("dry", function.Handle);
+        using var response = await Client.SendAsync(Invoke("dry", invocationType: "DryRun", qualifier: "v4"));
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.NoContent));
         Assert.That(Header(response, "X-Amz-Executed-Version"), Is.EqualTo("v4"));
         Assert.That(function.Calls, Is.Empty);
 
-        using var unknown = await _client.SendAsync(Invoke("dry-but-unknown", invocationType: "DryRun"));
+        using var unknown = await Client.SendAsync(Invoke("dry-but-unknown", invocationType: "DryRun"));
         await AssertAwsErrorAsync(unknown, HttpStatusCode.NotFound, "ResourceNotFoundException");
     }
 
     [Test]
     public async Task RefusesAnUnknownInvocationTypeOrLogType()
     {
-        using (var type = await _client.SendAsync(Invoke("forms", invocationType: "Later")))
+        using (var type = await Client.SendAsync(Invoke("forms", invocationType: "Later")))
             Assert.That(await AssertAwsErrorAsync(type, HttpStatusCode.BadRequest, "ValidationException"), Does.Contain("invocationType").And.Contain("Later"));
-        using (var log = await _client.SendAsync(Invoke("forms", logType: "All")))
+        using (var log = await Client.SendAsync(Invoke("forms", logType: "All")))
             Assert.That(await AssertAwsErrorAsync(log, HttpStatusCode.BadRequest, "ValidationException"), Does.Contain("logType"));
     }
 
     [Test]
     public async Task ReturnsTheLogTailWhenAsked()
     {
-        _emulator.AddFunction("logs", (invocation, _) =>
+        Emulator.AddFunction("logs", (invocation, _) =>
         {
             invocation.Log("starting");
             invocation.Log("héllo wörld");
             return new ValueTask<byte[]>("{}"u8.ToArray());
         });
-        using (var tail = await _client.SendAsync(Invoke("logs", logType: "Tail")))
+        using (var tail = await Client.SendAsync(Invoke("logs", logType: "Tail")))
         {
             Assert.That(tail.StatusCode, Is.EqualTo(HttpStatusCode.OK));
             string log = Encoding.UTF8.GetString(Convert.FromBase64String(Header(tail, "X-Amz-Log-Result")!));
             Assert.That(log, Is.EqualTo("starting\nhéllo wörld\n"));
         }
-        using (var none = await _client.SendAsync(Invoke("logs", logType: "None")))
+        using (var none = await Client.SendAsync(Invoke("logs", logType: "None")))
             Assert.That(Header(none, "X-Amz-Log-Result"), Is.Null);
-        using (var unasked = await _client.SendAsync(Invoke("logs")))
+        using (var unasked = await Client.SendAsync(Invoke("logs")))
             Assert.That(Header(unasked, "X-Amz-Log-Result"), Is.Null);
     }
 
     [Test]
     public async Task ReturnsOnlyTheLast4KBOfALongLog()
     {
-        _emulator.AddFunction("chatty", (invocation, _) =>
+        Emulator.AddFunction("chatty", (invocation, _) =>
         {
             for (int i = 0; i < 500; i++) invocation.Log($"line {i:D4} " + new string('x', 40));
             return new ValueTask<byte[]>("{}"u8.ToArray());
         });
-        using var response = await _client.SendAsync(Invoke("chatty", logType: "Tail"));
+        using var response = await Client.SendAsync(Invoke("chatty", logType: "Tail"));
         byte[] log = Convert.FromBase64String(Header(response, "X-Amz-Log-Result")!);
         Assert.That(log, Has.Length.EqualTo(4096));
         Assert.That(Encoding.UTF8.GetString(log), Does.EndWith("line 0499 " + new string('x', 40) + "\n"));
@@ -277,13 +260,13 @@ public class EmulatorInvokeTests
     public async Task HandsTheDecodedClientContextToTheFunction()
     {
         var function = new RecordingFunction("{}");
-        _emulator.AddFunction("context", function.Handle);
+        Emulator.AddFunction("context", function.Handle);
         const string context = "{\"custom\":{\"tenant\":\"t-1\"},\"env\":{\"locale\":\"fr\"}}";
-        using var response = await _client.SendAsync(Invoke("context", clientContext: Convert.ToBase64String(Encoding.UTF8.GetBytes(context))));
+        using var response = await Client.SendAsync(Invoke("context", clientContext: Convert.ToBase64String(Encoding.UTF8.GetBytes(context))));
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         Assert.That(function.Last.ClientContext, Is.EqualTo(context));
 
-        using var without = await _client.SendAsync(Invoke("context"));
+        using var without = await Client.SendAsync(Invoke("context"));
         Assert.That(function.Last.ClientContext, Is.Null);
     }
 
@@ -293,8 +276,8 @@ public class EmulatorInvokeTests
     public async Task RefusesAClientContextThatIsNotBase64JsonObject(string clientContext)
     {
         var function = new RecordingFunction();
-        _emulator.AddFunction("bad-context", function.Handle);
-        using var response = await _client.SendAsync(Invoke("bad-context", clientContext: clientContext));
+        Emulator.AddFunction("bad-context", function.Handle);
+        using var response = await Client.SendAsync(Invoke("bad-context", clientContext: clientContext));
         Assert.That(await AssertAwsErrorAsync(response, HttpStatusCode.BadRequest, "InvalidRequestContentException"), Does.Contain("Base64-encoded JSON"));
         Assert.That(function.Calls, Is.Empty);
     }
@@ -304,13 +287,13 @@ public class EmulatorInvokeTests
     public async Task AcceptsAClientContextUpTo3583BytesAndRefusesALongerOneWith400()
     {
         var function = new RecordingFunction("{}");
-        _emulator.AddFunction("long-context", function.Handle);
+        Emulator.AddFunction("long-context", function.Handle);
         string longest = ClientContextOfLength(3580);
-        using (var response = await _client.SendAsync(Invoke("long-context", clientContext: longest)))
+        using (var response = await Client.SendAsync(Invoke("long-context", clientContext: longest)))
             Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         Assert.That(function.Last.ClientContext, Is.EqualTo(Encoding.UTF8.GetString(Convert.FromBase64String(longest))));
 
-        using var tooLong = await _client.SendAsync(Invoke("long-context", clientContext: ClientContextOfLength(3584)));
+        using var tooLong = await Client.SendAsync(Invoke("long-context", clientContext: ClientContextOfLength(3584)));
         string message = await AssertAwsErrorAsync(tooLong, HttpStatusCode.BadRequest, "InvalidRequestContentException");
         Assert.That(message, Does.Contain("at most 3583 bytes").And.Contain("3584"));
         Assert.That(function.Calls, Has.Count.EqualTo(1), "the function does not run");
@@ -328,8 +311,8 @@ public class EmulatorInvokeTests
     [Test]
     public async Task AnswersAFunctionThatThrowsWith200AndAnUnhandledFunctionError()
     {
-        _emulator.AddFunction("throws", (invocation, _) => throw new InvalidOperationException("the order " + invocation.RequestId[..4] + " is gone"));
-        using var response = await _client.SendAsync(Invoke("throws", qualifier: "v2"));
+        Emulator.AddFunction("throws", (invocation, _) => throw new InvalidOperationException("the order " + invocation.RequestId[..4] + " is gone"));
+        using var response = await Client.SendAsync(Invoke("throws", qualifier: "v2"));
 
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         Assert.That(Header(response, "X-Amz-Function-Error"), Is.EqualTo("Unhandled"));
@@ -346,12 +329,12 @@ public class EmulatorInvokeTests
     [Test]
     public async Task AnswersALambdaHandledErrorExceptionWith200AndAHandledFunctionError()
     {
-        _emulator.AddFunction("refuses", (invocation, _) =>
+        Emulator.AddFunction("refuses", (invocation, _) =>
         {
             invocation.Log("refusing a negative amount");
             throw new LambdaHandledErrorException("ValidationError", "amount must be positive");
         });
-        using var response = await _client.SendAsync(Invoke("refuses", qualifier: "3", logType: "Tail"));
+        using var response = await Client.SendAsync(Invoke("refuses", qualifier: "3", logType: "Tail"));
 
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         Assert.That(Header(response, "X-Amz-Function-Error"), Is.EqualTo("Handled"));
@@ -378,8 +361,8 @@ public class EmulatorInvokeTests
     [Test]
     public async Task AnswersAResponseOver6MBAsAFunctionError()
     {
-        _emulator.AddFunction("too-big", (_, _) => new ValueTask<byte[]>(JsonString(LambdaEmulator.MaxRequestResponsePayload + 1)));
-        using var response = await _client.SendAsync(Invoke("too-big"));
+        Emulator.AddFunction("too-big", (_, _) => new ValueTask<byte[]>(JsonString(LambdaEmulator.MaxRequestResponsePayload + 1)));
+        using var response = await Client.SendAsync(Invoke("too-big"));
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         Assert.That(Header(response, "X-Amz-Function-Error"), Is.EqualTo("Unhandled"));
         var body = await JsonBodyAsync(response);
@@ -393,8 +376,8 @@ public class EmulatorInvokeTests
     public async Task RefusesAPayloadThatIsNotJson(string payload)
     {
         var function = new RecordingFunction();
-        _emulator.AddFunction("strict-json", function.Handle);
-        using var response = await _client.SendAsync(Invoke("strict-json", payload));
+        Emulator.AddFunction("strict-json", function.Handle);
+        using var response = await Client.SendAsync(Invoke("strict-json", payload));
         Assert.That(await AssertAwsErrorAsync(response, HttpStatusCode.BadRequest, "InvalidRequestContentException"), Does.StartWith("Could not parse request body into json"));
         Assert.That(function.Calls, Is.Empty);
     }
@@ -403,12 +386,12 @@ public class EmulatorInvokeTests
     public async Task AcceptsA6MBPayloadAndRefusesOneByteMoreWith413()
     {
         var function = new RecordingFunction("{}");
-        _emulator.AddFunction("large", function.Handle);
-        using (var atLimit = await _client.SendAsync(Invoke("large", Encoding.UTF8.GetString(JsonString(LambdaEmulator.MaxRequestResponsePayload)))))
+        Emulator.AddFunction("large", function.Handle);
+        using (var atLimit = await Client.SendAsync(Invoke("large", Encoding.UTF8.GetString(JsonString(LambdaEmulator.MaxRequestResponsePayload)))))
             Assert.That(atLimit.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         Assert.That(function.Last.Payload.Length, Is.EqualTo(6 * 1024 * 1024));
 
-        using var over = await _client.SendAsync(Invoke("large", Encoding.UTF8.GetString(JsonString(LambdaEmulator.MaxRequestResponsePayload + 1))));
+        using var over = await Client.SendAsync(Invoke("large", Encoding.UTF8.GetString(JsonString(LambdaEmulator.MaxRequestResponsePayload + 1))));
         Assert.That(await AssertAwsErrorAsync(over, HttpStatusCode.RequestEntityTooLarge, "RequestTooLargeException"), Does.Contain("6291456 bytes"));
         Assert.That(function.Calls, Has.Count.EqualTo(1));
     }
@@ -417,11 +400,11 @@ public class EmulatorInvokeTests
     public async Task AcceptsA1MBEventAndRefusesOneByteMoreWith413()
     {
         var function = new RecordingFunction("{}");
-        _emulator.AddFunction("large-event", function.Handle);
-        using (var atLimit = await _client.SendAsync(Invoke("large-event", Encoding.UTF8.GetString(JsonString(LambdaEmulator.MaxEventPayload)), invocationType: "Event")))
+        Emulator.AddFunction("large-event", function.Handle);
+        using (var atLimit = await Client.SendAsync(Invoke("large-event", Encoding.UTF8.GetString(JsonString(LambdaEmulator.MaxEventPayload)), invocationType: "Event")))
             Assert.That(atLimit.StatusCode, Is.EqualTo(HttpStatusCode.Accepted));
 
-        using var over = await _client.SendAsync(Invoke("large-event", Encoding.UTF8.GetString(JsonString(LambdaEmulator.MaxEventPayload + 1)), invocationType: "Event"));
+        using var over = await Client.SendAsync(Invoke("large-event", Encoding.UTF8.GetString(JsonString(LambdaEmulator.MaxEventPayload + 1)), invocationType: "Event"));
         Assert.That(await AssertAwsErrorAsync(over, HttpStatusCode.RequestEntityTooLarge, "RequestTooLargeException"), Does.Contain("1048576 bytes"));
     }
 
@@ -429,7 +412,7 @@ public class EmulatorInvokeTests
     public async Task RefusesAChunkedBodyOverTheLimitWith413()
     {
         // No Content-Length: the emulator counts as it reads. The size check comes before the signature check.
-        using var client = UnsignedClient(_emulator);
+        using var client = UnsignedClient(Emulator);
         using var request = new HttpRequestMessage(HttpMethod.Post, InvokePath("large"))
         {
             Content = new StreamContent(new MemoryStream(JsonString(LambdaEmulator.MaxRequestResponsePayload + 10))),
@@ -453,9 +436,9 @@ public class EmulatorInvokeTests
     [Test]
     public async Task ReplacesAFunctionAddedTwice()
     {
-        _emulator.AddFunction("replaced", (_, _) => new ValueTask<byte[]>("1"u8.ToArray()));
-        _emulator.AddFunction("replaced", (_, _) => new ValueTask<byte[]>("2"u8.ToArray()));
-        using var response = await _client.SendAsync(Invoke("replaced"));
+        Emulator.AddFunction("replaced", (_, _) => new ValueTask<byte[]>("1"u8.ToArray()));
+        Emulator.AddFunction("replaced", (_, _) => new ValueTask<byte[]>("2"u8.ToArray()));
+        using var response = await Client.SendAsync(Invoke("replaced"));
         Assert.That(await response.Content.ReadAsStringAsync(), Is.EqualTo("2"));
     }
 

@@ -89,3 +89,24 @@ internal static class EmulatorTestSupport
         }
     }
 }
+
+/// <summary>A fixture whose tests share one in-process emulator and a client that signs for it.</summary>
+public abstract class SignedEmulatorFixture
+{
+    protected LambdaEmulator Emulator { get; private set; } = null!;
+    protected HttpClient Client { get; private set; } = null!;
+
+    [OneTimeSetUp]
+    public async Task StartAsync()
+    {
+        Emulator = await LambdaEmulator.StartAsync();
+        Client = EmulatorTestSupport.SignedClient(Emulator);
+    }
+
+    [OneTimeTearDown]
+    public async Task StopAsync()
+    {
+        Client.Dispose();
+        await Emulator.DisposeAsync();
+    }
+}
