@@ -31,7 +31,12 @@ namespace SigV4Lite;
 /// Where the resolvers look: the environment, the clock, the home directory and the service endpoints of the
 /// credential sources. The defaults are the real ones; tests and unusual hosts replace them.
 /// </summary>
-public sealed class AwsConfigOptions
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class AwsConfigOptions
 {
     /// <summary>Reads an environment variable; <see cref="Environment.GetEnvironmentVariable(string)"/> by default.</summary>
     public Func<string, string?> GetEnvironmentVariable { get; init; } = Environment.GetEnvironmentVariable;
@@ -59,7 +64,12 @@ public sealed class AwsConfigOptions
 /// The configuration is wrong: a malformed config file, a missing profile, a role chain loop, an invalid environment
 /// variable. The message names the file and line, the variable or the profile, never a secret.
 /// </summary>
-public sealed class AwsConfigurationException : Exception
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class AwsConfigurationException : Exception
 {
     internal AwsConfigurationException(string message, string? filePath = null, int? lineNumber = null, string? profileName = null, Exception? innerException = null)
         : base(message, innerException)
@@ -83,7 +93,12 @@ public sealed class AwsConfigurationException : Exception
 /// Credentials could not be obtained: none were found, or a source failed (STS refused, credential_process failed,
 /// the metadata service did not answer). The message says where it looked and what failed, never a secret.
 /// </summary>
-public sealed class AwsCredentialsException : Exception
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class AwsCredentialsException : Exception
 {
     internal AwsCredentialsException(string message, string? profileName = null, Exception? innerException = null)
         : base(message, innerException) => ProfileName = profileName;
@@ -93,7 +108,12 @@ public sealed class AwsCredentialsException : Exception
 }
 
 /// <summary>Resolves the region as the AWS SDKs do.</summary>
-public static class AwsRegion
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+static class AwsRegion
 {
     /// <summary>
     /// Returns the region: <paramref name="configured"/> when given, else <c>AWS_REGION</c>, else
@@ -149,7 +169,12 @@ public static class AwsRegion
 }
 
 /// <summary>Resolves a custom endpoint URL for a service as the AWS SDKs do.</summary>
-public static class AwsEndpoint
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+static class AwsEndpoint
 {
     /// <summary>
     /// Returns the endpoint set for the service, or null when none is (use the service's regional endpoint).
@@ -278,7 +303,12 @@ public static class AwsEndpoint
 /// 5 minutes remain, by one refresh in the background while callers keep the still-valid set; they are not handed
 /// out in their last 15 seconds. A failed refresh keeps the valid set and tries again 30 seconds later.
 /// </remarks>
-public sealed class AwsCredentialsChain : IAwsCredentialsProvider
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class AwsCredentialsChain : IAwsCredentialsProvider
 {
     internal static readonly TimeSpan RefreshWindow = TimeSpan.FromMinutes(5);
     internal static readonly TimeSpan ExpiryMargin = TimeSpan.FromSeconds(15);

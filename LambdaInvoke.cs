@@ -30,7 +30,12 @@ using System.Threading.Tasks;
 namespace SigV4Lite;
 
 /// <summary>How Lambda runs an invocation (<c>X-Amz-Invocation-Type</c>).</summary>
-public enum LambdaInvocationType
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+enum LambdaInvocationType
 {
     /// <summary>Synchronous: waits for the function and returns its answer (HTTP 200).</summary>
     RequestResponse,
@@ -41,7 +46,12 @@ public enum LambdaInvocationType
 }
 
 /// <summary>Settings of a <see cref="LambdaClient"/>. Every property is optional.</summary>
-public sealed class LambdaClientOptions
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class LambdaClientOptions
 {
     /// <summary>The region, such as <c>us-east-1</c>. Null resolves it as the AWS SDKs do (<see cref="AwsRegion.Resolve"/>):
     /// <c>AWS_REGION</c>, then <c>AWS_DEFAULT_REGION</c>, then the <c>region</c> of the profile in the shared config
@@ -101,7 +111,12 @@ public sealed class LambdaClientOptions
 }
 
 /// <summary>Settings of one invocation. An instance can be shared by any number of calls.</summary>
-public sealed class LambdaInvokeOptions
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class LambdaInvokeOptions
 {
     internal static readonly LambdaInvokeOptions Default = new();
 
@@ -140,7 +155,12 @@ public sealed class LambdaInvokeOptions
 }
 
 /// <summary>The answer to one invocation.</summary>
-public sealed class LambdaResponse
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class LambdaResponse
 {
     internal LambdaResponse(string functionName, int statusCode, byte[] payload, string? executedVersion, string? requestId, string? log, string? functionError)
     {
@@ -194,7 +214,12 @@ public sealed class LambdaResponse
 }
 
 /// <summary>One request of a fan-out: the function, its payload and, optionally, its own settings.</summary>
-public readonly struct LambdaRequest
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+readonly struct LambdaRequest
 {
     /// <summary>Creates a request with a payload of bytes (usually UTF-8 JSON).</summary>
     public LambdaRequest(string functionName, ReadOnlyMemory<byte> payload, LambdaInvokeOptions? options = null)
@@ -222,7 +247,12 @@ public readonly struct LambdaRequest
 }
 
 /// <summary>Settings of a fan-out.</summary>
-public sealed class LambdaFanOutOptions
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class LambdaFanOutOptions
 {
     internal static readonly LambdaFanOutOptions Default = new();
 
@@ -238,10 +268,20 @@ public sealed class LambdaFanOutOptions
 /// <param name="Completed">Invocations finished, failed ones included.</param>
 /// <param name="Failed">Invocations that failed.</param>
 /// <param name="InFlight">Invocations started and not yet finished.</param>
-public readonly record struct LambdaFanOutProgress(long Completed, long Failed, int InFlight);
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+readonly record struct LambdaFanOutProgress(long Completed, long Failed, int InFlight);
 
 /// <summary>The outcome of one request of a fan-out: its response, or the exception it failed with.</summary>
-public readonly struct LambdaOutcome
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+readonly struct LambdaOutcome
 {
     internal LambdaOutcome(long index, string functionName, LambdaResponse? response, Exception? error, TimeSpan elapsed)
     {
@@ -289,7 +329,12 @@ public readonly struct LambdaOutcome
 /// Lambda answered with an error of its own (HTTP 4xx or 5xx): the function did not run, or its result is unknown.
 /// <see cref="ErrorType"/> names it as AWS does (<c>ResourceNotFoundException</c>, <c>TooManyRequestsException</c>, ...).
 /// </summary>
-public sealed class LambdaServiceException : Exception
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class LambdaServiceException : Exception
 {
     /// <summary>Creates the exception.</summary>
     public LambdaServiceException(string functionName, string errorType, string errorMessage, int statusCode, string? requestId,
@@ -346,7 +391,12 @@ public sealed class LambdaServiceException : Exception
 /// The function ran and failed: Lambda answered HTTP 200 with <c>X-Amz-Function-Error</c>. <see cref="ErrorType"/>
 /// and <see cref="ErrorMessage"/> come from the function's error object. Never retried: the function did run.
 /// </summary>
-public sealed class LambdaFunctionException : Exception
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class LambdaFunctionException : Exception
 {
     /// <summary>Creates the exception from the response that carried the function error.</summary>
     public LambdaFunctionException(LambdaResponse response)
@@ -390,7 +440,12 @@ public sealed class LambdaFunctionException : Exception
 /// <summary>An attempt took longer than its timeout (<see cref="LambdaInvokeOptions.Timeout"/>,
 /// <see cref="LambdaClientOptions.Timeout"/> or the HttpClient's own). A cancellation by the caller is an
 /// <see cref="OperationCanceledException"/> instead.</summary>
-public sealed class LambdaTimeoutException : TimeoutException
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class LambdaTimeoutException : TimeoutException
 {
     /// <summary>Creates the exception.</summary>
     public LambdaTimeoutException(string functionName, TimeSpan timeout, int attempts, Exception? innerException = null)
@@ -420,7 +475,12 @@ public sealed class LambdaTimeoutException : TimeoutException
 /// Every attempt is signed afresh; throttling and transient failures are retried as the AWS SDKs' standard mode
 /// does. Thread-safe: make one and share it.
 /// </summary>
-public sealed class LambdaClient : IDisposable
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class LambdaClient : IDisposable
 {
     private const int MaxClientContextLength = 3583;
     private const int RetryQuotaCapacity = 500, RetryCost = 5, TimeoutRetryCost = 10;

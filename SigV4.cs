@@ -30,7 +30,12 @@ namespace SigV4Lite;
 /// <see cref="ToString"/> shows the access key id only. The derived signing keys are cached here, per credentials
 /// object, so that no cache anywhere is keyed by the secret.
 /// </summary>
-public sealed class AwsCredentials : IAwsCredentialsProvider, IDisposable
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class AwsCredentials : IAwsCredentialsProvider, IDisposable
 {
     /// <summary>Creates credentials.</summary>
     /// <param name="accessKeyId">The access key id, such as <c>AKIDEXAMPLE</c>.</param>
@@ -110,14 +115,24 @@ public sealed class AwsCredentials : IAwsCredentialsProvider, IDisposable
 }
 
 /// <summary>A source of credentials that may change over time (rotation, refresh of temporary credentials).</summary>
-public interface IAwsCredentialsProvider
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+interface IAwsCredentialsProvider
 {
     /// <summary>Returns credentials that are valid now.</summary>
     ValueTask<AwsCredentials> GetCredentialsAsync(CancellationToken cancellationToken = default);
 }
 
 /// <summary>The signing algorithm.</summary>
-public enum SigningAlgorithm
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+enum SigningAlgorithm
 {
     /// <summary>AWS4-HMAC-SHA256: one region, HMAC signature.</summary>
     SigV4,
@@ -130,7 +145,12 @@ public enum SigningAlgorithm
 /// service: the S3 family gets S3 path rules and an <c>x-amz-content-sha256</c> header, every other service the
 /// generic rules.
 /// </summary>
-public sealed class SigV4Options
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class SigV4Options
 {
     /// <summary>Creates options for a service (the signing name, such as <c>lambda</c> or <c>s3</c>) and a region.</summary>
     /// <param name="service">The service's signing name, e.g. <c>lambda</c>, <c>s3</c>, <c>execute-api</c>.</param>
@@ -200,7 +220,12 @@ public sealed class SigV4Options
 }
 
 /// <summary>Where a signature goes: the <c>Authorization</c> header, or the query string of a presigned URL.</summary>
-public enum SignatureLocation
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+enum SignatureLocation
 {
     /// <summary>Headers: <c>X-Amz-Date</c>, <c>Authorization</c> and the others in <see cref="SigV4Signature.HeadersToAdd"/>.</summary>
     Header,
@@ -214,7 +239,12 @@ public enum SignatureLocation
 /// recomputed on demand from the inputs, so that signing itself allocates only what it returns: read them before
 /// changing the header list that was signed.
 /// </summary>
-public readonly struct SigV4Signature
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+readonly struct SigV4Signature
 {
     private readonly SigningInput _input;
     private readonly string _output;
@@ -387,7 +417,12 @@ internal sealed class SigningScope
 /// take plain values and change nothing; <see cref="SignAsync"/> and <see cref="Presign(HttpMethod, Uri, AwsCredentials, SigV4Options, TimeSpan)"/>
 /// apply them to an HTTP request.
 /// </summary>
-public static class SigV4
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+static class SigV4
 {
     /// <summary>The payload hash that leaves the body unsigned (S3, presigned S3 URLs).</summary>
     public const string UnsignedPayload = "UNSIGNED-PAYLOAD";
@@ -1506,7 +1541,12 @@ public static class SigV4
 /// its provider gives at that moment: a retried request or a long-lived HttpClient with rotating credentials stays
 /// valid. A request may carry its own options under <see cref="OptionsKey"/> (another service or region).
 /// </summary>
-public sealed class SigV4Handler : DelegatingHandler
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class SigV4Handler : DelegatingHandler
 {
     /// <summary>The request option that overrides the handler's <see cref="SigV4Options"/> for one request.</summary>
     public static readonly HttpRequestOptionsKey<SigV4Options> OptionsKey = new("SigV4Lite.SigV4Options");

@@ -12,7 +12,12 @@ using System.Text;
 namespace SigV4Lite;
 
 /// <summary>Why a request failed verification.</summary>
-public enum SigV4VerificationError
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+enum SigV4VerificationError
 {
     /// <summary>The request is validly signed.</summary>
     None,
@@ -35,7 +40,12 @@ public enum SigV4VerificationError
 }
 
 /// <summary>The verdict on one request.</summary>
-public sealed class SigV4VerificationResult
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class SigV4VerificationResult
 {
     private SigV4VerificationResult(SigV4VerificationError error, string message, string? accessKeyId, string? canonicalRequest, string? stringToSign)
     {
@@ -107,7 +117,12 @@ public sealed class SigV4VerificationResult
 /// credential scope, the time window, that <c>host</c> and every <c>x-amz-*</c> header sent are signed, and the
 /// payload hash. Thread-safe.
 /// </summary>
-public sealed class SigV4Verifier
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class SigV4Verifier
 {
     private const string AlgorithmV4 = "AWS4-HMAC-SHA256";
     private const string AlgorithmV4a = "AWS4-ECDSA-P256-SHA256";
