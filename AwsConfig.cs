@@ -19,6 +19,7 @@ using System.IO;
 using System.Net;
 using System.Net.Http;
 using System.Net.Http.Headers;
+using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using System.Threading;
@@ -58,6 +59,37 @@ sealed class AwsConfigOptions
 
     /// <summary>The EC2 instance metadata endpoint; null reads <c>AWS_EC2_METADATA_SERVICE_ENDPOINT</c>, then uses <c>http://169.254.169.254</c>.</summary>
     public Uri? InstanceMetadataEndpoint { get; init; }
+
+    // The same options on another clock (a client's clock reaches the credentials chain it makes).
+    internal AwsConfigOptions WithClock(TimeProvider clock) => ReferenceEquals(clock, Clock) ? this : new AwsConfigOptions
+    {
+        GetEnvironmentVariable = GetEnvironmentVariable,
+        Clock = clock,
+        Profile = Profile,
+        HomeDirectory = HomeDirectory,
+        StsEndpoint = StsEndpoint,
+        ContainerCredentialsEndpoint = ContainerCredentialsEndpoint,
+        InstanceMetadataEndpoint = InstanceMetadataEndpoint,
+    };
+}
+
+/// <summary>
+/// The base of every failure SigV4Lite raises when it finds configuration or credentials or calls AWS: one
+/// <c>catch (AwsException)</c> sees them all. <see cref="AwsConfigurationException"/> and
+/// <see cref="AwsCredentialsException"/> derive from it here; with the send pipeline (AwsClient.cs), so do the service's
+/// error answers, timeouts and connection failures. Bad arguments are <see cref="ArgumentException"/>s instead (a bug in
+/// the caller, not a failure), and a cancellation the caller asked for stays an <see cref="OperationCanceledException"/>.
+/// Messages never hold a secret.
+/// </summary>
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+class AwsException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public AwsException(string message, Exception? innerException = null) : base(message, innerException) { }
 }
 
 /// <summary>
@@ -69,7 +101,7 @@ public
 #else
 internal
 #endif
-sealed class AwsConfigurationException : Exception
+sealed class AwsConfigurationException : AwsException
 {
     internal AwsConfigurationException(string message, string? filePath = null, int? lineNumber = null, string? profileName = null, Exception? innerException = null)
         : base(message, innerException)
@@ -98,7 +130,7 @@ public
 #else
 internal
 #endif
-sealed class AwsCredentialsException : Exception
+sealed class AwsCredentialsException : AwsException
 {
     internal AwsCredentialsException(string message, string? profileName = null, Exception? innerException = null)
         : base(message, innerException) => ProfileName = profileName;
@@ -329,9 +361,10 @@ sealed class AwsCredentialsChain : IAwsCredentialsProvider
 
     /// <summary>Creates the default chain. Reads nothing yet.</summary>
     /// <param name="options">Where to look; null for the real environment.</param>
-    public static AwsCredentialsChain CreateDefault(AwsConfigOptions? options = null)
+    public static AwsCredentialsChain CreateDefault(AwsConfigOptions? options = null) => ForContext(new AwsConfigContext(options));
+
+    internal static AwsCredentialsChain ForContext(AwsConfigContext context)
     {
-        var context = new AwsConfigContext(options);
         return new AwsCredentialsChain(context.Clock,
             new EnvironmentSource(context), new WebIdentitySource(context), new ProfileSource(context),
             new ContainerSource(context), new InstanceMetadataSource(context));
@@ -1090,8 +1123,10 @@ internal static class IniParser
         new($"The AWS config file {file} is malformed at line {line}: {what}.", file, line);
 }
 
-// STS AssumeRole (signed with the source credentials by SigV4.SignAsync) and AssumeRoleWithWebIdentity (unsigned).
-internal static class Sts
+// STS AssumeRole (signed with the source credentials) and AssumeRoleWithWebIdentity (unsigned). With AwsClient.cs in
+// the same compilation they go through its send pipeline (retried on throttling and transient errors, errors read as
+// AWS writes them); without it, this file still works on its own and sends each call once.
+internal static partial class Sts
 {
     internal static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
 
@@ -1149,6 +1184,11 @@ internal static class Sts
             ?? (region is null ? new Uri("https://sts.amazonaws.com/") : AwsEndpoint.ForRegion("sts", region));
         string what = $"STS {action} for role {roleArn} at {endpoint}";
 
+        Task<byte[]>? throughPipeline = null;
+        SendThroughPipeline(context, endpoint, region ?? "us-east-1", action, form, signer, what, profileName, cancellationToken, ref throughPipeline);
+        if (throughPipeline is not null)
+            return ReadCredentials(await throughPipeline.ConfigureAwait(false), what, profileName);
+
         using var request = new HttpRequestMessage(HttpMethod.Post, endpoint) { Content = new ByteArrayContent(Encoding.UTF8.GetBytes(form)) };
         request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/x-www-form-urlencoded") { CharSet = "utf-8" };
         request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("text/xml"));
@@ -1156,11 +1196,24 @@ internal static class Sts
             await SigV4.SignAsync(request, signer, new SigV4Options("sts", region ?? "us-east-1") { Clock = context.Clock }, cancellationToken).ConfigureAwait(false);
         var (status, body) = await AwsHttp.SendForCredentialsAsync(AwsHttp.Proxied, request, Timeout,
             what + " failed", profileName, cancellationToken).ConfigureAwait(false);
-        var values = ReadXml(body, what, profileName);
         if (status != HttpStatusCode.OK)
+        {
+            var error = ReadXml(body, what, profileName);
             throw new AwsCredentialsException(
-                $"{what} failed with HTTP {(int)status}: {values.GetValueOrDefault("Code") ?? "no error code"}: {Json.Clip(values.GetValueOrDefault("Message") ?? "no message")}",
+                $"{what} failed with HTTP {(int)status}: {error.GetValueOrDefault("Code") ?? "no error code"}: {Json.Clip(error.GetValueOrDefault("Message") ?? "no message")}",
                 profileName);
+        }
+        return ReadCredentials(body, what, profileName);
+    }
+
+    // Sets `answer` to the call through AwsClient.cs's pipeline (its successful body, or an AwsCredentialsException) when
+    // that file is compiled in; a partial method with no implementation is removed by the compiler.
+    static partial void SendThroughPipeline(AwsConfigContext context, Uri endpoint, string signingRegion, string action, string form,
+        AwsCredentials? signer, string what, string? profileName, CancellationToken cancellationToken, ref Task<byte[]>? answer);
+
+    private static AwsCredentials ReadCredentials(byte[] body, string what, string? profileName)
+    {
+        var values = ReadXml(body, what, profileName);
         return Json.MakeCredentials(values.GetValueOrDefault("AccessKeyId"), values.GetValueOrDefault("SecretAccessKey"),
             values.GetValueOrDefault("SessionToken"), values.GetValueOrDefault("Expiration"), "SessionToken", what, profileName);
     }
@@ -1370,6 +1423,7 @@ internal static class AwsHttp
     private static HttpClient Create(bool useProxy, TimeSpan connectTimeout) =>
         new(new SocketsHttpHandler
         {
+            ConnectCallback = ConnectWithKeepAliveAsync,
             UseProxy = useProxy,
             AllowAutoRedirect = false,
             UseCookies = false,
@@ -1383,6 +1437,28 @@ internal static class AwsHttp
             // Limits only what HttpClient buffers itself (SendAsync below); LambdaClient streams its answers (up to 6 MB).
             MaxResponseContentBufferSize = 1024 * 1024,
         };
+
+    // TCP keep-alive probes after 60 s of silence, every 15 s: a synchronous Lambda invoke may wait 15 minutes for its
+    // answer, and a NAT gateway drops a connection that carries no packet for 350 s.
+    internal static readonly TimeSpan KeepAliveTime = TimeSpan.FromSeconds(60), KeepAliveInterval = TimeSpan.FromSeconds(15);
+
+    internal static async ValueTask<Stream> ConnectWithKeepAliveAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken)
+    {
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
+            socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveTime, (int)KeepAliveTime.TotalSeconds);
+            socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveInterval, (int)KeepAliveInterval.TotalSeconds);
+            await socket.ConnectAsync(context.DnsEndPoint, cancellationToken).ConfigureAwait(false);
+            return new NetworkStream(socket, ownsSocket: true);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
 
     public static async Task<(HttpStatusCode Status, byte[] Body)> SendAsync(HttpClient client, HttpRequestMessage request, TimeSpan timeout, CancellationToken cancellationToken)
     {

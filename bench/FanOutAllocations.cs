@@ -19,7 +19,7 @@ internal static class FanOutAllocations
         using var client = FanOutInput.Client(emulator.Endpoint);
         using var floor = FanOutInput.FloorClient();
         string origin = emulator.Endpoint.ToString();
-        var fanOut = new LambdaFanOutOptions { MaxConcurrency = Concurrency };
+        var fanOut = new AwsFanOutOptions { MaxConcurrency = Concurrency };
         Func<int, Task> floorRun = count => FanOutInput.FloorAsync(floor, origin, count, Concurrency);
         Func<int, Task> oursRun = count => FanOutInput.InvokeAllAsync(client, count, fanOut);
 

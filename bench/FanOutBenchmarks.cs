@@ -31,7 +31,7 @@ public class FanOutBenchmarks
     private LambdaClient _client = null!;
     private HttpClient _floor = null!;
     private string _origin = null!;
-    private readonly LambdaFanOutOptions _fanOut = new() { MaxConcurrency = Concurrency };
+    private readonly AwsFanOutOptions _fanOut = new() { MaxConcurrency = Concurrency };
 
     [GlobalSetup]
     public void Setup()

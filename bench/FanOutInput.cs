@@ -25,7 +25,7 @@ internal static class FanOutInput
     }
 
     /// <summary>The client every library benchmark uses: the example key, us-east-1, the emulator as endpoint, defaults otherwise.</summary>
-    public static LambdaClient Client(Uri endpoint) => new(new LambdaClientOptions
+    public static LambdaClient Client(Uri endpoint) => new(new AwsClientOptions
     {
         Region = "us-east-1",
         Endpoint = endpoint,
@@ -62,14 +62,14 @@ internal static class FanOutInput
     }
 
     /// <summary>InvokeAllAsync over the lazily generated requests; checks that every response came back.</summary>
-    public static async Task<int> InvokeAllAsync(LambdaClient client, int count, LambdaFanOutOptions options)
+    public static async Task<int> InvokeAllAsync(LambdaClient client, int count, AwsFanOutOptions options)
     {
         var responses = await client.InvokeAllAsync(Requests(count), options).ConfigureAwait(false);
         return Counted(responses.Count, count);
     }
 
     /// <summary>InvokeAllSettledAsync; checks that every outcome came back and succeeded.</summary>
-    public static async Task<int> InvokeAllSettledAsync(LambdaClient client, int count, LambdaFanOutOptions options)
+    public static async Task<int> InvokeAllSettledAsync(LambdaClient client, int count, AwsFanOutOptions options)
     {
         var outcomes = await client.InvokeAllSettledAsync(Requests(count), options).ConfigureAwait(false);
         int failed = 0;
@@ -79,7 +79,7 @@ internal static class FanOutInput
     }
 
     /// <summary>InvokeEachAsync, each outcome counted and dropped; checks that every one came back and succeeded.</summary>
-    public static async Task<int> InvokeEachAsync(LambdaClient client, int count, LambdaFanOutOptions options)
+    public static async Task<int> InvokeEachAsync(LambdaClient client, int count, AwsFanOutOptions options)
     {
         int succeeded = 0;
         await foreach (var outcome in client.InvokeEachAsync(Requests(count), options).ConfigureAwait(false))

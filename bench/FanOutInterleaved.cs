@@ -19,7 +19,7 @@ internal static class FanOutInterleaved
         using var client = FanOutInput.Client(emulator.Endpoint);
         using var http = FanOutInput.FloorClient();
         string origin = emulator.Endpoint.ToString();
-        var fanOut = new LambdaFanOutOptions { MaxConcurrency = Concurrency };
+        var fanOut = new AwsFanOutOptions { MaxConcurrency = Concurrency };
         (string Name, Func<Task<int>> Run)[] methods =
         [
             ("floor: HttpClient, Parallel.ForEachAsync", () => FanOutInput.FloorAsync(http, origin, Count, Concurrency)),
@@ -83,7 +83,7 @@ internal static class FanOutInterleaved
         using var emulator = EmulatorProcess.StartShared(output);
         using var client = FanOutInput.Client(emulator.Endpoint);
         using var http = FanOutInput.FloorClient();
-        var fanOut = new LambdaFanOutOptions { MaxConcurrency = Concurrency };
+        var fanOut = new AwsFanOutOptions { MaxConcurrency = Concurrency };
         Func<Task<int>> run = method switch
         {
             "floor" => () => FanOutInput.FloorAsync(http, emulator.Endpoint.ToString(), Count, Concurrency),

@@ -59,7 +59,7 @@ internal static class FanOutMemory
     public static int RunOne(string mode, long count, Uri endpoint, TextWriter output)
     {
         using var client = FanOutInput.Client(endpoint);
-        var options = new LambdaFanOutOptions { MaxConcurrency = Concurrency };
+        var options = new AwsFanOutOptions { MaxConcurrency = Concurrency };
         // Warm up (JIT, connections), then start the measurement from a collected heap.
         Invoke(client, "each", WarmUp, options, new Probe(0));
         GC.Collect();
@@ -95,7 +95,7 @@ internal static class FanOutMemory
         return 0;
     }
 
-    private static void Invoke(LambdaClient client, string mode, long count, LambdaFanOutOptions options, Probe probe)
+    private static void Invoke(LambdaClient client, string mode, long count, AwsFanOutOptions options, Probe probe)
     {
         long succeeded = mode switch
         {
@@ -106,7 +106,7 @@ internal static class FanOutMemory
         if (succeeded != count) throw new InvalidOperationException($"{succeeded} of {count} invocations succeeded.");
     }
 
-    private static async Task<long> Consume(IAsyncEnumerable<LambdaOutcome> outcomes, Probe probe)
+    private static async Task<long> Consume(IAsyncEnumerable<AwsOutcome<SigV4Lite.LambdaRequest, LambdaResponse>> outcomes, Probe probe)
     {
         long succeeded = 0;
         await foreach (var outcome in outcomes.ConfigureAwait(false))

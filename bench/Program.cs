@@ -10,6 +10,9 @@ using SigV4Lite.Bench;
 // dotnet run -c Release --project bench -- --fanout-allocations       the fan-out's allocations by type, against the floor's
 // dotnet run -c Release --project bench -- --fanout-interleaved [N]   the fan-out benchmarks in turn, N rounds (load-tolerant)
 // dotnet run -c Release --project bench -- --fanout-profile all [N]   one fan-out way, N rounds, for perf record
+// dotnet run -c Release --project bench -- --adaptive-fanout [N]      adaptive concurrency against a limit of 100, N rounds
+if (args.Length > 0 && args[0] == "--adaptive-fanout")
+    return await AdaptiveFanOut.RunAsync(Console.Out, args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 3);
 if (args.Contains("--verify"))
     return Verify.Run(Console.Out) ? 0 : 1;
 if (args.Length > 0 && args[0] == "--fanout-allocations")

@@ -210,8 +210,9 @@ public class CredentialsProfileTests : CredentialsTestBase
         _sts.Override = _ => FakeSts.Error(403, "AccessDenied", "User: arn:aws:iam::123456789012:user/base is not authorized to perform: sts:AssumeRole");
         var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await Chain("dev").GetCredentialsAsync())!;
         Assert.That(e.Message, Is.EqualTo(
-            $"STS AssumeRole for role arn:aws:iam::123456789012:role/dev at {_sts.Server.Url} failed with HTTP 403: AccessDenied: " +
-            "User: arn:aws:iam::123456789012:user/base is not authorized to perform: sts:AssumeRole"));
+            $"STS AssumeRole for role arn:aws:iam::123456789012:role/dev at {_sts.Server.Url} failed: STS AssumeRole answered 403 AccessDenied: " +
+            "User: arn:aws:iam::123456789012:user/base is not authorized to perform: sts:AssumeRole (request id 4a8b6e0e-0000-4000-8000-000000000000)"));
+        Assert.That(e.InnerException, Is.InstanceOf<AwsServiceException>().With.Property("ErrorCode").EqualTo("AccessDenied"));
         Assert.That(e.ProfileName, Is.EqualTo("dev"));
         AssertNoSecret(e.Message, _longTerm);
     }
@@ -222,7 +223,7 @@ public class CredentialsProfileTests : CredentialsTestBase
         Home.WriteConfig("[profile base]\naws_access_key_id = AKIDUNKNOWN\naws_secret_access_key = unknownSecret\n" +
                          "[profile dev]\nrole_arn = arn:aws:iam::123456789012:role/dev\nsource_profile = base\n");
         var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await Chain("dev").GetCredentialsAsync())!;
-        Assert.That(e.Message, Does.Contain("failed with HTTP 403: SignatureDoesNotMatch: UnknownAccessKey"));
+        Assert.That(e.Message, Does.Contain("answered 403 SignatureDoesNotMatch: UnknownAccessKey"));
         Assert.That(e.Message, Does.Not.Contain("unknownSecret"));
     }
 

@@ -66,7 +66,7 @@ public sealed class LambdaDemoTests
         Assert.That(output, Does.Contain("  invocations: 12"));
         Assert.That(output, Does.Contain("  failures:    12"));
         Assert.That(output, Does.Contain("First failures"));
-        Assert.That(output, Does.Contain("[0] bad name 0: Lambda answered 400 ValidationException"));
+        Assert.That(output, Does.Contain("[0] bad name 0: Lambda Invoke answered 400 ValidationException"));
     }
 
     [TestCase(new[] { "--count", "abc" }, "--count must be a whole number from 1 to 10000000; it was 'abc'")]

@@ -22,7 +22,7 @@ public sealed class LambdaEndpointTests
     public void Region_GivesItsPartitionsEndpoint(string region, bool fips, bool dualStack, string expected)
     {
         Assert.That(AwsEndpoint.ForRegion("lambda", region, fips, dualStack).AbsoluteUri, Is.EqualTo(expected));
-        using var client = new LambdaClient(new LambdaClientOptions
+        using var client = new LambdaClient(new AwsClientOptions
         {
             Region = region, UseFips = fips, UseDualStack = dualStack, Credentials = EmulatorTestSupport.ExampleCredentials, Config = Config(new FakeEnvironment()),
         });
@@ -46,7 +46,7 @@ public sealed class LambdaEndpointTests
     [TestCase("-us-east-1")]
     public void MalformedRegion_IsRefused(string region)
     {
-        var e = Assert.Throws<ArgumentException>(() => new LambdaClient(new LambdaClientOptions { Region = region }));
+        var e = Assert.Throws<ArgumentException>(() => new LambdaClient(new AwsClientOptions { Region = region }));
 
         Assert.That(e!.Message, Does.Contain("not a region name").And.Contain("such as us-east-1"));
     }
@@ -55,13 +55,13 @@ public sealed class LambdaEndpointTests
     public void CustomEndpoint_KeepsItsPath()
     {
         var stub = new StubHandler(_ => StubHandler.Json(System.Net.HttpStatusCode.OK, "{}"));
-        using var client = new LambdaClient(new LambdaClientOptions
+        using var client = new LambdaClient(new AwsClientOptions
         {
             Region = "eu-central-1", Endpoint = new Uri("http://127.0.0.1:4566/lambda-proxy/"),
             Credentials = EmulatorTestSupport.ExampleCredentials, HttpHandler = stub,
         });
 
-        client.InvokeAsync("f", "{}").GetAwaiter().GetResult();
+        client.InvokeAsync(new LambdaRequest("f", "{}")).GetAwaiter().GetResult();
 
         Assert.That(stub.Uris.Single(), Is.EqualTo("http://127.0.0.1:4566/lambda-proxy/2015-03-31/functions/f/invocations"));
         Assert.That(stub.Headers.Single()["Authorization"], Does.Contain("/eu-central-1/lambda/aws4_request"));
@@ -70,7 +70,7 @@ public sealed class LambdaEndpointTests
     [Test]
     public void CustomEndpoint_WithAQuery_IsRefused()
     {
-        var e = Assert.Throws<ArgumentException>(() => new LambdaClient(new LambdaClientOptions { Region = "us-east-1", Endpoint = new Uri("https://example.com/?x=1") }));
+        var e = Assert.Throws<ArgumentException>(() => new LambdaClient(new AwsClientOptions { Region = "us-east-1", Endpoint = new Uri("https://example.com/?x=1") }));
 
         Assert.That(e!.Message, Does.Contain("without a query"));
     }
@@ -96,7 +96,7 @@ public sealed class LambdaEndpointTests
 
         string Endpoint(Uri? code)
         {
-            using var client = new LambdaClient(new LambdaClientOptions
+            using var client = new LambdaClient(new AwsClientOptions
             {
                 Region = "ap-south-1", Endpoint = code, Credentials = EmulatorTestSupport.ExampleCredentials, Config = Config(environment),
             });
@@ -109,7 +109,7 @@ public sealed class LambdaEndpointTests
     {
         var environment = new FakeEnvironment { ["AWS_ENDPOINT_URL_LAMBDA"] = "localhost:4566" };
 
-        var e = Assert.Throws<AwsConfigurationException>(() => new LambdaClient(new LambdaClientOptions { Region = "us-east-1", Config = Config(environment) }));
+        var e = Assert.Throws<AwsConfigurationException>(() => new LambdaClient(new AwsClientOptions { Region = "us-east-1", Config = Config(environment) }));
 
         Assert.That(e!.Message, Is.EqualTo("The environment variable AWS_ENDPOINT_URL_LAMBDA is 'localhost:4566', which is not an absolute http or https URL without a query; write one such as http://localhost:4566."));
     }
@@ -118,15 +118,15 @@ public sealed class LambdaEndpointTests
     public void Region_FromTheEnvironment_AndAClearErrorWithoutOne()
     {
         var environment = new FakeEnvironment { ["AWS_DEFAULT_REGION"] = "sa-east-1" };
-        using (var client = new LambdaClient(new LambdaClientOptions { Credentials = EmulatorTestSupport.ExampleCredentials, Config = Config(environment) }))
+        using (var client = new LambdaClient(new AwsClientOptions { Credentials = EmulatorTestSupport.ExampleCredentials, Config = Config(environment) }))
             Assert.That(client.Region, Is.EqualTo("sa-east-1"));
         environment["AWS_REGION"] = "ca-central-1";
-        using (var client = new LambdaClient(new LambdaClientOptions { Credentials = EmulatorTestSupport.ExampleCredentials, Config = Config(environment) }))
+        using (var client = new LambdaClient(new AwsClientOptions { Credentials = EmulatorTestSupport.ExampleCredentials, Config = Config(environment) }))
             Assert.That(client.Region, Is.EqualTo("ca-central-1"));
 
         environment["AWS_REGION"] = null;
         environment["AWS_DEFAULT_REGION"] = null;
-        var e = Assert.Throws<AwsConfigurationException>(() => new LambdaClient(new LambdaClientOptions { Config = Config(environment) }));
+        var e = Assert.Throws<AwsConfigurationException>(() => new LambdaClient(new AwsClientOptions { Config = Config(environment) }));
         Assert.That(e!.Message, Does.Contain("No AWS region").And.Contain("AWS_REGION").And.Contain("in code"));
     }
 
@@ -139,12 +139,12 @@ public sealed class LambdaEndpointTests
         using var home = new TempHome();
         home.WriteConfig($"[profile dev]\nregion = eu-west-1\nendpoint_url = {emulator.Endpoint}\n");
         home.WriteCredentials("[dev]\naws_access_key_id = AKIDEXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY\n");
-        using var client = new LambdaClient(new LambdaClientOptions
+        using var client = new LambdaClient(new AwsClientOptions
         {
             Config = new AwsConfigOptions { GetEnvironmentVariable = new FakeEnvironment().Get, HomeDirectory = home.Directory, Profile = "dev" },
         });
 
-        var response = await client.InvokeAsync("echo", "{}");
+        var response = await client.InvokeAsync(new LambdaRequest("echo", "{}"));
 
         Assert.That(client.Region, Is.EqualTo("eu-west-1"));
         Assert.That(client.Endpoint, Is.EqualTo(emulator.Endpoint));
@@ -159,7 +159,7 @@ public sealed class LambdaEndpointTests
         Environment.SetEnvironmentVariable("AWS_REGION", "ap-northeast-3");
         try
         {
-            using var client = new LambdaClient(new LambdaClientOptions { Endpoint = new Uri("http://127.0.0.1:9"), Credentials = EmulatorTestSupport.ExampleCredentials });
+            using var client = new LambdaClient(new AwsClientOptions { Endpoint = new Uri("http://127.0.0.1:9"), Credentials = EmulatorTestSupport.ExampleCredentials });
             Assert.That(client.Region, Is.EqualTo("ap-northeast-3"));
         }
         finally
@@ -174,12 +174,12 @@ public sealed class LambdaEndpointTests
         await using var emulator = await SigV4Lite.Emulator.LambdaEmulator.StartAsync();
         emulator.AddFunction("echo", SigV4Lite.Emulator.LambdaEmulator.Echo);
         var environment = new FakeEnvironment();
-        using var client = new LambdaClient(new LambdaClientOptions { Region = "us-east-1", Endpoint = emulator.Endpoint, Config = Config(environment) });
+        using var client = new LambdaClient(new AwsClientOptions { Region = "us-east-1", Endpoint = emulator.Endpoint, Config = Config(environment) });
 
         // Made without credentials: only the call needs them.
         environment["AWS_ACCESS_KEY_ID"] = "AKIDEXAMPLE";
         environment["AWS_SECRET_ACCESS_KEY"] = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
-        var response = await client.InvokeAsync("echo", "{}");
+        var response = await client.InvokeAsync(new LambdaRequest("echo", "{}"));
 
         Assert.That(response.StatusCode, Is.EqualTo(200));
     }
@@ -193,15 +193,15 @@ public sealed class LambdaEndpointTests
             ["AWS_SECRET_ACCESS_KEY"] = "a-secret-that-must-not-show-in-messages0",
             ["AWS_EC2_METADATA_DISABLED"] = "true",
         };
-        using var client = new LambdaClient(new LambdaClientOptions { Region = "us-east-1", Endpoint = new Uri("http://127.0.0.1:9"), Config = Config(environment) });
+        using var client = new LambdaClient(new AwsClientOptions { Region = "us-east-1", Endpoint = new Uri("http://127.0.0.1:9"), Config = Config(environment) });
 
-        var half = Assert.ThrowsAsync<AwsConfigurationException>(() => client.InvokeAsync("echo", "{}"));
+        var half = Assert.ThrowsAsync<AwsConfigurationException>(() => client.InvokeAsync(new LambdaRequest("echo", "{}")));
         Assert.That(half!.Message, Does.Contain("AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not"));
         Assert.That(half.Message, Does.Not.Contain("a-secret-that-must-not-show"));
 
         environment["AWS_SECRET_ACCESS_KEY"] = null;
-        using var second = new LambdaClient(new LambdaClientOptions { Region = "us-east-1", Endpoint = new Uri("http://127.0.0.1:9"), Config = Config(environment) });
-        var none = Assert.ThrowsAsync<AwsCredentialsException>(() => second.InvokeAsync("echo", "{}"));
+        using var second = new LambdaClient(new AwsClientOptions { Region = "us-east-1", Endpoint = new Uri("http://127.0.0.1:9"), Config = Config(environment) });
+        var none = Assert.ThrowsAsync<AwsCredentialsException>(() => second.InvokeAsync(new LambdaRequest("echo", "{}")));
         Assert.That(none!.Message, Does.Contain("No AWS credentials").And.Contain("AWS_ACCESS_KEY_ID").And.Contain("AWS_EC2_METADATA_DISABLED"));
     }
 
@@ -214,13 +214,13 @@ public sealed class LambdaEndpointTests
     [TestCase("%41", "%2541")]
     public void EncodeSegment_EncodesEveryReservedCharacter(string value, string expected)
     {
-        Assert.That(LambdaClient.EncodeSegment(value), Is.EqualTo(expected));
+        Assert.That(LambdaWire.EncodeSegment(value), Is.EqualTo(expected));
     }
 
     [Test]
     public void EncodeSegment_RefusesAnUnpairedSurrogate()
     {
-        var e = Assert.Throws<ArgumentException>(() => LambdaClient.EncodeSegment("f\ud800x"));
+        var e = Assert.Throws<ArgumentException>(() => LambdaWire.EncodeSegment("f\ud800x"));
 
         Assert.That(e!.Message, Does.Contain("unpaired surrogate"));
     }

@@ -49,7 +49,7 @@ public sealed class LambdaFanOutTests : EmulatorFixture
         var started = DateTime.UtcNow;
 
         var e = Assert.ThrowsAsync<LambdaFunctionException>(() =>
-            client.InvokeAllAsync(Numbered("crash", 100), new LambdaFanOutOptions { MaxConcurrency = 4 }));
+            client.InvokeAllAsync(Numbered("crash", 100), new AwsFanOutOptions { MaxConcurrency = 4 }));
 
         Assert.That(e!.ErrorMessage, Is.EqualTo("boom"));
         Assert.That(DateTime.UtcNow - started, Is.LessThan(TimeSpan.FromSeconds(20)));
@@ -65,7 +65,7 @@ public sealed class LambdaFanOutTests : EmulatorFixture
         using var client = NewClient(Emulator);
         var requests = Enumerable.Range(0, 60).Select(i => new LambdaRequest("jittery", $$"""{"i":{{i * 7}}}"""));
 
-        var responses = await client.InvokeAllAsync(requests, new LambdaFanOutOptions { MaxConcurrency = 8 });
+        var responses = await client.InvokeAllAsync(requests, new AwsFanOutOptions { MaxConcurrency = 8 });
 
         Assert.That(responses, Has.Count.EqualTo(60));
         for (int i = 0; i < 60; i++)
@@ -79,14 +79,14 @@ public sealed class LambdaFanOutTests : EmulatorFixture
     {
         using var client = NewClient(Emulator);
 
-        var outcomes = await client.InvokeAllSettledAsync(Numbered("jittery", 200), new LambdaFanOutOptions { MaxConcurrency = 16 });
+        var outcomes = await client.InvokeAllSettledAsync(Numbered("jittery", 200), new AwsFanOutOptions { MaxConcurrency = 16 });
 
         Assert.That(outcomes, Has.Count.EqualTo(200));
         for (int i = 0; i < 200; i++)
         {
             var outcome = outcomes[i];
             Assert.That(outcome.Index, Is.EqualTo(i));
-            Assert.That(outcome.FunctionName, Is.EqualTo("jittery"));
+            Assert.That(outcome.Request.FunctionName, Is.EqualTo("jittery"));
             if (i % 7 == 3)
             {
                 Assert.That(outcome.Succeeded, Is.False, $"outcome {i}");
@@ -107,8 +107,7 @@ public sealed class LambdaFanOutTests : EmulatorFixture
     public async Task CollectAll_WithFunctionErrorsNotThrown_CountsThemAsResponses()
     {
         using var client = NewClient(Emulator);
-        var options = new LambdaInvokeOptions { ThrowOnFunctionError = false };
-        var requests = Enumerable.Range(0, 10).Select(i => new LambdaRequest(i % 2 == 0 ? "echo" : "crash", "{}", options));
+        var requests = Enumerable.Range(0, 10).Select(i => new LambdaRequest(i % 2 == 0 ? "echo" : "crash", "{}") { ThrowOnFunctionError = false });
 
         var outcomes = await client.InvokeAllSettledAsync(requests);
 
@@ -124,11 +123,11 @@ public sealed class LambdaFanOutTests : EmulatorFixture
     public async Task InFlight_NeverExceedsMaxConcurrency(int maxConcurrency)
     {
         using var client = NewClient(Emulator);
-        var seen = new List<LambdaFanOutProgress>();
+        var seen = new List<AwsFanOutProgress>();
         var progress = new SynchronousProgress(p => { lock (seen) seen.Add(p); });
 
         int count = 0;
-        await foreach (var outcome in client.InvokeEachAsync(Numbered("slow", 60), new LambdaFanOutOptions { MaxConcurrency = maxConcurrency, Progress = progress }))
+        await foreach (var outcome in client.InvokeEachAsync(Numbered("slow", 60), new AwsFanOutOptions { MaxConcurrency = maxConcurrency, Progress = progress }))
         {
             Assert.That(outcome.Succeeded, Is.True);
             count++;
@@ -138,7 +137,7 @@ public sealed class LambdaFanOutTests : EmulatorFixture
         Assert.That(Emulator.Counters.MaxInFlight, Is.LessThanOrEqualTo(maxConcurrency));
         Assert.That(Emulator.Counters.MaxInFlight, Is.EqualTo(maxConcurrency), "the bound is also reached");
         Assert.That(seen.Max(p => p.InFlight), Is.LessThanOrEqualTo(maxConcurrency));
-        Assert.That(seen[^1], Is.EqualTo(new LambdaFanOutProgress(60, 0, 0)), "the last report is the total");
+        Assert.That(seen[^1], Is.EqualTo(new AwsFanOutProgress(60, 0, 0)), "the last report is the total");
     }
 
     // A million requests, made as they are read: the fan-out never reads more than MaxConcurrency ahead of the
@@ -158,7 +157,7 @@ public sealed class LambdaFanOutTests : EmulatorFixture
         }
 
         int consumed = 0;
-        await foreach (var outcome in client.InvokeEachAsync(Million(), new LambdaFanOutOptions { MaxConcurrency = 4 }))
+        await foreach (var outcome in client.InvokeEachAsync(Million(), new AwsFanOutOptions { MaxConcurrency = 4 }))
         {
             consumed++;
             Assert.That(Volatile.Read(ref read), Is.LessThanOrEqualTo(consumed + 4), "read ahead of the outcomes consumed");
@@ -176,7 +175,7 @@ public sealed class LambdaFanOutTests : EmulatorFixture
     {
         using var client = NewClient(Emulator);
 
-        var outcomes = await client.InvokeAllSettledAsync(NumberedAsync(50), new LambdaFanOutOptions { MaxConcurrency = 6 });
+        var outcomes = await client.InvokeAllSettledAsync(NumberedAsync(50), new AwsFanOutOptions { MaxConcurrency = 6 });
 
         Assert.That(outcomes.Select(o => o.Response!.GetPayloadString()),
             Is.EqualTo(Enumerable.Range(0, 50).Select(i => EchoOf("echo", i))));
@@ -201,7 +200,7 @@ public sealed class LambdaFanOutTests : EmulatorFixture
             throw new FormatException("line 6 of the input is not a request");
         }
 
-        var e = Assert.ThrowsAsync<FormatException>(() => client.InvokeAllSettledAsync(Broken(), new LambdaFanOutOptions { MaxConcurrency = 2 }));
+        var e = Assert.ThrowsAsync<FormatException>(() => client.InvokeAllSettledAsync(Broken(), new AwsFanOutOptions { MaxConcurrency = 2 }));
 
         Assert.That(e!.Message, Does.Contain("line 6"));
     }
@@ -211,7 +210,7 @@ public sealed class LambdaFanOutTests : EmulatorFixture
     {
         using var client = NewClient(Emulator);
 
-        var e = Assert.Throws<ArgumentException>(() => client.InvokeEachAsync(Numbered("echo", 1), new LambdaFanOutOptions { MaxConcurrency = 0 }));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => client.InvokeEachAsync(Numbered("echo", 1), new AwsFanOutOptions { MaxConcurrency = 0 }));
 
         Assert.That(e!.Message, Does.Contain("MaxConcurrency must be at least 1"));
     }
@@ -225,7 +224,7 @@ public sealed class LambdaFanOutTests : EmulatorFixture
         using var client = NewClient(Emulator);
         using var cancel = new CancellationTokenSource();
 
-        var run = client.InvokeAllSettledAsync(Numbered("echo", 1000), new LambdaFanOutOptions { MaxConcurrency = 8 }, cancel.Token);
+        var run = client.InvokeAllSettledAsync(Numbered("echo", 1000), new AwsFanOutOptions { MaxConcurrency = 8 }, cancel.Token);
         await EventuallyAsync(() => Emulator.Counters.InFlight == 8, "eight calls are in flight");
         var cancelled = DateTime.UtcNow;
         cancel.Cancel();
@@ -243,7 +242,7 @@ public sealed class LambdaFanOutTests : EmulatorFixture
         Emulator.Faults.DelayNext(100, TimeSpan.FromMinutes(1));
         using var client = NewClient(Emulator);
 
-        await foreach (var outcome in client.InvokeEachAsync(Numbered("echo", 100), new LambdaFanOutOptions { MaxConcurrency = 5 }))
+        await foreach (var outcome in client.InvokeEachAsync(Numbered("echo", 100), new AwsFanOutOptions { MaxConcurrency = 5 }))
         {
             Assert.That(outcome.Succeeded, Is.True);
             break;
@@ -263,7 +262,7 @@ public sealed class LambdaFanOutTests : EmulatorFixture
         var seen = new int[count];
         long failed = 0;
 
-        await foreach (var outcome in client.InvokeEachAsync(Numbered("echo", count), new LambdaFanOutOptions { MaxConcurrency = 64 }))
+        await foreach (var outcome in client.InvokeEachAsync(Numbered("echo", count), new AwsFanOutOptions { MaxConcurrency = 64 }))
         {
             if (!outcome.Succeeded) { failed++; continue; }
             seen[outcome.Index]++;
@@ -279,8 +278,8 @@ public sealed class LambdaFanOutTests : EmulatorFixture
     }
 
     // Reports on the reporting thread (Progress<T> would post them later to the thread pool).
-    private sealed class SynchronousProgress(Action<LambdaFanOutProgress> report) : IProgress<LambdaFanOutProgress>
+    private sealed class SynchronousProgress(Action<AwsFanOutProgress> report) : IProgress<AwsFanOutProgress>
     {
-        public void Report(LambdaFanOutProgress value) => report(value);
+        public void Report(AwsFanOutProgress value) => report(value);
     }
 }

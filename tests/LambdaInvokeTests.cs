@@ -16,7 +16,7 @@ public sealed class LambdaInvokeTests : EmulatorFixture
     public async Task RequestResponse_ReturnsThePayloadAndHeaders()
     {
         using var client = NewClient(Emulator);
-        var response = await client.InvokeAsync("echo", """{"hello": 1}""");
+        var response = await client.InvokeAsync(new LambdaRequest("echo", """{"hello": 1}"""));
 
         Assert.That(response.StatusCode, Is.EqualTo(200));
         Assert.That(response.GetPayloadString(), Is.EqualTo("""{"function":"echo","payload":{"hello": 1}}"""));
@@ -34,7 +34,7 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         Emulator.AddFunction("queued", (invocation, _) => { ran.TrySetResult(invocation); return ValueTask.FromResult("null"u8.ToArray()); });
         using var client = NewClient(Emulator);
 
-        var response = await client.InvokeAsync("queued", """{"job": 7}""", new LambdaInvokeOptions { InvocationType = LambdaInvocationType.Event });
+        var response = await client.InvokeAsync(new LambdaRequest("queued", """{"job": 7}""") { InvocationType = LambdaInvocationType.Event });
 
         Assert.That(response.StatusCode, Is.EqualTo(202));
         Assert.That(response.Payload.Length, Is.Zero);
@@ -50,7 +50,7 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         Emulator.AddFunction("counted", (_, _) => { Interlocked.Increment(ref runs); return ValueTask.FromResult("1"u8.ToArray()); });
         using var client = NewClient(Emulator);
 
-        var response = await client.InvokeAsync("counted", "{}", new LambdaInvokeOptions { InvocationType = LambdaInvocationType.DryRun });
+        var response = await client.InvokeAsync(new LambdaRequest("counted", "{}") { InvocationType = LambdaInvocationType.DryRun });
 
         Assert.That(response.StatusCode, Is.EqualTo(204));
         Assert.That(response.Payload.Length, Is.Zero);
@@ -71,8 +71,8 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         });
         using var client = NewClient(Emulator);
 
-        var withLog = await client.InvokeAsync("chatty", "{}", new LambdaInvokeOptions { IncludeLogTail = true });
-        var withoutLog = await client.InvokeAsync("chatty", "{}");
+        var withLog = await client.InvokeAsync(new LambdaRequest("chatty", "{}") { LogType = LambdaLogType.Tail });
+        var withoutLog = await client.InvokeAsync(new LambdaRequest("chatty", "{}"));
 
         Assert.That(withLog.Log, Is.EqualTo("START é\nline two\n"));
         Assert.That(withoutLog.Log, Is.Null);
@@ -85,7 +85,7 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         using var client = NewClient(Emulator);
         const string context = """{"custom":{"user":"42","ünïcode":"✓"},"client":{"app_title":"demo"}}""";
 
-        var response = await client.InvokeAsync("context", "{}", new LambdaInvokeOptions { ClientContext = context });
+        var response = await client.InvokeAsync(new LambdaRequest("context", "{}") { ClientContext = context });
 
         Assert.That(response.GetPayloadString(), Is.EqualTo(context));
     }
@@ -96,7 +96,7 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         using var client = NewClient(Emulator);
         string context = "{\"custom\":{\"blob\":\"" + new string('x', 2700) + "\"}}"; // 2,700 bytes of JSON: over 3,583 once base64-encoded
 
-        var e = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync("echo", "{}", new LambdaInvokeOptions { ClientContext = context }));
+        var e = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync(new LambdaRequest("echo", "{}") { ClientContext = context }));
 
         Assert.That(e!.Message, Does.Contain("3583").And.Contain("base64"));
         Assert.That(Emulator.Counters.Requests, Is.Zero);
@@ -109,7 +109,7 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         string context = "{\"b\":\"" + new string('x', 3583 / 4 * 3 - 8) + "\"}"; // exactly 3,583 bytes... less the base64 padding
         Assert.That(Convert.ToBase64String(Encoding.UTF8.GetBytes(context)).Length, Is.LessThanOrEqualTo(3583).And.GreaterThan(3570));
 
-        var response = await client.InvokeAsync("echo", "{}", new LambdaInvokeOptions { ClientContext = context });
+        var response = await client.InvokeAsync(new LambdaRequest("echo", "{}") { ClientContext = context });
 
         Assert.That(response.StatusCode, Is.EqualTo(200));
     }
@@ -119,7 +119,7 @@ public sealed class LambdaInvokeTests : EmulatorFixture
     {
         using var client = NewClient(Emulator);
 
-        var e = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync("echo", "{}", new LambdaInvokeOptions { ClientContext = "user=42" }));
+        var e = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync(new LambdaRequest("echo", "{}") { ClientContext = "user=42" }));
 
         Assert.That(e!.Message, Does.Contain("must be JSON"));
         Assert.That(Emulator.Counters.Requests, Is.Zero);
@@ -143,7 +143,7 @@ public sealed class LambdaInvokeTests : EmulatorFixture
             ValueTask.FromResult(JsonSerializer.SerializeToUtf8Bytes(invocation.FunctionName + "|" + invocation.Qualifier, LambdaTestJsonStrings.Default.String)));
         using var client = NewClient(Emulator);
 
-        var response = await client.InvokeAsync(functionName, "{}", new LambdaInvokeOptions { Qualifier = qualifier });
+        var response = await client.InvokeAsync(new LambdaRequest(functionName, "{}") { Qualifier = qualifier });
 
         Assert.That(response.DeserializePayload(LambdaTestJsonStrings.Default.String), Is.EqualTo(expectedName + "|" + expectedQualifier));
         Assert.That(response.ExecutedVersion, Is.EqualTo(expectedQualifier ?? "$LATEST"));
@@ -156,7 +156,7 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         var stub = new StubHandler(_ => StubHandler.Json(HttpStatusCode.OK, "{}"));
         using var client = StubHandler.Client(stub);
 
-        await client.InvokeAsync("arn:aws:lambda:us-east-1:123456789012:function:my-fn:$LATEST", "{}", new LambdaInvokeOptions { Qualifier = "$LATEST" });
+        await client.InvokeAsync(new LambdaRequest("arn:aws:lambda:us-east-1:123456789012:function:my-fn:$LATEST", "{}") { Qualifier = "$LATEST" });
 
         Assert.That(stub.Uris.Single(), Is.EqualTo(
             "https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Amy-fn%3A%24LATEST/invocations?Qualifier=%24LATEST"));
@@ -169,7 +169,7 @@ public sealed class LambdaInvokeTests : EmulatorFixture
     {
         using var client = NewClient(Emulator);
 
-        var response = await client.InvokeAsync("echo", new HelloEvent(42), LambdaTestJson.Default.HelloEvent);
+        var response = await client.InvokeAsync(LambdaRequest.FromJson("echo", new HelloEvent(42), LambdaTestJson.Default.HelloEvent));
         var answer = response.DeserializePayload(LambdaTestJson.Default.EchoAnswer);
 
         Assert.That(answer, Is.EqualTo(new EchoAnswer("echo", new HelloEvent(42))));
@@ -181,7 +181,7 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         using var client = NewClient(Emulator);
         var payload = Utf8("""{"n":[1,2,3]}""");
 
-        var response = await client.InvokeAsync("echo", payload.AsMemory());
+        var response = await client.InvokeAsync(new LambdaRequest("echo", payload.AsMemory()));
 
         Assert.That(response.GetPayloadString(), Is.EqualTo("""{"function":"echo","payload":{"n":[1,2,3]}}"""));
     }
@@ -199,7 +199,7 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         var delays = new RecordedDelays();
         using var client = NewClient(Emulator, delays);
 
-        var e = Assert.ThrowsAsync<LambdaFunctionException>(() => client.InvokeAsync("crash", "{}", new LambdaInvokeOptions { IncludeLogTail = true }));
+        var e = Assert.ThrowsAsync<LambdaFunctionException>(() => client.InvokeAsync(new LambdaRequest("crash", "{}") { LogType = LambdaLogType.Tail }));
 
         Assert.That(e!.FunctionError, Is.EqualTo("Unhandled"));
         Assert.That(e.ErrorType, Is.EqualTo("InvalidOperationException"));
@@ -218,7 +218,7 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         Emulator.AddFunction("crash", (_, _) => throw new ArgumentException("bad input"));
         using var client = NewClient(Emulator);
 
-        var response = await client.InvokeAsync("crash", "{}", new LambdaInvokeOptions { ThrowOnFunctionError = false });
+        var response = await client.InvokeAsync(new LambdaRequest("crash", "{}") { ThrowOnFunctionError = false });
 
         Assert.That(response.StatusCode, Is.EqualTo(200));
         Assert.That(response.FunctionError, Is.EqualTo("Unhandled"));
@@ -241,7 +241,7 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         var delays = new RecordedDelays();
         using var client = NewClient(Emulator, delays, maxAttempts: 3);
 
-        var e = Assert.ThrowsAsync<LambdaFunctionException>(() => client.InvokeAsync("pay:3", "{}"));
+        var e = Assert.ThrowsAsync<LambdaFunctionException>(() => client.InvokeAsync(new LambdaRequest("pay:3", "{}")));
 
         Assert.That(e!.FunctionError, Is.EqualTo("Handled"));
         Assert.That(e.ErrorType, Is.EqualTo("ValueError"));
@@ -258,7 +258,7 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         var stub = new StubHandler(_ => StubHandler.Json(HttpStatusCode.OK, "Task timed out after 3.00 seconds", ("X-Amz-Function-Error", "Unhandled")));
         using var client = StubHandler.Client(stub);
 
-        var e = Assert.ThrowsAsync<LambdaFunctionException>(() => client.InvokeAsync("slow", "{}"));
+        var e = Assert.ThrowsAsync<LambdaFunctionException>(() => client.InvokeAsync(new LambdaRequest("slow", "{}")));
 
         Assert.That(e!.ErrorType, Is.EqualTo("UnknownError"));
         Assert.That(e.ErrorMessage, Is.EqualTo("Task timed out after 3.00 seconds"));
@@ -289,9 +289,9 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         var delays = new RecordedDelays();
         using var client = NewClient(Emulator, delays, maxAttempts: 3);
 
-        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
+        var e = Assert.ThrowsAsync<AwsServiceException>(() => client.InvokeAsync(new LambdaRequest("echo", "{}")));
 
-        AssertServiceError(e!, status, errorType, "echo");
+        AssertServiceError(e!, status, errorType);
         Assert.That(e!.Reason, Is.Null);
         Assert.That(e.IsThrottling, Is.False);
         Assert.That(Emulator.Counters.Requests, Is.EqualTo(1));
@@ -311,9 +311,9 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         Emulator.Faults.FailNext(1, status, errorType);
         using var client = NewClient(Emulator, maxAttempts: 1);
 
-        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
+        var e = Assert.ThrowsAsync<AwsServiceException>(() => client.InvokeAsync(new LambdaRequest("echo", "{}")));
 
-        AssertServiceError(e!, status, errorType, "echo");
+        AssertServiceError(e!, status, errorType);
         Assert.That(e!.Attempts, Is.EqualTo(1));
     }
 
@@ -323,9 +323,9 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         Emulator.Faults.ThrottleNext(1, "CallerRateLimitExceeded", TimeSpan.FromSeconds(3));
         using var client = NewClient(Emulator, maxAttempts: 1);
 
-        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
+        var e = Assert.ThrowsAsync<AwsServiceException>(() => client.InvokeAsync(new LambdaRequest("echo", "{}")));
 
-        AssertServiceError(e!, 429, "TooManyRequestsException", "echo");
+        AssertServiceError(e!, 429, "TooManyRequestsException");
         Assert.That(e!.Reason, Is.EqualTo("CallerRateLimitExceeded"));
         Assert.That(e.RetryAfter, Is.EqualTo(TimeSpan.FromSeconds(3)));
         Assert.That(e.IsThrottling, Is.True);
@@ -339,18 +339,19 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         var clock = new SteppingClock(new DateTimeOffset(2030, 1, 1, 12, 0, 0, TimeSpan.Zero));
         var stub = new StubHandler(_ => StubHandler.Json(HttpStatusCode.TooManyRequests, """{"message":"Rate Exceeded.","Reason":"CallerRateLimitExceeded"}""",
             ("x-amzn-ErrorType", "TooManyRequestsException"), ("Retry-After", "Tue, 01 Jan 2030 12:00:30 GMT")));
-        using var client = new LambdaClient(new LambdaClientOptions
+        using var client = new LambdaClient(new AwsClientOptions
         {
             Endpoint = new Uri("https://lambda.us-east-1.amazonaws.com"), Region = "us-east-1",
             Credentials = EmulatorTestSupport.ExampleCredentials, HttpHandler = stub, MaxAttempts = 1, Clock = clock,
         });
 
-        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("f", "{}"));
+        var e = Assert.ThrowsAsync<AwsServiceException>(() => client.InvokeAsync(new LambdaRequest("f", "{}")));
 
         Assert.That(e!.RetryAfter, Is.EqualTo(TimeSpan.FromSeconds(30)));
     }
 
-    // An error body that is not JSON (a proxy's HTML page, say) is quoted in the message, clipped to 500 characters.
+    // An error body that is not JSON (a proxy's HTML page, say) is quoted in the message, clipped to 500 characters;
+    // with no code in it, the error is named from the status.
     [Test]
     public void ErrorBodyThatIsNotJson_IsQuotedClipped()
     {
@@ -358,15 +359,15 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         var stub = new StubHandler(_ => StubHandler.Json(HttpStatusCode.BadGateway, page));
         using var client = StubHandler.Client(stub);
 
-        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("f", "{}"));
+        var e = Assert.ThrowsAsync<AwsServiceException>(() => client.InvokeAsync(new LambdaRequest("f", "{}")));
 
-        Assert.That(e!.ErrorType, Is.EqualTo("UnknownError"));
+        Assert.That(e!.ErrorCode, Is.EqualTo("BadGateway"));
         Assert.That(e.ErrorMessage, Is.EqualTo(page[..500] + "..."));
     }
 
-    // Lambda's error bodies: the message in "message" or "Message", the type in the header or in "__type" (after '#') or
-    // "code"; Lambda's "Type" (User or Server) is the fault's side, not a type.
-    [TestCase("""{"Type":"User","message":"Function not found"}""", null, "UnknownError", "Function not found")]
+    // Lambda's error bodies: the message in "message" or "Message", the code in the header or in "__type" (after '#') or
+    // "code"; Lambda's "Type" (User or Server) is the fault's side, not a code (without one, the status names the error).
+    [TestCase("""{"Type":"User","message":"Function not found"}""", null, "BadRequest", "Function not found")]
     [TestCase("""{"Type":"User","message":"Function not found"}""", "ResourceNotFoundException:http://internal.amazon.com/coral/com.amazonaws.lambda/", "ResourceNotFoundException", "Function not found")]
     [TestCase("""{"__type":"com.amazonaws.lambda#ServiceException","Message":"Internal"}""", null, "ServiceException", "Internal")]
     [TestCase("""{"code":"KMSAccessDeniedException","message":"denied","nested":{"message":"no"}}""", null, "KMSAccessDeniedException", "denied")]
@@ -377,9 +378,9 @@ public sealed class LambdaInvokeTests : EmulatorFixture
             : StubHandler.Json(HttpStatusCode.BadRequest, body, ("x-amzn-ErrorType", header)));
         using var client = StubHandler.Client(stub);
 
-        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("f", "{}"));
+        var e = Assert.ThrowsAsync<AwsServiceException>(() => client.InvokeAsync(new LambdaRequest("f", "{}")));
 
-        Assert.That((e!.ErrorType, e.ErrorMessage), Is.EqualTo((type, message)));
+        Assert.That((e!.ErrorCode, e.ErrorMessage), Is.EqualTo((type, message)));
     }
 
     [Test]
@@ -388,9 +389,9 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         Emulator.AddFunction("reserved", LambdaEmulator.Echo, concurrencyLimit: 0);
         using var client = NewClient(Emulator, maxAttempts: 1);
 
-        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("reserved", "{}"));
+        var e = Assert.ThrowsAsync<AwsServiceException>(() => client.InvokeAsync(new LambdaRequest("reserved", "{}")));
 
-        AssertServiceError(e!, 429, "TooManyRequestsException", "reserved");
+        AssertServiceError(e!, 429, "TooManyRequestsException");
         Assert.That(e!.Reason, Is.EqualTo("ReservedFunctionConcurrentInvocationLimitExceeded"));
     }
 
@@ -399,9 +400,9 @@ public sealed class LambdaInvokeTests : EmulatorFixture
     {
         using var client = NewClient(Emulator);
 
-        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("no-such-function", "{}"));
+        var e = Assert.ThrowsAsync<AwsServiceException>(() => client.InvokeAsync(new LambdaRequest("no-such-function", "{}")));
 
-        AssertServiceError(e!, 404, "ResourceNotFoundException", "no-such-function");
+        AssertServiceError(e!, 404, "ResourceNotFoundException");
         Assert.That(e!.ErrorMessage, Does.Contain("function:no-such-function"));
         Assert.That(Emulator.Counters.Requests, Is.EqualTo(1));
     }
@@ -411,9 +412,9 @@ public sealed class LambdaInvokeTests : EmulatorFixture
     {
         using var client = NewClient(Emulator);
 
-        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "not json"));
+        var e = Assert.ThrowsAsync<AwsServiceException>(() => client.InvokeAsync(new LambdaRequest("echo", "not json")));
 
-        AssertServiceError(e!, 400, "InvalidRequestContentException", "echo");
+        AssertServiceError(e!, 400, "InvalidRequestContentException");
     }
 
     [Test]
@@ -422,10 +423,10 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         using var client = NewClient(Emulator);
         string payload = "\"" + new string('x', 1024 * 1024) + "\"";
 
-        var e = Assert.ThrowsAsync<LambdaServiceException>(() =>
-            client.InvokeAsync("echo", payload, new LambdaInvokeOptions { InvocationType = LambdaInvocationType.Event }));
+        var e = Assert.ThrowsAsync<AwsServiceException>(() =>
+            client.InvokeAsync(new LambdaRequest("echo", payload) { InvocationType = LambdaInvocationType.Event }));
 
-        AssertServiceError(e!, 413, "RequestTooLargeException", "echo");
+        AssertServiceError(e!, 413, "RequestTooLargeException");
     }
 
     [Test]
@@ -434,9 +435,9 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         const string token = "FQoGZXIvYXdzEXAMPLETOKENthatmustneverappear0123456789";
         using var client = NewClient(Emulator, credentials: new AwsCredentials("AKIDEXAMPLE", "wrong-secret-wrong-secret-wrong-secret00", token));
 
-        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
+        var e = Assert.ThrowsAsync<AwsServiceException>(() => client.InvokeAsync(new LambdaRequest("echo", "{}")));
 
-        AssertServiceError(e!, 403, "InvalidSignatureException", "echo");
+        AssertServiceError(e!, 403, "InvalidSignatureException");
         Assert.That(e!.Message, Does.Not.Contain(token).And.Not.Contain("wrong-secret"));
         Assert.That(e.Message, Does.Contain("(session token)"), "the server's message echoed the canonical request, token redacted");
         Assert.That(e.ToString(), Does.Not.Contain(token));
@@ -447,20 +448,20 @@ public sealed class LambdaInvokeTests : EmulatorFixture
     {
         using var client = NewClient(Emulator, credentials: new AwsCredentials("AKIDUNKNOWN", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"));
 
-        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
+        var e = Assert.ThrowsAsync<AwsServiceException>(() => client.InvokeAsync(new LambdaRequest("echo", "{}")));
 
-        AssertServiceError(e!, 403, "UnrecognizedClientException", "echo");
+        AssertServiceError(e!, 403, "UnrecognizedClientException");
         Assert.That(e!.Message, Does.Not.Contain("wJalrXUtnFEMI"));
     }
 
-    // Error shapes other services and proxies send: the type from x-amzn-ErrorType (":suffix" stripped), else from
-    // __type ("prefix#" stripped) or code; the message from "message" or "Message".
+    // Error shapes other services and proxies send: the code from x-amzn-ErrorType (":suffix" stripped), else from
+    // __type ("prefix#" stripped) or code, else from the status (409: Conflict); the message from "message" or "Message".
     [TestCase("ThrottlingException:http://internal.amazon.com/coral/com.amazonaws.lambda/", """{"message":"slow down"}""", "ThrottlingException", "slow down")]
     [TestCase(null, """{"__type":"com.amazonaws.lambda#ResourceConflictException","Message":"busy"}""", "ResourceConflictException", "busy")]
     [TestCase(null, """{"__type":"ResourceConflictException:http://internal.amazon.com/","message":"busy"}""", "ResourceConflictException", "busy")]
     [TestCase(null, """{"code":"KMSDisabledException","message":"key off"}""", "KMSDisabledException", "key off")]
-    [TestCase(null, """{"Type":"User","message":"who knows"}""", "UnknownError", "who knows")]
-    [TestCase(null, "<html>Bad Gateway</html>", "UnknownError", "<html>Bad Gateway</html>")]
+    [TestCase(null, """{"Type":"User","message":"who knows"}""", "Conflict", "who knows")]
+    [TestCase(null, "<html>Bad Gateway</html>", "Conflict", "<html>Bad Gateway</html>")]
     public void ErrorBodies_OfEveryShape_AreParsed(string? header, string body, string expectedType, string expectedMessage)
     {
         var stub = new StubHandler(_ => header is null
@@ -468,43 +469,43 @@ public sealed class LambdaInvokeTests : EmulatorFixture
             : StubHandler.Json(HttpStatusCode.Conflict, body, ("x-amzn-RequestId", "rid-9"), ("x-amzn-ErrorType", header)));
         using var client = StubHandler.Client(stub);
 
-        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("f", "{}"));
+        var e = Assert.ThrowsAsync<AwsServiceException>(() => client.InvokeAsync(new LambdaRequest("f", "{}")));
 
-        Assert.That(e!.ErrorType, Is.EqualTo(expectedType));
+        Assert.That(e!.ErrorCode, Is.EqualTo(expectedType));
         Assert.That(e.ErrorMessage, Is.EqualTo(expectedMessage));
         Assert.That(e.RequestId, Is.EqualTo("rid-9"));
-        Assert.That(e.StatusCode, Is.EqualTo(409));
+        Assert.That(e.StatusCode, Is.EqualTo(HttpStatusCode.Conflict));
     }
 
     // ---- timeouts and cancellation ----
 
     [Test]
-    public void Timeout_IsALambdaTimeoutException()
+    public void Timeout_IsAnAwsTimeoutException()
     {
         Emulator.Faults.DelayNext(1, TimeSpan.FromSeconds(20));
         using var client = NewClient(Emulator, maxAttempts: 1);
 
-        var e = Assert.ThrowsAsync<LambdaTimeoutException>(() =>
-            client.InvokeAsync("echo", "{}", new LambdaInvokeOptions { Timeout = TimeSpan.FromMilliseconds(300) }));
+        var e = Assert.ThrowsAsync<AwsTimeoutException>(() =>
+            client.InvokeAsync(new LambdaRequest("echo", "{}") { Timeout = TimeSpan.FromMilliseconds(300) }));
 
-        Assert.That(e, Is.InstanceOf<TimeoutException>());
+        Assert.That(e, Is.InstanceOf<AwsException>());
         Assert.That(e!.Timeout, Is.EqualTo(TimeSpan.FromMilliseconds(300)));
-        Assert.That(e.FunctionName, Is.EqualTo("echo"));
-        Assert.That(e.Message, Does.Contain("LambdaInvokeOptions.Timeout"));
+        Assert.That((e.ServiceName, e.OperationName, e.Attempts), Is.EqualTo(("Lambda", "Invoke", 1)));
+        Assert.That(e.Message, Does.Contain("Lambda Invoke timed out").And.Contain("set the request's or the client's Timeout"));
     }
 
     [Test]
-    public void HttpClientsOwnTimeout_IsALambdaTimeoutException_NotACancellation()
+    public void HttpClientsOwnTimeout_IsAnAwsTimeoutException_NotACancellation()
     {
         Emulator.Faults.DelayNext(1, TimeSpan.FromSeconds(20));
         using var http = new HttpClient { Timeout = TimeSpan.FromMilliseconds(300) };
-        using var client = new LambdaClient(new LambdaClientOptions
+        using var client = new LambdaClient(new AwsClientOptions
         {
             Endpoint = Emulator.Endpoint, Region = "us-east-1", Credentials = EmulatorTestSupport.ExampleCredentials,
             HttpClient = http, MaxAttempts = 1,
         });
 
-        var e = Assert.ThrowsAsync<LambdaTimeoutException>(() => client.InvokeAsync("echo", "{}"));
+        var e = Assert.ThrowsAsync<AwsTimeoutException>(() => client.InvokeAsync(new LambdaRequest("echo", "{}")));
 
         Assert.That(e!.Timeout, Is.EqualTo(TimeSpan.FromMilliseconds(300)));
     }
@@ -518,7 +519,7 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
 
         var started = DateTime.UtcNow;
-        Assert.That(async () => await client.InvokeAsync("echo", "{}", cancellationToken: cancel.Token), Throws.InstanceOf<OperationCanceledException>());
+        Assert.That(async () => await client.InvokeAsync(new LambdaRequest("echo", "{}"), cancel.Token), Throws.InstanceOf<OperationCanceledException>());
 
         Assert.That(DateTime.UtcNow - started, Is.LessThan(TimeSpan.FromSeconds(5)));
         Assert.That(delays.Delays, Is.Empty);
@@ -533,10 +534,10 @@ public sealed class LambdaInvokeTests : EmulatorFixture
     {
         using var client = NewClient(Emulator);
 
-        var e = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync("", "{}"));
+        var e = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync(new LambdaRequest("", "{}")));
 
-        Assert.That(e!.ParamName, Is.EqualTo("functionName"));
-        Assert.That(e.Message, Does.Contain("function name is empty").And.Contain("arn:aws:lambda"));
+        Assert.That(e!.ParamName, Is.EqualTo("request"));
+        Assert.That(e.Message, Does.Contain("function name '' is not a function").And.Contain("arn:aws:lambda"));
     }
 
     [Test]
@@ -544,9 +545,9 @@ public sealed class LambdaInvokeTests : EmulatorFixture
     {
         using var client = NewClient(Emulator);
 
-        var e = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync("echo", "{}", new LambdaInvokeOptions { Qualifier = "" }));
+        var e = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync(new LambdaRequest("echo", "{}") { Qualifier = "" }));
 
-        Assert.That(e!.Message, Does.Contain("qualifier is empty").And.Contain("$LATEST"));
+        Assert.That(e!.Message, Does.Contain("qualifier '' is not a version or alias").And.Contain("$LATEST"));
     }
 
     [Test]
@@ -554,10 +555,10 @@ public sealed class LambdaInvokeTests : EmulatorFixture
     {
         using var client = NewClient(Emulator);
 
-        var log = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync("echo", "{}",
-            new LambdaInvokeOptions { InvocationType = LambdaInvocationType.Event, IncludeLogTail = true }));
-        var context = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync("echo", "{}",
-            new LambdaInvokeOptions { InvocationType = LambdaInvocationType.Event, ClientContext = "{}" }));
+        var log = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync(
+            new LambdaRequest("echo", "{}") { InvocationType = LambdaInvocationType.Event, LogType = LambdaLogType.Tail }));
+        var context = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync(
+            new LambdaRequest("echo", "{}") { InvocationType = LambdaInvocationType.Event, ClientContext = "{}" }));
 
         Assert.That(log!.Message, Does.Contain("synchronous invocations only"));
         Assert.That(context!.Message, Does.Contain("synchronous invocations only"));
@@ -567,9 +568,9 @@ public sealed class LambdaInvokeTests : EmulatorFixture
     [Test]
     public void BadClientOptions_AreRefused()
     {
-        var attempts = Assert.Throws<ArgumentException>(() => new LambdaClient(new LambdaClientOptions { Region = "us-east-1", MaxAttempts = 0 }));
-        var region = Assert.Throws<ArgumentException>(() => new LambdaClient(new LambdaClientOptions { Region = "us-east-1/evil.example" }));
-        var timeout = Assert.Throws<ArgumentException>(() => new LambdaClient(new LambdaClientOptions { Region = "us-east-1", Timeout = TimeSpan.Zero }));
+        var attempts = Assert.Throws<ArgumentOutOfRangeException>(() => new LambdaClient(new AwsClientOptions { Region = "us-east-1", MaxAttempts = 0 }));
+        var region = Assert.Throws<ArgumentException>(() => new LambdaClient(new AwsClientOptions { Region = "us-east-1/evil.example" }));
+        var timeout = Assert.Throws<ArgumentOutOfRangeException>(() => new LambdaClient(new AwsClientOptions { Region = "us-east-1", Timeout = TimeSpan.Zero }));
 
         Assert.That(attempts!.Message, Does.Contain("MaxAttempts must be at least 1"));
         Assert.That(region!.Message, Does.Contain("not a region name").And.Contain("us-east-1"));
@@ -581,7 +582,7 @@ public sealed class LambdaInvokeTests : EmulatorFixture
     {
         using var client = NewClient(Emulator);
 
-        var e = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync("echo", "{}", new LambdaInvokeOptions { Timeout = TimeSpan.FromSeconds(-1) }));
+        var e = Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => client.InvokeAsync(new LambdaRequest("echo", "{}") { Timeout = TimeSpan.FromSeconds(-1) }));
 
         Assert.That(e!.Message, Does.Contain("must be positive or Timeout.InfiniteTimeSpan"));
         Assert.That(Emulator.Counters.Requests, Is.Zero);
@@ -594,15 +595,15 @@ public sealed class LambdaInvokeTests : EmulatorFixture
     public async Task TimeoutLongerThanATimerTakes_MeansNoLimit(bool otherClock)
     {
         var stub = new StubHandler(_ => StubHandler.Json(HttpStatusCode.OK, "{}"));
-        using var client = new LambdaClient(new LambdaClientOptions
+        using var client = new LambdaClient(new AwsClientOptions
         {
             Endpoint = new Uri("https://lambda.us-east-1.amazonaws.com"), Region = "us-east-1",
             Credentials = EmulatorTestSupport.ExampleCredentials, HttpHandler = stub,
             Timeout = TimeSpan.FromDays(60), Clock = otherClock ? new OffsetClock(TimeSpan.Zero) : TimeProvider.System,
         });
 
-        var withClientTimeout = await client.InvokeAsync("f", "{}");
-        var withCallTimeout = await client.InvokeAsync("f", "{}", new LambdaInvokeOptions { Timeout = TimeSpan.MaxValue });
+        var withClientTimeout = await client.InvokeAsync(new LambdaRequest("f", "{}"));
+        var withCallTimeout = await client.InvokeAsync(new LambdaRequest("f", "{}") { Timeout = TimeSpan.MaxValue });
 
         Assert.That((withClientTimeout.StatusCode, withCallTimeout.StatusCode), Is.EqualTo((200, 200)));
         Assert.That(stub.Uris, Has.Count.EqualTo(2));
@@ -618,7 +619,7 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         var stub = new StubHandler(_ => new HttpResponseMessage(HttpStatusCode.OK) { Content = new StreamContent(new UnseekableStream(payload)) });
         using var client = StubHandler.Client(stub);
 
-        var response = await client.InvokeAsync("big", "{}");
+        var response = await client.InvokeAsync(new LambdaRequest("big", "{}"));
 
         Assert.That(response.Payload.ToArray(), Is.EqualTo(payload));
     }
@@ -636,15 +637,15 @@ public sealed class LambdaInvokeTests : EmulatorFixture
     {
         await using var elsewhere = new FakeHttpServer(_ => Reply.Json("{}"));
         await using var redirecting = new FakeHttpServer(_ => new Reply(307) { Headers = [new("Location", elsewhere.Url + "elsewhere")] });
-        using var client = new LambdaClient(new LambdaClientOptions
+        using var client = new LambdaClient(new AwsClientOptions
         {
             Endpoint = redirecting.Url, Region = "us-east-1", MaxAttempts = 1,
             Credentials = new AwsCredentials("ASIAEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "session-token-secret"),
         });
 
-        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("f", "{}"));
+        var e = Assert.ThrowsAsync<AwsServiceException>(() => client.InvokeAsync(new LambdaRequest("f", "{}")));
 
-        Assert.That(e!.StatusCode, Is.EqualTo(307));
+        Assert.That(e!.StatusCode, Is.EqualTo(HttpStatusCode.TemporaryRedirect));
         Assert.That(redirecting.Requests, Has.Count.EqualTo(1));
         Assert.That(elsewhere.Requests.Select(r => r.Header("X-Amz-Security-Token")), Is.Empty, "the redirect was followed");
     }
@@ -653,12 +654,12 @@ public sealed class LambdaInvokeTests : EmulatorFixture
     public async Task UsersHandler_IsUsed_AndNotDisposed()
     {
         var counting = new CountingHandler(new SocketsHttpHandler());
-        using (var client = new LambdaClient(new LambdaClientOptions
+        using (var client = new LambdaClient(new AwsClientOptions
         {
             Endpoint = Emulator.Endpoint, Region = "us-east-1", Credentials = EmulatorTestSupport.ExampleCredentials, HttpHandler = counting,
         }))
         {
-            await client.InvokeAsync("echo", "{}");
+            await client.InvokeAsync(new LambdaRequest("echo", "{}"));
         }
         using var again = new HttpClient(counting, disposeHandler: true);
         var answer = await again.GetAsync(Emulator.Endpoint);
@@ -678,14 +679,16 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         }
     }
 
-    private static void AssertServiceError(LambdaServiceException e, int status, string errorType, string functionName)
+    // The exception names the service and operation, not the function (the caller has the request).
+    private static void AssertServiceError(AwsServiceException e, int status, string errorCode)
     {
-        Assert.That(e.StatusCode, Is.EqualTo(status));
-        Assert.That(e.ErrorType, Is.EqualTo(errorType));
+        Assert.That(e.StatusCode, Is.EqualTo((HttpStatusCode)status));
+        Assert.That(e.ErrorCode, Is.EqualTo(errorCode));
+        Assert.That(e.ErrorType, Is.EqualTo(status >= 500 ? AwsErrorType.Receiver : AwsErrorType.Sender));
         Assert.That(e.ErrorMessage, Is.Not.Empty);
         Assert.That(Guid.TryParse(e.RequestId, out _), Is.True, $"request id '{e.RequestId}'");
-        Assert.That(e.FunctionName, Is.EqualTo(functionName));
-        Assert.That(e.Message, Does.Contain(errorType).And.Contain($"'{functionName}'").And.Contain(e.RequestId!).And.Contain(status.ToString()));
+        Assert.That((e.ServiceName, e.OperationName), Is.EqualTo(("Lambda", "Invoke")));
+        Assert.That(e.Message, Does.Contain($"Lambda Invoke answered {status} {errorCode}").And.Contain(e.RequestId!));
     }
 }
 

@@ -15,13 +15,13 @@ public sealed class LambdaRetryTests : EmulatorFixture
         var delays = new RecordedDelays();
         using var client = NewClient(Emulator, delays);
 
-        var response = await client.InvokeAsync("echo", "{}");
+        var response = await client.InvokeAsync(new LambdaRequest("echo", "{}"));
 
         Assert.That(response.StatusCode, Is.EqualTo(200));
         Assert.That(Emulator.Counters.Requests, Is.EqualTo(2));
         Assert.That(delays.Delays, Has.Count.EqualTo(1));
         Assert.That(delays.Delays[0], Is.GreaterThanOrEqualTo(TimeSpan.Zero).And.LessThan(TimeSpan.FromSeconds(1)));
-        Assert.That(client.RetryTokens, Is.EqualTo(500), "the success returned the retry's 5 tokens");
+        Assert.That(client.Pipeline.Retry.Tokens, Is.EqualTo(500), "the success returned the retry's 5 tokens");
     }
 
     [Test]
@@ -31,16 +31,16 @@ public sealed class LambdaRetryTests : EmulatorFixture
         var delays = new RecordedDelays();
         using var client = NewClient(Emulator, delays);
 
-        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
+        var e = Assert.ThrowsAsync<AwsServiceException>(() => client.InvokeAsync(new LambdaRequest("echo", "{}")));
 
-        Assert.That(e!.ErrorType, Is.EqualTo("ServiceException"));
+        Assert.That(e!.ErrorCode, Is.EqualTo("ServiceException"));
         Assert.That(e.Attempts, Is.EqualTo(3));
         Assert.That(e.Message, Does.Contain("after 3 attempts"));
         Assert.That(Emulator.Counters.Requests, Is.EqualTo(3));
         Assert.That(delays.Delays, Has.Count.EqualTo(2));
         Assert.That(delays.Delays[0], Is.LessThan(TimeSpan.FromSeconds(1)), "first backoff: random below 1 s");
         Assert.That(delays.Delays[1], Is.LessThan(TimeSpan.FromSeconds(2)), "second backoff: random below 2 s");
-        Assert.That(client.RetryTokens, Is.EqualTo(490));
+        Assert.That(client.Pipeline.Retry.Tokens, Is.EqualTo(490));
     }
 
     [TestCase(502, "ResourceNotReadyException")]
@@ -52,7 +52,7 @@ public sealed class LambdaRetryTests : EmulatorFixture
         var delays = new RecordedDelays();
         using var client = NewClient(Emulator, delays);
 
-        var response = await client.InvokeAsync("echo", "{}");
+        var response = await client.InvokeAsync(new LambdaRequest("echo", "{}"));
 
         Assert.That(response.StatusCode, Is.EqualTo(200));
         Assert.That(Emulator.Counters.Requests, Is.EqualTo(3));
@@ -66,7 +66,7 @@ public sealed class LambdaRetryTests : EmulatorFixture
         var delays = new RecordedDelays();
         using var client = NewClient(Emulator, delays);
 
-        Assert.ThrowsAsync<LambdaFunctionException>(() => client.InvokeAsync("crash", "{}"));
+        Assert.ThrowsAsync<LambdaFunctionException>(() => client.InvokeAsync(new LambdaRequest("crash", "{}")));
 
         Assert.That(Emulator.Counters.Requests, Is.EqualTo(1));
         Assert.That(delays.Delays, Is.Empty);
@@ -79,9 +79,9 @@ public sealed class LambdaRetryTests : EmulatorFixture
         var delays = new RecordedDelays();
         using var client = NewClient(Emulator, delays);
 
-        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
+        var e = Assert.ThrowsAsync<AwsServiceException>(() => client.InvokeAsync(new LambdaRequest("echo", "{}")));
 
-        Assert.That(e!.StatusCode, Is.EqualTo(400));
+        Assert.That(e!.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
         Assert.That(Emulator.Counters.Requests, Is.EqualTo(1));
         Assert.That(delays.Delays, Is.Empty);
     }
@@ -93,9 +93,9 @@ public sealed class LambdaRetryTests : EmulatorFixture
         var delays = new RecordedDelays();
         using var client = NewClient(Emulator, delays, maxAttempts: 1);
 
-        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
+        var e = Assert.ThrowsAsync<AwsServiceException>(() => client.InvokeAsync(new LambdaRequest("echo", "{}")));
 
-        Assert.That(e!.StatusCode, Is.EqualTo(429));
+        Assert.That(e!.StatusCode, Is.EqualTo(HttpStatusCode.TooManyRequests));
         Assert.That(Emulator.Counters.Requests, Is.EqualTo(1));
         Assert.That(delays.Delays, Is.Empty);
     }
@@ -105,13 +105,13 @@ public sealed class LambdaRetryTests : EmulatorFixture
     {
         Emulator.Faults.FailNext(6, 503, "ServiceUnavailableException");
         var delays = new RecordedDelays();
-        using var client = new LambdaClient(new LambdaClientOptions
+        using var client = new LambdaClient(new AwsClientOptions
         {
             Endpoint = Emulator.Endpoint, Region = "us-east-1", Credentials = EmulatorTestSupport.ExampleCredentials,
             MaxAttempts = 6, RetryBaseDelay = TimeSpan.FromSeconds(10), Clock = delays,
         });
 
-        Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
+        Assert.ThrowsAsync<AwsServiceException>(() => client.InvokeAsync(new LambdaRequest("echo", "{}")));
 
         Assert.That(delays.Delays, Has.Count.EqualTo(5));
         Assert.That(delays.Delays[0], Is.LessThan(TimeSpan.FromSeconds(10)));
@@ -128,14 +128,14 @@ public sealed class LambdaRetryTests : EmulatorFixture
         using var client = NewClient(Emulator, delays);
 
         for (int i = 0; i < 51; i++)
-            Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
+            Assert.ThrowsAsync<AwsServiceException>(() => client.InvokeAsync(new LambdaRequest("echo", "{}")));
 
         Assert.That(Emulator.Counters.Requests, Is.EqualTo(50 * 3 + 1));
-        Assert.That(client.RetryTokens, Is.Zero);
+        Assert.That(client.Pipeline.Retry.Tokens, Is.Zero);
 
         Emulator.Faults.Clear();
-        await client.InvokeAsync("echo", "{}");
-        Assert.That(client.RetryTokens, Is.EqualTo(1), "a first-try success returns one token");
+        await client.InvokeAsync(new LambdaRequest("echo", "{}"));
+        Assert.That(client.Pipeline.Retry.Tokens, Is.EqualTo(1), "a first-try success returns one token");
     }
 
     [Test]
@@ -145,21 +145,23 @@ public sealed class LambdaRetryTests : EmulatorFixture
         var delays = new RecordedDelays();
         using var client = NewClient(Emulator, delays);
 
-        var response = await client.InvokeAsync("echo", """{"a":1}""");
+        var response = await client.InvokeAsync(new LambdaRequest("echo", """{"a":1}"""));
 
         Assert.That(response.GetPayloadString(), Is.EqualTo("""{"function":"echo","payload":{"a":1}}"""));
         Assert.That(delays.Delays, Has.Count.EqualTo(1));
     }
 
     [Test]
-    public void ConnectionReset_EveryTime_IsAnHttpRequestExceptionAfterThreeAttempts()
+    public void ConnectionReset_EveryTime_IsAnAwsConnectionExceptionAfterThreeAttempts()
     {
         Emulator.Faults.ResetNext(3);
         var delays = new RecordedDelays();
         using var client = NewClient(Emulator, delays);
 
-        Assert.ThrowsAsync<HttpRequestException>(() => client.InvokeAsync("echo", "{}"));
+        var e = Assert.ThrowsAsync<AwsConnectionException>(() => client.InvokeAsync(new LambdaRequest("echo", "{}")));
 
+        Assert.That(e!.InnerException, Is.InstanceOf<HttpRequestException>(), "the connection failure is the inner exception");
+        Assert.That(e.Attempts, Is.EqualTo(3));
         Assert.That(delays.Delays, Has.Count.EqualTo(2));
     }
 
@@ -170,7 +172,7 @@ public sealed class LambdaRetryTests : EmulatorFixture
         var delays = new RecordedDelays();
         using var client = NewClient(Emulator, delays);
 
-        var response = await client.InvokeAsync("echo", """{"long":"enough to be cut in half"}""");
+        var response = await client.InvokeAsync(new LambdaRequest("echo", """{"long":"enough to be cut in half"}"""));
 
         Assert.That(response.GetPayloadString(), Is.EqualTo("""{"function":"echo","payload":{"long":"enough to be cut in half"}}"""));
         Assert.That(delays.Delays, Has.Count.EqualTo(1));
@@ -184,12 +186,12 @@ public sealed class LambdaRetryTests : EmulatorFixture
         var delays = new RecordedDelays();
         using var client = NewClient(Emulator, delays, timeout: TimeSpan.FromMilliseconds(500));
 
-        var response = await client.InvokeAsync("echo", "{}");
+        var response = await client.InvokeAsync(new LambdaRequest("echo", "{}"));
 
         Assert.That(response.StatusCode, Is.EqualTo(200));
         Assert.That(delays.Delays, Has.Count.EqualTo(1));
         Assert.That(Emulator.Counters.Requests, Is.EqualTo(2));
-        Assert.That(client.RetryTokens, Is.EqualTo(500), "the success returned the 10 tokens");
+        Assert.That(client.Pipeline.Retry.Tokens, Is.EqualTo(500), "the success returned the 10 tokens");
     }
 
     // The emulator's clock is an hour off: the first signature is refused as expired (or not yet current), the
@@ -203,15 +205,15 @@ public sealed class LambdaRetryTests : EmulatorFixture
         var delays = new RecordedDelays();
         using var client = NewClient(skewed, delays);
 
-        var first = await client.InvokeAsync("echo", "{}");
-        var second = await client.InvokeAsync("echo", "{}");
+        var first = await client.InvokeAsync(new LambdaRequest("echo", "{}"));
+        var second = await client.InvokeAsync(new LambdaRequest("echo", "{}"));
 
         Assert.That(first.StatusCode, Is.EqualTo(200));
         Assert.That(second.StatusCode, Is.EqualTo(200));
         Assert.That(skewed.Counters.SignatureFailures, Is.EqualTo(1));
         Assert.That(skewed.Counters.Requests, Is.EqualTo(3));
         Assert.That(delays.Delays, Is.Empty, "a clock-skew retry is immediate");
-        Assert.That(client.ClockOffset, Is.EqualTo(TimeSpan.FromMinutes(minutes)).Within(TimeSpan.FromSeconds(5)));
+        Assert.That(client.Pipeline.Retry.ClockOffset, Is.EqualTo(TimeSpan.FromMinutes(minutes)).Within(TimeSpan.FromSeconds(5)));
     }
 
     // A fan-out on a skewed machine: the first wave is all signed with the uncorrected clock, and all of it is refused.
@@ -221,20 +223,20 @@ public sealed class LambdaRetryTests : EmulatorFixture
     public async Task ClockSkew_ConcurrentCallsSignedBeforeTheCorrection_AreAllRetried()
     {
         var lambda = new SkewedLambda(wave: 4, skew: TimeSpan.FromMinutes(10));
-        using var client = new LambdaClient(new LambdaClientOptions
+        using var client = new LambdaClient(new AwsClientOptions
         {
             Endpoint = new Uri("https://lambda.us-east-1.amazonaws.com"), Region = "us-east-1",
             Credentials = EmulatorTestSupport.ExampleCredentials, HttpHandler = lambda, Clock = new RecordedDelays(),
         });
         var requests = Enumerable.Range(0, 4).Select(i => new LambdaRequest($"f{i}", "{}"));
 
-        var outcomes = await client.InvokeAllSettledAsync(requests, new LambdaFanOutOptions { MaxConcurrency = 4 });
+        var outcomes = await client.InvokeAllSettledAsync(requests, new AwsFanOutOptions { MaxConcurrency = 4 });
 
         var failures = outcomes.Where(o => !o.Succeeded).Select(o => o.Error!.Message).ToArray();
         Assert.That(failures, Is.Empty, "every call signed before the correction is retried with the corrected clock");
         Assert.That(lambda.Requests, Is.EqualTo(8), "each call: one refused attempt, one accepted");
         Assert.That(lambda.Refused, Is.EqualTo(4));
-        Assert.That(client.ClockOffset, Is.EqualTo(TimeSpan.FromMinutes(10)).Within(TimeSpan.FromSeconds(5)));
+        Assert.That(client.Pipeline.Retry.ClockOffset, Is.EqualTo(TimeSpan.FromMinutes(10)).Within(TimeSpan.FromSeconds(5)));
     }
 
     // A Lambda stand-in whose clock runs ahead: a request signed more than 5 minutes off gets AWS's 403 "Signature
@@ -277,14 +279,15 @@ public sealed class LambdaRetryTests : EmulatorFixture
         var delays = new RecordedDelays();
         using var client = NewClient(Emulator, delays, credentials: new AwsCredentials("AKIDEXAMPLE", "not-the-secret-not-the-secret-not-the-00"));
 
-        var e = Assert.ThrowsAsync<LambdaServiceException>(() => client.InvokeAsync("echo", "{}"));
+        var e = Assert.ThrowsAsync<AwsServiceException>(() => client.InvokeAsync(new LambdaRequest("echo", "{}")));
 
-        Assert.That(e!.ErrorType, Is.EqualTo("InvalidSignatureException"));
+        Assert.That(e!.ErrorCode, Is.EqualTo("InvalidSignatureException"));
         Assert.That(Emulator.Counters.Requests, Is.EqualTo(1));
-        Assert.That(client.ClockOffset, Is.EqualTo(TimeSpan.Zero));
+        Assert.That(client.Pipeline.Retry.ClockOffset, Is.EqualTo(TimeSpan.Zero));
     }
 
-    // Each attempt is signed afresh: with a clock that moves between attempts, each carries its own X-Amz-Date.
+    // Each attempt is signed afresh: with a clock that moves on at each reading, each attempt carries its own, later,
+    // X-Amz-Date. (The pipeline reads the clock more than once per attempt, so the dates are not one step apart.)
     [Test]
     public async Task EachAttempt_IsSignedAfresh()
     {
@@ -293,17 +296,19 @@ public sealed class LambdaRetryTests : EmulatorFixture
             ? StubHandler.Json(HttpStatusCode.TooManyRequests, """{"message":"Rate Exceeded.","Reason":"ConcurrentInvocationLimitExceeded"}""", ("x-amzn-ErrorType", "TooManyRequestsException"))
             : StubHandler.Json(HttpStatusCode.OK, "{}"));
         var clock = new SteppingClock(new DateTimeOffset(2025, 1, 2, 3, 4, 5, TimeSpan.Zero), TimeSpan.FromSeconds(7));
-        using var client = new LambdaClient(new LambdaClientOptions
+        using var client = new LambdaClient(new AwsClientOptions
         {
             Endpoint = new Uri("https://lambda.us-east-1.amazonaws.com"), Region = "us-east-1",
             Credentials = EmulatorTestSupport.ExampleCredentials, HttpHandler = stub, Clock = new RecordedDelays(clock),
         });
 
-        await client.InvokeAsync("f", "{}");
+        await client.InvokeAsync(new LambdaRequest("f", "{}"));
 
         var dates = stub.Headers.Select(h => h["X-Amz-Date"]).ToList();
         var signatures = stub.Headers.Select(h => h["Authorization"]).ToList();
-        Assert.That(dates, Is.EqualTo(new[] { "20250102T030405Z", "20250102T030412Z", "20250102T030419Z" }));
+        Assert.That(dates, Has.Count.EqualTo(3));
+        Assert.That(dates[0], Is.EqualTo("20250102T030405Z"), "the first attempt is signed at the first reading of the clock");
+        Assert.That(dates, Is.Ordered.Using((IComparer<string>)StringComparer.Ordinal).And.Unique, "each attempt is signed at a later time");
         Assert.That(signatures.Distinct().Count(), Is.EqualTo(3));
     }
 

@@ -12,7 +12,7 @@ internal static class LambdaTestSupport
 
     public static LambdaClient NewClient(LambdaEmulator emulator, RecordedDelays? delays = null, int maxAttempts = 3,
         TimeSpan? timeout = null, AwsCredentials? credentials = null) =>
-        new(new LambdaClientOptions
+        new(new AwsClientOptions
         {
             Endpoint = emulator.Endpoint,
             Region = emulator.Options.Region,
@@ -104,7 +104,7 @@ internal sealed class StubHandler(Func<HttpRequestMessage, HttpResponseMessage> 
     }
 
     public static LambdaClient Client(StubHandler handler, int maxAttempts = 1) =>
-        new(new LambdaClientOptions
+        new(new AwsClientOptions
         {
             Endpoint = new Uri("https://lambda.us-east-1.amazonaws.com"),
             Region = "us-east-1",

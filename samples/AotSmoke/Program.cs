@@ -31,24 +31,24 @@ var chain = AwsCredentialsChain.CreateDefault(new AwsConfigOptions
 });
 Check((await chain.GetCredentialsAsync()).AccessKeyId == "AKIDFROMENV", "credentials chain reads the environment");
 
-using var lambda = new LambdaClient(new LambdaClientOptions
+using var lambda = new LambdaClient(new AwsClientOptions
 {
     Region = "us-east-1",
     Endpoint = new Uri("http://127.0.0.1:9/"),
     Credentials = credentials,
     HttpHandler = new StubLambda(),
 });
-var answer = await lambda.InvokeAsync("greeter", new Greeting { Name = "aot" }, SmokeJson.Default.Greeting);
+var answer = await lambda.InvokeAsync(LambdaRequest.FromJson("greeter", new Greeting { Name = "aot" }, SmokeJson.Default.Greeting));
 Check(answer.DeserializePayload(SmokeJson.Default.Greeting)?.Name == "hello aot", "invoke with JsonTypeInfo round-trips");
 try
 {
-    await lambda.InvokeAsync("crash", "{}");
+    await lambda.InvokeAsync(new LambdaRequest("crash", "{}"));
     failures.Add("a function error throws");
 }
 catch (LambdaFunctionException e) { Check(e.ErrorType == "Boom" && e.ErrorMessage == "it broke", "function error carries type and message"); }
 
 var requests = Enumerable.Range(0, 50).Select(i => new LambdaRequest("greeter", $$"""{"Name":"{{i}}"}"""));
-var all = await lambda.InvokeAllAsync(requests, new LambdaFanOutOptions { MaxConcurrency = 8 });
+var all = await lambda.InvokeAllAsync(requests, new AwsFanOutOptions { MaxConcurrency = 8 });
 Check(all.Select((r, i) => r.GetPayloadString() == $$"""{"Name":"hello {{i}}"}""").All(ok => ok), "fan-out results in input order");
 
 foreach (var failure in failures) Console.Error.WriteLine("AOT smoke FAILED: " + failure);

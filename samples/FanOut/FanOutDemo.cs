@@ -78,7 +78,7 @@ public static class FanOutDemo
         {
             await using var emulator = await LambdaEmulator.StartAsync(new LambdaEmulatorOptions { EchoUnknownFunctions = true }, cancellationToken);
             var (accessKeyId, secret) = emulator.Options.Credentials.First();
-            using var client = new LambdaClient(new LambdaClientOptions
+            using var client = new LambdaClient(new AwsClientOptions
             {
                 Endpoint = emulator.Endpoint,
                 Region = emulator.Options.Region,
@@ -92,7 +92,7 @@ public static class FanOutDemo
         LambdaClient aws;
         try
         {
-            aws = new LambdaClient(new LambdaClientOptions { Region = options.Region, Endpoint = options.Endpoint, Config = config });
+            aws = new LambdaClient(new AwsClientOptions { Region = options.Region, Endpoint = options.Endpoint, Config = config });
         }
         catch (Exception e) when (e is AwsConfigurationException or ArgumentException)
         {
@@ -114,13 +114,13 @@ public static class FanOutDemo
         var started = System.Diagnostics.Stopwatch.StartNew();
         try
         {
-            var fanOut = new LambdaFanOutOptions { MaxConcurrency = options.Concurrency, Progress = progress };
+            var fanOut = new AwsFanOutOptions { MaxConcurrency = options.Concurrency, Progress = progress };
             await foreach (var outcome in client.InvokeEachAsync(Requests(options), fanOut, cancellationToken))
             {
                 latencies[completed++] = outcome.Elapsed.TotalMilliseconds;
                 if (outcome.Succeeded)
                 {
-                    if (outcome.Index < 5) firstResults[outcome.Index] = $"{outcome.FunctionName} -> {outcome.Response.GetPayloadString()}";
+                    if (outcome.Index < 5) firstResults[outcome.Index] = $"{outcome.Request.FunctionName} -> {outcome.Response.GetPayloadString()}";
                 }
                 else
                 {
@@ -128,7 +128,7 @@ public static class FanOutDemo
                     // Keep the five lowest indices, so that the output does not depend on completion order.
                     if (firstFailures.Count < 5 || outcome.Index < firstFailures.Keys.Last())
                     {
-                        firstFailures[outcome.Index] = $"{outcome.FunctionName}: {outcome.Error.Message}";
+                        firstFailures[outcome.Index] = $"{outcome.Request.FunctionName}: {outcome.Error.Message}";
                         if (firstFailures.Count > 5) firstFailures.Remove(firstFailures.Keys.Last());
                     }
                 }
@@ -177,12 +177,12 @@ public static class FanOutDemo
         count == 0 ? 0 : sorted[Math.Clamp((int)Math.Ceiling(percent / 100.0 * count) - 1, 0, count - 1)];
 
     // Prints a line each time another tenth of the invocations has completed. Reports come from many threads.
-    private sealed class ProgressPrinter(TextWriter output, int total) : IProgress<LambdaFanOutProgress>
+    private sealed class ProgressPrinter(TextWriter output, int total) : IProgress<AwsFanOutProgress>
     {
         private readonly object _gate = new();
         private long _printedTenths;
 
-        public void Report(LambdaFanOutProgress value)
+        public void Report(AwsFanOutProgress value)
         {
             long tenths = value.Completed * 10 / Math.Max(total, 1);
             lock (_gate)

@@ -1,0 +1,1991 @@
+// AwsClient.cs: one send pipeline for any AWS API, and one fan-out engine for many calls at once. BCL only, AOT and
+// trimming safe. Needs SigV4.cs and AwsConfig.cs; LambdaInvoke.cs builds on it.
+//
+//   using var dynamo = new AwsClient(AwsService.DynamoDB, new AwsClientOptions { Region = "us-east-1" });
+//   AwsResponse item = await dynamo.SendAsync(AwsRequest.AwsJson("DynamoDB_20120810.GetItem", """{"TableName":"t","Key":{...}}"""));
+//   IReadOnlyList<AwsResponse> all = await dynamo.SendAllAsync(requests, new AwsFanOutOptions { MaxConcurrency = 64 });
+//
+// A request passes through the pipeline once per attempt: credentials, the rate limiter (adaptive mode), the fan-out's
+// concurrency limiter, signing, sending, reading the answer (capped), classifying it. Retries, the retry quota and
+// clock-skew correction decide between attempts. Error answers of every AWS protocol are read into one exception,
+// AwsServiceException. The file reads top-down: the values a caller sees, the exceptions, the client, the attempt,
+// error reading, retry policy, the limiters, the fan-out engine, settings. Every type compiles as internal too.
+#nullable enable
+
+using System;
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
+using System.IO;
+using System.Net;
+using System.Net.Http;
+using System.Net.Http.Headers;
+using System.Runtime.CompilerServices;
+using System.Runtime.ExceptionServices;
+using System.Text;
+using System.Threading;
+using System.Threading.Channels;
+using System.Threading.Tasks;
+using System.Xml;
+
+namespace SigV4Lite;
+
+/// <summary>How failed calls are retried (<c>AWS_RETRY_MODE</c>, the profile's <c>retry_mode</c>).</summary>
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+enum AwsRetryMode
+{
+    /// <summary>The AWS SDKs' standard mode: throttling and transient errors retried with full-jitter exponential
+    /// backoff (capped at 20 s) and a retry quota per client. <c>legacy</c> in the configuration reads as this.</summary>
+    Standard,
+    /// <summary>Standard mode plus the SDKs' client-side rate limiter: once the service throttles, every attempt waits
+    /// for a token from a bucket whose rate drops to 0.7x on each throttle and grows back along a cubic curve.</summary>
+    Adaptive,
+}
+
+/// <summary>The wire protocol of an AWS service: how its errors are written, and which answers are errors.</summary>
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+enum AwsProtocol
+{
+    /// <summary>JSON over <c>POST /</c> with <c>X-Amz-Target</c>, version 1.0 (DynamoDB, SQS).</summary>
+    AwsJson1_0,
+    /// <summary>JSON over <c>POST /</c> with <c>X-Amz-Target</c>, version 1.1 (Kinesis, KMS, CloudWatch Logs).</summary>
+    AwsJson1_1,
+    /// <summary>REST paths with JSON bodies (Lambda, API Gateway, Bedrock runtime).</summary>
+    RestJson1,
+    /// <summary>REST paths with XML bodies (S3, CloudFront, Route 53).</summary>
+    RestXml,
+    /// <summary>Form posts answered with XML (STS, SNS, IAM).</summary>
+    AwsQuery,
+    /// <summary>EC2's form posts answered with XML.</summary>
+    Ec2Query,
+}
+
+/// <summary>
+/// An AWS service as the pipeline needs it: its service id (which names its endpoint settings), its signing name, its
+/// endpoint prefix and its protocol. Common ones are ready made (<see cref="Lambda"/>, <see cref="DynamoDB"/>, ...).
+/// </summary>
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class AwsService
+{
+    /// <summary>Describes a service.</summary>
+    /// <param name="serviceId">The service id of its model, such as <c>DynamoDB</c> or <c>Secrets Manager</c>: it names
+    /// <c>AWS_ENDPOINT_URL_&lt;SERVICE_ID&gt;</c> and the config files' <c>services</c> key.</param>
+    /// <param name="signingName">The SigV4 signing name, such as <c>dynamodb</c> or <c>secretsmanager</c>.</param>
+    /// <param name="protocol">How it writes errors.</param>
+    /// <param name="endpointPrefix">The host's first label, such as <c>dynamodb</c>; null for the signing name.</param>
+    /// <exception cref="ArgumentException">A name is empty or has characters a host name or signing name cannot hold.</exception>
+    public AwsService(string serviceId, string signingName, AwsProtocol protocol, string? endpointPrefix = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(serviceId);
+        ArgumentException.ThrowIfNullOrWhiteSpace(signingName);
+        if (!IsDnsLabel(signingName))
+            throw new ArgumentException($"The signing name '{signingName}' must be lowercase letters, digits and hyphens, such as dynamodb.", nameof(signingName));
+        endpointPrefix ??= signingName;
+        if (!IsDnsLabel(endpointPrefix))
+            throw new ArgumentException($"The endpoint prefix '{endpointPrefix}' must be lowercase letters, digits and hyphens, such as dynamodb.", nameof(endpointPrefix));
+        if (!Enum.IsDefined(protocol))
+            throw new ArgumentOutOfRangeException(nameof(protocol), protocol, "Give one of the AwsProtocol values.");
+        ServiceId = serviceId.Trim();
+        SigningName = signingName;
+        EndpointPrefix = endpointPrefix;
+        Protocol = protocol;
+    }
+
+    /// <summary>AWS Lambda (restJson1).</summary>
+    public static AwsService Lambda { get; } = new("Lambda", "lambda", AwsProtocol.RestJson1) { DefaultTimeout = TimeSpan.FromMinutes(16) };
+    /// <summary>Amazon DynamoDB (awsJson1_0).</summary>
+    public static AwsService DynamoDB { get; } = new("DynamoDB", "dynamodb", AwsProtocol.AwsJson1_0);
+    /// <summary>Amazon SQS (awsJson1_0, with its legacy query error codes).</summary>
+    public static AwsService Sqs { get; } = new("SQS", "sqs", AwsProtocol.AwsJson1_0);
+    /// <summary>AWS STS (awsQuery).</summary>
+    public static AwsService Sts { get; } = new("STS", "sts", AwsProtocol.AwsQuery);
+    /// <summary>Amazon S3 (restXml). Paths are the key encoded once, as S3 signs them.</summary>
+    public static AwsService S3 { get; } = new("S3", "s3", AwsProtocol.RestXml);
+
+    /// <summary>The service id, such as <c>DynamoDB</c>.</summary>
+    public string ServiceId { get; }
+    /// <summary>The signing name, such as <c>dynamodb</c>.</summary>
+    public string SigningName { get; }
+    /// <summary>The endpoint prefix, such as <c>dynamodb</c>.</summary>
+    public string EndpointPrefix { get; }
+    /// <summary>The protocol.</summary>
+    public AwsProtocol Protocol { get; }
+
+    // How long one attempt may take unless the options say otherwise: Lambda's synchronous invocations run 15 minutes.
+    internal TimeSpan DefaultTimeout { get; init; } = TimeSpan.FromSeconds(100);
+
+    /// <summary>The service id.</summary>
+    public override string ToString() => ServiceId;
+
+    private static bool IsDnsLabel(string value)
+    {
+        if (value.Length is 0 or > 63 || value[0] == '-' || value[^1] == '-') return false;
+        foreach (char c in value)
+            if (!(c is >= 'a' and <= 'z' or >= '0' and <= '9' or '-')) return false;
+        return true;
+    }
+}
+
+/// <summary>Settings of an <see cref="AwsClient"/> (and of a <c>LambdaClient</c>). Every property is optional.</summary>
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class AwsClientOptions
+{
+    /// <summary>The region, such as <c>us-east-1</c>. Null resolves it as the AWS SDKs do: <c>AWS_REGION</c>, then
+    /// <c>AWS_DEFAULT_REGION</c>, then the profile's <c>region</c>; the client cannot be made without one.</summary>
+    public string? Region { get; init; }
+
+    /// <summary>A custom endpoint (an emulator, a VPC endpoint): an absolute http or https URL without a query; its path,
+    /// if any, prefixes every request's. Null resolves it as the AWS SDKs do: <c>AWS_ENDPOINT_URL_&lt;SERVICE_ID&gt;</c>,
+    /// <c>AWS_ENDPOINT_URL</c>, the profile's <c>services</c> section and <c>endpoint_url</c>; else the region's endpoint.</summary>
+    public Uri? Endpoint { get; init; }
+
+    /// <summary>Use the FIPS endpoint (<c>{prefix}-fips.{region}...</c>); ignored with a custom endpoint. Null reads
+    /// <c>AWS_USE_FIPS_ENDPOINT</c>, then the profile's <c>use_fips_endpoint</c>; off when neither is set.</summary>
+    public bool? UseFips { get; init; }
+
+    /// <summary>Use the dual-stack (IPv4 and IPv6) endpoint; ignored with a custom endpoint. Null reads
+    /// <c>AWS_USE_DUALSTACK_ENDPOINT</c>, then the profile's <c>use_dualstack_endpoint</c>; off when neither is set.</summary>
+    public bool? UseDualStack { get; init; }
+
+    /// <summary>Where credentials come from. Null uses the AWS SDKs' default chain (<see cref="AwsCredentialsChain.CreateDefault"/>),
+    /// first read by the first call, on this client's <see cref="Clock"/>.</summary>
+    public IAwsCredentialsProvider? Credentials { get; init; }
+
+    /// <summary>Where the settings left null are looked for: environment variables, profile, home directory. Null for the
+    /// real ones.</summary>
+    public AwsConfigOptions? Config { get; init; }
+
+    /// <summary>An HttpClient to send with (from IHttpClientFactory, say). Its own <see cref="HttpClient.Timeout"/> still
+    /// applies. Null uses one pooled HttpClient shared by the process: it follows no redirect and keeps idle connections
+    /// alive with TCP keep-alive probes, so that a 15-minute call survives a NAT gateway.</summary>
+    public HttpClient? HttpClient { get; init; }
+
+    /// <summary>A handler to send with, when <see cref="HttpClient"/> is null. The client does not dispose it.</summary>
+    public HttpMessageHandler? HttpHandler { get; init; }
+
+    /// <summary>Standard or adaptive retries. Null reads <c>AWS_RETRY_MODE</c>, then the profile's <c>retry_mode</c>;
+    /// standard when neither is set.</summary>
+    public AwsRetryMode? RetryMode { get; init; }
+
+    /// <summary>Attempts per call, the first included; 1 turns retries off. Null reads <c>AWS_MAX_ATTEMPTS</c>, then the
+    /// profile's <c>max_attempts</c>; 3 when neither is set.</summary>
+    public int? MaxAttempts { get; init; }
+
+    /// <summary>The base of the backoff: the delay before retry i is random below min(base * 2^(i-1), 20 s). 1 second by default.</summary>
+    public TimeSpan RetryBaseDelay { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long one attempt may take (sending, the service's work, reading the answer) before it fails with an
+    /// <see cref="AwsTimeoutException"/>. Null: 16 minutes for Lambda (its longest run is 15), 100 seconds for other
+    /// services. <see cref="System.Threading.Timeout.InfiniteTimeSpan"/>, or anything over 49 days, means no limit.</summary>
+    public TimeSpan? Timeout { get; init; }
+
+    /// <summary>The largest answer read, in bytes: a longer one fails with an <see cref="AwsResponseTooLargeException"/>
+    /// before it is buffered. Null: 64 MiB (Lambda's client sets its own, from Lambda's payload limits).</summary>
+    public long? MaxResponseSize { get; init; }
+
+    /// <summary>The clock for signing, retry delays, timeouts and credential refreshes (the default chain's too). Null
+    /// uses <see cref="AwsConfigOptions.Clock"/> of <see cref="Config"/>, else <see cref="TimeProvider.System"/>.</summary>
+    public TimeProvider? Clock { get; init; }
+}
+
+/// <summary>
+/// One AWS API request, in any protocol: method, path and query as sent (percent-encoded), headers and body. The
+/// pipeline adds the host, date, token and signature. Helpers build the common shapes: <see cref="AwsJson(string, string, string)"/>,
+/// <see cref="AwsQuery"/>; REST requests use the constructor. An instance can be sent any number of times.
+/// </summary>
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class AwsRequest
+{
+    /// <summary>Creates a request.</summary>
+    /// <param name="method">The HTTP method.</param>
+    /// <param name="path">The path as sent, percent-encoded, starting with <c>/</c>, such as <c>/my-bucket/my%20key</c>.</param>
+    /// <param name="query">The query as sent, percent-encoded, without the <c>?</c>; empty for none.</param>
+    public AwsRequest(HttpMethod method, string path = "/", string query = "")
+    {
+        Method = method ?? throw new ArgumentNullException(nameof(method));
+        Path = path ?? throw new ArgumentNullException(nameof(path));
+        Query = query ?? throw new ArgumentNullException(nameof(query));
+    }
+
+    /// <summary>The HTTP method.</summary>
+    public HttpMethod Method { get; }
+
+    /// <summary>The path as sent, percent-encoded; the endpoint's own path, if any, goes before it.</summary>
+    public string Path { get; }
+
+    /// <summary>The query as sent, percent-encoded, without the <c>?</c>.</summary>
+    public string Query { get; }
+
+    /// <summary>Headers to send and sign (not <c>Host</c>, which the pipeline sets).</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> Headers { get; init; } = Array.Empty<KeyValuePair<string, string>>();
+
+    /// <summary>The body, sent as is.</summary>
+    public ReadOnlyMemory<byte> Body { get; init; }
+
+    /// <summary>The body's <c>Content-Type</c>, sent and signed; null for none.</summary>
+    public string? ContentType { get; init; }
+
+    /// <summary>The operation's name, such as <c>GetItem</c>: shown in errors and decides protocol rules that depend
+    /// on it (S3's CopyObject can fail with HTTP 200).</summary>
+    public string? OperationName { get; init; }
+
+    /// <summary>Overrides <see cref="AwsClientOptions.Timeout"/> for this request: the limit of one attempt.</summary>
+    public TimeSpan? Timeout { get; init; }
+
+    /// <summary>An awsJson request: <c>POST /</c> with <c>X-Amz-Target</c> and <c>application/x-amz-json-{version}</c>.</summary>
+    /// <param name="target">The target, such as <c>DynamoDB_20120810.GetItem</c> or <c>AmazonSQS.SendMessage</c>.</param>
+    /// <param name="json">The body.</param>
+    /// <param name="jsonVersion"><c>1.0</c> (DynamoDB, SQS) or <c>1.1</c> (Kinesis, KMS, Secrets Manager, ...).</param>
+    /// <exception cref="ArgumentException">The target has no <c>.</c>, or the version is not 1.0 or 1.1.</exception>
+    public static AwsRequest AwsJson(string target, ReadOnlyMemory<byte> json, string jsonVersion = "1.0")
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(target);
+        int dot = target.LastIndexOf('.');
+        if (dot <= 0 || dot == target.Length - 1)
+            throw new ArgumentException($"The target '{target}' must be <TargetPrefix>.<Operation>, such as DynamoDB_20120810.GetItem.", nameof(target));
+        if (jsonVersion is not ("1.0" or "1.1"))
+            throw new ArgumentException($"The awsJson version must be 1.0 or 1.1; it was '{jsonVersion}'.", nameof(jsonVersion));
+        return new AwsRequest(HttpMethod.Post)
+        {
+            Headers = [new("X-Amz-Target", target)],
+            ContentType = jsonVersion == "1.0" ? "application/x-amz-json-1.0" : "application/x-amz-json-1.1",
+            Body = json,
+            OperationName = target[(dot + 1)..],
+        };
+    }
+
+    /// <summary>An awsJson request with a text body, sent as UTF-8.</summary>
+    /// <inheritdoc cref="AwsJson(string, ReadOnlyMemory{byte}, string)"/>
+    public static AwsRequest AwsJson(string target, string json, string jsonVersion = "1.0") =>
+        AwsJson(target, Encoding.UTF8.GetBytes(json ?? throw new ArgumentNullException(nameof(json))), jsonVersion);
+
+    /// <summary>An awsQuery (or ec2Query) request: <c>POST /</c> with the form <c>Action=...&amp;Version=...&amp;name=value...</c>.</summary>
+    /// <param name="action">The operation, such as <c>GetCallerIdentity</c>.</param>
+    /// <param name="version">The API version, such as <c>2011-06-15</c>.</param>
+    /// <param name="parameters">The other parameters, encoded here; null for none.</param>
+    public static AwsRequest AwsQuery(string action, string version, IEnumerable<KeyValuePair<string, string>>? parameters = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(action);
+        ArgumentException.ThrowIfNullOrWhiteSpace(version);
+        var form = new StringBuilder("Action=").Append(Uri.EscapeDataString(action)).Append("&Version=").Append(Uri.EscapeDataString(version));
+        if (parameters is not null)
+            foreach (var (name, value) in parameters)
+                form.Append('&').Append(Uri.EscapeDataString(name)).Append('=').Append(Uri.EscapeDataString(value ?? ""));
+        return new AwsRequest(HttpMethod.Post)
+        {
+            ContentType = "application/x-www-form-urlencoded; charset=utf-8",
+            Body = Encoding.UTF8.GetBytes(form.ToString()),
+            OperationName = action,
+        };
+    }
+
+    /// <summary>Shows the method, path, operation and body size.</summary>
+    public override string ToString() =>
+        $"AwsRequest {{ {Method} {Path}{(Query.Length == 0 ? "" : "?" + Query)}, OperationName = {OperationName}, Body = {Body.Length} bytes }}";
+}
+
+/// <summary>A successful answer: status, headers and body. Can be built for unit tests.</summary>
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class AwsResponse
+{
+    private readonly HttpHeaders? _headers;
+    private readonly HttpHeaders? _contentHeaders;
+    private readonly IReadOnlyList<KeyValuePair<string, string>>? _headerList;
+
+    /// <summary>Creates a response (for tests and fakes).</summary>
+    /// <param name="statusCode">The HTTP status.</param>
+    /// <param name="body">The body.</param>
+    /// <param name="headers">The headers; null for none.</param>
+    public AwsResponse(HttpStatusCode statusCode, ReadOnlyMemory<byte> body, IReadOnlyList<KeyValuePair<string, string>>? headers = null)
+    {
+        StatusCode = statusCode;
+        Body = body;
+        _headerList = headers ?? Array.Empty<KeyValuePair<string, string>>();
+    }
+
+    // The headers of the HttpResponseMessage stay readable after it is disposed: no copy.
+    internal AwsResponse(HttpStatusCode statusCode, ReadOnlyMemory<byte> body, HttpHeaders headers, HttpHeaders? contentHeaders)
+    {
+        StatusCode = statusCode;
+        Body = body;
+        _headers = headers;
+        _contentHeaders = contentHeaders;
+    }
+
+    /// <summary>The HTTP status.</summary>
+    public HttpStatusCode StatusCode { get; }
+
+    /// <summary>The body, as sent.</summary>
+    public ReadOnlyMemory<byte> Body { get; }
+
+    /// <summary>The request id (<c>x-amzn-RequestId</c>, or S3's <c>x-amz-request-id</c>), for AWS support.</summary>
+    public string? RequestId => GetHeader("x-amzn-RequestId") ?? GetHeader("x-amz-request-id");
+
+    /// <summary>A header's value (several joined with <c>, </c>), content headers included; null when absent.</summary>
+    public string? GetHeader(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        if (_headerList is not null)
+        {
+            foreach (var (key, value) in _headerList)
+                if (key.Equals(name, StringComparison.OrdinalIgnoreCase)) return value;
+            return null;
+        }
+        if (_headers!.NonValidated.TryGetValues(name, out var values)) return values.ToString();
+        return _contentHeaders is not null && _contentHeaders.NonValidated.TryGetValues(name, out values) ? values.ToString() : null;
+    }
+
+    /// <summary>The body as UTF-8 text.</summary>
+    public string GetBodyString() => Encoding.UTF8.GetString(Body.Span);
+
+    /// <summary>Shows the status, request id and body size.</summary>
+    public override string ToString() => $"AwsResponse {{ StatusCode = {(int)StatusCode}, RequestId = {RequestId}, Body = {Body.Length} bytes }}";
+}
+
+/// <summary>Who AWS says is at fault for an error (the SDKs' <c>ErrorType</c>).</summary>
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+enum AwsErrorType
+{
+    /// <summary>Not said.</summary>
+    Unknown,
+    /// <summary>The request was wrong (a client error, HTTP 4xx).</summary>
+    Sender,
+    /// <summary>The service failed (HTTP 5xx).</summary>
+    Receiver,
+}
+
+/// <summary>
+/// The service answered with an error, after any retries: <see cref="ErrorCode"/> names it as AWS does
+/// (<c>ResourceNotFoundException</c>, <c>NoSuchKey</c>, <c>AWS.SimpleQueueService.NonExistentQueue</c>, ...), whatever the
+/// protocol wrote it in (awsJson, restJson, awsQuery and ec2Query XML, S3's XML, a bodiless HEAD answer, SQS's
+/// <c>x-amzn-query-error</c>). An answer without a body is named from its status (<c>ServiceUnavailable</c>).
+/// </summary>
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+class AwsServiceException : AwsException
+{
+    /// <summary>Creates the exception (for tests and fakes; the pipeline fills every property).</summary>
+    public AwsServiceException(string serviceName, string errorCode, string errorMessage, HttpStatusCode statusCode, Exception? innerException = null)
+        : base(errorMessage, innerException)
+    {
+        ServiceName = serviceName ?? throw new ArgumentNullException(nameof(serviceName));
+        ErrorCode = errorCode ?? throw new ArgumentNullException(nameof(errorCode));
+        ErrorMessage = errorMessage ?? throw new ArgumentNullException(nameof(errorMessage));
+        StatusCode = statusCode;
+    }
+
+    /// <summary>The service id, such as <c>DynamoDB</c>.</summary>
+    public string ServiceName { get; }
+
+    /// <summary>The operation, when the request named it.</summary>
+    public string? OperationName { get; init; }
+
+    /// <summary>The error code, such as <c>ResourceNotFoundException</c> (without AWS's <c>prefix#</c> or <c>:suffix</c>).</summary>
+    public string ErrorCode { get; }
+
+    /// <summary>The service's own message.</summary>
+    public string ErrorMessage { get; }
+
+    /// <summary>The HTTP status.</summary>
+    public HttpStatusCode StatusCode { get; }
+
+    /// <summary>Who is at fault, when the answer says (<c>Type</c> in XML errors, the fault in <c>x-amzn-query-error</c>),
+    /// else from the status.</summary>
+    public AwsErrorType ErrorType { get; init; }
+
+    /// <summary>The request id, for AWS support.</summary>
+    public string? RequestId { get; init; }
+
+    /// <summary>S3's extended request id (<c>x-amz-id-2</c>, <c>HostId</c>), for AWS support.</summary>
+    public string? ExtendedRequestId { get; init; }
+
+    /// <summary>The service's reason, when it gives one (Lambda's throttling <c>Reason</c>, such as
+    /// <c>ConcurrentInvocationLimitExceeded</c>).</summary>
+    public string? Reason { get; init; }
+
+    /// <summary>The <c>Retry-After</c> the service asked for, if any.</summary>
+    public TimeSpan? RetryAfter { get; init; }
+
+    /// <summary>How many attempts were made, this one included.</summary>
+    public int Attempts { get; init; } = 1;
+
+    /// <summary>Whether this is throttling (HTTP 429 or a throttling error code): the service did no work; a later retry is safe.</summary>
+    public bool IsThrottling => StatusCode == HttpStatusCode.TooManyRequests || AwsErrors.IsThrottlingCode(ErrorCode);
+
+    // The server's Date, for clock-skew correction.
+    internal DateTimeOffset? ServerDate { get; init; }
+
+    /// <summary>What failed, with the code, the service's message, the reason, the request id and the attempts.</summary>
+    public override string Message =>
+        $"{ServiceName}{(OperationName is null ? "" : " " + OperationName)} answered {(int)StatusCode} {ErrorCode}: {ErrorMessage}" +
+        (Reason is null ? "" : $" (reason: {Reason})") +
+        (RequestId is null ? "" : $" (request id {RequestId})") +
+        (Attempts > 1 ? $" after {Attempts} attempts" : "");
+}
+
+/// <summary>An attempt took longer than its timeout (<see cref="AwsRequest.Timeout"/>, <see cref="AwsClientOptions.Timeout"/>
+/// or the HttpClient's own) and no retry was left. A cancellation by the caller is an <see cref="OperationCanceledException"/> instead.</summary>
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class AwsTimeoutException : AwsException
+{
+    /// <summary>Creates the exception.</summary>
+    public AwsTimeoutException(string serviceName, string? operationName, TimeSpan timeout, int attempts, Exception? innerException = null)
+        : base($"{serviceName}{(operationName is null ? "" : " " + operationName)} timed out: an attempt took longer than {timeout} " +
+               $"(set the request's or the client's Timeout for longer calls){(attempts > 1 ? $"; {attempts} attempts made" : "")}.", innerException)
+    {
+        ServiceName = serviceName;
+        OperationName = operationName;
+        Timeout = timeout;
+        Attempts = attempts;
+    }
+
+    /// <summary>The service id.</summary>
+    public string ServiceName { get; }
+    /// <summary>The operation, when the request named it.</summary>
+    public string? OperationName { get; }
+    /// <summary>The timeout of one attempt.</summary>
+    public TimeSpan Timeout { get; }
+    /// <summary>How many attempts were made.</summary>
+    public int Attempts { get; }
+}
+
+/// <summary>The connection failed, or the answer was cut short, on every attempt. <see cref="Exception.InnerException"/>
+/// is the last <see cref="HttpRequestException"/> or <see cref="IOException"/>.</summary>
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class AwsConnectionException : AwsException
+{
+    /// <summary>Creates the exception.</summary>
+    public AwsConnectionException(string serviceName, string? operationName, Uri endpoint, int attempts, Exception innerException)
+        : base($"{serviceName}{(operationName is null ? "" : " " + operationName)} could not be reached at {AwsErrors.Redact(endpoint)}: " +
+               $"{innerException?.Message}{(attempts > 1 ? $" ({attempts} attempts made)" : "")}", innerException)
+    {
+        ServiceName = serviceName;
+        OperationName = operationName;
+        Attempts = attempts;
+    }
+
+    /// <summary>The service id.</summary>
+    public string ServiceName { get; }
+    /// <summary>The operation, when the request named it.</summary>
+    public string? OperationName { get; }
+    /// <summary>How many attempts were made.</summary>
+    public int Attempts { get; }
+}
+
+/// <summary>The answer was longer than <see cref="AwsClientOptions.MaxResponseSize"/> (declared or as it arrived); it
+/// was not read further. Not retried.</summary>
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class AwsResponseTooLargeException : AwsException
+{
+    /// <summary>Creates the exception.</summary>
+    public AwsResponseTooLargeException(string serviceName, long limit, long? declaredLength)
+        : base($"{serviceName} answered with more than {limit} bytes" +
+               (declaredLength is { } declared ? $" (it declared {declared})" : "") +
+               "; the answer was not read. Raise AwsClientOptions.MaxResponseSize if answers this large are expected.")
+    {
+        ServiceName = serviceName;
+        Limit = limit;
+    }
+
+    /// <summary>The service id.</summary>
+    public string ServiceName { get; }
+    /// <summary>The limit, in bytes.</summary>
+    public long Limit { get; }
+}
+
+/// <summary>Settings of a fan-out.</summary>
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class AwsFanOutOptions
+{
+    internal static readonly AwsFanOutOptions Default = new();
+
+    /// <summary>The most calls in flight at once, never exceeded; also the most requests read ahead of the results
+    /// consumed. 16 by default.</summary>
+    public int MaxConcurrency { get; init; } = 16;
+
+    /// <summary>Whether the fan-out lowers its concurrency when the service says too many calls run at once (Lambda's
+    /// 429 <c>ConcurrentInvocationLimitExceeded</c>) and raises it again, never above <see cref="MaxConcurrency"/>, as
+    /// calls succeed. On by default; off keeps exactly <see cref="MaxConcurrency"/> in flight and leaves throttles to
+    /// the retries.</summary>
+    public bool AdaptiveConcurrency { get; init; } = true;
+
+    /// <summary>Told after each call completes (from the thread that completed it), and once at the end.</summary>
+    public IProgress<AwsFanOutProgress>? Progress { get; init; }
+}
+
+/// <summary>Where a fan-out stands.</summary>
+/// <param name="Completed">Calls finished, failed ones included.</param>
+/// <param name="Failed">Calls that failed.</param>
+/// <param name="InFlight">Calls started and not yet finished.</param>
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+readonly record struct AwsFanOutProgress(long Completed, long Failed, int InFlight);
+
+/// <summary>The outcome of one request of a fan-out: its response, or the exception it failed with. Can be built for tests.</summary>
+/// <typeparam name="TRequest">The request type.</typeparam>
+/// <typeparam name="TResponse">The response type.</typeparam>
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+readonly struct AwsOutcome<TRequest, TResponse>
+{
+    /// <summary>A success.</summary>
+    public AwsOutcome(long index, TRequest request, TResponse response, TimeSpan elapsed)
+    {
+        Index = index;
+        Request = request;
+        Response = response;
+        Elapsed = elapsed;
+    }
+
+    /// <summary>A failure.</summary>
+    public AwsOutcome(long index, TRequest request, Exception error, TimeSpan elapsed)
+    {
+        Index = index;
+        Request = request;
+        Error = error ?? throw new ArgumentNullException(nameof(error));
+        Elapsed = elapsed;
+    }
+
+    /// <summary>The request's position in the input, from 0.</summary>
+    public long Index { get; }
+
+    /// <summary>The request.</summary>
+    public TRequest Request { get; }
+
+    /// <summary>The response; default when the call failed.</summary>
+    public TResponse? Response { get; }
+
+    /// <summary>Why it failed (an <see cref="AwsException"/>); null when it succeeded.</summary>
+    public Exception? Error { get; }
+
+    /// <summary>How long the call took, retries included.</summary>
+    public TimeSpan Elapsed { get; }
+
+    /// <summary>Whether the call succeeded.</summary>
+    [MemberNotNullWhen(true, nameof(Response))]
+    [MemberNotNullWhen(false, nameof(Error))]
+    public bool Succeeded => Error is null;
+
+    /// <summary>Returns the response, or throws the exception the call failed with.</summary>
+    public TResponse GetResponseOrThrow()
+    {
+        if (Error is not null) ExceptionDispatchInfo.Throw(Error);
+        return Response!;
+    }
+
+    /// <summary>Shows the index, request and result.</summary>
+    public override string ToString() =>
+        $"AwsOutcome {{ Index = {Index}, Request = {Request}, {(Error is null ? "Succeeded" : "Failed: " + Error.GetType().Name)} }}";
+}
+
+/// <summary>
+/// Calls one AWS service: any request, in any protocol (<see cref="SendAsync"/>), or many concurrently
+/// (<see cref="SendAllAsync(IEnumerable{AwsRequest}, AwsFanOutOptions?, CancellationToken)"/>,
+/// <see cref="SendAllSettledAsync(IEnumerable{AwsRequest}, AwsFanOutOptions?, CancellationToken)"/>,
+/// <see cref="SendEachAsync(IEnumerable{AwsRequest}, AwsFanOutOptions?, CancellationToken)"/>). The endpoint, region and
+/// credentials are resolved as the AWS SDKs do; every attempt is signed afresh; throttling and transient failures are
+/// retried (standard or adaptive mode); error answers are <see cref="AwsServiceException"/>s. Every failure is an
+/// <see cref="AwsException"/>; an <see cref="OperationCanceledException"/> means the caller's token was cancelled.
+/// Thread-safe: make one per service and share it.
+/// </summary>
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+sealed class AwsClient : IDisposable
+{
+    internal const long DefaultMaxResponseSize = 64L * 1024 * 1024;
+
+    private readonly HttpClient _http;
+    private readonly bool _ownsHttp;
+    private readonly IAwsCredentialsProvider? _credentials; // null: requests go unsigned
+    private readonly SigV4Options _signing;
+    private readonly TimeProvider _clock;
+    private readonly TimeSpan _timeout;
+    private readonly long _maxResponseSize;
+    private readonly string _origin;     // scheme://host[:port]
+    private readonly string _basePath;   // the endpoint's own path, without its last '/'
+    private readonly string _host;       // the Host header HttpClient sends
+    private readonly RetryPolicy _retry;
+    private readonly AttemptTimeouts _timeouts;
+
+    /// <summary>Creates a client for a service. The region, endpoint and retry settings are resolved now (reading the
+    /// environment and the shared config files for those not given); no credentials are read and nothing is sent
+    /// until the first call.</summary>
+    /// <param name="service">The service, such as <see cref="AwsService.DynamoDB"/>.</param>
+    /// <param name="options">The settings; null for the defaults.</param>
+    /// <exception cref="ArgumentException">A setting given in code is malformed (the region, the endpoint).</exception>
+    /// <exception cref="ArgumentOutOfRangeException">MaxAttempts, RetryBaseDelay, Timeout or MaxResponseSize is out of range.</exception>
+    /// <exception cref="AwsConfigurationException">No region is set anywhere, or the configuration holds a malformed
+    /// setting (the message says where).</exception>
+    public AwsClient(AwsService service, AwsClientOptions? options = null)
+        : this(service ?? throw new ArgumentNullException(nameof(service)), options ?? new AwsClientOptions(), signed: true)
+    {
+    }
+
+    internal AwsClient(AwsService service, AwsClientOptions options, bool signed, long? defaultMaxResponseSize = null)
+    {
+        Service = service;
+        var settings = AwsClientSettings.Resolve(service, options);
+        Region = settings.Region;
+        Endpoint = settings.Endpoint;
+        _clock = settings.Clock;
+        _timeout = options.Timeout ?? service.DefaultTimeout;
+        _maxResponseSize = options.MaxResponseSize ?? defaultMaxResponseSize ?? DefaultMaxResponseSize;
+        _origin = Endpoint.GetLeftPart(UriPartial.Authority);
+        _basePath = Endpoint.AbsolutePath.TrimEnd('/');
+        _host = SigV4.HostHeader(Endpoint);
+        _signing = new SigV4Options(service.SigningName, Region);
+        _credentials = signed ? options.Credentials ?? AwsCredentialsChain.ForContext(settings.Context) : null;
+        _retry = new RetryPolicy(settings.RetryMode, settings.MaxAttempts, options.RetryBaseDelay, _clock);
+        _timeouts = new AttemptTimeouts(_clock);
+        if (options.HttpClient is not null) _http = options.HttpClient;
+        else if (options.HttpHandler is not null) { _http = new HttpClient(options.HttpHandler, disposeHandler: false) { Timeout = System.Threading.Timeout.InfiniteTimeSpan }; _ownsHttp = true; }
+        else _http = AwsHttp.Proxied;
+    }
+
+    /// <summary>The service.</summary>
+    public AwsService Service { get; }
+
+    /// <summary>The region requests are signed for.</summary>
+    public string Region { get; }
+
+    /// <summary>The endpoint requests go to.</summary>
+    public Uri Endpoint { get; }
+
+    /// <summary>Standard or adaptive retries, as resolved.</summary>
+    public AwsRetryMode RetryMode => _retry.Mode;
+
+    /// <summary>Attempts per call, as resolved.</summary>
+    public int MaxAttempts => _retry.MaxAttempts;
+
+    internal TimeProvider Clock => _clock;
+    internal RetryPolicy Retry => _retry;
+
+    /// <summary>Disposes the HttpClient the client made over <see cref="AwsClientOptions.HttpHandler"/>; nothing else.</summary>
+    public void Dispose()
+    {
+        if (_ownsHttp) _http.Dispose();
+    }
+
+    /// <summary>Sends a request: signed, retried as the retry mode says, its answer read whole.</summary>
+    /// <param name="request">The request.</param>
+    /// <param name="cancellationToken">Cancels the call (an <see cref="OperationCanceledException"/>, never retried).</param>
+    /// <returns>The answer, when its status is 2xx (and, for S3's CopyObject, UploadPartCopy and CompleteMultipartUpload,
+    /// its body is not an error).</returns>
+    /// <exception cref="AwsServiceException">The service answered with an error, after any retries.</exception>
+    /// <exception cref="AwsTimeoutException">The last attempt timed out.</exception>
+    /// <exception cref="AwsConnectionException">The connection failed on every attempt.</exception>
+    /// <exception cref="AwsResponseTooLargeException">The answer was longer than <see cref="AwsClientOptions.MaxResponseSize"/>.</exception>
+    /// <exception cref="AwsCredentialsException">No credentials could be had.</exception>
+    /// <exception cref="ArgumentException">The request is malformed (its path, query or headers); nothing was sent.</exception>
+    public Task<AwsResponse> SendAsync(AwsRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        return SendCoreAsync(request, null, cancellationToken);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // One call: attempts until one succeeds, one fails for good, or the retries run out.
+    // ---------------------------------------------------------------------------------------------------------
+
+    internal async Task<AwsResponse> SendCoreAsync(AwsRequest request, FanOutContext? fanOut, CancellationToken cancellationToken)
+    {
+        var prepared = Prepare(request);
+        var call = new CallState();
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var credentials = _credentials is null ? null : await _credentials.GetCredentialsAsync(cancellationToken).ConfigureAwait(false);
+            await _retry.BeforeAttemptAsync(cancellationToken).ConfigureAwait(false);
+            long successesBefore = fanOut?.Successes ?? 0;
+            var limiter = fanOut?.Limiter;
+            int startedAt = limiter is null ? 0 : await limiter.AcquireAsync(cancellationToken).ConfigureAwait(false);
+            call.Attempts++;
+            var attempt = await AttemptAsync(prepared, credentials, call.Attempts, cancellationToken).ConfigureAwait(false);
+            bool throttled = attempt.Failure is AwsServiceException { IsThrottling: true };
+            limiter?.Release(startedAt, throttled && AwsErrors.IsConcurrencyThrottle((AwsServiceException)attempt.Failure!), attempt.Response is not null);
+            _retry.AfterAttempt(throttled);
+            if (attempt.Response is { } response)
+            {
+                _retry.OnSuccess(call.TokensTaken);
+                if (fanOut is not null) fanOut.OnSuccess();
+                return response;
+            }
+            var delay = DecideRetry(attempt, call, fanOut is not null && fanOut.Successes > successesBefore);
+            if (delay is not { } wait) ExceptionDispatchInfo.Throw(attempt.Failure!);
+            else if (wait > TimeSpan.Zero) await Task.Delay(wait, _clock, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    // What one call has spent on retries.
+    private sealed class CallState
+    {
+        public int Attempts;         // made, every one counted
+        public int CountedAttempts;  // those that count toward MaxAttempts
+        public int TokensTaken;      // from the retry quota
+        public bool SkewCorrected;
+    }
+
+    // Null: no retry (the failure is final). Else how long to wait before the next attempt.
+    private TimeSpan? DecideRetry(in Attempt attempt, CallState call, bool fanOutProgressed)
+    {
+        var failure = attempt.Failure!;
+        call.CountedAttempts++;
+        if (failure is AwsServiceException error)
+        {
+            if (!call.SkewCorrected && _retry.TryCorrectClockSkew(error, attempt.SignedOffset))
+            {
+                // Judged by a clock that differs from the one it was signed with: sign again with the corrected time, once per call.
+                call.SkewCorrected = true;
+                call.CountedAttempts--;
+                return TimeSpan.Zero;
+            }
+            // A throttled call did no work: while the fan-out it belongs to makes progress, it is sent again without
+            // spending an attempt or the quota, so that a 0.1% chance of being throttled three times fails nothing.
+            if (error.IsThrottling && fanOutProgressed && call.Attempts < RetryPolicy.MaxThrottledAttemptsInFanOut)
+            {
+                call.CountedAttempts--;
+                return _retry.Backoff(call.Attempts);
+            }
+        }
+        if (!RetryPolicy.IsRetryable(failure) || call.CountedAttempts >= _retry.MaxAttempts) return null;
+        int cost = failure is AwsTimeoutException ? RetryPolicy.TimeoutRetryCost : RetryPolicy.RetryCost;
+        if (!_retry.TryTakeRetryTokens(cost)) return null;
+        call.TokensTaken += cost;
+        return _retry.Backoff(call.CountedAttempts);
+    }
+
+    // What stays the same across attempts: the URI, the signed headers and the payload hash.
+    private sealed class PreparedRequest
+    {
+        public required AwsRequest Request { get; init; }
+        public required Uri Uri { get; init; }
+        public required string Path { get; init; }
+        public required KeyValuePair<string, string>[] SignedHeaders { get; init; } // Host first
+        public required string PayloadHash { get; init; }
+        public required TimeSpan Timeout { get; init; }
+    }
+
+    private PreparedRequest Prepare(AwsRequest request)
+    {
+        RequestRules.CheckPath(request.Path);
+        RequestRules.CheckQuery(request.Query);
+        if (request.Timeout is { } timeout) AttemptTimeouts.Validate(timeout, nameof(request));
+        string path = _basePath.Length == 0 ? request.Path : _basePath + request.Path;
+        string uri = request.Query.Length == 0 ? _origin + path : string.Concat(_origin, path, "?", request.Query);
+        return new PreparedRequest
+        {
+            Request = request,
+            // Canonicalization off: the URI goes on the wire exactly as given, which is also what is signed.
+            Uri = new Uri(uri, new UriCreationOptions { DangerousDisablePathAndQueryCanonicalization = true }),
+            Path = path,
+            SignedHeaders = RequestRules.HeadersToSign(_host, request),
+            PayloadHash = SigV4.HashPayload(request.Body.Span),
+            Timeout = request.Timeout ?? _timeout,
+        };
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // One attempt: sign, send, read, classify. It never throws for a failure the retries may handle: it returns it.
+    // ---------------------------------------------------------------------------------------------------------
+
+    private readonly record struct Attempt(AwsResponse? Response, Exception? Failure, TimeSpan SignedOffset);
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<Attempt> AttemptAsync(PreparedRequest prepared, AwsCredentials? credentials, int attemptNumber, CancellationToken cancellationToken)
+    {
+        // The attempt's timeout has a token source of its own, so that its expiry is told apart from the caller's cancellation.
+        var timeoutSource = _timeouts.Start(prepared.Timeout, cancellationToken, out var callerRegistration);
+        var token = timeoutSource?.Token ?? cancellationToken;
+        // The offset this attempt is signed with: a skew error is judged against it, not against one learnt since.
+        var signedOffset = _retry.ClockOffset;
+        HttpRequestMessage? request = null;
+        HttpResponseMessage? response = null;
+        try
+        {
+            request = BuildRequest(prepared, credentials, _clock.GetUtcNow() + signedOffset);
+            response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, token).ConfigureAwait(false);
+            var body = await ResponseBody.ReadAsync(response.Content, _maxResponseSize, Service.ServiceId, token).ConfigureAwait(false);
+            var answer = new AwsResponse(response.StatusCode, body, response.Headers, response.Content.Headers);
+            var error = AwsErrors.ReadIfError(Service, prepared.Request.OperationName, answer, response, credentials, _retry.ServerNow(), attemptNumber);
+            return error is null ? new Attempt(answer, null, signedOffset) : new Attempt(null, error, signedOffset);
+        }
+        catch (Exception e) when (e is not AwsException && !cancellationToken.IsCancellationRequested
+            && (timeoutSource?.IsCancellationRequested == true || e is OperationCanceledException))
+        {
+            // Our timeout fired, or the HttpClient's own Timeout did (an OperationCanceledException the caller did not ask for).
+            var limit = timeoutSource?.IsCancellationRequested == true ? prepared.Timeout : _http.Timeout;
+            return new Attempt(null, new AwsTimeoutException(Service.ServiceId, prepared.Request.OperationName, limit, attemptNumber, e), signedOffset);
+        }
+        catch (Exception e) when ((e is HttpRequestException || e is IOException) && !cancellationToken.IsCancellationRequested)
+        {
+            return new Attempt(null, new AwsConnectionException(Service.ServiceId, prepared.Request.OperationName, Endpoint, attemptNumber, e), signedOffset);
+        }
+        finally
+        {
+            response?.Dispose();
+            request?.Dispose();
+            _timeouts.End(timeoutSource, callerRegistration);
+        }
+    }
+
+    private HttpRequestMessage BuildRequest(PreparedRequest prepared, AwsCredentials? credentials, DateTimeOffset time)
+    {
+        var source = prepared.Request;
+        var request = new HttpRequestMessage(source.Method, prepared.Uri);
+        if (source.Body.Length > 0 || source.ContentType is not null || source.Method == HttpMethod.Post || source.Method == HttpMethod.Put)
+            request.Content = new ReadOnlyMemoryContent(source.Body);
+        var headers = prepared.SignedHeaders;
+        for (int i = 1; i < headers.Length; i++) // [0] is Host, which HttpClient writes from the URI
+            if (!request.Headers.TryAddWithoutValidation(headers[i].Key, headers[i].Value))
+                request.Content?.Headers.TryAddWithoutValidation(headers[i].Key, headers[i].Value);
+        if (credentials is null) return request;
+
+        var signature = SigV4.Sign(source.Method.Method, prepared.Path, source.Query, headers, prepared.PayloadHash, time, credentials, _signing);
+        // What SigV4Signature.HeadersToAdd lists (SigV4 only here), without making its list.
+        request.Headers.TryAddWithoutValidation("X-Amz-Date", signature.AmzDate);
+        if (credentials.SessionToken is { } sessionToken) request.Headers.TryAddWithoutValidation("X-Amz-Security-Token", sessionToken);
+        if (_signing.AddContentSha256Header) request.Headers.TryAddWithoutValidation("x-amz-content-sha256", prepared.PayloadHash);
+        request.Headers.TryAddWithoutValidation("Authorization", signature.Authorization);
+        return request;
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Fan-out.
+    // ---------------------------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Sends every request, at most <see cref="AwsFanOutOptions.MaxConcurrency"/> at a time, and returns the responses
+    /// in input order. Fails fast: the first failure cancels the calls in flight, starts no new one, and is thrown
+    /// (like <c>asyncio.gather</c>). A throttled call is sent again while the fan-out makes progress.
+    /// </summary>
+    /// <param name="requests">The requests, read lazily: at most MaxConcurrency ahead of the results.</param>
+    /// <param name="options">Concurrency and progress; null for the defaults.</param>
+    /// <param name="cancellationToken">Cancels every call in flight and stops the run.</param>
+    /// <returns>The responses; element i answers request i.</returns>
+    /// <exception cref="AwsException">The first failure.</exception>
+    public Task<IReadOnlyList<AwsResponse>> SendAllAsync(IEnumerable<AwsRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
+        FanOut.CollectResponsesAsync(FanOut.Run(FanOutInput<AwsRequest>.From(requests), SendInFanOut, options, failFast: true, cancellationToken));
+
+    /// <inheritdoc cref="SendAllAsync(IEnumerable{AwsRequest}, AwsFanOutOptions?, CancellationToken)"/>
+    public Task<IReadOnlyList<AwsResponse>> SendAllAsync(IAsyncEnumerable<AwsRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
+        FanOut.CollectResponsesAsync(FanOut.Run(FanOutInput<AwsRequest>.From(requests), SendInFanOut, options, failFast: true, cancellationToken));
+
+    /// <summary>
+    /// Sends every request, at most <see cref="AwsFanOutOptions.MaxConcurrency"/> at a time, and returns every outcome
+    /// in input order, each a success or a failure: one failure neither stops the others nor throws.
+    /// </summary>
+    /// <param name="requests">The requests, read lazily.</param>
+    /// <param name="options">Concurrency and progress; null for the defaults.</param>
+    /// <param name="cancellationToken">Cancels every call in flight and stops the run (an <see cref="OperationCanceledException"/>).</param>
+    /// <returns>The outcomes; element i is request i's.</returns>
+    public Task<IReadOnlyList<AwsOutcome<AwsRequest, AwsResponse>>> SendAllSettledAsync(IEnumerable<AwsRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
+        FanOut.CollectOutcomesAsync(FanOut.Run(FanOutInput<AwsRequest>.From(requests), SendInFanOut, options, failFast: false, cancellationToken));
+
+    /// <inheritdoc cref="SendAllSettledAsync(IEnumerable{AwsRequest}, AwsFanOutOptions?, CancellationToken)"/>
+    public Task<IReadOnlyList<AwsOutcome<AwsRequest, AwsResponse>>> SendAllSettledAsync(IAsyncEnumerable<AwsRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
+        FanOut.CollectOutcomesAsync(FanOut.Run(FanOutInput<AwsRequest>.From(requests), SendInFanOut, options, failFast: false, cancellationToken));
+
+    /// <summary>
+    /// Sends every request, at most <see cref="AwsFanOutOptions.MaxConcurrency"/> at a time, and yields each outcome as
+    /// it completes, with its input index. Memory stays bounded however many requests there are: a consumer that falls
+    /// behind holds back new calls. Leaving the loop early cancels the calls in flight. Each enumeration is a new run.
+    /// </summary>
+    /// <param name="requests">The requests, read lazily.</param>
+    /// <param name="options">Concurrency and progress; null for the defaults.</param>
+    /// <param name="cancellationToken">Cancels every call in flight and stops the run.</param>
+    public IAsyncEnumerable<AwsOutcome<AwsRequest, AwsResponse>> SendEachAsync(IEnumerable<AwsRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
+        FanOut.Run(FanOutInput<AwsRequest>.From(requests), SendInFanOut, options, failFast: false, cancellationToken);
+
+    /// <inheritdoc cref="SendEachAsync(IEnumerable{AwsRequest}, AwsFanOutOptions?, CancellationToken)"/>
+    public IAsyncEnumerable<AwsOutcome<AwsRequest, AwsResponse>> SendEachAsync(IAsyncEnumerable<AwsRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
+        FanOut.Run(FanOutInput<AwsRequest>.From(requests), SendInFanOut, options, failFast: false, cancellationToken);
+
+    private Task<AwsResponse> SendInFanOut(AwsRequest request, FanOutContext context, CancellationToken cancellationToken) =>
+        SendCoreAsync(request ?? throw new ArgumentException("A request of the fan-out is null.", "requests"), context, cancellationToken);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Requests and answers on the wire.
+// ---------------------------------------------------------------------------------------------------------------
+
+internal static class RequestRules
+{
+    // The path and query go on the wire as given (no canonicalization), so they must already be a URI's.
+    public static void CheckPath(string path)
+    {
+        if (path.Length == 0 || path[0] != '/')
+            throw new ArgumentException($"The path '{Shorten(path)}' must start with '/', such as /2015-03-31/functions/f/invocations.", nameof(path));
+        int bad = IndexOfNonUriChar(path, allowQuestionMark: false);
+        if (bad >= 0)
+            throw new ArgumentException($"The path has '{Describe(path[bad])}' at position {bad}; give it percent-encoded (space as %20, '?' as %3F, non-ASCII as UTF-8 %XX).", nameof(path));
+    }
+
+    public static void CheckQuery(string query)
+    {
+        int bad = IndexOfNonUriChar(query, allowQuestionMark: true);
+        if (bad >= 0)
+            throw new ArgumentException($"The query has '{Describe(query[bad])}' at position {bad}; give it percent-encoded (space as %20, non-ASCII as UTF-8 %XX), without the leading '?'.", nameof(query));
+    }
+
+    private static int IndexOfNonUriChar(string value, bool allowQuestionMark)
+    {
+        for (int i = 0; i < value.Length; i++)
+        {
+            char c = value[i];
+            if (c <= ' ' || c >= '\u007f' || c is '#' or '"' or '<' or '>' or '\\' or '^' or '`' or '{' or '|' or '}' || (c == '?' && !allowQuestionMark))
+                return i;
+        }
+        return -1;
+    }
+
+    private static string Describe(char c) => c < ' ' || c == '\u007f' ? $"U+{(int)c:X4}" : c.ToString();
+
+    private static string Shorten(string value) => value.Length <= 100 ? value : value[..100] + "...";
+
+    // Host first (SigV4.Sign signs it; HttpClient writes it from the URI), then the request's headers and content type.
+    public static KeyValuePair<string, string>[] HeadersToSign(string host, AwsRequest request)
+    {
+        var given = request.Headers ?? throw new ArgumentException("The request's Headers are null; leave them unset for none.", nameof(request));
+        var headers = new KeyValuePair<string, string>[1 + given.Count + (request.ContentType is null ? 0 : 1)];
+        headers[0] = new("Host", host);
+        int n = 1;
+        foreach (var header in given)
+        {
+            if (string.IsNullOrEmpty(header.Key) || header.Value is null)
+                throw new ArgumentException("A request header has an empty name or a null value.", nameof(request));
+            if (header.Key.Equals("Host", StringComparison.OrdinalIgnoreCase) || header.Key.Equals("Authorization", StringComparison.OrdinalIgnoreCase))
+                throw new ArgumentException($"The request sets {header.Key}, which the pipeline sets itself (from the endpoint, and by signing); remove it.", nameof(request));
+            headers[n++] = header;
+        }
+        if (request.ContentType is { } contentType) headers[n] = new("Content-Type", contentType);
+        return headers;
+    }
+}
+
+internal static class ResponseBody
+{
+    // The body, never longer than the limit: a declared length over it fails before a byte is read, and a body without
+    // a length grows only as bytes arrive. A known length is read into an array of exactly its size: the one copy.
+    public static async ValueTask<byte[]> ReadAsync(HttpContent content, long limit, string serviceName, CancellationToken cancellationToken)
+    {
+        long? length = content.Headers.ContentLength;
+        if (length == 0) return Array.Empty<byte>();
+        if (length > limit) throw new AwsResponseTooLargeException(serviceName, limit, length);
+        using var stream = await content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
+        if (length is { } known && known <= Array.MaxLength)
+        {
+            var body = new byte[known];
+            await stream.ReadExactlyAsync(body, cancellationToken).ConfigureAwait(false);
+            return body;
+        }
+        return await ReadUnknownLengthAsync(stream, limit, serviceName, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async ValueTask<byte[]> ReadUnknownLengthAsync(Stream stream, long limit, string serviceName, CancellationToken cancellationToken)
+    {
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
+        int total = 0;
+        try
+        {
+            while (true)
+            {
+                if (total == buffer.Length)
+                {
+                    var bigger = ArrayPool<byte>.Shared.Rent((int)Math.Min(Array.MaxLength, (long)buffer.Length * 2));
+                    buffer.AsSpan(0, total).CopyTo(bigger);
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = bigger;
+                }
+                int read = await stream.ReadAsync(buffer.AsMemory(total), cancellationToken).ConfigureAwait(false);
+                if (read == 0) break;
+                total += read;
+                if (total > limit) throw new AwsResponseTooLargeException(serviceName, limit, null);
+            }
+            return total == 0 ? Array.Empty<byte>() : buffer.AsSpan(0, total).ToArray();
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Errors of every protocol, read into AwsServiceException.
+// ---------------------------------------------------------------------------------------------------------------
+
+internal static class AwsErrors
+{
+    // What an error answer says, in any protocol.
+    internal readonly record struct Details(string? Code, string? Message, string? RequestId, string? HostId, string? Fault, string? Reason);
+
+    // The error in an answer, or null when it is a success.
+    public static AwsServiceException? ReadIfError(AwsService service, string? operation, AwsResponse answer, HttpResponseMessage response,
+        AwsCredentials? credentials, DateTimeOffset serverNow, int attempt)
+    {
+        int status = (int)answer.StatusCode;
+        bool success = status is >= 200 and <= 299;
+        if (success && !CanFailWith200(service, operation, answer.Body.Span)) return null;
+        var details = Read(answer);
+        if (success && details.Code is null) return null; // an S3 answer that only looked like an error
+        var statusCode = success ? HttpStatusCode.InternalServerError : answer.StatusCode; // S3's 200 error is a server error, retried
+        string code = details.Code ?? CodeFromStatus(statusCode);
+        string message = Redact(details.Message ?? (answer.Body.Length > 0 ? Json.Clip(answer.Body.Span) : response.ReasonPhrase ?? "(no message)"), credentials);
+        // A Retry-After date is on the server's clock.
+        var retryAfter = response.Headers.RetryAfter is { } ra ? ra.Delta ?? (ra.Date is { } d ? d - serverNow : null) : null;
+        return new AwsServiceException(service.ServiceId, code, message, statusCode)
+        {
+            OperationName = operation,
+            ErrorType = details.Fault switch
+            {
+                "Sender" or "Client" or "User" => AwsErrorType.Sender,
+                "Receiver" or "Server" or "Service" => AwsErrorType.Receiver,
+                _ => status >= 500 || success ? AwsErrorType.Receiver : AwsErrorType.Sender,
+            },
+            RequestId = answer.RequestId ?? details.RequestId,
+            ExtendedRequestId = answer.GetHeader("x-amz-id-2") ?? details.HostId,
+            Reason = details.Reason,
+            RetryAfter = retryAfter,
+            Attempts = attempt,
+            ServerDate = response.Headers.Date,
+        };
+    }
+
+    // S3 answers 200 and then writes an <Error> for these operations when they fail partway (the SDKs retry it).
+    private static bool CanFailWith200(AwsService service, string? operation, ReadOnlySpan<byte> body) =>
+        service.Protocol == AwsProtocol.RestXml && operation is "CopyObject" or "UploadPartCopy" or "CompleteMultipartUpload"
+        && body.IndexOf("<Error>"u8) >= 0;
+
+    public static Details Read(AwsResponse answer)
+    {
+        var body = answer.Body.Span;
+        var fromBody = LooksLikeJson(body) ? ReadJson(body) : LooksLikeXml(body) ? ReadXml(body) : default;
+        string? code = StripCode(answer.GetHeader("x-amzn-ErrorType")) ?? fromBody.Code;
+        string? fault = fromBody.Fault;
+        // awsQuery-compatible services (SQS over JSON) send their legacy code, which is what their users match on.
+        if (answer.GetHeader("x-amzn-query-error") is { } queryError)
+        {
+            int semicolon = queryError.IndexOf(';');
+            string queryCode = (semicolon < 0 ? queryError : queryError[..semicolon]).Trim();
+            if (queryCode.Length > 0) code = queryCode;
+            if (semicolon >= 0) fault = queryError[(semicolon + 1)..].Trim();
+        }
+        return fromBody with { Code = code, Fault = fault };
+    }
+
+    private static bool LooksLikeJson(ReadOnlySpan<byte> body) => body.TrimStart(" \t\r\n"u8) is [(byte)'{', ..];
+
+    private static bool LooksLikeXml(ReadOnlySpan<byte> body) => body.TrimStart(" \t\r\n"u8) is [(byte)'<', ..];
+
+    // awsJson and restJson: {"__type": "prefix#Code", "message": "..."}; Lambda adds "Type" (User or Server) and "Reason".
+    private static Details ReadJson(ReadOnlySpan<byte> body)
+    {
+        if (Json.TryReadObject(body, out _) is not { } values) return default;
+        string? type = values.GetValueOrDefault("Type");
+        string? fault = type is "User" or "Server" ? type : null;
+        string? code = values.GetValueOrDefault("__type") ?? values.GetValueOrDefault("code") ?? values.GetValueOrDefault("Code") ?? (fault is null ? type : null);
+        string? message = values.GetValueOrDefault("message") ?? values.GetValueOrDefault("Message") ?? values.GetValueOrDefault("errorMessage");
+        return new Details(StripCode(code), message, null, null, fault, values.GetValueOrDefault("Reason"));
+    }
+
+    // awsQuery (<ErrorResponse><Error><Type/><Code/><Message/></Error><RequestId/>), ec2Query (<Response><Errors><Error>...
+    // <RequestID/>), S3 (<Error><Code/><Message/><RequestId/><HostId/>): the first of each leaf element. No DTDs.
+    private static Details ReadXml(ReadOnlySpan<byte> body)
+    {
+        string? code = null, message = null, requestId = null, hostId = null, fault = null;
+        var settings = new XmlReaderSettings { DtdProcessing = DtdProcessing.Prohibit, XmlResolver = null, IgnoreComments = true, IgnoreWhitespace = true };
+        try
+        {
+            using var reader = XmlReader.Create(new MemoryStream(body.ToArray()), settings);
+            while (!reader.EOF)
+            {
+                // Reading an element's text leaves the reader on what follows it: read on only when nothing was read.
+                if (reader.NodeType != XmlNodeType.Element || reader.IsEmptyElement) { reader.Read(); continue; }
+                switch (reader.LocalName)
+                {
+                    case "Code": code ??= Text(reader); break;
+                    case "Message": message ??= Text(reader); break;
+                    case "RequestId" or "RequestID": requestId ??= Text(reader); break;
+                    case "HostId": hostId ??= Text(reader); break;
+                    case "Type": fault ??= Text(reader); break;
+                    default: reader.Read(); break;
+                }
+            }
+        }
+        catch (XmlException)
+        {
+            // A malformed body keeps what was read before the fault; the status names the error otherwise.
+        }
+        return new Details(NullIfEmpty(code), NullIfEmpty(message), NullIfEmpty(requestId), NullIfEmpty(hostId), NullIfEmpty(fault), null);
+    }
+
+    // A leaf's text; an element with children gives none (S3's <Error> holds a <Code>, but so may a detail element).
+    private static string? Text(XmlReader reader)
+    {
+        try { return reader.ReadElementContentAsString().Trim(); }
+        catch (XmlException) { reader.Read(); return null; }
+    }
+
+    // "prefix#Code:http://internal.amazon.com/..." -> "Code".
+    internal static string? StripCode(string? value)
+    {
+        if (string.IsNullOrWhiteSpace(value)) return null;
+        int hash = value.LastIndexOf('#');
+        if (hash >= 0) value = value[(hash + 1)..];
+        int colon = value.IndexOf(':');
+        if (colon >= 0) value = value[..colon];
+        return NullIfEmpty(value.Trim());
+    }
+
+    private static string? NullIfEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;
+
+    // An answer without a body (a HEAD, a load balancer's 503) is named from its status.
+    internal static string CodeFromStatus(HttpStatusCode status) => (int)status switch
+    {
+        301 => "PermanentRedirect",
+        304 => "NotModified",
+        400 => "BadRequest",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "NotFound",
+        405 => "MethodNotAllowed",
+        409 => "Conflict",
+        412 => "PreconditionFailed",
+        413 => "RequestEntityTooLarge",
+        429 => "TooManyRequestsException",
+        500 => "InternalServerError",
+        502 => "BadGateway",
+        503 => "ServiceUnavailable",
+        504 => "GatewayTimeout",
+        int other => "Http" + other.ToString(CultureInfo.InvariantCulture),
+    };
+
+    internal static bool IsThrottlingCode(string code) => code is
+        "Throttling" or "ThrottlingException" or "ThrottledException" or "RequestThrottledException" or "TooManyRequestsException"
+        or "ProvisionedThroughputExceededException" or "TransactionInProgressException" or "RequestLimitExceeded"
+        or "BandwidthLimitExceeded" or "LimitExceededException" or "RequestThrottled" or "SlowDown" or "PriorRequestNotComplete"
+        or "EC2ThrottledException" or "ThrottlingError" or "AWS.SimpleQueueService.RequestThrottled";
+
+    internal static bool IsTransientCode(string code) => code is
+        "RequestTimeout" or "RequestTimeoutException" or "InternalError" or "InternalFailure" or "ServiceUnavailable";
+
+    // Lambda says so when too many invocations run at once (the account's or a function's reserved concurrency).
+    internal static bool IsConcurrencyThrottle(AwsServiceException e) =>
+        e.Reason is { } reason && reason.Contains("ConcurrentInvocationLimitExceeded", StringComparison.Ordinal);
+
+    // A signature error's message echoes the canonical request, which holds the session token when one is signed.
+    private static string Redact(string message, AwsCredentials? credentials) =>
+        credentials?.SessionToken is { } token && message.Contains(token, StringComparison.Ordinal)
+            ? message.Replace(token, "(session token)", StringComparison.Ordinal)
+            : message;
+
+    // An endpoint in a message, without any user-info it carries.
+    internal static string Redact(Uri endpoint) =>
+        endpoint.UserInfo.Length == 0 ? endpoint.ToString() : new UriBuilder(endpoint) { UserName = "", Password = "" }.Uri.ToString();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Retries: what is retried, the backoff, the quota, clock-skew correction and (adaptive mode) the rate limiter.
+// One per client: the quota, the clock offset and the rate are the client's.
+// ---------------------------------------------------------------------------------------------------------------
+
+internal sealed class RetryPolicy
+{
+    public const int QuotaCapacity = 500, RetryCost = 5, TimeoutRetryCost = 10;
+    // A throttled call of a fan-out that makes progress is sent again up to this many attempts in all.
+    public const int MaxThrottledAttemptsInFanOut = 10;
+    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(20);
+    private static readonly TimeSpan ClockSkewThreshold = TimeSpan.FromMinutes(5);
+
+    private readonly TimeSpan _baseDelay;
+    private readonly TimeProvider _clock;
+    private readonly AdaptiveRateLimiter? _rateLimiter;
+    private int _tokens = QuotaCapacity;
+    private long _clockOffsetTicks; // server time minus local time, learnt from a clock-skew error
+
+    public RetryPolicy(AwsRetryMode mode, int maxAttempts, TimeSpan baseDelay, TimeProvider clock)
+    {
+        if (maxAttempts < 1)
+            throw new ArgumentOutOfRangeException(nameof(maxAttempts), maxAttempts, "MaxAttempts must be at least 1 (1 turns retries off).");
+        if (baseDelay < TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(baseDelay), baseDelay, "RetryBaseDelay must not be negative.");
+        Mode = mode;
+        MaxAttempts = maxAttempts;
+        _baseDelay = baseDelay;
+        _clock = clock;
+        _rateLimiter = mode == AwsRetryMode.Adaptive ? new AdaptiveRateLimiter(clock) : null;
+    }
+
+    public AwsRetryMode Mode { get; }
+    public int MaxAttempts { get; }
+    public int Tokens => Volatile.Read(ref _tokens);
+    public TimeSpan ClockOffset => TimeSpan.FromTicks(Interlocked.Read(ref _clockOffsetTicks));
+    internal AdaptiveRateLimiter? RateLimiter => _rateLimiter;
+
+    public DateTimeOffset ServerNow() => _clock.GetUtcNow() + ClockOffset;
+
+    // Throttling and transient errors; never a function error (a success to the pipeline) nor a 4xx that is the caller's.
+    public static bool IsRetryable(Exception failure) => failure switch
+    {
+        AwsServiceException e => e.IsThrottling || (int)e.StatusCode is 500 or 502 or 503 or 504 || AwsErrors.IsTransientCode(e.ErrorCode),
+        AwsTimeoutException or AwsConnectionException => true,
+        _ => false,
+    };
+
+    public ValueTask BeforeAttemptAsync(CancellationToken cancellationToken) =>
+        _rateLimiter?.AcquireAsync(cancellationToken) ?? default;
+
+    public void AfterAttempt(bool throttled) => _rateLimiter?.Update(throttled);
+
+    // Full jitter: random below min(base * 2^(attempt-1), 20 s), in whole milliseconds from 1, so that every wait goes
+    // through the clock's timer (Task.Delay does not ask the clock for a wait of 0).
+    public TimeSpan Backoff(int attempt)
+    {
+        long ceiling = (long)Math.Min(_baseDelay.TotalMilliseconds * Math.Pow(2, Math.Min(attempt, 31) - 1), MaxBackoff.TotalMilliseconds);
+        return ceiling <= 1 ? TimeSpan.Zero : TimeSpan.FromMilliseconds(Random.Shared.NextInt64(1, ceiling));
+    }
+
+    // The quota: a failing service drains it, so that retries stop instead of multiplying the load.
+    public bool TryTakeRetryTokens(int cost)
+    {
+        int current = Volatile.Read(ref _tokens);
+        while (true)
+        {
+            if (current < cost) return false;
+            int seen = Interlocked.CompareExchange(ref _tokens, current - cost, current);
+            if (seen == current) return true;
+            current = seen;
+        }
+    }
+
+    // A success gives back what its retries took, or 1 when it took none.
+    public void OnSuccess(int tokensTaken)
+    {
+        int amount = tokensTaken == 0 ? 1 : tokensTaken;
+        int current = Volatile.Read(ref _tokens);
+        while (current < QuotaCapacity)
+        {
+            int seen = Interlocked.CompareExchange(ref _tokens, Math.Min(QuotaCapacity, current + amount), current);
+            if (seen == current) return;
+            current = seen;
+        }
+    }
+
+    // Corrects the offset when the server's clock differs by 5 minutes or more from the time the failed attempt was
+    // signed with. Concurrent calls signed before a correction each see the difference and are retried; each stores the
+    // offset it measured, so whichever lands last will do.
+    public bool TryCorrectClockSkew(AwsServiceException e, TimeSpan signedOffset)
+    {
+        bool skewError = e.ErrorCode is "RequestTimeTooSkewed" or "RequestExpired" or "RequestInTheFuture"
+            || (e.ErrorCode is "InvalidSignatureException" or "SignatureDoesNotMatch" or "AuthFailure"
+                && (e.ErrorMessage.Contains("Signature expired", StringComparison.OrdinalIgnoreCase)
+                    || e.ErrorMessage.Contains("Signature not yet current", StringComparison.OrdinalIgnoreCase)));
+        if (!skewError || e.ServerDate is not { } serverDate) return false;
+        var offset = serverDate - _clock.GetUtcNow();
+        if ((offset - signedOffset).Duration() < ClockSkewThreshold) return false;
+        Interlocked.Exchange(ref _clockOffsetTicks, offset.Ticks);
+        return true;
+    }
+}
+
+// Adaptive mode's client-side rate limiter, as the AWS SDKs have it: off until the first throttle; then every attempt
+// takes a token from a bucket whose fill rate drops to beta (0.7) times the rate measured at each throttle and grows back
+// along a cubic curve, never above twice the measured send rate.
+internal sealed class AdaptiveRateLimiter
+{
+    private const double Beta = 0.7, Scale = 0.4, Smoothing = 0.8, MinFillRate = 0.5, BucketSeconds = 0.5;
+
+    private readonly TimeProvider _clock;
+    private readonly object _gate = new();
+    private bool _enabled;
+    // Token bucket.
+    private double _fillRate = MinFillRate, _capacity = 1, _tokens, _lastRefill = -1;
+    // Measured send rate.
+    private double _measuredRate, _bucketStart, _count;
+    // CUBIC.
+    private double _lastMaxRate, _lastThrottle, _k;
+
+    public AdaptiveRateLimiter(TimeProvider clock)
+    {
+        _clock = clock;
+        _lastThrottle = Now();
+        _bucketStart = Math.Floor(Now() / BucketSeconds) * BucketSeconds;
+    }
+
+    public bool Enabled { get { lock (_gate) return _enabled; } }
+    public double FillRate { get { lock (_gate) return _fillRate; } }
+    public double MeasuredRate { get { lock (_gate) return _measuredRate; } }
+
+    // Seconds on the client's clock (its UTC time: a test clock moves it).
+    private double Now() => _clock.GetUtcNow().UtcTicks / (double)TimeSpan.TicksPerSecond;
+
+    // Waits until a token is there (only once a throttle has been seen).
+    public async ValueTask AcquireAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            TimeSpan wait;
+            lock (_gate)
+            {
+                if (!_enabled) return;
+                Refill();
+                if (_tokens >= 1)
+                {
+                    _tokens -= 1;
+                    return;
+                }
+                wait = TimeSpan.FromSeconds((1 - _tokens) / _fillRate);
+            }
+            await Task.Delay(wait < TimeSpan.FromMilliseconds(1) ? TimeSpan.FromMilliseconds(1) : wait, _clock, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    // After every attempt: measure the send rate, then move the fill rate down (throttled) or along the cubic (not).
+    public void Update(bool throttled)
+    {
+        lock (_gate)
+        {
+            double now = Now();
+            MeasureRate(now);
+            double newRate;
+            if (throttled)
+            {
+                double rateToUse = _enabled ? Math.Min(_measuredRate, _fillRate) : _measuredRate;
+                _lastMaxRate = rateToUse;
+                _k = Math.Cbrt(_lastMaxRate * (1 - Beta) / Scale);
+                _lastThrottle = now;
+                newRate = rateToUse * Beta;
+                _enabled = true;
+            }
+            else
+            {
+                newRate = Scale * Math.Pow(now - _lastThrottle - _k, 3) + _lastMaxRate;
+            }
+            SetFillRate(Math.Min(newRate, 2 * _measuredRate));
+        }
+    }
+
+    private void MeasureRate(double now)
+    {
+        double bucket = Math.Floor(now / BucketSeconds) * BucketSeconds;
+        _count++;
+        if (bucket > _bucketStart)
+        {
+            double rate = _count / (bucket - _bucketStart);
+            _measuredRate = rate * Smoothing + _measuredRate * (1 - Smoothing);
+            _count = 0;
+            _bucketStart = bucket;
+        }
+    }
+
+    private void SetFillRate(double rate)
+    {
+        Refill();
+        _fillRate = Math.Max(rate, MinFillRate);
+        _capacity = Math.Max(rate, 1);
+        _tokens = Math.Min(_tokens, _capacity);
+    }
+
+    private void Refill()
+    {
+        double now = Now();
+        if (_lastRefill >= 0) _tokens = Math.Min(_capacity, _tokens + (now - _lastRefill) * _fillRate);
+        _lastRefill = now;
+    }
+}
+
+// The attempt timeouts: a token source per attempt, reset and used again after an attempt that did not time out, so
+// that a call costs no new source or timer. A few hundred cover any concurrency a client sees.
+internal sealed class AttemptTimeouts(TimeProvider clock)
+{
+    // The longest delay a timer takes (CancelAfter throws beyond it): about 49.7 days. A longer timeout means no limit.
+    private static readonly TimeSpan MaxTimerDelay = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
+    private const int MaxSpares = 512;
+    private readonly ConcurrentQueue<CancellationTokenSource> _spares = new();
+    private int _spareCount;
+
+    // Positive or infinite; any positive value is accepted, those beyond what a timer takes meaning no limit.
+    public static void Validate(TimeSpan timeout, string parameterName)
+    {
+        if (timeout <= TimeSpan.Zero && timeout != Timeout.InfiniteTimeSpan)
+            throw new ArgumentOutOfRangeException(parameterName, timeout, "The timeout must be positive or Timeout.InfiniteTimeSpan.");
+    }
+
+    public CancellationTokenSource? Start(TimeSpan timeout, CancellationToken cancellationToken, out CancellationTokenRegistration callerRegistration)
+    {
+        callerRegistration = default;
+        if (timeout == Timeout.InfiniteTimeSpan || timeout > MaxTimerDelay) return null;
+        CancellationTokenSource source;
+        if (ReferenceEquals(clock, TimeProvider.System))
+        {
+            if (_spares.TryDequeue(out var spare)) Interlocked.Decrement(ref _spareCount);
+            source = spare ?? new CancellationTokenSource();
+            source.CancelAfter(timeout);
+        }
+        else source = new CancellationTokenSource(timeout, clock);
+        if (cancellationToken.CanBeCanceled)
+            callerRegistration = cancellationToken.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), source);
+        return source;
+    }
+
+    public void End(CancellationTokenSource? source, CancellationTokenRegistration callerRegistration)
+    {
+        callerRegistration.Dispose(); // waits for a cancellation callback in progress, so none comes after the reset
+        if (source is null) return;
+        if (ReferenceEquals(clock, TimeProvider.System) && source.TryReset())
+        {
+            if (Interlocked.Increment(ref _spareCount) <= MaxSpares)
+            {
+                _spares.Enqueue(source);
+                return;
+            }
+            Interlocked.Decrement(ref _spareCount);
+        }
+        source.Dispose();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The fan-out: its concurrency limiter, its engine (one, consumed three ways), its input.
+// ---------------------------------------------------------------------------------------------------------------
+
+// Adaptive concurrency for a fan-out. Each attempt notes how many were in flight when it started. A throttle that says
+// too many run at once ("ConcurrentInvocationLimitExceeded") bounds the service's limit from above: the limit becomes
+// one less than the count the throttled attempt started at (never more than it was). Each success raises it by
+// 1/limit, about one a round of calls, up to MaxConcurrency: so it probes just above the service's limit, and about one
+// attempt in `limit` is throttled once it is found.
+internal sealed class ConcurrencyLimiter(int maxConcurrency)
+{
+    private readonly object _gate = new();
+    private readonly Queue<TaskCompletionSource<int>> _waiters = new();
+    private double _limit = maxConcurrency;
+    private int _inFlight;
+    private long _throttles;
+
+    public int Limit { get { lock (_gate) return (int)_limit; } }
+    public long Throttles => Interlocked.Read(ref _throttles);
+
+    // Returns how many attempts are in flight with this one.
+    public ValueTask<int> AcquireAsync(CancellationToken cancellationToken)
+    {
+        TaskCompletionSource<int> waiter;
+        lock (_gate)
+        {
+            if (_waiters.Count == 0 && _inFlight < (int)_limit) return new(++_inFlight);
+            waiter = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+            _waiters.Enqueue(waiter);
+        }
+        return WaitAsync(waiter, cancellationToken);
+    }
+
+    private static async ValueTask<int> WaitAsync(TaskCompletionSource<int> waiter, CancellationToken cancellationToken)
+    {
+        using (cancellationToken.UnsafeRegister(static (s, token) => ((TaskCompletionSource<int>)s!).TrySetCanceled(token), waiter))
+            return await waiter.Task.ConfigureAwait(false);
+    }
+
+    public void Release(int startedAt, bool concurrencyThrottled, bool succeeded)
+    {
+        lock (_gate)
+        {
+            _inFlight--;
+            if (concurrencyThrottled)
+            {
+                _throttles++;
+                _limit = Math.Max(1, Math.Min(_limit, startedAt - 1));
+            }
+            else if (succeeded) _limit = Math.Min(maxConcurrency, _limit + 1 / _limit);
+            // Wake waiters while there is room; a waiter that was cancelled meanwhile gives its turn to the next.
+            while (_inFlight < (int)_limit && _waiters.TryDequeue(out var waiter))
+                if (waiter.TrySetResult(_inFlight + 1)) _inFlight++;
+        }
+    }
+}
+
+// What the calls of one fan-out run share: the concurrency limiter, and whether the run is making progress.
+internal sealed class FanOutContext(ConcurrencyLimiter? limiter)
+{
+    private long _successes;
+    public ConcurrencyLimiter? Limiter { get; } = limiter;
+    public long Successes => Interlocked.Read(ref _successes);
+    public void OnSuccess() => Interlocked.Increment(ref _successes);
+}
+
+internal static class FanOut
+{
+    public static void CheckOptions(AwsFanOutOptions options)
+    {
+        if (options.MaxConcurrency < 1)
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaxConcurrency, "MaxConcurrency must be at least 1.");
+    }
+
+    // The engine, consumed three ways. Outcomes come out as they complete. Bad options are refused at the call, not at
+    // the first MoveNextAsync.
+    public static IAsyncEnumerable<AwsOutcome<TRequest, TResponse>> Run<TRequest, TResponse>(FanOutInput<TRequest> input,
+        Func<TRequest, FanOutContext, CancellationToken, Task<TResponse>> send, AwsFanOutOptions? options, bool failFast,
+        CancellationToken cancellationToken)
+    {
+        options ??= AwsFanOutOptions.Default;
+        CheckOptions(options);
+        return RunAsync(input, send, options, failFast, cancellationToken);
+    }
+
+    private static async IAsyncEnumerable<AwsOutcome<TRequest, TResponse>> RunAsync<TRequest, TResponse>(FanOutInput<TRequest> input,
+        Func<TRequest, FanOutContext, CancellationToken, Task<TResponse>> send, AwsFanOutOptions options, bool failFast,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var run = new FanOutRun<TRequest, TResponse>(input, send, options, failFast, cancellationToken);
+        try
+        {
+            run.Start();
+            var reader = run.Outcomes;
+            while (await reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                while (reader.TryRead(out var outcome))
+                {
+                    run.Consumed();
+                    yield return outcome;
+                }
+            }
+            run.ThrowIfInputFailed();
+            cancellationToken.ThrowIfCancellationRequested();
+            run.ReportFinal();
+        }
+        finally
+        {
+            // Normal end, an early exit, a failure or a cancellation: stop the workers and wait until none is left,
+            // so that no call outlives the run.
+            await run.StopAsync().ConfigureAwait(false);
+        }
+    }
+
+    // Outcomes arrive as they complete; each goes to its input position. Nothing else is held.
+    public static async Task<IReadOnlyList<TResponse>> CollectResponsesAsync<TRequest, TResponse>(IAsyncEnumerable<AwsOutcome<TRequest, TResponse>> outcomes)
+    {
+        var responses = new List<TResponse>();
+        await foreach (var outcome in outcomes.ConfigureAwait(false))
+        {
+            if (outcome.Error is not null) ExceptionDispatchInfo.Throw(outcome.Error); // leaving the loop stops the run first
+            Place(responses, outcome.Index, outcome.Response!);
+        }
+        return responses;
+    }
+
+    public static async Task<IReadOnlyList<AwsOutcome<TRequest, TResponse>>> CollectOutcomesAsync<TRequest, TResponse>(IAsyncEnumerable<AwsOutcome<TRequest, TResponse>> outcomes)
+    {
+        var list = new List<AwsOutcome<TRequest, TResponse>>();
+        await foreach (var outcome in outcomes.ConfigureAwait(false))
+            Place(list, outcome.Index, outcome);
+        return list;
+    }
+
+    private static void Place<T>(List<T> list, long index, T item)
+    {
+        if (index >= int.MaxValue)
+            throw new InvalidOperationException("More than 2^31 - 1 requests cannot be collected into a list; stream the outcomes instead (SendEachAsync, InvokeEachAsync).");
+        while (list.Count <= index) list.Add(default!);
+        list[(int)index] = item;
+    }
+}
+
+/// <summary>
+/// One fan-out run. Workers (at most MaxConcurrency, started as requests turn up) each take a slot, read the next
+/// request, send it and post the outcome; the consumer gives the slot back when it takes the outcome. So the requests
+/// read but not yet consumed, the calls in flight among them, never exceed MaxConcurrency.
+/// </summary>
+internal sealed class FanOutRun<TRequest, TResponse>
+{
+    private readonly FanOutInput<TRequest> _input;
+    private readonly Func<TRequest, FanOutContext, CancellationToken, Task<TResponse>> _send;
+    private readonly FanOutContext _context;
+    private readonly IProgress<AwsFanOutProgress>? _progress;
+    private readonly bool _failFast;
+    private readonly int _maxConcurrency;
+    private readonly CancellationTokenSource _stop;
+    private readonly SemaphoreSlim _slots;
+    private readonly Channel<AwsOutcome<TRequest, TResponse>> _outcomes = Channel.CreateUnbounded<AwsOutcome<TRequest, TResponse>>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly TaskCompletionSource _workersDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Action _onRequestRead;
+    private int _workers, _started, _inFlight, _stopped;
+    private long _completed, _failed;
+    private Exception? _inputFailure;
+
+    public FanOutRun(FanOutInput<TRequest> input, Func<TRequest, FanOutContext, CancellationToken, Task<TResponse>> send,
+        AwsFanOutOptions options, bool failFast, CancellationToken cancellationToken)
+    {
+        _input = input;
+        _send = send;
+        _progress = options.Progress;
+        _failFast = failFast;
+        _maxConcurrency = options.MaxConcurrency;
+        _context = new FanOutContext(options.AdaptiveConcurrency ? new ConcurrencyLimiter(options.MaxConcurrency) : null);
+        _slots = new SemaphoreSlim(_maxConcurrency, _maxConcurrency);
+        _stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        _onRequestRead = OnRequestRead;
+    }
+
+    public ChannelReader<AwsOutcome<TRequest, TResponse>> Outcomes => _outcomes.Reader;
+
+    public void Start() => StartWorker();
+
+    // The consumer took an outcome: its slot is free for the next request.
+    public void Consumed() => _slots.Release();
+
+    public void ThrowIfInputFailed()
+    {
+        if (_inputFailure is not null) ExceptionDispatchInfo.Throw(_inputFailure);
+    }
+
+    public void ReportFinal() =>
+        _progress?.Report(new AwsFanOutProgress(Interlocked.Read(ref _completed), Interlocked.Read(ref _failed), 0));
+
+    public async ValueTask StopAsync()
+    {
+        Stop();
+        if (Volatile.Read(ref _workers) > 0 || _started > 0) await _workersDone.Task.ConfigureAwait(false);
+        await _input.DisposeAsync().ConfigureAwait(false);
+        _stop.Dispose();
+        _slots.Dispose();
+    }
+
+    private void Stop()
+    {
+        if (Interlocked.Exchange(ref _stopped, 1) != 0) return;
+        try { _stop.Cancel(); }
+        catch (AggregateException) { } // a callback registered on the caller's token failed; the run is stopping anyway
+    }
+
+    private void StartWorker()
+    {
+        Interlocked.Increment(ref _workers);
+        _started++;
+        _ = Task.Run(WorkerAsync);
+    }
+
+    private async Task WorkerAsync()
+    {
+        var token = _stop.Token;
+        try
+        {
+            while (!_input.Exhausted && Volatile.Read(ref _stopped) == 0)
+            {
+                await _slots.WaitAsync(token).ConfigureAwait(false);
+                bool posted = false;
+                try
+                {
+                    if (Volatile.Read(ref _stopped) != 0) break;
+                    var (hasRequest, index, request) = await _input.NextAsync(_onRequestRead, token).ConfigureAwait(false);
+                    if (!hasRequest) break;
+                    Interlocked.Increment(ref _inFlight);
+                    long started = Stopwatch.GetTimestamp();
+                    AwsOutcome<TRequest, TResponse> done;
+                    try
+                    {
+                        var response = await _send(request, _context, token).ConfigureAwait(false);
+                        done = new AwsOutcome<TRequest, TResponse>(index, request, response, Stopwatch.GetElapsedTime(started));
+                    }
+                    catch (OperationCanceledException) when (token.IsCancellationRequested)
+                    {
+                        Interlocked.Decrement(ref _inFlight);
+                        break; // the run was stopped: this request has no outcome
+                    }
+                    catch (Exception e)
+                    {
+                        done = new AwsOutcome<TRequest, TResponse>(index, request, e, Stopwatch.GetElapsedTime(started));
+                    }
+                    posted = Post(done);
+                }
+                finally
+                {
+                    if (!posted) _slots.Release();
+                }
+            }
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            // The input itself failed (its enumerator threw): the run cannot go on.
+            Interlocked.CompareExchange(ref _inputFailure, e, null);
+            Stop();
+        }
+        finally
+        {
+            if (Interlocked.Decrement(ref _workers) == 0)
+            {
+                _outcomes.Writer.TryComplete();
+                _workersDone.TrySetResult();
+            }
+        }
+    }
+
+    private bool Post(in AwsOutcome<TRequest, TResponse> done)
+    {
+        int inFlight = Interlocked.Decrement(ref _inFlight);
+        long completed = Interlocked.Increment(ref _completed);
+        long failed = done.Succeeded ? Interlocked.Read(ref _failed) : Interlocked.Increment(ref _failed);
+        // Fail fast: stop before the failure is posted, so that no new call starts after it.
+        if (!done.Succeeded && _failFast) Stop();
+        _outcomes.Writer.TryWrite(done);
+        _progress?.Report(new AwsFanOutProgress(completed, failed, inFlight));
+        return true;
+    }
+
+    // Called by the input, under its lock, after a request was read: while requests keep coming, add workers up to
+    // MaxConcurrency, so that a short input never starts more workers than it has requests.
+    private void OnRequestRead()
+    {
+        if (_started < _maxConcurrency && Volatile.Read(ref _stopped) == 0) StartWorker();
+    }
+}
+
+/// <summary>The requests of a fan-out, read by one worker at a time.</summary>
+internal abstract class FanOutInput<TRequest>
+{
+    private long _next;
+    public bool Exhausted { get; protected set; }
+
+    public static FanOutInput<TRequest> From(IEnumerable<TRequest> requests) =>
+        new SyncInput(requests ?? throw new ArgumentNullException(nameof(requests)));
+
+    public static FanOutInput<TRequest> From(IAsyncEnumerable<TRequest> requests) =>
+        new AsyncInput(requests ?? throw new ArgumentNullException(nameof(requests)));
+
+    public abstract ValueTask<(bool HasRequest, long Index, TRequest Request)> NextAsync(Action onRead, CancellationToken cancellationToken);
+
+    public abstract ValueTask DisposeAsync();
+
+    protected long TakeIndex() => _next++;
+
+    private sealed class SyncInput(IEnumerable<TRequest> requests) : FanOutInput<TRequest>
+    {
+        private readonly object _gate = new();
+        private IEnumerator<TRequest>? _enumerator;
+
+        public override ValueTask<(bool, long, TRequest)> NextAsync(Action onRead, CancellationToken cancellationToken)
+        {
+            lock (_gate)
+            {
+                if (Exhausted) return new((false, 0, default!));
+                _enumerator ??= requests.GetEnumerator();
+                if (!_enumerator.MoveNext())
+                {
+                    Exhausted = true;
+                    return new((false, 0, default!));
+                }
+                var request = _enumerator.Current;
+                onRead();
+                return new((true, TakeIndex(), request));
+            }
+        }
+
+        public override ValueTask DisposeAsync()
+        {
+            lock (_gate) _enumerator?.Dispose();
+            return default;
+        }
+    }
+
+    private sealed class AsyncInput(IAsyncEnumerable<TRequest> requests) : FanOutInput<TRequest>
+    {
+        private readonly SemaphoreSlim _gate = new(1, 1);
+        private IAsyncEnumerator<TRequest>? _enumerator;
+
+        public override async ValueTask<(bool, long, TRequest)> NextAsync(Action onRead, CancellationToken cancellationToken)
+        {
+            await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                if (Exhausted) return (false, 0, default!);
+                _enumerator ??= requests.GetAsyncEnumerator(cancellationToken);
+                if (!await _enumerator.MoveNextAsync().ConfigureAwait(false))
+                {
+                    Exhausted = true;
+                    return (false, 0, default!);
+                }
+                var request = _enumerator.Current;
+                onRead();
+                return (true, TakeIndex(), request);
+            }
+            finally
+            {
+                _gate.Release();
+            }
+        }
+
+        public override async ValueTask DisposeAsync()
+        {
+            if (_enumerator is not null) await _enumerator.DisposeAsync().ConfigureAwait(false);
+            _gate.Dispose();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Settings: the client's options, then the environment, then the profile, as the AWS SDKs resolve them.
+// ---------------------------------------------------------------------------------------------------------------
+
+internal sealed record AwsClientSettings(AwsConfigContext Context, TimeProvider Clock, string Region, Uri Endpoint, AwsRetryMode RetryMode, int MaxAttempts)
+{
+    public static AwsClientSettings Resolve(AwsService service, AwsClientOptions options)
+    {
+        if (options.MaxAttempts is < 1)
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaxAttempts, "MaxAttempts must be at least 1 (1 turns retries off).");
+        if (options.RetryBaseDelay < TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(options), options.RetryBaseDelay, "RetryBaseDelay must not be negative.");
+        if (options.Timeout is { } timeout) AttemptTimeouts.Validate(timeout, nameof(options));
+        if (options.MaxResponseSize is < 1)
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaxResponseSize, "MaxResponseSize must be at least 1 byte.");
+        if (options.RetryMode is { } mode && !Enum.IsDefined(mode))
+            throw new ArgumentOutOfRangeException(nameof(options), mode, "RetryMode must be Standard or Adaptive.");
+
+        // One clock for everything the client does, the default chain's refreshes included.
+        var clock = options.Clock ?? options.Config?.Clock ?? TimeProvider.System;
+        var config = options.Config is null ? new AwsConfigOptions { Clock = clock } : options.Config.WithClock(clock);
+        var context = new AwsConfigContext(config);
+        string region = AwsRegion.Resolve(options.Region, config);
+        var endpoint = AwsEndpoint.Resolve(service.ServiceId, options.Endpoint, config)
+            ?? AwsEndpoint.ForRegion(service.EndpointPrefix, region,
+                options.UseFips ?? Flag(context, "AWS_USE_FIPS_ENDPOINT", "use_fips_endpoint"),
+                options.UseDualStack ?? Flag(context, "AWS_USE_DUALSTACK_ENDPOINT", "use_dualstack_endpoint"));
+        return new AwsClientSettings(context, clock, region, endpoint,
+            options.RetryMode ?? ReadRetryMode(context),
+            options.MaxAttempts ?? ReadMaxAttempts(context));
+    }
+
+    private static bool Flag(AwsConfigContext context, string variable, string key)
+    {
+        if (context.EnvBool(variable) is { } fromEnvironment) return fromEnvironment;
+        return Profile(context)?.Get(key) is { } value
+            && AwsEndpoint.ParseBool(value.Text, $"The {key} of profile '{context.ProfileName}' ({value.Where})", value);
+    }
+
+    private static AwsRetryMode ReadRetryMode(AwsConfigContext context)
+    {
+        var (text, where, at) = Setting(context, "AWS_RETRY_MODE", "retry_mode");
+        return text?.ToLowerInvariant() switch
+        {
+            null or "standard" or "legacy" => AwsRetryMode.Standard,
+            "adaptive" => AwsRetryMode.Adaptive,
+            _ => throw new AwsConfigurationException($"{where} is '{text}'; write standard or adaptive.", at?.File, at?.Line, at is null ? null : context.ProfileName),
+        };
+    }
+
+    private static int ReadMaxAttempts(AwsConfigContext context)
+    {
+        var (text, where, at) = Setting(context, "AWS_MAX_ATTEMPTS", "max_attempts");
+        if (text is null) return 3;
+        if (int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int attempts) && attempts >= 1) return attempts;
+        throw new AwsConfigurationException($"{where} is '{text}'; write a whole number of attempts, 1 or more (3 is the SDKs' default).", at?.File, at?.Line, at is null ? null : context.ProfileName);
+    }
+
+    // The environment variable, else the profile's key; with where it was found, for errors.
+    private static (string? Text, string Where, IniValue? At) Setting(AwsConfigContext context, string variable, string key)
+    {
+        if (context.Env(variable) is { } value) return (value, $"The environment variable {variable}", null);
+        if (Profile(context)?.Get(key) is { } setting) return (setting.Text, $"The {key} of profile '{context.ProfileName}' ({setting.Where})", setting);
+        return (null, "", null);
+    }
+
+    private static IniSection? Profile(AwsConfigContext context) => context.Files.FindProfile(context.ProfileName, context.ProfileSelectedBy);
+}
+
+// The credentials chain's STS calls go through the pipeline when this file is compiled in (see Sts in AwsConfig.cs).
+internal static partial class Sts
+{
+    static partial void SendThroughPipeline(AwsConfigContext context, Uri endpoint, string signingRegion, string action, string form,
+        AwsCredentials? signer, string what, string? profileName, CancellationToken cancellationToken, ref Task<byte[]>? answer) =>
+        answer = SendAsync(context, endpoint, signingRegion, action, form, signer, what, profileName, cancellationToken);
+
+    private static async Task<byte[]> SendAsync(AwsConfigContext context, Uri endpoint, string signingRegion, string action, string form,
+        AwsCredentials? signer, string what, string? profileName, CancellationToken cancellationToken)
+    {
+        var options = new AwsClientOptions
+        {
+            Region = signingRegion,
+            Endpoint = endpoint,
+            Credentials = signer,
+            Clock = context.Clock,
+            Timeout = Timeout,
+            MaxResponseSize = 1024 * 1024,
+            Config = context.Options,
+        };
+        using var sts = new AwsClient(AwsService.Sts, options, signed: signer is not null);
+        var request = new AwsRequest(HttpMethod.Post)
+        {
+            ContentType = "application/x-www-form-urlencoded; charset=utf-8",
+            Headers = [new("Accept", "text/xml")],
+            Body = Encoding.UTF8.GetBytes(form),
+            OperationName = action,
+        };
+        try
+        {
+            var response = await sts.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            return response.Body.ToArray();
+        }
+        catch (AwsException e) when (e is not AwsCredentialsException and not AwsConfigurationException)
+        {
+            throw new AwsCredentialsException($"{what} failed: {e.Message}", profileName, e);
+        }
+    }
+}
