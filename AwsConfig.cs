@@ -7,11 +7,13 @@
 //
 // The file reads top-down: the public entry points (options, errors, region, endpoint, the chain), then the links of
 // the chain (environment, web identity, profile, container, instance metadata), then what they share: the context
-// (environment, clock, files), the INI parser of the shared config files, the STS client, credential_process, the
-// JSON and HTTP helpers.
+// (environment, clock, files), the INI parser of the shared config files, the STS client, credential_process, IAM
+// Identity Center (SSO: the profile forms, the token cache of `aws sso login`, SSO OIDC token refresh, the SSO portal),
+// the JSON and HTTP helpers.
 #nullable enable
 
 using System;
+using System.Buffers;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.Globalization;
@@ -19,6 +21,7 @@ using System.IO;
 using System.Net;
 using System.Net.Http;
 using System.Net.Http.Headers;
+using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Threading;
@@ -294,7 +297,8 @@ static class AwsEndpoint
 /// stays the source. Order: environment variables (<c>AWS_ACCESS_KEY_ID</c>, <c>AWS_SECRET_ACCESS_KEY</c>,
 /// <c>AWS_SESSION_TOKEN</c>); a web identity token file (<c>AWS_WEB_IDENTITY_TOKEN_FILE</c>, <c>AWS_ROLE_ARN</c>);
 /// the profile in the shared config and credentials files (static keys, <c>role_arn</c> with <c>source_profile</c> or
-/// <c>credential_source</c>, <c>credential_process</c>); container credentials; EC2 instance metadata (IMDSv2).
+/// <c>credential_source</c>, <c>credential_process</c>, IAM Identity Center with <c>sso_session</c> or
+/// <c>sso_start_url</c> and the token <c>aws sso login</c> cached); container credentials; EC2 instance metadata (IMDSv2).
 /// Credentials set in code come before all of these: use them instead of the chain.
 /// </summary>
 /// <remarks>
@@ -514,6 +518,9 @@ internal sealed class WebIdentitySource(AwsConfigContext context) : CredentialSo
 // The profile in the shared config and credentials files.
 internal sealed class ProfileSource(AwsConfigContext context) : CredentialSource
 {
+    // The chain's profiles end in at most one SSO profile: its credentials and token state live as long as the chain.
+    private SsoSource? _sso;
+
     public override string Name => $"profile '{context.ProfileName}'";
 
     public override async ValueTask<Loaded> LoadAsync(CancellationToken cancellationToken)
@@ -524,7 +531,7 @@ internal sealed class ProfileSource(AwsConfigContext context) : CredentialSource
             return Loaded.NotFound($"profile '{context.ProfileName}': not found in {files.Describe()}");
         var credentials = await ResolveAsync(profile, new List<string>(), cancellationToken).ConfigureAwait(false);
         return credentials is null
-            ? Loaded.NotFound($"profile '{profile.Name}' ({profile.Where}): has no credentials (aws_access_key_id, role_arn or credential_process)")
+            ? Loaded.NotFound($"profile '{profile.Name}' ({profile.Where}): has no credentials (aws_access_key_id, role_arn, credential_process or sso_session)")
             : new(credentials, null);
     }
 
@@ -551,14 +558,11 @@ internal sealed class ProfileSource(AwsConfigContext context) : CredentialSource
         if (profile.Get("credential_process") is { } process)
             return await CredentialProcess.RunAsync(process, profile.Name, cancellationToken).ConfigureAwait(false);
         if (HasStaticKeys(profile)) return StaticKeys(profile);
-        if ((profile.Get("sso_session") ?? profile.Get("sso_start_url")) is { } sso)
-            throw new AwsConfigurationException(
-                $"Profile '{profile.Name}' uses AWS IAM Identity Center (SSO, {sso.Where}), which SigV4Lite does not support. " +
-                "Use credential_process = aws configure export-credentials --profile NAME --format process, or another profile.",
-                sso.File, sso.Line, profile.Name);
+        if (SsoProfile.Read(profile, context.Files) is { } sso)
+            return await Sso(sso).GetCredentialsAsync(cancellationToken).ConfigureAwait(false);
         if (isSource)
             throw new AwsConfigurationException(
-                $"Profile '{profile.Name}' ({profile.Where}) is the source_profile of '{path[^2]}' but has no credentials: give it aws_access_key_id and aws_secret_access_key, role_arn, or credential_process.",
+                $"Profile '{profile.Name}' ({profile.Where}) is the source_profile of '{path[^2]}' but has no credentials: give it aws_access_key_id and aws_secret_access_key, role_arn, credential_process, or IAM Identity Center (sso_session).",
                 null, null, profile.Name);
         return null;
     }
@@ -599,6 +603,9 @@ internal sealed class ProfileSource(AwsConfigContext context) : CredentialSource
             $"Profile '{profile.Name}' sets role_arn ({roleArn.Where}) but not where the credentials that assume it come from: add source_profile, credential_source or web_identity_token_file.",
             roleArn.File, roleArn.Line, profile.Name);
     }
+
+    private SsoSource Sso(SsoProfile profile) =>
+        _sso is { } sso && sso.Profile.Name == profile.Name ? sso : _sso = new SsoSource(context, profile);
 
     private static AwsConfigurationException Loop(IniSection profile, IniValue sourceName, List<string> path) =>
         new($"The profiles form a loop through source_profile: {string.Join(" -> ", path)} -> {sourceName.Text} ({sourceName.Where}). " +
@@ -902,6 +909,7 @@ internal sealed class AwsConfigFiles
 {
     private readonly Dictionary<string, IniSection> _profiles = new(StringComparer.Ordinal);
     private readonly Dictionary<string, IniSection> _services = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, IniSection> _ssoSessions = new(StringComparer.Ordinal);
     private readonly List<(string Name, string Hint)> _ignored = new();
 
     private AwsConfigFiles(string? configPath, bool configExists, string? credentialsPath, bool credentialsExists)
@@ -943,7 +951,7 @@ internal sealed class AwsConfigFiles
         }
     }
 
-    // Config file: [default], [profile name], [services name] (other prefixes such as sso-session are skipped).
+    // Config file: [default], [profile name], [services name], [sso-session name] (other prefixes are skipped).
     // Credentials file: [name] only. [profile default] replaces [default] entirely. Names: [A-Za-z0-9_\-/.%@:+].
     private void Add(List<IniRawSection> sections, bool isConfigFile)
     {
@@ -962,6 +970,7 @@ internal sealed class AwsConfigFiles
                 if (prefix is null && name == "default" && hasPrefixedDefault) continue;
                 if (prefix == "profile" || (prefix is null && name == "default")) Section(_profiles, name).Merge(section);
                 else if (prefix == "services") Section(_services, name).Merge(section);
+                else if (prefix == "sso-session") Section(_ssoSessions, name).Merge(section);
                 else if (prefix is null)
                     _ignored.Add((name, $" The section [{name}] at {place} is ignored: in the config file, profiles are written [profile {name}]."));
             }
@@ -1001,6 +1010,8 @@ internal sealed class AwsConfigFiles
     }
 
     public IniSection? FindServices(string name) => _services.GetValueOrDefault(name);
+
+    public IniSection? FindSsoSession(string name) => _ssoSessions.GetValueOrDefault(name);
 
     public string HintFor(string name)
     {
@@ -1250,6 +1261,452 @@ internal static class CredentialProcess
     }
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// IAM Identity Center (SSO) profiles: the token `aws sso login` cached is refreshed through SSO OIDC when it is
+// about to expire (session form only), then traded at the SSO portal for the role's credentials. Neither call is
+// SigV4-signed. The token, its refresh token and the client secret never appear in a message or ToString().
+// ---------------------------------------------------------------------------------------------------------------
+
+// An SSO profile's settings: `sso_session` naming an [sso-session NAME] section that holds sso_start_url and
+// sso_region, or (the legacy form) sso_start_url and sso_region in the profile itself; both need sso_account_id
+// and sso_role_name.
+internal sealed class SsoProfile
+{
+    private static readonly string[] Keys = ["sso_session", "sso_start_url", "sso_region", "sso_account_id", "sso_role_name"];
+
+    private SsoProfile(string name, string? sessionName, string startUrl, string region, string accountId, string roleName)
+    {
+        Name = name;
+        SessionName = sessionName;
+        StartUrl = startUrl;
+        Region = region;
+        AccountId = accountId;
+        RoleName = roleName;
+    }
+
+    public string Name { get; }
+    public string? SessionName { get; }
+    public string StartUrl { get; }
+    public string Region { get; }
+    public string AccountId { get; }
+    public string RoleName { get; }
+
+    // The CLI names the token cache file after the session, or (legacy form) the start URL.
+    public string CacheKey => SessionName ?? StartUrl;
+
+    // The profile's SSO settings; null when it sets none of them.
+    public static SsoProfile? Read(IniSection profile, AwsConfigFiles files)
+    {
+        IniValue? first = null;
+        foreach (string key in Keys) first ??= profile.Get(key);
+        if (first is null) return null;
+
+        IniValue? startUrl = profile.Get("sso_start_url"), region = profile.Get("sso_region");
+        var session = profile.Get("sso_session");
+        if (session is not null)
+        {
+            var section = files.FindSsoSession(session.Text)
+                ?? throw new AwsConfigurationException(
+                    $"Profile '{profile.Name}' has sso_session = {session.Text} ({session.Where}), but there is no [sso-session {session.Text}] section in {files.ConfigPath}.",
+                    session.File, session.Line, profile.Name);
+            startUrl = Agree(profile, section, "sso_start_url", startUrl);
+            region = Agree(profile, section, "sso_region", region);
+        }
+        IniValue? accountId = profile.Get("sso_account_id"), roleName = profile.Get("sso_role_name");
+        var missing = new List<string>();
+        if (accountId is null) missing.Add("sso_account_id");
+        if (roleName is null) missing.Add("sso_role_name");
+        if (startUrl is null) missing.Add(session is null ? "sso_start_url" : $"sso_start_url (in [sso-session {session.Text}])");
+        if (region is null) missing.Add(session is null ? "sso_region" : $"sso_region (in [sso-session {session.Text}])");
+        if (missing.Count > 0)
+            throw new AwsConfigurationException(
+                $"Profile '{profile.Name}' uses IAM Identity Center (SSO, {first.Where}) but has no {string.Join(", ", missing)}. " +
+                "`aws configure sso` writes such a profile: sso_session, sso_account_id and sso_role_name in the profile; sso_start_url and sso_region in [sso-session NAME].",
+                first.File, first.Line, profile.Name);
+        if (!AwsRegion.IsValid(region!.Text))
+            throw new AwsConfigurationException($"The sso_region '{region.Text}' ({region.Where}) of profile '{profile.Name}' is not a region name; write one such as us-east-1.",
+                region.File, region.Line, profile.Name);
+        return new SsoProfile(profile.Name, session?.Text, startUrl!.Text, region.Text, accountId!.Text, roleName!.Text);
+    }
+
+    // A value the profile and its sso-session both set must be the same in both (the SDKs' rule); else the session's.
+    private static IniValue? Agree(IniSection profile, IniSection session, string key, IniValue? inProfile)
+    {
+        var inSession = session.Get(key);
+        if (inSession is not null && inProfile is not null && inSession.Text != inProfile.Text)
+            throw new AwsConfigurationException(
+                $"Profile '{profile.Name}' sets {key} = {inProfile.Text} ({inProfile.Where}), but its sso-session '{session.Name}' sets {key} = {inSession.Text} ({inSession.Where}); " +
+                "remove it from the profile, or make the two the same.",
+                inProfile.File, inProfile.Line, profile.Name);
+        return inSession ?? inProfile;
+    }
+
+    public Uri PortalUri(AwsConfigContext context) =>
+        At(AwsEndpoint.Find("SSO", context) ?? AwsEndpoint.ForRegion("portal.sso", Region),
+            $"/federation/credentials?account_id={Uri.EscapeDataString(AccountId)}&role_name={Uri.EscapeDataString(RoleName)}");
+
+    public Uri OidcUri(AwsConfigContext context) =>
+        At(AwsEndpoint.Find("SSO OIDC", context) ?? AwsEndpoint.ForRegion("oidc", Region), "/token");
+
+    // An endpoint's own path is kept as a prefix of the API's.
+    private static Uri At(Uri endpoint, string pathAndQuery) =>
+        new(endpoint.GetLeftPart(UriPartial.Authority) + endpoint.AbsolutePath.TrimEnd('/') + pathAndQuery);
+
+    // The error for what only signing in again mends.
+    public AwsCredentialsException LoginError(string problem) =>
+        new($"Profile '{Name}' signs in with IAM Identity Center{(SessionName is null ? "" : $" (sso-session '{SessionName}')")}, but {problem}. " +
+            $"Run aws sso login --profile {Name}, then try again.", Name);
+
+    public override string ToString() => $"SsoProfile {{ Name = {Name}, SessionName = {SessionName ?? "(legacy form)"}, Account = {AccountId}, Role = {RoleName} }}";
+}
+
+// An SSO token as the AWS CLI caches it: a JSON object with accessToken and expiresAt (ISO 8601 UTC) and, for
+// sessions, refreshToken, clientId, clientSecret, registrationExpiresAt, region and startUrl. Members this class does
+// not know are kept when it is written back.
+internal sealed class SsoToken
+{
+    private static readonly JsonReaderOptions s_readerOptions = new() { CommentHandling = JsonCommentHandling.Skip };
+    private readonly byte[] _json;
+
+    private SsoToken(byte[] json, Dictionary<string, string> values, string accessToken, DateTimeOffset expiresAt)
+    {
+        _json = json;
+        AccessToken = accessToken;
+        ExpiresAt = expiresAt;
+        RefreshToken = values.GetValueOrDefault("refreshToken");
+        ClientId = values.GetValueOrDefault("clientId");
+        ClientSecret = values.GetValueOrDefault("clientSecret");
+        RegistrationExpiresAt = TryParseTime(values.GetValueOrDefault("registrationExpiresAt"), out var registration) ? registration : null;
+    }
+
+    public string AccessToken { get; }
+    public DateTimeOffset ExpiresAt { get; }
+    public string? RefreshToken { get; }
+    public string? ClientId { get; }
+    public string? ClientSecret { get; }
+    public DateTimeOffset? RegistrationExpiresAt { get; }
+
+    public ReadOnlySpan<byte> FileContent => _json;
+
+    // Null with the problem (which never quotes the text) when the JSON is not a usable token.
+    public static SsoToken? Parse(byte[] json, out string? problem)
+    {
+        if (Json.TryReadObject(json, out problem) is not { } values) return null;
+        if (values.GetValueOrDefault("accessToken") is not { } accessToken || !IsHeaderSafe(accessToken))
+            problem = "no accessToken, or one that is empty or has white space";
+        else if (!TryParseTime(values.GetValueOrDefault("expiresAt"), out var expiresAt))
+            problem = "no expiresAt, or one that is not an ISO 8601 time";
+        else
+            return new SsoToken(json, values, accessToken, expiresAt);
+        return null;
+    }
+
+    // Why SSO OIDC cannot refresh this token; null when it can.
+    public string? CannotRefresh(DateTimeOffset now) =>
+        RefreshToken is null || ClientId is null || ClientSecret is null ? "the cached token has no refresh token and client registration"
+        : RegistrationExpiresAt <= now ? $"its client registration expired at {Time(RegistrationExpiresAt.Value)}"
+        : null;
+
+    // The token SSO OIDC gave, as the cache file holds it: this one's JSON with the new members.
+    public SsoToken Refreshed(string accessToken, DateTimeOffset expiresAt, string? refreshToken)
+    {
+        var buffer = new ArrayBufferWriter<byte>();
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStartObject();
+            var reader = new Utf8JsonReader(_json, s_readerOptions);
+            reader.Read();
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                bool replaced = reader.ValueTextEquals("accessToken") || reader.ValueTextEquals("expiresAt") || (refreshToken is not null && reader.ValueTextEquals("refreshToken"));
+                string name = reader.GetString()!;
+                reader.Read();
+                if (replaced) { reader.Skip(); continue; }
+                writer.WritePropertyName(name);
+                writer.WriteRawValue(ValueBytes(ref reader), skipInputValidation: true);
+            }
+            writer.WriteString("accessToken", accessToken);
+            writer.WriteString("expiresAt", Time(expiresAt));
+            if (refreshToken is not null) writer.WriteString("refreshToken", refreshToken);
+            writer.WriteEndObject();
+        }
+        return Parse(buffer.WrittenSpan.ToArray(), out _) ?? throw new InvalidOperationException("A refreshed SSO token did not read back.");
+    }
+
+    // The raw text of the value at the reader (a nested one whole), leaving the reader on its last token.
+    private ReadOnlySpan<byte> ValueBytes(ref Utf8JsonReader reader)
+    {
+        int start = (int)reader.TokenStartIndex;
+        reader.Skip();
+        return _json.AsSpan(start, (int)reader.BytesConsumed - start);
+    }
+
+    // The CLI writes 2030-01-01T12:00:00Z; before version 2.1.14 it wrote 2030-01-01T12:00:00UTC.
+    private static bool TryParseTime(string? text, out DateTimeOffset time)
+    {
+        time = default;
+        if (text is null) return false;
+        if (text.EndsWith("UTC", StringComparison.Ordinal)) text = string.Concat(text.AsSpan(0, text.Length - 3), "Z");
+        return DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out time);
+    }
+
+    public static string Time(DateTimeOffset time) => time.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
+
+    // A token goes into a header: no white space, no control characters.
+    public static bool IsHeaderSafe(string value)
+    {
+        if (value.Length == 0) return false;
+        foreach (char c in value) if (c <= ' ' || c == '\u007f') return false;
+        return true;
+    }
+
+    public override string ToString() => $"SsoToken {{ ExpiresAt = {Time(ExpiresAt)}, Refreshable = {(RefreshToken is not null ? "yes" : "no")} }}";
+}
+
+// The CLI's token cache: ~/.aws/sso/cache/<SHA-1 hex of the session name or start URL>.json.
+internal static class SsoTokenCache
+{
+    public static string PathFor(string home, string cacheKey) =>
+        Path.Join(home, ".aws", "sso", "cache", Convert.ToHexString(SHA1.HashData(Encoding.UTF8.GetBytes(cacheKey))).ToLowerInvariant() + ".json");
+
+    // The cached token; an error that says to sign in when there is none or it is unreadable.
+    public static SsoToken Read(string path, SsoProfile profile)
+    {
+        byte[] json;
+        try
+        {
+            json = File.ReadAllBytes(path);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw profile.LoginError($"there is no SSO token cached for it ({path} does not exist)");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw profile.LoginError($"its SSO token cache {path} cannot be read ({e.Message})");
+        }
+        return SsoToken.Parse(json, out string? problem) ?? throw profile.LoginError($"its SSO token cache {path} holds {problem}");
+    }
+
+    // Written to a new file beside it, then renamed over it: a reader (the CLI, another process) sees the old file
+    // or the new one, never half of one, whatever happens meanwhile. Readable by the user only, as the CLI makes it.
+    public static void Write(string path, ReadOnlySpan<byte> json)
+    {
+        string temporary = $"{path}.{Convert.ToHexString(RandomNumberGenerator.GetBytes(8))}.tmp";
+        try
+        {
+            var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+            if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            using (var stream = new FileStream(temporary, options))
+            {
+                stream.Write(json);
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(temporary, path, overwrite: true);
+        }
+        catch
+        {
+            try { File.Delete(temporary); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+            throw;
+        }
+    }
+}
+
+// SSO OIDC CreateToken with the refresh_token grant: JSON in and out, not signed.
+internal static class SsoOidc
+{
+    internal static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+
+    public static async Task<(string AccessToken, TimeSpan ExpiresIn, string? RefreshToken)> RefreshAsync(AwsConfigContext context, SsoProfile profile,
+        SsoToken token, CancellationToken cancellationToken)
+    {
+        var uri = profile.OidcUri(context);
+        string what = $"SSO OIDC at {UriText.Show(uri)}";
+        var (status, body) = await PostAsync(uri, CreateTokenRequest(token), $"{what} did not answer", profile.Name, cancellationToken).ConfigureAwait(false);
+        if (status != HttpStatusCode.OK)
+            throw new AwsCredentialsException($"{what} refused to refresh the token with HTTP {(int)status}{SsoPortal.ErrorDetail(body)}", profile.Name);
+        var values = Json.ReadObject(body, what + " answered", profile.Name);
+        if (values.GetValueOrDefault("accessToken") is not { } accessToken || !SsoToken.IsHeaderSafe(accessToken))
+            throw new AwsCredentialsException($"{what} answered without an accessToken, or with one that is empty or has white space", profile.Name);
+        if (!int.TryParse(values.GetValueOrDefault("expiresIn"), NumberStyles.None, CultureInfo.InvariantCulture, out int seconds) || seconds == 0)
+            throw new AwsCredentialsException($"{what} answered without an expiresIn in whole seconds", profile.Name);
+        string? refreshToken = values.GetValueOrDefault("refreshToken") is { Length: > 0 } r ? r : null;
+        return (accessToken, TimeSpan.FromSeconds(seconds), refreshToken);
+    }
+
+    private static byte[] CreateTokenRequest(SsoToken token)
+    {
+        var buffer = new ArrayBufferWriter<byte>();
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStartObject();
+            writer.WriteString("grantType", "refresh_token");
+            writer.WriteString("clientId", token.ClientId);
+            writer.WriteString("clientSecret", token.ClientSecret);
+            writer.WriteString("refreshToken", token.RefreshToken);
+            writer.WriteEndObject();
+        }
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    // The one place the OIDC POST is sent.
+    internal static async Task<(HttpStatusCode Status, byte[] Body)> PostAsync(Uri uri, byte[] json, string failure, string profileName, CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, uri) { Content = new ByteArrayContent(json) };
+        request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        return await AwsHttp.SendForCredentialsAsync(AwsHttp.Proxied, request, Timeout, failure, profileName, cancellationToken).ConfigureAwait(false);
+    }
+}
+
+// The SSO portal's GetRoleCredentials: the token in a header of its own, not signed; the answer
+// {"roleCredentials": {"accessKeyId", "secretAccessKey", "sessionToken", "expiration": epoch milliseconds}}.
+internal static class SsoPortal
+{
+    internal static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+
+    public static async Task<AwsCredentials> GetRoleCredentialsAsync(AwsConfigContext context, SsoProfile profile, string accessToken, CancellationToken cancellationToken)
+    {
+        var uri = profile.PortalUri(context);
+        string what = $"the SSO portal at {UriText.Show(uri)}";
+        var (status, body) = await GetAsync(uri, accessToken, $"Profile '{profile.Name}': {what} did not answer", profile.Name, cancellationToken).ConfigureAwait(false);
+        string answered = $"HTTP {(int)status}{ErrorDetail(body)}";
+        return status switch
+        {
+            HttpStatusCode.OK => ReadRoleCredentials(body, $"Profile '{profile.Name}': {what}", profile.Name),
+            HttpStatusCode.Unauthorized => throw profile.LoginError($"{what} refused its SSO token ({answered}): the sign-in has expired or was ended"),
+            HttpStatusCode.Forbidden or HttpStatusCode.NotFound => throw profile.LoginError(
+                $"{what} refused role {profile.RoleName} in account {profile.AccountId} ({answered}): check sso_account_id and sso_role_name, and that the role is assigned to the user who signs in"),
+            _ => throw new AwsCredentialsException($"Profile '{profile.Name}': {what} answered {answered}.", profile.Name),
+        };
+    }
+
+    // The one place the portal GET is sent.
+    internal static async Task<(HttpStatusCode Status, byte[] Body)> GetAsync(Uri uri, string accessToken, string failure, string profileName, CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, uri);
+        request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
+        request.Headers.TryAddWithoutValidation("x-amz-sso_bearer_token", accessToken);
+        return await AwsHttp.SendForCredentialsAsync(AwsHttp.Proxied, request, Timeout, failure, profileName, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static AwsCredentials ReadRoleCredentials(byte[] body, string what, string profileName)
+    {
+        Json.ReadObject(body, what + " answered", profileName);
+        var values = Json.TryReadObject(Member(body, "roleCredentials"), out _)
+            ?? throw new AwsCredentialsException($"{what} answered without roleCredentials.", profileName);
+        string? expiration = null;
+        if (values.GetValueOrDefault("expiration") is { } milliseconds)
+        {
+            if (!long.TryParse(milliseconds, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long ms)
+                || ms < DateTimeOffset.MinValue.ToUnixTimeMilliseconds() || ms > DateTimeOffset.MaxValue.ToUnixTimeMilliseconds())
+                throw new AwsCredentialsException($"{what} gave an expiration '{Json.Clip(milliseconds)}' that is not a time in milliseconds since 1970.", profileName);
+            expiration = SsoToken.Time(DateTimeOffset.FromUnixTimeMilliseconds(ms));
+        }
+        return Json.MakeCredentials(values.GetValueOrDefault("accessKeyId"), values.GetValueOrDefault("secretAccessKey"),
+            values.GetValueOrDefault("sessionToken"), expiration, "sessionToken", what, profileName);
+    }
+
+    // The raw text of a top-level member whose value is an object; empty when there is none.
+    private static ReadOnlySpan<byte> Member(byte[] json, string name)
+    {
+        var reader = new Utf8JsonReader(json, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip });
+        reader.Read();
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            bool wanted = reader.ValueTextEquals(name);
+            reader.Read();
+            int start = (int)reader.TokenStartIndex;
+            bool isObject = reader.TokenType == JsonTokenType.StartObject;
+            reader.Skip();
+            if (wanted && isObject) return json.AsSpan(start, (int)reader.BytesConsumed - start);
+        }
+        return default;
+    }
+
+    // The code and message of an SSO portal or SSO OIDC error answer ({"message"}, {"__type"}, or
+    // {"error", "error_description"}), for an error message: never the body itself.
+    public static string ErrorDetail(byte[] body)
+    {
+        if (Json.TryReadObject(body, out _) is not { } values) return "";
+        string? code = values.GetValueOrDefault("__type") is { } type ? type[(type.LastIndexOf('#') + 1)..] : values.GetValueOrDefault("error");
+        string? message = values.GetValueOrDefault("message") ?? values.GetValueOrDefault("Message") ?? values.GetValueOrDefault("error_description");
+        return code is null && message is null ? "" : $": {code}{(code is not null && message is not null ? ": " : "")}{(message is null ? "" : Json.Clip(message))}";
+    }
+}
+
+// The credentials of one SSO profile, kept until 5 minutes before they expire (callers are served one at a time:
+// the chain's refresh, or a role's source), with the token refreshed at most once every 30 seconds.
+internal sealed class SsoSource(AwsConfigContext context, SsoProfile profile)
+{
+    internal static readonly TimeSpan TokenRefreshWindow = TimeSpan.FromMinutes(5);
+    internal static readonly TimeSpan TokenRefreshInterval = TimeSpan.FromSeconds(30);
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private AwsCredentials? _credentials;
+    private SsoToken? _unsaved; // a refreshed token that could not be written back: used until the file has a newer one
+    private DateTimeOffset _nextRefresh = DateTimeOffset.MinValue;
+
+    public SsoProfile Profile => profile;
+
+    public async Task<AwsCredentials> GetCredentialsAsync(CancellationToken cancellationToken)
+    {
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_credentials is { Expiration: { } expires } cached && context.Clock.GetUtcNow() + AwsCredentialsChain.RefreshWindow < expires) return cached;
+            string accessToken = await AccessTokenAsync(cancellationToken).ConfigureAwait(false);
+            return _credentials = await SsoPortal.GetRoleCredentialsAsync(context, profile, accessToken, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    // The cached token, refreshed first when it is about to expire (and can be). A failed refresh leaves the
+    // token in use while it is valid.
+    private async Task<string> AccessTokenAsync(CancellationToken cancellationToken)
+    {
+        string home = context.HomeDirectory ?? throw profile.LoginError("there is no home directory in which to find its SSO token cache (set HOME)");
+        string path = SsoTokenCache.PathFor(home, profile.CacheKey);
+        var token = SsoTokenCache.Read(path, profile);
+        if (_unsaved is { } unsaved && unsaved.ExpiresAt > token.ExpiresAt) token = unsaved;
+        var now = context.Clock.GetUtcNow();
+        if (now + TokenRefreshWindow < token.ExpiresAt) return token.AccessToken;
+
+        string? notRefreshed = profile.SessionName is null ? "profiles without sso_session cannot refresh it" : token.CannotRefresh(now);
+        if (notRefreshed is null && now >= _nextRefresh)
+        {
+            _nextRefresh = now + TokenRefreshInterval;
+            try
+            {
+                return (await RefreshAsync(path, token, now, cancellationToken).ConfigureAwait(false)).AccessToken;
+            }
+            catch (AwsCredentialsException e)
+            {
+                notRefreshed = "refreshing it failed: " + e.Message;
+            }
+        }
+        if (now < token.ExpiresAt) return token.AccessToken;
+        throw profile.LoginError($"its SSO token expired at {SsoToken.Time(token.ExpiresAt)}" + (notRefreshed is null ? "" : $" ({notRefreshed})"));
+    }
+
+    private async Task<SsoToken> RefreshAsync(string path, SsoToken token, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var (accessToken, expiresIn, refreshToken) = await SsoOidc.RefreshAsync(context, profile, token, cancellationToken).ConfigureAwait(false);
+        var refreshed = token.Refreshed(accessToken, now + expiresIn, refreshToken);
+        try
+        {
+            SsoTokenCache.Write(path, refreshed.FileContent);
+            _unsaved = null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _unsaved = refreshed; // the token is good: a read-only cache directory must not stop its use
+        }
+        return refreshed;
+    }
+}
+
 // The JSON AWS answers with (credential sources, service errors, a function's error object): one flat object read
 // with Utf8JsonReader, no reflection. And the clipping of text quoted in error messages.
 internal static class Json
@@ -1412,4 +1869,11 @@ internal static class AwsHttp
             throw new AwsCredentialsException($"{failure}: {e.Message}", profileName, e);
         }
     }
+}
+
+// A URI as error messages show it: without its user-info (user:password@), which may hold a secret.
+internal static class UriText
+{
+    public static string Show(Uri uri) =>
+        uri.UserInfo.Length == 0 ? uri.ToString() : uri.GetComponents(UriComponents.AbsoluteUri & ~UriComponents.UserInfo, UriFormat.SafeUnescaped);
 }

@@ -308,15 +308,6 @@ public class CredentialsProfileTests : CredentialsTestBase
         AssertNoSecret(e.Message, _longTerm);
     }
 
-    [Test]
-    public void SsoProfilesAreRefusedClearly()
-    {
-        Home.WriteConfig("[profile sso]\nsso_session = corp\nsso_account_id = 123456789012\n");
-        var e = Assert.ThrowsAsync<AwsConfigurationException>(async () => await Chain("sso").GetCredentialsAsync())!;
-        Assert.That(e.Message, Does.Contain("does not support").And.Contain("credential_process"));
-        Assert.That(e.LineNumber, Is.EqualTo(2));
-    }
-
     // credential_process: real bash scripts.
 
     private string Script(string name, string body) => Home.Write(name, "#!/bin/bash\n" + body + "\n");

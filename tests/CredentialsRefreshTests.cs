@@ -8,8 +8,6 @@ namespace SigV4Lite.Tests;
 /// </summary>
 public class CredentialsRefreshTests : CredentialsTestBase
 {
-    private const int Callers = 1000;
-
     /// <summary>A container endpoint handing out numbered credentials that expire an hour after the test clock's now.</summary>
     private sealed class Issuer(SteppingClock clock)
     {
@@ -32,19 +30,6 @@ public class CredentialsRefreshTests : CredentialsTestBase
         var server = new FakeHttpServer(issuer.Handle);
         Env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = server.Url + "creds";
         return (AwsCredentialsChain.CreateDefault(Options()), issuer, server);
-    }
-
-    private static async Task<AwsCredentials[]> CallConcurrently(IAwsCredentialsProvider provider)
-    {
-        // Released together, without blocking pool threads (2 cores: blocked threads would serialize the calls).
-        var start = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var calls = Enumerable.Range(0, Callers).Select(_ => Task.Run(async () =>
-        {
-            await start.Task;
-            return await provider.GetCredentialsAsync();
-        })).ToArray();
-        start.SetResult();
-        return await Task.WhenAll(calls);
     }
 
     [Test]
