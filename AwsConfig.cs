@@ -396,7 +396,8 @@ sealed class AwsCredentialsChain : IAwsCredentialsProvider
             var credentials = await LoadAsync().ConfigureAwait(false);
             var now = _clock.GetUtcNow();
             // Never handed out in their last 15 seconds: a request signed with them could reach AWS after they expire.
-            if (credentials.Expiration is { } expiration && expiration - ExpiryMargin <= now)
+            // (now + margin, not expiration - margin: an expiration of 0001-01-01 has nothing before it.)
+            if (credentials.Expiration is { } expiration && expiration <= now + ExpiryMargin)
                 throw new AwsCredentialsException(
                     $"The credentials from {_selected?.Name} (access key id {credentials.AccessKeyId}) " + (expiration <= now
                         ? $"expired at {expiration.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ}, before they could be used"
