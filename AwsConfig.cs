@@ -198,7 +198,7 @@ static class AwsEndpoint
         if (configured is not null)
         {
             if (!IsValid(configured))
-                throw new ArgumentException($"The endpoint '{configured}' must be an absolute http or https URL without a query, such as https://lambda.us-east-1.amazonaws.com.", nameof(configured));
+                throw new ArgumentException($"The endpoint '{UriText.Show(configured)}' must be an absolute http or https URL without a query, such as https://lambda.us-east-1.amazonaws.com.", nameof(configured));
             return configured;
         }
         return Find(serviceId, new AwsConfigContext(options));
@@ -276,7 +276,7 @@ static class AwsEndpoint
     {
         if (Uri.TryCreate(value, UriKind.Absolute, out var uri) && IsValid(uri))
             return uri;
-        throw new AwsConfigurationException($"{where} is '{value}', which is not an absolute http or https URL without a query; write one such as http://localhost:4566.",
+        throw new AwsConfigurationException($"{where} is '{UriText.Show(value)}', which is not an absolute http or https URL without a query; write one such as http://localhost:4566.",
             at?.File, at?.Line, profile);
     }
 
@@ -653,15 +653,16 @@ internal sealed class ContainerSource(AwsConfigContext context) : CredentialSour
         if (relative is null && full is null)
             return Loaded.NotFound($"container credentials: {RelativeVariable} and {FullVariable} are not set");
         var uri = relative is not null ? RelativeUri(relative) : FullUri(full!);
+        string shown = UriText.Show(uri);
 
         using var request = new HttpRequestMessage(HttpMethod.Get, uri);
         request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
         if (Token() is { } token) request.Headers.TryAddWithoutValidation("Authorization", token);
         var (status, body) = await AwsHttp.SendForCredentialsAsync(AwsHttp.Direct, request, Timeout,
-            $"The container credentials endpoint {uri} did not answer", null, cancellationToken).ConfigureAwait(false);
+            $"The container credentials endpoint {shown} did not answer", null, cancellationToken).ConfigureAwait(false);
         if (status != HttpStatusCode.OK)
-            throw new AwsCredentialsException($"The container credentials endpoint {uri} answered HTTP {(int)status} {status}{Json.ErrorDetail(body)}.");
-        return new(Json.ReadCredentials(body, "Token", $"the container credentials endpoint {uri}", null), null);
+            throw new AwsCredentialsException($"The container credentials endpoint {shown} answered HTTP {(int)status} {status}{Json.ErrorDetail(body)}.");
+        return new(Json.ReadCredentials(body, "Token", $"the container credentials endpoint {shown}", null), null);
     }
 
     private Uri RelativeUri(string relative)
@@ -670,14 +671,14 @@ internal sealed class ContainerSource(AwsConfigContext context) : CredentialSour
         // then name another host, and the authorization token would go there.
         string origin = (context.Options.ContainerCredentialsEndpoint ?? new Uri("http://169.254.170.2")).GetLeftPart(UriPartial.Authority);
         if (!relative.StartsWith('/') || !Uri.TryCreate(origin + relative, UriKind.Absolute, out var uri) || uri.GetLeftPart(UriPartial.Authority) != origin)
-            throw new AwsConfigurationException($"The environment variable {RelativeVariable} ('{relative}') must be a path starting with '/', such as /v2/credentials/abc.");
+            throw new AwsConfigurationException($"The environment variable {RelativeVariable} ('{UriText.Show(relative)}') must be a path starting with '/', such as /v2/credentials/abc.");
         return uri;
     }
 
     private static Uri FullUri(string full)
     {
         if (!Uri.TryCreate(full, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
-            throw new AwsConfigurationException($"The environment variable {FullVariable} ('{full}') must be an absolute http or https URL.");
+            throw new AwsConfigurationException($"The environment variable {FullVariable} ('{UriText.Show(full)}') must be an absolute http or https URL.");
         // Plain http could be sent anywhere a variable points: only to this machine or the container agents (SSRF guard).
         if (uri.Scheme == Uri.UriSchemeHttp && !IsAllowedPlainHttpHost(uri))
             throw new AwsConfigurationException(
@@ -738,25 +739,26 @@ internal sealed class InstanceMetadataSource(AwsConfigContext context) : Credent
         if (context.EnvBool("AWS_EC2_METADATA_DISABLED") == true)
             return Loaded.NotFound("EC2 instance metadata: disabled by AWS_EC2_METADATA_DISABLED=true");
         var endpoint = Endpoint();
+        string at = UriText.Show(endpoint);
         // Being last in the chain, a failure here is "not found" with its reason, which the chain's error shows.
         try
         {
             var (status, body) = await GetAsync(endpoint, CredentialsPath, cancellationToken).ConfigureAwait(false);
             if (status == HttpStatusCode.NotFound)
-                return Loaded.NotFound($"EC2 instance metadata at {endpoint}: no IAM role is attached to this instance");
+                return Loaded.NotFound($"EC2 instance metadata at {at}: no IAM role is attached to this instance");
             if (status != HttpStatusCode.OK)
-                return Loaded.NotFound($"EC2 instance metadata at {endpoint}: listing the role answered HTTP {(int)status} {status}");
+                return Loaded.NotFound($"EC2 instance metadata at {at}: listing the role answered HTTP {(int)status} {status}");
             string role = Encoding.UTF8.GetString(body).Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) is [var first, ..] ? first : "";
             if (role.Length == 0 || role.Contains('/') || role.Contains('?') || role.Contains('#'))
-                return Loaded.NotFound($"EC2 instance metadata at {endpoint}: the role name it gave is empty or malformed");
+                return Loaded.NotFound($"EC2 instance metadata at {at}: the role name it gave is empty or malformed");
             (status, body) = await GetAsync(endpoint, CredentialsPath + Uri.EscapeDataString(role), cancellationToken).ConfigureAwait(false);
             if (status != HttpStatusCode.OK)
-                return Loaded.NotFound($"EC2 instance metadata at {endpoint}: the credentials of role {role} answered HTTP {(int)status} {status}");
-            return new(Json.ReadCredentials(body, "Token", $"EC2 instance metadata at {endpoint} (role {role})", null), null);
+                return Loaded.NotFound($"EC2 instance metadata at {at}: the credentials of role {role} answered HTTP {(int)status} {status}");
+            return new(Json.ReadCredentials(body, "Token", $"EC2 instance metadata at {at} (role {role})", null), null);
         }
         catch (Exception e) when (e is HttpRequestException or TimeoutException or AwsCredentialsException && !cancellationToken.IsCancellationRequested)
         {
-            return Loaded.NotFound($"EC2 instance metadata at {endpoint}: {e.Message}");
+            return Loaded.NotFound($"EC2 instance metadata at {at}: {e.Message}");
         }
     }
 
@@ -766,7 +768,7 @@ internal sealed class InstanceMetadataSource(AwsConfigContext context) : Credent
         if (context.Env("AWS_EC2_METADATA_SERVICE_ENDPOINT") is { } value)
             return Uri.TryCreate(value, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps)
                 ? WithSlash(uri)
-                : throw new AwsConfigurationException($"The environment variable AWS_EC2_METADATA_SERVICE_ENDPOINT ('{value}') must be an absolute http or https URL, such as http://169.254.169.254.");
+                : throw new AwsConfigurationException($"The environment variable AWS_EC2_METADATA_SERVICE_ENDPOINT ('{UriText.Show(value)}') must be an absolute http or https URL, such as http://169.254.169.254.");
         return context.Env("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE") is { } mode && mode.Equals("IPv6", StringComparison.OrdinalIgnoreCase)
             ? new Uri("http://[fd00:ec2::254]/")
             : new Uri("http://169.254.169.254/");
@@ -1159,7 +1161,7 @@ internal static class Sts
         string? region = AwsRegion.Find(context, null);
         var endpoint = context.Options.StsEndpoint ?? AwsEndpoint.Find("STS", context)
             ?? (region is null ? new Uri("https://sts.amazonaws.com/") : AwsEndpoint.ForRegion("sts", region));
-        string what = $"STS {action} for role {roleArn} at {endpoint}";
+        string what = $"STS {action} for role {roleArn} at {UriText.Show(endpoint)}";
 
         using var request = new HttpRequestMessage(HttpMethod.Post, endpoint) { Content = new ByteArrayContent(Encoding.UTF8.GetBytes(form)) };
         request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/x-www-form-urlencoded") { CharSet = "utf-8" };
@@ -1872,9 +1874,18 @@ internal static class AwsHttp
     }
 }
 
-// A URI as error messages show it: without its user-info (user:password@), which may hold a secret.
+// URLs as error messages show them: without user-info (user:password@), which may hold a secret.
 internal static class UriText
 {
     public static string Show(Uri uri) =>
         uri.UserInfo.Length == 0 ? uri.ToString() : uri.GetComponents(UriComponents.AbsoluteUri & ~UriComponents.UserInfo, UriFormat.SafeUnescaped);
+
+    // Text that may be a URL, valid or not: everything from "://" to the last '@' goes (a password may hold any
+    // character, '/', '?' and '#' included, so nothing shorter is safe).
+    public static string Show(string text)
+    {
+        int start = text.IndexOf("://", StringComparison.Ordinal);
+        int at = text.LastIndexOf('@');
+        return start < 0 || at < start ? text : string.Concat(text.AsSpan(0, start + 3), text.AsSpan(at + 1));
+    }
 }

@@ -217,6 +217,16 @@ public class CredentialsProfileTests : CredentialsTestBase
     }
 
     [Test]
+    public void StsErrorsDoNotShowTheUserInfoOfTheEndpoint()
+    {
+        Home.WriteConfig(Base + "[profile dev]\nrole_arn = arn:aws:iam::123456789012:role/dev\nsource_profile = base\n");
+        _sts.Override = _ => FakeSts.Error(403, "AccessDenied", "no");
+        var endpoint = new Uri($"http://proxyuser:pa55w0rd@127.0.0.1:{_sts.Server.Url.Port}/");
+        var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await AwsCredentialsChain.CreateDefault(Options(endpoint, profile: "dev")).GetCredentialsAsync())!;
+        Assert.That(e.Message, Is.EqualTo($"STS AssumeRole for role arn:aws:iam::123456789012:role/dev at {_sts.Server.Url} failed with HTTP 403: AccessDenied: no"));
+    }
+
+    [Test]
     public void KeysStsDoesNotKnowAreRefusedByTheVerifier()
     {
         Home.WriteConfig("[profile base]\naws_access_key_id = AKIDUNKNOWN\naws_secret_access_key = unknownSecret\n" +

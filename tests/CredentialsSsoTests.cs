@@ -361,6 +361,7 @@ public class CredentialsSsoTests : CredentialsTestBase
         Home.WriteConfig(SessionConfig);
         CacheToken("corp", Start.AddHours(8));
         _sso.PortalOverride = _ => new Reply(429, """{"message":"Rate exceeded"}""");
+        Env["AWS_ENDPOINT_URL_SSO"] = $"http://proxyuser:pa55w0rd@127.0.0.1:{_sso.Portal.Url.Port}/"; // user-info is never shown
         var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await Chain("dev").GetCredentialsAsync())!;
         Assert.That(e.Message, Is.EqualTo(
             $"Profile 'dev': the SSO portal at {_sso.Portal.Url}federation/credentials?account_id=123456789012&role_name=Developer answered HTTP 429: Rate exceeded."));
