@@ -1210,57 +1210,177 @@ internal static class Sts
 internal static class CredentialProcess
 {
     internal static readonly TimeSpan Timeout = TimeSpan.FromMinutes(5);
+    internal const int MaxOutput = 1024 * 1024; // as much as a credentials endpoint's answer may be
+    private const int MaxErrorOutput = 64 * 1024; // only its first line is ever shown
+    private static readonly TimeSpan ErrorOutputGrace = TimeSpan.FromSeconds(1);
 
     public static async Task<AwsCredentials> RunAsync(IniValue command, string profileName, CancellationToken cancellationToken)
     {
         // The command line may carry secrets as arguments: errors name its profile and place, not the command.
         string what = $"The credential_process of profile '{profileName}' ({command.Where})";
+        using var process = Start(command, what, profileName);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        stop.CancelAfter(Timeout);
+        var output = new ProcessOutput(MaxOutput, isJson: true);
+        var errors = new ProcessOutput(MaxErrorOutput, isJson: false);
+        var reading = Observed(output.ReadAsync(process.StandardOutput.BaseStream, stop.Token));
+        var readingErrors = Observed(errors.ReadAsync(process.StandardError.BaseStream, stop.Token));
+        try
+        {
+            if (!await WaitAsync(process, output, reading, stop.Token).ConfigureAwait(false))
+            {
+                EndTree(process);
+                throw new AwsCredentialsException($"{what} printed more than {MaxOutput:N0} bytes, the most SigV4Lite reads, and was stopped; it must print one JSON object with the credentials.", profileName);
+            }
+            if (process.ExitCode != 0)
+            {
+                await Task.WhenAny(readingErrors, Task.Delay(ErrorOutputGrace, stop.Token)).ConfigureAwait(false);
+                throw Failed(what, process.ExitCode, errors.Text(), profileName);
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            EndTree(process);
+            if (cancellationToken.IsCancellationRequested) throw;
+            throw new AwsCredentialsException($"{what} did not finish within {Timeout.TotalMinutes} minutes and was stopped.", profileName);
+        }
+        finally
+        {
+            stop.Cancel(); // ends the reads that a process left running in the background could hold open
+        }
+        return Credentials(output.Bytes(), what, profileName);
+    }
+
+    private static Process Start(IniValue command, string what, string profileName)
+    {
         var start = OperatingSystem.IsWindows() ? new ProcessStartInfo("cmd.exe") { ArgumentList = { "/d", "/c", command.Text } }
                                                 : new ProcessStartInfo("/bin/sh") { ArgumentList = { "-c", command.Text } };
         start.RedirectStandardOutput = true;
         start.RedirectStandardError = true;
         start.UseShellExecute = false;
         start.CreateNoWindow = true;
-        using var process = new Process { StartInfo = start };
+        var process = new Process { StartInfo = start };
         try
         {
             process.Start();
+            return process;
         }
         catch (Exception e) when (e is System.ComponentModel.Win32Exception or InvalidOperationException)
         {
+            process.Dispose();
             throw new AwsCredentialsException($"{what} could not be started: {e.Message}", profileName, e);
         }
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(Timeout);
-        var output = process.StandardOutput.ReadToEndAsync(timeout.Token);
-        var errors = process.StandardError.ReadToEndAsync(timeout.Token);
-        try
-        {
-            await process.WaitForExitAsync(timeout.Token).ConfigureAwait(false);
-            await Task.WhenAll(output, errors).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { } // it may have just ended
-            if (cancellationToken.IsCancellationRequested) throw;
-            throw new AwsCredentialsException($"{what} did not finish within {Timeout.TotalMinutes} minutes and was stopped.", profileName);
-        }
-        if (process.ExitCode != 0)
-        {
-            // Its error output is written for people (what to do: log in again...); its standard output may hold keys.
-            // Only the first line is shown, clipped: a script run with `set -x` traces its commands there, keys and
-            // all, on the lines that follow. (A first line that is itself such a trace would still show.)
-            string stderr = errors.Result.Trim();
-            int lineEnd = stderr.AsSpan().IndexOfAny('\r', '\n');
-            string firstLine = lineEnd < 0 ? stderr : stderr[..lineEnd].TrimEnd();
-            throw new AwsCredentialsException(
-                $"{what} exited with code {process.ExitCode}{(firstLine.Length > 0 ? ": " + Json.Clip(firstLine) : "")}.", profileName);
-        }
-        var values = Json.ReadObject(Encoding.UTF8.GetBytes(output.Result), what + " printed", profileName);
+    }
+
+    // Until the process has exited and its output has ended or holds a whole JSON value; false when the output
+    // went past the limit first.
+    private static async Task<bool> WaitAsync(Process process, ProcessOutput output, Task<bool> reading, CancellationToken cancellationToken)
+    {
+        var exit = process.WaitForExitAsync(cancellationToken);
+        if (await Task.WhenAny(exit, reading).ConfigureAwait(false) == reading && !await reading.ConfigureAwait(false)) return false;
+        await exit.ConfigureAwait(false);
+        return output.ProcessExited() || await reading.WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private static void EndTree(Process process)
+    {
+        try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { } // it may have just ended
+    }
+
+    // A read that is left behind (the process failed, or a child holds the pipe) fails unobserved, harmlessly.
+    private static Task<bool> Observed(Task<bool> task)
+    {
+        _ = task.ContinueWith(static t => _ = t.Exception, CancellationToken.None,
+            TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        return task;
+    }
+
+    // Its error output is written for people (what to do: log in again...); its standard output may hold keys.
+    // Only the first line is shown, clipped: a script run with `set -x` traces its commands there, keys and all, on
+    // the lines that follow. (A first line that is itself such a trace would still show.)
+    private static AwsCredentialsException Failed(string what, int exitCode, string errorOutput, string profileName)
+    {
+        string stderr = errorOutput.Trim();
+        int lineEnd = stderr.AsSpan().IndexOfAny('\r', '\n');
+        string firstLine = lineEnd < 0 ? stderr : stderr[..lineEnd].TrimEnd();
+        return new AwsCredentialsException($"{what} exited with code {exitCode}{(firstLine.Length > 0 ? ": " + Json.Clip(firstLine) : "")}.", profileName);
+    }
+
+    private static AwsCredentials Credentials(byte[] output, string what, string profileName)
+    {
+        var values = Json.ReadObject(output, what + " printed", profileName);
         if (values.GetValueOrDefault("Version") != "1")
             throw new AwsCredentialsException($"{what} printed JSON without \"Version\": 1; the format is {{\"Version\": 1, \"AccessKeyId\": ..., \"SecretAccessKey\": ..., \"SessionToken\": ..., \"Expiration\": ...}}.", profileName);
         return Json.MakeCredentials(values.GetValueOrDefault("AccessKeyId"), values.GetValueOrDefault("SecretAccessKey"),
             values.GetValueOrDefault("SessionToken"), values.GetValueOrDefault("Expiration"), "SessionToken", what, profileName);
+    }
+
+    // What the process prints on one stream, up to a limit. Standard output (isJson) is read until it ends or, once
+    // the process has exited, until it holds a whole JSON value: a process the command left running in the
+    // background may hold the stream open long after. Past the limit, standard output stops the read; error output
+    // is read on and dropped, so that the process never blocks on a full pipe.
+    private sealed class ProcessOutput(int limit, bool isJson)
+    {
+        private readonly object _gate = new();
+        private readonly ArrayBufferWriter<byte> _bytes = new();
+        private bool _exited;
+
+        // True at the end of the stream or of the JSON; false when the output went past the limit.
+        public async Task<bool> ReadAsync(Stream stream, CancellationToken cancellationToken)
+        {
+            var chunk = new byte[16 * 1024];
+            while (true)
+            {
+                int n = await stream.ReadAsync(chunk, cancellationToken).ConfigureAwait(false);
+                if (n == 0) return true;
+                lock (_gate)
+                {
+                    if (_bytes.WrittenCount + n > limit)
+                    {
+                        if (isJson) return false;
+                        n = limit - _bytes.WrittenCount;
+                    }
+                    _bytes.Write(chunk.AsSpan(0, n));
+                    if (_exited && IsWholeJson(_bytes.WrittenSpan)) return true;
+                }
+            }
+        }
+
+        // The process has exited: true when its output already holds a whole JSON value.
+        public bool ProcessExited()
+        {
+            lock (_gate)
+            {
+                _exited = isJson;
+                return _exited && IsWholeJson(_bytes.WrittenSpan);
+            }
+        }
+
+        public byte[] Bytes()
+        {
+            lock (_gate) return WithoutBom(_bytes.WrittenSpan).ToArray();
+        }
+
+        public string Text()
+        {
+            lock (_gate) return Encoding.UTF8.GetString(_bytes.WrittenSpan);
+        }
+
+        // A JSON value followed by anything, or JSON that more bytes could not mend (the parse reports it).
+        private static bool IsWholeJson(ReadOnlySpan<byte> bytes)
+        {
+            var reader = new Utf8JsonReader(WithoutBom(bytes), isFinalBlock: false, new JsonReaderState(new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip }));
+            try
+            {
+                return reader.Read() && reader.TrySkip();
+            }
+            catch (JsonException)
+            {
+                return true;
+            }
+        }
+
+        private static ReadOnlySpan<byte> WithoutBom(ReadOnlySpan<byte> bytes) => bytes.StartsWith("\uFEFF"u8) ? bytes[3..] : bytes;
     }
 }
 
