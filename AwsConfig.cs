@@ -606,7 +606,7 @@ internal sealed class ProfileSource(AwsConfigContext context) : CredentialSource
     }
 
     private SsoSource Sso(SsoProfile profile) =>
-        _sso is { } sso && sso.Profile.Name == profile.Name ? sso : _sso = new SsoSource(context, profile);
+        _sso is { } sso && sso.Profile == profile ? sso : _sso = new SsoSource(context, profile);
 
     private static AwsConfigurationException Loop(IniSection profile, IniValue sourceName, List<string> path) =>
         new($"The profiles form a loop through source_profile: {string.Join(" -> ", path)} -> {sourceName.Text} ({sourceName.Where}). " +
@@ -1393,26 +1393,9 @@ internal static class CredentialProcess
 // An SSO profile's settings: `sso_session` naming an [sso-session NAME] section that holds sso_start_url and
 // sso_region, or (the legacy form) sso_start_url and sso_region in the profile itself; both need sso_account_id
 // and sso_role_name.
-internal sealed class SsoProfile
+internal sealed record SsoProfile(string Name, string? SessionName, string StartUrl, string Region, string AccountId, string RoleName)
 {
     private static readonly string[] Keys = ["sso_session", "sso_start_url", "sso_region", "sso_account_id", "sso_role_name"];
-
-    private SsoProfile(string name, string? sessionName, string startUrl, string region, string accountId, string roleName)
-    {
-        Name = name;
-        SessionName = sessionName;
-        StartUrl = startUrl;
-        Region = region;
-        AccountId = accountId;
-        RoleName = roleName;
-    }
-
-    public string Name { get; }
-    public string? SessionName { get; }
-    public string StartUrl { get; }
-    public string Region { get; }
-    public string AccountId { get; }
-    public string RoleName { get; }
 
     // The CLI names the token cache file after the session, or (legacy form) the start URL.
     public string CacheKey => SessionName ?? StartUrl;

@@ -74,6 +74,13 @@ public class CredentialsSsoTests : CredentialsTestBase
         return path;
     }
 
+    // The session profile 'dev', after `aws sso login`: a token with 8 hours left.
+    private string SignIn()
+    {
+        Home.WriteConfig(SessionConfig);
+        return CacheToken("corp", Start.AddHours(8));
+    }
+
     private void AssertNoSsoSecret(string text)
     {
         foreach (string secret in _sso.Secrets.Append(CachedToken).Append(CachedRefreshToken))
@@ -83,8 +90,7 @@ public class CredentialsSsoTests : CredentialsTestBase
     [Test]
     public async Task ASessionProfileTradesTheCachedTokenForRoleCredentialsWithAnUnsignedCall()
     {
-        Home.WriteConfig(SessionConfig);
-        CacheToken("corp", Start.AddHours(8));
+        SignIn();
         var chain = Chain("dev");
         var credentials = await chain.GetCredentialsAsync();
 
@@ -138,8 +144,7 @@ public class CredentialsSsoTests : CredentialsTestBase
     [Test]
     public async Task RoleCredentialsAreKeptUntilFiveMinutesBeforeTheyExpire()
     {
-        Home.WriteConfig(SessionConfig);
-        CacheToken("corp", Start.AddHours(8));
+        SignIn();
         var chain = Chain("dev");
         var first = await chain.GetCredentialsAsync();
 
@@ -158,8 +163,7 @@ public class CredentialsSsoTests : CredentialsTestBase
     [Test]
     public async Task AThousandConcurrentCallersCauseOnePortalCall()
     {
-        Home.WriteConfig(SessionConfig);
-        CacheToken("corp", Start.AddHours(8));
+        SignIn();
         _sso.Delay = TimeSpan.FromMilliseconds(200);
         var chain = Chain("dev");
         var results = await CallConcurrently(chain);
@@ -213,8 +217,7 @@ public class CredentialsSsoTests : CredentialsTestBase
     [Test]
     public async Task TheCacheFileIsReadAgainOnEachRefresh()
     {
-        Home.WriteConfig(SessionConfig);
-        CacheToken("corp", Start.AddHours(8));
+        SignIn();
         var chain = Chain("dev");
         await chain.GetCredentialsAsync();
 
@@ -318,8 +321,7 @@ public class CredentialsSsoTests : CredentialsTestBase
     [TestCase("""["aoaCACHEDACCESSTOKEN0123456789abcdef"]""", "holds something that is not a JSON object")]
     public void ACorruptCacheFileSaysToSignInAgainWithoutShowingIt(string content, string problem)
     {
-        Home.WriteConfig(SessionConfig);
-        string path = CacheToken("corp", Start.AddHours(8));
+        string path = SignIn();
         File.WriteAllText(path, content);
         var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await Chain("dev").GetCredentialsAsync())!;
         Assert.That(e.Message, Does.StartWith($"Profile 'dev' signs in with IAM Identity Center (sso-session 'corp'), but its SSO token cache {path} {problem}"));
@@ -358,8 +360,7 @@ public class CredentialsSsoTests : CredentialsTestBase
     [Test]
     public void APortalFailureIsNotALoginProblem()
     {
-        Home.WriteConfig(SessionConfig);
-        CacheToken("corp", Start.AddHours(8));
+        SignIn();
         _sso.PortalOverride = _ => new Reply(429, """{"message":"Rate exceeded"}""");
         Env["AWS_ENDPOINT_URL_SSO"] = $"http://proxyuser:pa55w0rd@127.0.0.1:{_sso.Portal.Url.Port}/"; // user-info is never shown
         var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await Chain("dev").GetCredentialsAsync())!;
@@ -376,8 +377,7 @@ public class CredentialsSsoTests : CredentialsTestBase
     [TestCase("""{"roleCredentials": {"accessKeyId": "ASIAX", "secretAccessKey": "leakedSecret" """, "answered malformed JSON")]
     public void AMalformedPortalAnswerIsTypedAndShowsNoSecret(string body, string expected)
     {
-        Home.WriteConfig(SessionConfig);
-        CacheToken("corp", Start.AddHours(8));
+        SignIn();
         _sso.PortalOverride = _ => Reply.Json(body);
         var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await Chain("dev").GetCredentialsAsync())!;
         Assert.That(e.Message, Does.StartWith("Profile 'dev': the SSO portal at ").And.Contain(expected));
@@ -425,8 +425,7 @@ public class CredentialsSsoTests : CredentialsTestBase
     public async Task APortalRedirectIsNotFollowedSoTheTokenGoesNowhereElse()
     {
         await using var elsewhere = new FakeHttpServer(_ => Reply.Json("{}"));
-        Home.WriteConfig(SessionConfig);
-        CacheToken("corp", Start.AddHours(8));
+        SignIn();
         _sso.PortalOverride = _ => new Reply(307, "") { Headers = [new("Location", elsewhere.Url + "federation/credentials")] };
         var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await Chain("dev").GetCredentialsAsync())!;
         Assert.That(e.Message, Does.Contain("answered HTTP 307"));
