@@ -449,6 +449,9 @@ class AwsServiceException : AwsException
     // The server's Date, for clock-skew correction.
     internal DateTimeOffset? ServerDate { get; init; }
 
+    // The error answer's body, for callers that read fields of their own from it.
+    internal ReadOnlyMemory<byte> Body { get; init; }
+
     /// <summary>What failed, with the code, the service's message, the reason, the request id and the attempts.</summary>
     public override string Message =>
         $"{ServiceName}{(OperationName is null ? "" : " " + OperationName)} answered {(int)StatusCode} {ErrorCode}: {ErrorMessage}" +
@@ -1107,6 +1110,7 @@ internal static class AwsErrors
             RetryAfter = retryAfter,
             Attempts = attempt,
             ServerDate = response.Headers.Date,
+            Body = answer.Body,
         };
     }
 
@@ -1986,6 +1990,49 @@ internal static partial class Sts
         catch (AwsException e) when (e is not AwsCredentialsException and not AwsConfigurationException)
         {
             throw new AwsCredentialsException($"{what} failed: {e.Message}", profileName, e);
+        }
+    }
+}
+
+// The chain's unsigned JSON calls (the SSO portal, SSO OIDC) go through the pipeline too (see AwsHttp in AwsConfig.cs):
+// retried on throttling and transient errors; an error answer is handed back as status and body for the caller to judge.
+internal static partial class AwsHttp
+{
+    static partial void SendThroughPipeline(AwsConfigContext context, string serviceId, HttpMethod method, Uri uri, KeyValuePair<string, string>[] headers,
+        byte[]? json, TimeSpan timeout, string failure, string? profileName, CancellationToken cancellationToken, ref Task<(HttpStatusCode, byte[])>? answer) =>
+        answer = SendAsync(context, serviceId, method, uri, headers, json, timeout, failure, profileName, cancellationToken);
+
+    private static async Task<(HttpStatusCode, byte[])> SendAsync(AwsConfigContext context, string serviceId, HttpMethod method, Uri uri,
+        KeyValuePair<string, string>[] headers, byte[]? json, TimeSpan timeout, string failure, string? profileName, CancellationToken cancellationToken)
+    {
+        var options = new AwsClientOptions
+        {
+            Region = "us-east-1", // unsigned: the region names no scope
+            Endpoint = new Uri(uri.GetLeftPart(UriPartial.Authority)),
+            Clock = context.Clock,
+            Timeout = timeout,
+            MaxResponseSize = 1024 * 1024,
+            Config = context.Options,
+        };
+        using var client = new AwsClient(new AwsService(serviceId, "awsssoportal", AwsProtocol.RestJson1), options, signed: false);
+        var request = new AwsRequest(method, uri.AbsolutePath, uri.Query.TrimStart('?'))
+        {
+            Headers = [new("Accept", "application/json"), .. headers],
+            ContentType = json is null ? null : "application/json",
+            Body = json,
+        };
+        try
+        {
+            var response = await client.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            return (response.StatusCode, response.Body.ToArray());
+        }
+        catch (AwsServiceException e)
+        {
+            return (e.StatusCode, e.Body.ToArray());
+        }
+        catch (AwsException e) when (e is AwsTimeoutException or AwsConnectionException or AwsResponseTooLargeException)
+        {
+            throw new AwsCredentialsException($"{failure}: {e.Message}", profileName, e);
         }
     }
 }

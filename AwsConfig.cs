@@ -1,5 +1,7 @@
 // AwsConfig.cs: finds credentials, the region and custom endpoints where the AWS SDKs find them, for SigV4Lite.
-// Builds on SigV4.cs (which stands alone and never refers to this file). BCL only, AOT and trimming safe.
+// Builds on SigV4.cs (which stands alone and never refers to this file). BCL only, AOT and trimming safe. With
+// AwsClient.cs in the same compilation, the calls the chain makes (STS, the SSO portal and OIDC) go through its send
+// pipeline (retried, errors read as AWS writes them); without it, this file works alone and sends each call once.
 //
 //   IAwsCredentialsProvider credentials = AwsCredentialsChain.CreateDefault();   // env, web identity, profile, container, IMDS
 //   string region = AwsRegion.Resolve();                                          // AWS_REGION, AWS_DEFAULT_REGION, profile
@@ -7,11 +9,13 @@
 //
 // The file reads top-down: the public entry points (options, errors, region, endpoint, the chain), then the links of
 // the chain (environment, web identity, profile, container, instance metadata), then what they share: the context
-// (environment, clock, files), the INI parser of the shared config files, the STS client, credential_process, the
-// JSON and HTTP helpers.
+// (environment, clock, files), the INI parser of the shared config files, the STS client, credential_process, IAM
+// Identity Center (SSO: the profile forms, the token cache of `aws sso login`, SSO OIDC token refresh, the SSO portal),
+// the JSON and HTTP helpers.
 #nullable enable
 
 using System;
+using System.Buffers;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.Globalization;
@@ -20,6 +24,7 @@ using System.Net;
 using System.Net.Http;
 using System.Net.Http.Headers;
 using System.Net.Sockets;
+using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Threading;
@@ -227,7 +232,7 @@ static class AwsEndpoint
         if (configured is not null)
         {
             if (!IsValid(configured))
-                throw new ArgumentException($"The endpoint '{configured}' must be an absolute http or https URL without a query, such as https://lambda.us-east-1.amazonaws.com.", nameof(configured));
+                throw new ArgumentException($"The endpoint '{UriText.Show(configured)}' must be an absolute http or https URL without a query, such as https://lambda.us-east-1.amazonaws.com.", nameof(configured));
             return configured;
         }
         return Find(serviceId, new AwsConfigContext(options));
@@ -305,7 +310,7 @@ static class AwsEndpoint
     {
         if (Uri.TryCreate(value, UriKind.Absolute, out var uri) && IsValid(uri))
             return uri;
-        throw new AwsConfigurationException($"{where} is '{value}', which is not an absolute http or https URL without a query; write one such as http://localhost:4566.",
+        throw new AwsConfigurationException($"{where} is '{UriText.Show(value)}', which is not an absolute http or https URL without a query; write one such as http://localhost:4566.",
             at?.File, at?.Line, profile);
     }
 
@@ -326,7 +331,8 @@ static class AwsEndpoint
 /// stays the source. Order: environment variables (<c>AWS_ACCESS_KEY_ID</c>, <c>AWS_SECRET_ACCESS_KEY</c>,
 /// <c>AWS_SESSION_TOKEN</c>); a web identity token file (<c>AWS_WEB_IDENTITY_TOKEN_FILE</c>, <c>AWS_ROLE_ARN</c>);
 /// the profile in the shared config and credentials files (static keys, <c>role_arn</c> with <c>source_profile</c> or
-/// <c>credential_source</c>, <c>credential_process</c>); container credentials; EC2 instance metadata (IMDSv2).
+/// <c>credential_source</c>, <c>credential_process</c>, IAM Identity Center with <c>sso_session</c> or
+/// <c>sso_start_url</c> and the token <c>aws sso login</c> cached); container credentials; EC2 instance metadata (IMDSv2).
 /// Credentials set in code come before all of these: use them instead of the chain.
 /// </summary>
 /// <remarks>
@@ -425,7 +431,8 @@ sealed class AwsCredentialsChain : IAwsCredentialsProvider
             var credentials = await LoadAsync().ConfigureAwait(false);
             var now = _clock.GetUtcNow();
             // Never handed out in their last 15 seconds: a request signed with them could reach AWS after they expire.
-            if (credentials.Expiration is { } expiration && expiration - ExpiryMargin <= now)
+            // (now + margin, not expiration - margin: an expiration of 0001-01-01 has nothing before it.)
+            if (credentials.Expiration is { } expiration && expiration <= now + ExpiryMargin)
                 throw new AwsCredentialsException(
                     $"The credentials from {_selected?.Name} (access key id {credentials.AccessKeyId}) " + (expiration <= now
                         ? $"expired at {expiration.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ}, before they could be used"
@@ -547,6 +554,9 @@ internal sealed class WebIdentitySource(AwsConfigContext context) : CredentialSo
 // The profile in the shared config and credentials files.
 internal sealed class ProfileSource(AwsConfigContext context) : CredentialSource
 {
+    // The chain's profiles end in at most one SSO profile: its credentials and token state live as long as the chain.
+    private SsoSource? _sso;
+
     public override string Name => $"profile '{context.ProfileName}'";
 
     public override async ValueTask<Loaded> LoadAsync(CancellationToken cancellationToken)
@@ -557,7 +567,7 @@ internal sealed class ProfileSource(AwsConfigContext context) : CredentialSource
             return Loaded.NotFound($"profile '{context.ProfileName}': not found in {files.Describe()}");
         var credentials = await ResolveAsync(profile, new List<string>(), cancellationToken).ConfigureAwait(false);
         return credentials is null
-            ? Loaded.NotFound($"profile '{profile.Name}' ({profile.Where}): has no credentials (aws_access_key_id, role_arn or credential_process)")
+            ? Loaded.NotFound($"profile '{profile.Name}' ({profile.Where}): has no credentials (aws_access_key_id, role_arn, credential_process or sso_session)")
             : new(credentials, null);
     }
 
@@ -584,14 +594,11 @@ internal sealed class ProfileSource(AwsConfigContext context) : CredentialSource
         if (profile.Get("credential_process") is { } process)
             return await CredentialProcess.RunAsync(process, profile.Name, cancellationToken).ConfigureAwait(false);
         if (HasStaticKeys(profile)) return StaticKeys(profile);
-        if ((profile.Get("sso_session") ?? profile.Get("sso_start_url")) is { } sso)
-            throw new AwsConfigurationException(
-                $"Profile '{profile.Name}' uses AWS IAM Identity Center (SSO, {sso.Where}), which SigV4Lite does not support. " +
-                "Use credential_process = aws configure export-credentials --profile NAME --format process, or another profile.",
-                sso.File, sso.Line, profile.Name);
+        if (SsoProfile.Read(profile, context.Files) is { } sso)
+            return await Sso(sso).GetCredentialsAsync(cancellationToken).ConfigureAwait(false);
         if (isSource)
             throw new AwsConfigurationException(
-                $"Profile '{profile.Name}' ({profile.Where}) is the source_profile of '{path[^2]}' but has no credentials: give it aws_access_key_id and aws_secret_access_key, role_arn, or credential_process.",
+                $"Profile '{profile.Name}' ({profile.Where}) is the source_profile of '{path[^2]}' but has no credentials: give it aws_access_key_id and aws_secret_access_key, role_arn, credential_process, or IAM Identity Center (sso_session).",
                 null, null, profile.Name);
         return null;
     }
@@ -632,6 +639,9 @@ internal sealed class ProfileSource(AwsConfigContext context) : CredentialSource
             $"Profile '{profile.Name}' sets role_arn ({roleArn.Where}) but not where the credentials that assume it come from: add source_profile, credential_source or web_identity_token_file.",
             roleArn.File, roleArn.Line, profile.Name);
     }
+
+    private SsoSource Sso(SsoProfile profile) =>
+        _sso is { } sso && sso.Profile == profile ? sso : _sso = new SsoSource(context, profile);
 
     private static AwsConfigurationException Loop(IniSection profile, IniValue sourceName, List<string> path) =>
         new($"The profiles form a loop through source_profile: {string.Join(" -> ", path)} -> {sourceName.Text} ({sourceName.Where}). " +
@@ -678,15 +688,16 @@ internal sealed class ContainerSource(AwsConfigContext context) : CredentialSour
         if (relative is null && full is null)
             return Loaded.NotFound($"container credentials: {RelativeVariable} and {FullVariable} are not set");
         var uri = relative is not null ? RelativeUri(relative) : FullUri(full!);
+        string shown = UriText.Show(uri);
 
         using var request = new HttpRequestMessage(HttpMethod.Get, uri);
         request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
         if (Token() is { } token) request.Headers.TryAddWithoutValidation("Authorization", token);
         var (status, body) = await AwsHttp.SendForCredentialsAsync(AwsHttp.Direct, request, Timeout,
-            $"The container credentials endpoint {uri} did not answer", null, cancellationToken).ConfigureAwait(false);
+            $"The container credentials endpoint {shown} did not answer", null, cancellationToken).ConfigureAwait(false);
         if (status != HttpStatusCode.OK)
-            throw new AwsCredentialsException($"The container credentials endpoint {uri} answered HTTP {(int)status} {status}{Json.ErrorDetail(body)}.");
-        return new(Json.ReadCredentials(body, "Token", $"the container credentials endpoint {uri}", null), null);
+            throw new AwsCredentialsException($"The container credentials endpoint {shown} answered HTTP {(int)status} {status}{Json.ErrorDetail(body)}.");
+        return new(Json.ReadCredentials(body, "Token", $"the container credentials endpoint {shown}", null), null);
     }
 
     private Uri RelativeUri(string relative)
@@ -695,14 +706,14 @@ internal sealed class ContainerSource(AwsConfigContext context) : CredentialSour
         // then name another host, and the authorization token would go there.
         string origin = (context.Options.ContainerCredentialsEndpoint ?? new Uri("http://169.254.170.2")).GetLeftPart(UriPartial.Authority);
         if (!relative.StartsWith('/') || !Uri.TryCreate(origin + relative, UriKind.Absolute, out var uri) || uri.GetLeftPart(UriPartial.Authority) != origin)
-            throw new AwsConfigurationException($"The environment variable {RelativeVariable} ('{relative}') must be a path starting with '/', such as /v2/credentials/abc.");
+            throw new AwsConfigurationException($"The environment variable {RelativeVariable} ('{UriText.Show(relative)}') must be a path starting with '/', such as /v2/credentials/abc.");
         return uri;
     }
 
     private static Uri FullUri(string full)
     {
         if (!Uri.TryCreate(full, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
-            throw new AwsConfigurationException($"The environment variable {FullVariable} ('{full}') must be an absolute http or https URL.");
+            throw new AwsConfigurationException($"The environment variable {FullVariable} ('{UriText.Show(full)}') must be an absolute http or https URL.");
         // Plain http could be sent anywhere a variable points: only to this machine or the container agents (SSRF guard).
         if (uri.Scheme == Uri.UriSchemeHttp && !IsAllowedPlainHttpHost(uri))
             throw new AwsConfigurationException(
@@ -763,25 +774,26 @@ internal sealed class InstanceMetadataSource(AwsConfigContext context) : Credent
         if (context.EnvBool("AWS_EC2_METADATA_DISABLED") == true)
             return Loaded.NotFound("EC2 instance metadata: disabled by AWS_EC2_METADATA_DISABLED=true");
         var endpoint = Endpoint();
+        string at = UriText.Show(endpoint);
         // Being last in the chain, a failure here is "not found" with its reason, which the chain's error shows.
         try
         {
             var (status, body) = await GetAsync(endpoint, CredentialsPath, cancellationToken).ConfigureAwait(false);
             if (status == HttpStatusCode.NotFound)
-                return Loaded.NotFound($"EC2 instance metadata at {endpoint}: no IAM role is attached to this instance");
+                return Loaded.NotFound($"EC2 instance metadata at {at}: no IAM role is attached to this instance");
             if (status != HttpStatusCode.OK)
-                return Loaded.NotFound($"EC2 instance metadata at {endpoint}: listing the role answered HTTP {(int)status} {status}");
+                return Loaded.NotFound($"EC2 instance metadata at {at}: listing the role answered HTTP {(int)status} {status}");
             string role = Encoding.UTF8.GetString(body).Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) is [var first, ..] ? first : "";
             if (role.Length == 0 || role.Contains('/') || role.Contains('?') || role.Contains('#'))
-                return Loaded.NotFound($"EC2 instance metadata at {endpoint}: the role name it gave is empty or malformed");
+                return Loaded.NotFound($"EC2 instance metadata at {at}: the role name it gave is empty or malformed");
             (status, body) = await GetAsync(endpoint, CredentialsPath + Uri.EscapeDataString(role), cancellationToken).ConfigureAwait(false);
             if (status != HttpStatusCode.OK)
-                return Loaded.NotFound($"EC2 instance metadata at {endpoint}: the credentials of role {role} answered HTTP {(int)status} {status}");
-            return new(Json.ReadCredentials(body, "Token", $"EC2 instance metadata at {endpoint} (role {role})", null), null);
+                return Loaded.NotFound($"EC2 instance metadata at {at}: the credentials of role {role} answered HTTP {(int)status} {status}");
+            return new(Json.ReadCredentials(body, "Token", $"EC2 instance metadata at {at} (role {role})", null), null);
         }
         catch (Exception e) when (e is HttpRequestException or TimeoutException or AwsCredentialsException && !cancellationToken.IsCancellationRequested)
         {
-            return Loaded.NotFound($"EC2 instance metadata at {endpoint}: {e.Message}");
+            return Loaded.NotFound($"EC2 instance metadata at {at}: {e.Message}");
         }
     }
 
@@ -791,7 +803,7 @@ internal sealed class InstanceMetadataSource(AwsConfigContext context) : Credent
         if (context.Env("AWS_EC2_METADATA_SERVICE_ENDPOINT") is { } value)
             return Uri.TryCreate(value, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps)
                 ? WithSlash(uri)
-                : throw new AwsConfigurationException($"The environment variable AWS_EC2_METADATA_SERVICE_ENDPOINT ('{value}') must be an absolute http or https URL, such as http://169.254.169.254.");
+                : throw new AwsConfigurationException($"The environment variable AWS_EC2_METADATA_SERVICE_ENDPOINT ('{UriText.Show(value)}') must be an absolute http or https URL, such as http://169.254.169.254.");
         return context.Env("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE") is { } mode && mode.Equals("IPv6", StringComparison.OrdinalIgnoreCase)
             ? new Uri("http://[fd00:ec2::254]/")
             : new Uri("http://169.254.169.254/");
@@ -935,6 +947,7 @@ internal sealed class AwsConfigFiles
 {
     private readonly Dictionary<string, IniSection> _profiles = new(StringComparer.Ordinal);
     private readonly Dictionary<string, IniSection> _services = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, IniSection> _ssoSessions = new(StringComparer.Ordinal);
     private readonly List<(string Name, string Hint)> _ignored = new();
 
     private AwsConfigFiles(string? configPath, bool configExists, string? credentialsPath, bool credentialsExists)
@@ -976,7 +989,7 @@ internal sealed class AwsConfigFiles
         }
     }
 
-    // Config file: [default], [profile name], [services name] (other prefixes such as sso-session are skipped).
+    // Config file: [default], [profile name], [services name], [sso-session name] (other prefixes are skipped).
     // Credentials file: [name] only. [profile default] replaces [default] entirely. Names: [A-Za-z0-9_\-/.%@:+].
     private void Add(List<IniRawSection> sections, bool isConfigFile)
     {
@@ -995,6 +1008,7 @@ internal sealed class AwsConfigFiles
                 if (prefix is null && name == "default" && hasPrefixedDefault) continue;
                 if (prefix == "profile" || (prefix is null && name == "default")) Section(_profiles, name).Merge(section);
                 else if (prefix == "services") Section(_services, name).Merge(section);
+                else if (prefix == "sso-session") Section(_ssoSessions, name).Merge(section);
                 else if (prefix is null)
                     _ignored.Add((name, $" The section [{name}] at {place} is ignored: in the config file, profiles are written [profile {name}]."));
             }
@@ -1034,6 +1048,8 @@ internal sealed class AwsConfigFiles
     }
 
     public IniSection? FindServices(string name) => _services.GetValueOrDefault(name);
+
+    public IniSection? FindSsoSession(string name) => _ssoSessions.GetValueOrDefault(name);
 
     public string HintFor(string name)
     {
@@ -1182,7 +1198,7 @@ internal static partial class Sts
         string? region = AwsRegion.Find(context, null);
         var endpoint = context.Options.StsEndpoint ?? AwsEndpoint.Find("STS", context)
             ?? (region is null ? new Uri("https://sts.amazonaws.com/") : AwsEndpoint.ForRegion("sts", region));
-        string what = $"STS {action} for role {roleArn} at {endpoint}";
+        string what = $"STS {action} for role {roleArn} at {UriText.Show(endpoint)}";
 
         Task<byte[]>? throughPipeline = null;
         SendThroughPipeline(context, endpoint, region ?? "us-east-1", action, form, signer, what, profileName, cancellationToken, ref throughPipeline);
@@ -1249,57 +1265,593 @@ internal static partial class Sts
 internal static class CredentialProcess
 {
     internal static readonly TimeSpan Timeout = TimeSpan.FromMinutes(5);
+    internal const int MaxOutput = 1024 * 1024; // as much as a credentials endpoint's answer may be
+    private const int MaxErrorOutput = 64 * 1024; // only its first line is ever shown
+    private static readonly TimeSpan ErrorOutputGrace = TimeSpan.FromSeconds(1);
 
     public static async Task<AwsCredentials> RunAsync(IniValue command, string profileName, CancellationToken cancellationToken)
     {
         // The command line may carry secrets as arguments: errors name its profile and place, not the command.
         string what = $"The credential_process of profile '{profileName}' ({command.Where})";
+        using var process = Start(command, what, profileName);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        stop.CancelAfter(Timeout);
+        var output = new ProcessOutput(MaxOutput, isJson: true);
+        var errors = new ProcessOutput(MaxErrorOutput, isJson: false);
+        var reading = Observed(output.ReadAsync(process.StandardOutput.BaseStream, stop.Token));
+        var readingErrors = Observed(errors.ReadAsync(process.StandardError.BaseStream, stop.Token));
+        try
+        {
+            if (!await WaitAsync(process, output, reading, stop.Token).ConfigureAwait(false))
+            {
+                EndTree(process);
+                throw new AwsCredentialsException($"{what} printed more than {MaxOutput:N0} bytes, the most SigV4Lite reads, and was stopped; it must print one JSON object with the credentials.", profileName);
+            }
+            if (process.ExitCode != 0)
+            {
+                await Task.WhenAny(readingErrors, Task.Delay(ErrorOutputGrace, stop.Token)).ConfigureAwait(false);
+                throw Failed(what, process.ExitCode, errors.Text(), profileName);
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            EndTree(process);
+            if (cancellationToken.IsCancellationRequested) throw;
+            throw new AwsCredentialsException($"{what} did not finish within {Timeout.TotalMinutes} minutes and was stopped.", profileName);
+        }
+        finally
+        {
+            stop.Cancel(); // ends the reads that a process left running in the background could hold open
+        }
+        return Credentials(output.Bytes(), what, profileName);
+    }
+
+    private static Process Start(IniValue command, string what, string profileName)
+    {
         var start = OperatingSystem.IsWindows() ? new ProcessStartInfo("cmd.exe") { ArgumentList = { "/d", "/c", command.Text } }
                                                 : new ProcessStartInfo("/bin/sh") { ArgumentList = { "-c", command.Text } };
         start.RedirectStandardOutput = true;
         start.RedirectStandardError = true;
         start.UseShellExecute = false;
         start.CreateNoWindow = true;
-        using var process = new Process { StartInfo = start };
+        var process = new Process { StartInfo = start };
         try
         {
             process.Start();
+            return process;
         }
         catch (Exception e) when (e is System.ComponentModel.Win32Exception or InvalidOperationException)
         {
+            process.Dispose();
             throw new AwsCredentialsException($"{what} could not be started: {e.Message}", profileName, e);
         }
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(Timeout);
-        var output = process.StandardOutput.ReadToEndAsync(timeout.Token);
-        var errors = process.StandardError.ReadToEndAsync(timeout.Token);
-        try
-        {
-            await process.WaitForExitAsync(timeout.Token).ConfigureAwait(false);
-            await Task.WhenAll(output, errors).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { } // it may have just ended
-            if (cancellationToken.IsCancellationRequested) throw;
-            throw new AwsCredentialsException($"{what} did not finish within {Timeout.TotalMinutes} minutes and was stopped.", profileName);
-        }
-        if (process.ExitCode != 0)
-        {
-            // Its error output is written for people (what to do: log in again...); its standard output may hold keys.
-            // Only the first line is shown, clipped: a script run with `set -x` traces its commands there, keys and
-            // all, on the lines that follow. (A first line that is itself such a trace would still show.)
-            string stderr = errors.Result.Trim();
-            int lineEnd = stderr.AsSpan().IndexOfAny('\r', '\n');
-            string firstLine = lineEnd < 0 ? stderr : stderr[..lineEnd].TrimEnd();
-            throw new AwsCredentialsException(
-                $"{what} exited with code {process.ExitCode}{(firstLine.Length > 0 ? ": " + Json.Clip(firstLine) : "")}.", profileName);
-        }
-        var values = Json.ReadObject(Encoding.UTF8.GetBytes(output.Result), what + " printed", profileName);
+    }
+
+    // Until the process has exited and its output has ended or holds a whole JSON value; false when the output
+    // went past the limit first.
+    private static async Task<bool> WaitAsync(Process process, ProcessOutput output, Task<bool> reading, CancellationToken cancellationToken)
+    {
+        var exit = process.WaitForExitAsync(cancellationToken);
+        if (await Task.WhenAny(exit, reading).ConfigureAwait(false) == reading && !await reading.ConfigureAwait(false)) return false;
+        await exit.ConfigureAwait(false);
+        return output.ProcessExited() || await reading.WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private static void EndTree(Process process)
+    {
+        try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { } // it may have just ended
+    }
+
+    // A read that is left behind (the process failed, or a child holds the pipe) fails unobserved, harmlessly.
+    private static Task<bool> Observed(Task<bool> task)
+    {
+        _ = task.ContinueWith(static t => _ = t.Exception, CancellationToken.None,
+            TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        return task;
+    }
+
+    // Its error output is written for people (what to do: log in again...); its standard output may hold keys.
+    // Only the first line is shown, clipped: a script run with `set -x` traces its commands there, keys and all, on
+    // the lines that follow. (A first line that is itself such a trace would still show.)
+    private static AwsCredentialsException Failed(string what, int exitCode, string errorOutput, string profileName)
+    {
+        string stderr = errorOutput.Trim();
+        int lineEnd = stderr.AsSpan().IndexOfAny('\r', '\n');
+        string firstLine = lineEnd < 0 ? stderr : stderr[..lineEnd].TrimEnd();
+        return new AwsCredentialsException($"{what} exited with code {exitCode}{(firstLine.Length > 0 ? ": " + Json.Clip(firstLine) : "")}.", profileName);
+    }
+
+    private static AwsCredentials Credentials(byte[] output, string what, string profileName)
+    {
+        var values = Json.ReadObject(output, what + " printed", profileName);
         if (values.GetValueOrDefault("Version") != "1")
             throw new AwsCredentialsException($"{what} printed JSON without \"Version\": 1; the format is {{\"Version\": 1, \"AccessKeyId\": ..., \"SecretAccessKey\": ..., \"SessionToken\": ..., \"Expiration\": ...}}.", profileName);
         return Json.MakeCredentials(values.GetValueOrDefault("AccessKeyId"), values.GetValueOrDefault("SecretAccessKey"),
             values.GetValueOrDefault("SessionToken"), values.GetValueOrDefault("Expiration"), "SessionToken", what, profileName);
+    }
+
+    // What the process prints on one stream, up to a limit. Standard output (isJson) is read until it ends or, once
+    // the process has exited, until it holds a whole JSON value: a process the command left running in the
+    // background may hold the stream open long after. Past the limit, standard output stops the read; error output
+    // is read on and dropped, so that the process never blocks on a full pipe.
+    private sealed class ProcessOutput(int limit, bool isJson)
+    {
+        private readonly object _gate = new();
+        private readonly ArrayBufferWriter<byte> _bytes = new();
+        private bool _exited;
+
+        // True at the end of the stream or of the JSON; false when the output went past the limit.
+        public async Task<bool> ReadAsync(Stream stream, CancellationToken cancellationToken)
+        {
+            var chunk = new byte[16 * 1024];
+            while (true)
+            {
+                int n = await stream.ReadAsync(chunk, cancellationToken).ConfigureAwait(false);
+                if (n == 0) return true;
+                lock (_gate)
+                {
+                    if (_bytes.WrittenCount + n > limit)
+                    {
+                        if (isJson) return false;
+                        n = limit - _bytes.WrittenCount;
+                    }
+                    _bytes.Write(chunk.AsSpan(0, n));
+                    if (_exited && IsWholeJson(_bytes.WrittenSpan)) return true;
+                }
+            }
+        }
+
+        // The process has exited: true when its output already holds a whole JSON value.
+        public bool ProcessExited()
+        {
+            lock (_gate)
+            {
+                _exited = isJson;
+                return _exited && IsWholeJson(_bytes.WrittenSpan);
+            }
+        }
+
+        public byte[] Bytes()
+        {
+            lock (_gate) return WithoutBom(_bytes.WrittenSpan).ToArray();
+        }
+
+        public string Text()
+        {
+            lock (_gate) return Encoding.UTF8.GetString(_bytes.WrittenSpan);
+        }
+
+        // A JSON value followed by anything, or JSON that more bytes could not mend (the parse reports it).
+        private static bool IsWholeJson(ReadOnlySpan<byte> bytes)
+        {
+            var reader = new Utf8JsonReader(WithoutBom(bytes), isFinalBlock: false, new JsonReaderState(new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip }));
+            try
+            {
+                return reader.Read() && reader.TrySkip();
+            }
+            catch (JsonException)
+            {
+                return true;
+            }
+        }
+
+        private static ReadOnlySpan<byte> WithoutBom(ReadOnlySpan<byte> bytes) => bytes.StartsWith("\uFEFF"u8) ? bytes[3..] : bytes;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// IAM Identity Center (SSO) profiles: the token `aws sso login` cached is refreshed through SSO OIDC when it is
+// about to expire (session form only), then traded at the SSO portal for the role's credentials. Neither call is
+// SigV4-signed. The token, its refresh token and the client secret never appear in a message or ToString().
+// ---------------------------------------------------------------------------------------------------------------
+
+// An SSO profile's settings: `sso_session` naming an [sso-session NAME] section that holds sso_start_url and
+// sso_region, or (the legacy form) sso_start_url and sso_region in the profile itself; both need sso_account_id
+// and sso_role_name.
+internal sealed record SsoProfile(string Name, string? SessionName, string StartUrl, string Region, string AccountId, string RoleName)
+{
+    private static readonly string[] Keys = ["sso_session", "sso_start_url", "sso_region", "sso_account_id", "sso_role_name"];
+
+    // The CLI names the token cache file after the session, or (legacy form) the start URL.
+    public string CacheKey => SessionName ?? StartUrl;
+
+    // The profile's SSO settings; null when it sets none of them.
+    public static SsoProfile? Read(IniSection profile, AwsConfigFiles files)
+    {
+        IniValue? first = null;
+        foreach (string key in Keys) first ??= profile.Get(key);
+        if (first is null) return null;
+
+        IniValue? startUrl = profile.Get("sso_start_url"), region = profile.Get("sso_region");
+        var session = profile.Get("sso_session");
+        if (session is not null)
+        {
+            var section = files.FindSsoSession(session.Text)
+                ?? throw new AwsConfigurationException(
+                    $"Profile '{profile.Name}' has sso_session = {session.Text} ({session.Where}), but there is no [sso-session {session.Text}] section in {files.ConfigPath}.",
+                    session.File, session.Line, profile.Name);
+            startUrl = Agree(profile, section, "sso_start_url", startUrl);
+            region = Agree(profile, section, "sso_region", region);
+        }
+        IniValue? accountId = profile.Get("sso_account_id"), roleName = profile.Get("sso_role_name");
+        var missing = new List<string>();
+        if (accountId is null) missing.Add("sso_account_id");
+        if (roleName is null) missing.Add("sso_role_name");
+        if (startUrl is null) missing.Add(session is null ? "sso_start_url" : $"sso_start_url (in [sso-session {session.Text}])");
+        if (region is null) missing.Add(session is null ? "sso_region" : $"sso_region (in [sso-session {session.Text}])");
+        if (missing.Count > 0)
+            throw new AwsConfigurationException(
+                $"Profile '{profile.Name}' uses IAM Identity Center (SSO, {first.Where}) but has no {string.Join(", ", missing)}. " +
+                "`aws configure sso` writes such a profile: sso_session, sso_account_id and sso_role_name in the profile; sso_start_url and sso_region in [sso-session NAME].",
+                first.File, first.Line, profile.Name);
+        if (!AwsRegion.IsValid(region!.Text))
+            throw new AwsConfigurationException($"The sso_region '{region.Text}' ({region.Where}) of profile '{profile.Name}' is not a region name; write one such as us-east-1.",
+                region.File, region.Line, profile.Name);
+        return new SsoProfile(profile.Name, session?.Text, startUrl!.Text, region.Text, accountId!.Text, roleName!.Text);
+    }
+
+    // A value the profile and its sso-session both set must be the same in both (the SDKs' rule); else the session's.
+    private static IniValue? Agree(IniSection profile, IniSection session, string key, IniValue? inProfile)
+    {
+        var inSession = session.Get(key);
+        if (inSession is not null && inProfile is not null && inSession.Text != inProfile.Text)
+            throw new AwsConfigurationException(
+                $"Profile '{profile.Name}' sets {key} = {inProfile.Text} ({inProfile.Where}), but its sso-session '{session.Name}' sets {key} = {inSession.Text} ({inSession.Where}); " +
+                "remove it from the profile, or make the two the same.",
+                inProfile.File, inProfile.Line, profile.Name);
+        return inSession ?? inProfile;
+    }
+
+    public Uri PortalUri(AwsConfigContext context) =>
+        At(AwsEndpoint.Find("SSO", context) ?? AwsEndpoint.ForRegion("portal.sso", Region),
+            $"/federation/credentials?account_id={Uri.EscapeDataString(AccountId)}&role_name={Uri.EscapeDataString(RoleName)}");
+
+    public Uri OidcUri(AwsConfigContext context) =>
+        At(AwsEndpoint.Find("SSO OIDC", context) ?? AwsEndpoint.ForRegion("oidc", Region), "/token");
+
+    // An endpoint's own path is kept as a prefix of the API's.
+    private static Uri At(Uri endpoint, string pathAndQuery) =>
+        new(endpoint.GetLeftPart(UriPartial.Authority) + endpoint.AbsolutePath.TrimEnd('/') + pathAndQuery);
+
+    // The error for what only signing in again mends.
+    public AwsCredentialsException LoginError(string problem) =>
+        new($"Profile '{Name}' signs in with IAM Identity Center{(SessionName is null ? "" : $" (sso-session '{SessionName}')")}, but {problem}. " +
+            $"Run aws sso login --profile {Name}, then try again.", Name);
+
+    public override string ToString() => $"SsoProfile {{ Name = {Name}, SessionName = {SessionName ?? "(legacy form)"}, Account = {AccountId}, Role = {RoleName} }}";
+}
+
+// An SSO token as the AWS CLI caches it: a JSON object with accessToken and expiresAt (ISO 8601 UTC) and, for
+// sessions, refreshToken, clientId, clientSecret, registrationExpiresAt, region and startUrl. Members this class does
+// not know are kept when it is written back.
+internal sealed class SsoToken
+{
+    private static readonly JsonReaderOptions s_readerOptions = new() { CommentHandling = JsonCommentHandling.Skip };
+    private readonly byte[] _json;
+
+    private SsoToken(byte[] json, Dictionary<string, string> values, string accessToken, DateTimeOffset expiresAt)
+    {
+        _json = json;
+        AccessToken = accessToken;
+        ExpiresAt = expiresAt;
+        RefreshToken = values.GetValueOrDefault("refreshToken");
+        ClientId = values.GetValueOrDefault("clientId");
+        ClientSecret = values.GetValueOrDefault("clientSecret");
+        RegistrationExpiresAt = TryParseTime(values.GetValueOrDefault("registrationExpiresAt"), out var registration) ? registration : null;
+    }
+
+    public string AccessToken { get; }
+    public DateTimeOffset ExpiresAt { get; }
+    public string? RefreshToken { get; }
+    public string? ClientId { get; }
+    public string? ClientSecret { get; }
+    public DateTimeOffset? RegistrationExpiresAt { get; }
+
+    public ReadOnlySpan<byte> FileContent => _json;
+
+    // Null with the problem (which never quotes the text) when the JSON is not a usable token.
+    public static SsoToken? Parse(byte[] json, out string? problem)
+    {
+        if (Json.TryReadObject(json, out problem) is not { } values) return null;
+        if (values.GetValueOrDefault("accessToken") is not { } accessToken || !IsHeaderSafe(accessToken))
+            problem = "no accessToken, or one that is empty or has white space";
+        else if (!TryParseTime(values.GetValueOrDefault("expiresAt"), out var expiresAt))
+            problem = "no expiresAt, or one that is not an ISO 8601 time";
+        else
+            return new SsoToken(json, values, accessToken, expiresAt);
+        return null;
+    }
+
+    // Why SSO OIDC cannot refresh this token; null when it can.
+    public string? CannotRefresh(DateTimeOffset now) =>
+        RefreshToken is null || ClientId is null || ClientSecret is null ? "the cached token has no refresh token and client registration"
+        : RegistrationExpiresAt <= now ? $"its client registration expired at {Time(RegistrationExpiresAt.Value)}"
+        : null;
+
+    // The token SSO OIDC gave, as the cache file holds it: this one's JSON with the new members.
+    public SsoToken Refreshed(string accessToken, DateTimeOffset expiresAt, string? refreshToken)
+    {
+        var buffer = new ArrayBufferWriter<byte>();
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStartObject();
+            var reader = new Utf8JsonReader(_json, s_readerOptions);
+            reader.Read();
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                bool replaced = reader.ValueTextEquals("accessToken") || reader.ValueTextEquals("expiresAt") || (refreshToken is not null && reader.ValueTextEquals("refreshToken"));
+                string name = reader.GetString()!;
+                reader.Read();
+                if (replaced) { reader.Skip(); continue; }
+                writer.WritePropertyName(name);
+                writer.WriteRawValue(ValueBytes(ref reader), skipInputValidation: true);
+            }
+            writer.WriteString("accessToken", accessToken);
+            writer.WriteString("expiresAt", Time(expiresAt));
+            if (refreshToken is not null) writer.WriteString("refreshToken", refreshToken);
+            writer.WriteEndObject();
+        }
+        return Parse(buffer.WrittenSpan.ToArray(), out _) ?? throw new InvalidOperationException("A refreshed SSO token did not read back.");
+    }
+
+    // The raw text of the value at the reader (a nested one whole), leaving the reader on its last token.
+    private ReadOnlySpan<byte> ValueBytes(ref Utf8JsonReader reader)
+    {
+        int start = (int)reader.TokenStartIndex;
+        reader.Skip();
+        return _json.AsSpan(start, (int)reader.BytesConsumed - start);
+    }
+
+    // The CLI writes 2030-01-01T12:00:00Z; before version 2.1.14 it wrote 2030-01-01T12:00:00UTC.
+    private static bool TryParseTime(string? text, out DateTimeOffset time)
+    {
+        time = default;
+        if (text is null) return false;
+        if (text.EndsWith("UTC", StringComparison.Ordinal)) text = string.Concat(text.AsSpan(0, text.Length - 3), "Z");
+        return DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out time);
+    }
+
+    public static string Time(DateTimeOffset time) => time.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
+
+    // A token goes into a header: no white space, no control characters.
+    public static bool IsHeaderSafe(string value)
+    {
+        if (value.Length == 0) return false;
+        foreach (char c in value) if (c <= ' ' || c == '\u007f') return false;
+        return true;
+    }
+
+    public override string ToString() => $"SsoToken {{ ExpiresAt = {Time(ExpiresAt)}, Refreshable = {(RefreshToken is not null ? "yes" : "no")} }}";
+}
+
+// The CLI's token cache: ~/.aws/sso/cache/<SHA-1 hex of the session name or start URL>.json.
+internal static class SsoTokenCache
+{
+    public static string PathFor(string home, string cacheKey) =>
+        Path.Join(home, ".aws", "sso", "cache", Convert.ToHexString(SHA1.HashData(Encoding.UTF8.GetBytes(cacheKey))).ToLowerInvariant() + ".json");
+
+    // The cached token; an error that says to sign in when there is none or it is unreadable.
+    public static SsoToken Read(string path, SsoProfile profile)
+    {
+        byte[] json;
+        try
+        {
+            json = File.ReadAllBytes(path);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw profile.LoginError($"there is no SSO token cached for it ({path} does not exist)");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw profile.LoginError($"its SSO token cache {path} cannot be read ({e.Message})");
+        }
+        return SsoToken.Parse(json, out string? problem) ?? throw profile.LoginError($"its SSO token cache {path} holds {problem}");
+    }
+
+    // Written to a new file beside it, then renamed over it: a reader (the CLI, another process) sees the old file
+    // or the new one, never half of one, whatever happens meanwhile. Readable by the user only, as the CLI makes it.
+    public static void Write(string path, ReadOnlySpan<byte> json)
+    {
+        string temporary = $"{path}.{Convert.ToHexString(RandomNumberGenerator.GetBytes(8))}.tmp";
+        try
+        {
+            var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+            if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            using (var stream = new FileStream(temporary, options))
+            {
+                stream.Write(json);
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(temporary, path, overwrite: true);
+        }
+        catch
+        {
+            try { File.Delete(temporary); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+            throw;
+        }
+    }
+}
+
+// SSO OIDC CreateToken with the refresh_token grant: JSON in and out, not signed.
+internal static class SsoOidc
+{
+    internal static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+
+    public static async Task<(string AccessToken, TimeSpan ExpiresIn, string? RefreshToken)> RefreshAsync(AwsConfigContext context, SsoProfile profile,
+        SsoToken token, CancellationToken cancellationToken)
+    {
+        var uri = profile.OidcUri(context);
+        string what = $"SSO OIDC at {UriText.Show(uri)}";
+        var (status, body) = await AwsHttp.SendUnsignedAsync(context, "SSO OIDC", HttpMethod.Post, uri, [], CreateTokenRequest(token), Timeout,
+            $"{what} did not answer", profile.Name, cancellationToken).ConfigureAwait(false);
+        if (status != HttpStatusCode.OK)
+            throw new AwsCredentialsException($"{what} refused to refresh the token with HTTP {(int)status}{SsoPortal.ErrorDetail(body)}", profile.Name);
+        var values = Json.ReadObject(body, what + " answered", profile.Name);
+        if (values.GetValueOrDefault("accessToken") is not { } accessToken || !SsoToken.IsHeaderSafe(accessToken))
+            throw new AwsCredentialsException($"{what} answered without an accessToken, or with one that is empty or has white space", profile.Name);
+        if (!int.TryParse(values.GetValueOrDefault("expiresIn"), NumberStyles.None, CultureInfo.InvariantCulture, out int seconds) || seconds == 0)
+            throw new AwsCredentialsException($"{what} answered without an expiresIn in whole seconds", profile.Name);
+        string? refreshToken = values.GetValueOrDefault("refreshToken") is { Length: > 0 } r ? r : null;
+        return (accessToken, TimeSpan.FromSeconds(seconds), refreshToken);
+    }
+
+    private static byte[] CreateTokenRequest(SsoToken token)
+    {
+        var buffer = new ArrayBufferWriter<byte>();
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStartObject();
+            writer.WriteString("grantType", "refresh_token");
+            writer.WriteString("clientId", token.ClientId);
+            writer.WriteString("clientSecret", token.ClientSecret);
+            writer.WriteString("refreshToken", token.RefreshToken);
+            writer.WriteEndObject();
+        }
+        return buffer.WrittenSpan.ToArray();
+    }
+
+}
+
+// The SSO portal's GetRoleCredentials: the token in a header of its own, not signed; the answer
+// {"roleCredentials": {"accessKeyId", "secretAccessKey", "sessionToken", "expiration": epoch milliseconds}}.
+internal static class SsoPortal
+{
+    internal static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+
+    public static async Task<AwsCredentials> GetRoleCredentialsAsync(AwsConfigContext context, SsoProfile profile, string accessToken, CancellationToken cancellationToken)
+    {
+        var uri = profile.PortalUri(context);
+        string what = $"the SSO portal at {UriText.Show(uri)}";
+        var (status, body) = await AwsHttp.SendUnsignedAsync(context, "SSO", HttpMethod.Get, uri, [new("x-amz-sso_bearer_token", accessToken)], null, Timeout,
+            $"Profile '{profile.Name}': {what} did not answer", profile.Name, cancellationToken).ConfigureAwait(false);
+        string answered = $"HTTP {(int)status}{ErrorDetail(body)}";
+        return status switch
+        {
+            HttpStatusCode.OK => ReadRoleCredentials(body, $"Profile '{profile.Name}': {what}", profile.Name),
+            HttpStatusCode.Unauthorized => throw profile.LoginError($"{what} refused its SSO token ({answered}): the sign-in has expired or was ended"),
+            HttpStatusCode.Forbidden or HttpStatusCode.NotFound => throw profile.LoginError(
+                $"{what} refused role {profile.RoleName} in account {profile.AccountId} ({answered}): check sso_account_id and sso_role_name, and that the role is assigned to the user who signs in"),
+            _ => throw new AwsCredentialsException($"Profile '{profile.Name}': {what} answered {answered}.", profile.Name),
+        };
+    }
+
+
+    private static AwsCredentials ReadRoleCredentials(byte[] body, string what, string profileName)
+    {
+        Json.ReadObject(body, what + " answered", profileName);
+        var values = Json.TryReadObject(Member(body, "roleCredentials"), out _)
+            ?? throw new AwsCredentialsException($"{what} answered without roleCredentials.", profileName);
+        string? expiration = null;
+        if (values.GetValueOrDefault("expiration") is { } milliseconds)
+        {
+            if (!long.TryParse(milliseconds, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long ms)
+                || ms < DateTimeOffset.MinValue.ToUnixTimeMilliseconds() || ms > DateTimeOffset.MaxValue.ToUnixTimeMilliseconds())
+                throw new AwsCredentialsException($"{what} gave an expiration '{Json.Clip(milliseconds)}' that is not a time in milliseconds since 1970.", profileName);
+            expiration = SsoToken.Time(DateTimeOffset.FromUnixTimeMilliseconds(ms));
+        }
+        return Json.MakeCredentials(values.GetValueOrDefault("accessKeyId"), values.GetValueOrDefault("secretAccessKey"),
+            values.GetValueOrDefault("sessionToken"), expiration, "sessionToken", what, profileName);
+    }
+
+    // The raw text of a top-level member whose value is an object; empty when there is none.
+    private static ReadOnlySpan<byte> Member(byte[] json, string name)
+    {
+        var reader = new Utf8JsonReader(json, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip });
+        reader.Read();
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            bool wanted = reader.ValueTextEquals(name);
+            reader.Read();
+            int start = (int)reader.TokenStartIndex;
+            bool isObject = reader.TokenType == JsonTokenType.StartObject;
+            reader.Skip();
+            if (wanted && isObject) return json.AsSpan(start, (int)reader.BytesConsumed - start);
+        }
+        return default;
+    }
+
+    // The code and message of an SSO portal or SSO OIDC error answer ({"message"}, {"__type"}, or
+    // {"error", "error_description"}), for an error message: never the body itself.
+    public static string ErrorDetail(byte[] body)
+    {
+        if (Json.TryReadObject(body, out _) is not { } values) return "";
+        string? code = values.GetValueOrDefault("__type") is { } type ? type[(type.LastIndexOf('#') + 1)..] : values.GetValueOrDefault("error");
+        string? message = values.GetValueOrDefault("message") ?? values.GetValueOrDefault("Message") ?? values.GetValueOrDefault("error_description");
+        return code is null && message is null ? "" : $": {code}{(code is not null && message is not null ? ": " : "")}{(message is null ? "" : Json.Clip(message))}";
+    }
+}
+
+// The credentials of one SSO profile, kept until 5 minutes before they expire (callers are served one at a time:
+// the chain's refresh, or a role's source), with the token refreshed at most once every 30 seconds.
+internal sealed class SsoSource(AwsConfigContext context, SsoProfile profile)
+{
+    internal static readonly TimeSpan TokenRefreshWindow = TimeSpan.FromMinutes(5);
+    internal static readonly TimeSpan TokenRefreshInterval = TimeSpan.FromSeconds(30);
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private AwsCredentials? _credentials;
+    private SsoToken? _unsaved; // a refreshed token that could not be written back: used until the file has a newer one
+    private DateTimeOffset _nextRefresh = DateTimeOffset.MinValue;
+
+    public SsoProfile Profile => profile;
+
+    public async Task<AwsCredentials> GetCredentialsAsync(CancellationToken cancellationToken)
+    {
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_credentials is { Expiration: { } expires } cached && context.Clock.GetUtcNow() + AwsCredentialsChain.RefreshWindow < expires) return cached;
+            string accessToken = await AccessTokenAsync(cancellationToken).ConfigureAwait(false);
+            return _credentials = await SsoPortal.GetRoleCredentialsAsync(context, profile, accessToken, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    // The cached token, refreshed first when it is about to expire (and can be). A failed refresh leaves the
+    // token in use while it is valid.
+    private async Task<string> AccessTokenAsync(CancellationToken cancellationToken)
+    {
+        string home = context.HomeDirectory ?? throw profile.LoginError("there is no home directory in which to find its SSO token cache (set HOME)");
+        string path = SsoTokenCache.PathFor(home, profile.CacheKey);
+        var token = SsoTokenCache.Read(path, profile);
+        if (_unsaved is { } unsaved && unsaved.ExpiresAt > token.ExpiresAt) token = unsaved;
+        var now = context.Clock.GetUtcNow();
+        if (now + TokenRefreshWindow < token.ExpiresAt) return token.AccessToken;
+
+        string? notRefreshed = profile.SessionName is null ? "profiles without sso_session cannot refresh it" : token.CannotRefresh(now);
+        if (notRefreshed is null && now >= _nextRefresh)
+        {
+            _nextRefresh = now + TokenRefreshInterval;
+            try
+            {
+                return (await RefreshAsync(path, token, now, cancellationToken).ConfigureAwait(false)).AccessToken;
+            }
+            catch (AwsCredentialsException e)
+            {
+                notRefreshed = "refreshing it failed: " + e.Message;
+            }
+        }
+        if (now < token.ExpiresAt) return token.AccessToken;
+        throw profile.LoginError($"its SSO token expired at {SsoToken.Time(token.ExpiresAt)}" + (notRefreshed is null ? "" : $" ({notRefreshed})"));
+    }
+
+    private async Task<SsoToken> RefreshAsync(string path, SsoToken token, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var (accessToken, expiresIn, refreshToken) = await SsoOidc.RefreshAsync(context, profile, token, cancellationToken).ConfigureAwait(false);
+        var refreshed = token.Refreshed(accessToken, now + expiresIn, refreshToken);
+        try
+        {
+            SsoTokenCache.Write(path, refreshed.FileContent);
+            _unsaved = null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _unsaved = refreshed; // the token is good: a read-only cache directory must not stop its use
+        }
+        return refreshed;
     }
 }
 
@@ -1409,7 +1961,7 @@ internal static class Json
 // (Lazy: never a second handler); connections are pooled across clients and recycled every few minutes so that DNS
 // changes are seen. No redirects: HttpClient would follow one with every header but Authorization, which carries a
 // session token or a metadata token to wherever the Location points. No cookies, no decompression.
-internal static class AwsHttp
+internal static partial class AwsHttp
 {
     private static readonly Lazy<HttpClient> s_direct = new(() => Create(useProxy: false, connectTimeout: TimeSpan.FromSeconds(1)));
     private static readonly Lazy<HttpClient> s_proxied = new(() => Create(useProxy: true, connectTimeout: TimeSpan.FromSeconds(10)));
@@ -1475,6 +2027,30 @@ internal static class AwsHttp
         }
     }
 
+    // The unsigned JSON calls of the chain (the SSO portal, SSO OIDC): the status and body of the answer, whatever its
+    // status, for the caller to judge. Through AwsClient.cs's pipeline when it is compiled in (retried on throttling and
+    // transient errors); else sent once.
+    public static async Task<(HttpStatusCode Status, byte[] Body)> SendUnsignedAsync(AwsConfigContext context, string serviceId, HttpMethod method, Uri uri,
+        KeyValuePair<string, string>[] headers, byte[]? json, TimeSpan timeout, string failure, string? profileName, CancellationToken cancellationToken)
+    {
+        Task<(HttpStatusCode, byte[])>? throughPipeline = null;
+        SendThroughPipeline(context, serviceId, method, uri, headers, json, timeout, failure, profileName, cancellationToken, ref throughPipeline);
+        if (throughPipeline is not null) return await throughPipeline.ConfigureAwait(false);
+
+        using var request = new HttpRequestMessage(method, uri);
+        request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
+        foreach (var (name, value) in headers) request.Headers.TryAddWithoutValidation(name, value);
+        if (json is not null)
+        {
+            request.Content = new ByteArrayContent(json);
+            request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        }
+        return await SendForCredentialsAsync(Proxied, request, timeout, failure, profileName, cancellationToken).ConfigureAwait(false);
+    }
+
+    static partial void SendThroughPipeline(AwsConfigContext context, string serviceId, HttpMethod method, Uri uri, KeyValuePair<string, string>[] headers,
+        byte[]? json, TimeSpan timeout, string failure, string? profileName, CancellationToken cancellationToken, ref Task<(HttpStatusCode, byte[])>? answer);
+
     // A credentials source whose endpoint does not answer fails with what it was doing, not a bare transport error.
     public static async Task<(HttpStatusCode Status, byte[] Body)> SendForCredentialsAsync(HttpClient client, HttpRequestMessage request,
         TimeSpan timeout, string failure, string? profileName, CancellationToken cancellationToken)
@@ -1487,5 +2063,21 @@ internal static class AwsHttp
         {
             throw new AwsCredentialsException($"{failure}: {e.Message}", profileName, e);
         }
+    }
+}
+
+// URLs as error messages show them: without user-info (user:password@), which may hold a secret.
+internal static class UriText
+{
+    public static string Show(Uri uri) =>
+        uri.UserInfo.Length == 0 ? uri.ToString() : uri.GetComponents(UriComponents.AbsoluteUri & ~UriComponents.UserInfo, UriFormat.SafeUnescaped);
+
+    // Text that may be a URL, valid or not: everything from "://" to the last '@' goes (a password may hold any
+    // character, '/', '?' and '#' included, so nothing shorter is safe).
+    public static string Show(string text)
+    {
+        int start = text.IndexOf("://", StringComparison.Ordinal);
+        int at = text.LastIndexOf('@');
+        return start < 0 || at < start ? text : string.Concat(text.AsSpan(0, start + 3), text.AsSpan(at + 1));
     }
 }

@@ -149,6 +149,16 @@ public class ConfigRegionEndpointTests : CredentialsTestBase
 
     // An endpoint is followed by the API's path and query: one with a query of its own is refused wherever it is set.
     [Test]
+    public void MalformedEndpointsAreShownWithoutUserInfo()
+    {
+        Env["AWS_ENDPOINT_URL_LAMBDA"] = "http://user:pa55w0rd@127.0.0.1:9/?x=1";
+        var e = Assert.Throws<AwsConfigurationException>(() => AwsEndpoint.Resolve("Lambda", null, Options()))!;
+        Assert.That(e.Message, Does.StartWith("The environment variable AWS_ENDPOINT_URL_LAMBDA is 'http://127.0.0.1:9/?x=1', which is not").And.Not.Contain("pa55w0rd"));
+        var inCode = Assert.Throws<ArgumentException>(() => AwsEndpoint.Resolve("Lambda", new Uri("https://user:pa55w0rd@example.com/?x=1"), Options()))!;
+        Assert.That(inCode.Message, Does.StartWith("The endpoint 'https://example.com/?x=1' must be").And.Not.Contain("pa55w0rd"));
+    }
+
+    [Test]
     public void EndpointsWithAQueryAreRefused()
     {
         Env["AWS_ENDPOINT_URL"] = "http://127.0.0.1:4566/?x=1";

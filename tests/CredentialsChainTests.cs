@@ -114,7 +114,7 @@ public class CredentialsChainTests : CredentialsTestBase
             "No AWS credentials were found. Looked at, in order:\n" +
             "  - environment variables: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set\n" +
             "  - web identity: AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN are not set\n" +
-            $"  - profile 'default' ({Home.ConfigPath} line 1): has no credentials (aws_access_key_id, role_arn or credential_process)\n" +
+            $"  - profile 'default' ({Home.ConfigPath} line 1): has no credentials (aws_access_key_id, role_arn, credential_process or sso_session)\n" +
             "  - container credentials: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and AWS_CONTAINER_CREDENTIALS_FULL_URI are not set\n" +
             "  - EC2 instance metadata: disabled by AWS_EC2_METADATA_DISABLED=true\n" +
             "Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, configure a profile in the shared config files (AWS_PROFILE selects it), or give credentials in code."));

@@ -126,6 +126,51 @@ public class CredentialsMetadataTests : CredentialsTestBase
         Assert.That(e.Message, Does.StartWith("The container credentials endpoint http://127.0.0.1:").And.Contain("did not answer"));
     }
 
+    // A URL's user-info (user:password@) may hold a secret: no message shows it, whichever way the URL fails.
+    private const string Password = "pa55w0rdInUserInfo";
+
+    [Test]
+    public async Task ContainerMessagesDoNotShowTheUserInfoOfTheUri()
+    {
+        await using var server = new FakeHttpServer(_ => new Reply(500, """{"code":"InternalError","message":"down"}"""));
+        Env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = $"http://agent:{Password}@127.0.0.1:{server.Url.Port}/creds";
+        var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await AwsCredentialsChain.CreateDefault(Options()).GetCredentialsAsync())!;
+        Assert.That(e.Message, Is.EqualTo($"The container credentials endpoint {server.Url}creds answered HTTP 500 InternalServerError: InternalError: down."));
+
+        Env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = $"http://agent:{Password}@127.0.0.1:{ClosedPort()}/creds";
+        e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await AwsCredentialsChain.CreateDefault(Options()).GetCredentialsAsync())!;
+        Assert.That(e.ToString(), Does.Contain("did not answer").And.Not.Contain(Password).And.Not.Contain("agent"));
+
+        await using var malformed = new FakeHttpServer(_ => Reply.Json("""{"AccessKeyId": "ASIA"}"""));
+        Env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = $"http://agent:{Password}@127.0.0.1:{malformed.Url.Port}/creds";
+        e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await AwsCredentialsChain.CreateDefault(Options()).GetCredentialsAsync())!;
+        Assert.That(e.Message, Is.EqualTo($"the container credentials endpoint {malformed.Url}creds gave no SecretAccessKey."));
+    }
+
+    [TestCase("AWS_CONTAINER_CREDENTIALS_FULL_URI", "ftp://agent:" + Password + "@169.254.170.2/creds", "'ftp://169.254.170.2/creds'")]
+    [TestCase("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://agent:p/a?s#s" + Password + "@[bad/creds", "'http://[bad/creds'")]
+    [TestCase("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "http://agent:" + Password + "@127.0.0.1/creds", "'http://127.0.0.1/creds'")]
+    [TestCase("AWS_EC2_METADATA_SERVICE_ENDPOINT", "ftp://agent:" + Password + "@169.254.169.254", "'ftp://169.254.169.254'")]
+    public void MalformedCredentialsUrlsAreShownWithoutUserInfo(string variable, string value, string shown)
+    {
+        Env["AWS_EC2_METADATA_DISABLED"] = null;
+        Env[variable] = value;
+        var e = Assert.ThrowsAsync<AwsConfigurationException>(async () => await AwsCredentialsChain.CreateDefault(Options()).GetCredentialsAsync())!;
+        Assert.That(e.Message, Does.Contain($"The environment variable {variable} ({shown}) must"));
+        Assert.That(e.Message, Does.Not.Contain(Password));
+    }
+
+    [Test]
+    public async Task ImdsMessagesDoNotShowTheUserInfoOfTheEndpoint()
+    {
+        await using var server = new FakeHttpServer(_ => new Reply(404, ""));
+        Env["AWS_EC2_METADATA_DISABLED"] = null;
+        Env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = $"http://imds:{Password}@127.0.0.1:{server.Url.Port}/";
+        var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await AwsCredentialsChain.CreateDefault(Options()).GetCredentialsAsync())!;
+        Assert.That(e.Message, Does.Contain($"EC2 instance metadata at {server.Url}: the session token request"));
+        Assert.That(e.Message, Does.Not.Contain(Password));
+    }
+
     private static int ClosedPort()
     {
         var listener = new TcpListener(IPAddress.Loopback, 0);

@@ -218,6 +218,17 @@ public class CredentialsProfileTests : CredentialsTestBase
     }
 
     [Test]
+    public void StsErrorsDoNotShowTheUserInfoOfTheEndpoint()
+    {
+        Home.WriteConfig(Base + "[profile dev]\nrole_arn = arn:aws:iam::123456789012:role/dev\nsource_profile = base\n");
+        _sts.Override = _ => FakeSts.Error(403, "AccessDenied", "no");
+        var endpoint = new Uri($"http://proxyuser:pa55w0rd@127.0.0.1:{_sts.Server.Url.Port}/");
+        var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await AwsCredentialsChain.CreateDefault(Options(endpoint, profile: "dev")).GetCredentialsAsync())!;
+        Assert.That(e.Message, Does.StartWith($"STS AssumeRole for role arn:aws:iam::123456789012:role/dev at {_sts.Server.Url} failed: STS AssumeRole answered 403 AccessDenied: no"));
+        Assert.That(e.ToString(), Does.Not.Contain("pa55w0rd"));
+    }
+
+    [Test]
     public void KeysStsDoesNotKnowAreRefusedByTheVerifier()
     {
         Home.WriteConfig("[profile base]\naws_access_key_id = AKIDUNKNOWN\naws_secret_access_key = unknownSecret\n" +
@@ -309,15 +320,6 @@ public class CredentialsProfileTests : CredentialsTestBase
         AssertNoSecret(e.Message, _longTerm);
     }
 
-    [Test]
-    public void SsoProfilesAreRefusedClearly()
-    {
-        Home.WriteConfig("[profile sso]\nsso_session = corp\nsso_account_id = 123456789012\n");
-        var e = Assert.ThrowsAsync<AwsConfigurationException>(async () => await Chain("sso").GetCredentialsAsync())!;
-        Assert.That(e.Message, Does.Contain("does not support").And.Contain("credential_process"));
-        Assert.That(e.LineNumber, Is.EqualTo(2));
-    }
-
     // credential_process: real bash scripts.
 
     private string Script(string name, string body) => Home.Write(name, "#!/bin/bash\n" + body + "\n");
@@ -396,6 +398,84 @@ public class CredentialsProfileTests : CredentialsTestBase
         var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await Chain("proc").GetCredentialsAsync())!;
         Assert.That(e.Message, Does.Contain(expected).And.Contain("profile 'proc'"));
         Assert.That(e.Message, Does.Not.Contain("leakedSecret"));
+    }
+
+    private const string ProcessJson = """{"Version": 1, "AccessKeyId": "ASIAPROCESS", "SecretAccessKey": "processSecret"}""";
+
+    // A process still running, or a zombie that was not reaped: either is "not ended" (Linux's /proc).
+    private static bool IsRunning(int pid) =>
+        File.Exists($"/proc/{pid}/stat") && File.ReadAllText($"/proc/{pid}/stat").Split(") ")[^1][0] is not ('Z' or 'X');
+
+    private static async Task<bool> EndsWithin(TimeSpan time, params int[] pids)
+    {
+        for (var waited = TimeSpan.Zero; waited < time; waited += TimeSpan.FromMilliseconds(50))
+        {
+            if (!pids.Any(IsRunning)) return true;
+            await Task.Delay(50);
+        }
+        return false;
+    }
+
+    private int ReadPid(string name) => int.Parse(File.ReadAllText(Path.Combine(Home.Directory, name)).Trim());
+
+    [Test]
+    public async Task CredentialProcessThatLeavesAChildHoldingItsOutputIsNotWaitedFor()
+    {
+        string script = Script("daemon.sh", $"sleep 120 &\necho $! > '{Home.Directory}/child'\necho '{ProcessJson}'");
+        Home.WriteConfig($"[profile proc]\ncredential_process = bash {script}\n");
+        try
+        {
+            var call = Chain("proc").GetCredentialsAsync().AsTask();
+            Assert.That(await Task.WhenAny(call, Task.Delay(TimeSpan.FromSeconds(60))), Is.SameAs(call),
+                "the credentials are read once the process has exited and printed a whole JSON object, not when the child ends");
+            Assert.That((await call).AccessKeyId, Is.EqualTo("ASIAPROCESS"));
+            Assert.That(IsRunning(ReadPid("child")), Is.True, "the child still holds the output");
+        }
+        finally
+        {
+            try { System.Diagnostics.Process.GetProcessById(ReadPid("child")).Kill(); } catch (ArgumentException) { }
+        }
+    }
+
+    [Test]
+    public async Task CredentialProcessOutputIsReadUpToOneMegabyte()
+    {
+        int padding = CredentialProcess.MaxOutput - ProcessJson.Length;
+        string script = Script("big.sh", $"head -c {padding} /dev/zero | tr '\\0' ' '\nprintf '%s' '{ProcessJson}'");
+        Home.WriteConfig($"[profile proc]\ncredential_process = bash {script}\n");
+        Assert.That((await Chain("proc").GetCredentialsAsync()).AccessKeyId, Is.EqualTo("ASIAPROCESS"), "exactly 1 MB is read");
+
+        File.WriteAllText(script, File.ReadAllText(script).Replace($"head -c {padding}", $"head -c {padding + 1}"));
+        var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await Chain("proc").GetCredentialsAsync())!;
+        Assert.That(e.Message, Is.EqualTo(
+            $"The credential_process of profile 'proc' ({Home.ConfigPath} line 2) printed more than 1,048,576 bytes, the most SigV4Lite reads, and was stopped; " +
+            "it must print one JSON object with the credentials."));
+    }
+
+    [Test]
+    public async Task CredentialProcessThatPrintsWithoutEndIsStoppedAtTheLimit()
+    {
+        string script = Script("endless.sh", $"echo $$ > '{Home.Directory}/pid'\nexec yes '{ProcessJson.Replace("processSecret", "leakedSecret")}'");
+        Home.WriteConfig($"[profile proc]\ncredential_process = bash {script}\n");
+        var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await Chain("proc").GetCredentialsAsync())!;
+        Assert.That(e.Message, Does.Contain("printed more than 1,048,576 bytes").And.Not.Contain("leakedSecret"));
+        Assert.That(await EndsWithin(TimeSpan.FromSeconds(10), ReadPid("pid")), Is.True, "the process is stopped");
+    }
+
+    [Test]
+    public async Task CancellingCredentialProcessEndsItsWholeProcessTree()
+    {
+        string script = Script("tree.sh", $"echo $$ > '{Home.Directory}/pid'\nsleep 120 &\necho $! > '{Home.Directory}/child'\nwait");
+        Home.WriteConfig($"[profile proc]\ncredential_process = bash {script}\n");
+        var command = new AwsConfigContext(Options(profile: "proc")).Files.FindProfile("proc", null)!.Get("credential_process")!;
+        using var cancel = new CancellationTokenSource();
+        var run = CredentialProcess.RunAsync(command, "proc", cancel.Token);
+        while (!File.Exists(Path.Combine(Home.Directory, "child")) || File.ReadAllText(Path.Combine(Home.Directory, "child")).Length == 0) await Task.Delay(20);
+        int[] pids = [ReadPid("pid"), ReadPid("child")];
+        Assert.That(pids.All(IsRunning));
+        cancel.Cancel();
+        Assert.CatchAsync<OperationCanceledException>(async () => await run);
+        Assert.That(await EndsWithin(TimeSpan.FromSeconds(10), pids), Is.True, "the shell and the child it started are both stopped");
     }
 
     [Test]

@@ -8,8 +8,6 @@ namespace SigV4Lite.Tests;
 /// </summary>
 public class CredentialsRefreshTests : CredentialsTestBase
 {
-    private const int Callers = 1000;
-
     /// <summary>A container endpoint handing out numbered credentials that expire an hour after the test clock's now.</summary>
     private sealed class Issuer(SteppingClock clock)
     {
@@ -32,19 +30,6 @@ public class CredentialsRefreshTests : CredentialsTestBase
         var server = new FakeHttpServer(issuer.Handle);
         Env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = server.Url + "creds";
         return (AwsCredentialsChain.CreateDefault(Options()), issuer, server);
-    }
-
-    private static async Task<AwsCredentials[]> CallConcurrently(IAwsCredentialsProvider provider)
-    {
-        // Released together, without blocking pool threads (2 cores: blocked threads would serialize the calls).
-        var start = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var calls = Enumerable.Range(0, Callers).Select(_ => Task.Run(async () =>
-        {
-            await start.Task;
-            return await provider.GetCredentialsAsync();
-        })).ToArray();
-        start.SetResult();
-        return await Task.WhenAll(calls);
     }
 
     [Test]
@@ -149,6 +134,31 @@ public class CredentialsRefreshTests : CredentialsTestBase
         Env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = server.Url + "creds";
         var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await AwsCredentialsChain.CreateDefault(Options()).GetCredentialsAsync())!;
         Assert.That(e.Message, Does.Contain("(access key id ASIAOLD) expired at 2030-01-01T11:59:00Z").And.Not.Contain("oldSecret"));
+    }
+
+    // The smallest time there is: the expiry margin subtracted from it would be out of range.
+    [TestCase("0001-01-01T00:00:00Z", "expired at 0001-01-01T00:00:00Z")]
+    [TestCase("0001-01-01T00:00:14Z", "expired at 0001-01-01T00:00:14Z")]
+    public async Task CredentialsThatExpiredAtTheStartOfTimeAreRefusedWithTheTypedError(string expiration, string expected)
+    {
+        await using var server = new FakeHttpServer(_ => Reply.Json(
+            $$"""{"AccessKeyId": "ASIAOLD", "SecretAccessKey": "oldSecret", "Token": "oldToken", "Expiration": "{{expiration}}"}"""));
+        Env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = server.Url + "creds";
+        var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await AwsCredentialsChain.CreateDefault(Options()).GetCredentialsAsync())!;
+        Assert.That(e.Message, Does.Contain($"(access key id ASIAOLD) {expected}, before they could be used"));
+    }
+
+    [Test]
+    public async Task CredentialsThatExpireAtTheEndOfTimeAreKept()
+    {
+        await using var server = new FakeHttpServer(_ => Reply.Json(
+            """{"AccessKeyId": "ASIAFOREVER", "SecretAccessKey": "s", "Token": "t", "Expiration": "9999-12-31T23:59:59Z"}"""));
+        Env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = server.Url + "creds";
+        var chain = AwsCredentialsChain.CreateDefault(Options());
+        var first = await chain.GetCredentialsAsync();
+        Clock.Advance(TimeSpan.FromDays(365));
+        Assert.That(await chain.GetCredentialsAsync(), Is.SameAs(first));
+        Assert.That(server.Requests, Has.Count.EqualTo(1));
     }
 
     // The chain promises never to hand out credentials in their last 15 seconds: a set that arrives with less left is refused.

@@ -344,6 +344,19 @@ public abstract class CredentialsTestBase
         InstanceMetadataEndpoint = imds,
     };
 
+    /// <summary>A thousand calls released together, without blocking pool threads (2 cores: blocked threads would serialize them).</summary>
+    protected static async Task<AwsCredentials[]> CallConcurrently(IAwsCredentialsProvider provider)
+    {
+        var start = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var calls = Enumerable.Range(0, 1000).Select(_ => Task.Run(async () =>
+        {
+            await start.Task;
+            return await provider.GetCredentialsAsync();
+        })).ToArray();
+        start.SetResult();
+        return await Task.WhenAll(calls);
+    }
+
     /// <summary>Asserts that no secret of these credentials appears in the text.</summary>
     protected static void AssertNoSecret(string text, params AwsCredentials?[] credentials)
     {
@@ -359,4 +372,113 @@ public abstract class CredentialsTestBase
         "{" + $"\"Code\":\"Success\",\"LastUpdated\":\"2030-01-01T11:00:00Z\",\"Type\":\"AWS-HMAC\",\"AccessKeyId\":\"{id}\",\"SecretAccessKey\":\"{secret}\"" +
         (token is null ? "" : $",\"{tokenField}\":\"{token}\"") +
         (expiration is null ? "" : $",\"Expiration\":\"{expiration.Value.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ}\"") + "}";
+}
+
+/// <summary>
+/// A fake IAM Identity Center on loopback: the SSO portal (GetRoleCredentials, which checks the bearer token and the
+/// account and role) and SSO OIDC (CreateToken with the refresh_token grant, which checks the client and the refresh
+/// token). Both refuse signed requests, answer in the real services' shapes and record each call.
+/// </summary>
+public sealed class FakeSso : IAsyncDisposable
+{
+    public const string AccountId = "123456789012";
+    public const string RoleName = "Developer";
+    public const string ClientId = "sso-client-id-0001";
+    public const string ClientSecret = "sso-client-secret-eyJraWQiOiJrZXkt";
+    private readonly ConcurrentDictionary<string, bool> _accessTokens = new(), _refreshTokens = new();
+    private int _issued, _tokens;
+
+    public FakeSso(SteppingClock clock)
+    {
+        Clock = clock;
+        Portal = new FakeHttpServer(HandlePortalAsync);
+        Oidc = new FakeHttpServer(HandleOidc);
+    }
+
+    public SteppingClock Clock { get; }
+
+    public FakeHttpServer Portal { get; }
+
+    public FakeHttpServer Oidc { get; }
+
+    /// <summary>How long the role credentials the portal issues last.</summary>
+    public TimeSpan Lifetime { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>How long the portal takes to answer.</summary>
+    public TimeSpan Delay { get; set; }
+
+    /// <summary>When set and it returns a reply, the portal answers that.</summary>
+    public Func<ReceivedRequest, Reply?>? PortalOverride { get; set; }
+
+    /// <summary>When set and it returns a reply, SSO OIDC answers that.</summary>
+    public Func<ReceivedRequest, Reply?>? OidcOverride { get; set; }
+
+    /// <summary>Called with each set of role credentials issued (to make a fake STS trust them).</summary>
+    public Action<AwsCredentials>? OnIssue { get; set; }
+
+    public ConcurrentQueue<AwsCredentials> Issued { get; } = new();
+
+    /// <summary>The bearer token of each GetRoleCredentials call.</summary>
+    public ConcurrentQueue<string?> PortalTokens { get; } = new();
+
+    /// <summary>The JSON members of each CreateToken call.</summary>
+    public ConcurrentQueue<Dictionary<string, string>> OidcCalls { get; } = new();
+
+    /// <summary>Every access and refresh token the fake knows (for the tests that no secret is shown).</summary>
+    public IEnumerable<string> Secrets => _accessTokens.Keys.Concat(_refreshTokens.Keys).Append(ClientSecret)
+        .Concat(Issued.SelectMany(c => new[] { c.SecretAccessKey, c.SessionToken! }));
+
+    public void AcceptAccessToken(string token) => _accessTokens[token] = true;
+
+    public void AcceptRefreshToken(string token) => _refreshTokens[token] = true;
+
+    private async Task<Reply> HandlePortalAsync(ReceivedRequest request)
+    {
+        if (Delay > TimeSpan.Zero) await Task.Delay(Delay);
+        if (request.Method != "GET" || request.Path != "/federation/credentials") return new Reply(404, """{"message":"Not found"}""");
+        if (request.Header("Authorization") is not null) return new Reply(400, """{"message":"GetRoleCredentials is not signed"}""");
+        string? token = request.Header("x-amz-sso_bearer_token");
+        PortalTokens.Enqueue(token);
+        if (PortalOverride?.Invoke(request) is { } reply) return reply;
+        if (token is null || !_accessTokens.ContainsKey(token))
+            return new Reply(401, """{"message":"Session token not found or invalid"}""") { Headers = [new("x-amzn-ErrorType", "UnauthorizedException")] };
+        var query = request.Query.Split('&').Select(p => p.Split('=', 2)).ToDictionary(p => p[0], p => Uri.UnescapeDataString(p[1]));
+        if (query.GetValueOrDefault("account_id") != AccountId || query.GetValueOrDefault("role_name") != RoleName)
+            return new Reply(403, """{"message":"No access"}""") { Headers = [new("x-amzn-ErrorType", "ForbiddenException")] };
+
+        int n = Interlocked.Increment(ref _issued);
+        var issued = new AwsCredentials($"ASIASSO{n:D13}", Convert.ToBase64String(RandomNumberGenerator.GetBytes(30)),
+            "IQoJb3JpZ2luX2VjE" + Convert.ToHexString(RandomNumberGenerator.GetBytes(24)), Clock.Now + Lifetime);
+        Issued.Enqueue(issued);
+        OnIssue?.Invoke(issued);
+        return Reply.Json($$$"""
+            {"roleCredentials":{"accessKeyId":"{{{issued.AccessKeyId}}}","secretAccessKey":"{{{issued.SecretAccessKey}}}",
+             "sessionToken":"{{{issued.SessionToken}}}","expiration":{{{issued.Expiration!.Value.ToUnixTimeMilliseconds()}}}}}
+            """);
+    }
+
+    private Reply HandleOidc(ReceivedRequest request)
+    {
+        if (request.Method != "POST" || request.Path != "/token") return new Reply(404, """{"message":"Not found"}""");
+        if (request.Header("Authorization") is not null) return new Reply(400, """{"error":"invalid_request","error_description":"CreateToken is not signed"}""");
+        using var body = System.Text.Json.JsonDocument.Parse(request.Body);
+        var call = body.RootElement.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.ToString());
+        OidcCalls.Enqueue(call);
+        if (OidcOverride?.Invoke(request) is { } reply) return reply;
+        if (call.GetValueOrDefault("grantType") != "refresh_token" || call.GetValueOrDefault("clientId") != ClientId
+            || call.GetValueOrDefault("clientSecret") != ClientSecret || !_refreshTokens.ContainsKey(call.GetValueOrDefault("refreshToken") ?? ""))
+            return new Reply(400, """{"error":"invalid_grant","error_description":"Invalid refresh token provided"}""") { Headers = [new("x-amzn-ErrorType", "InvalidGrantException")] };
+        int n = Interlocked.Increment(ref _tokens);
+        string access = $"aoaOIDCACCESS{n}" + Convert.ToHexString(RandomNumberGenerator.GetBytes(16));
+        string refresh = $"AtzrOIDCREFRESH{n}" + Convert.ToHexString(RandomNumberGenerator.GetBytes(16));
+        AcceptAccessToken(access);
+        AcceptRefreshToken(refresh);
+        return Reply.Json($$"""{"accessToken":"{{access}}","tokenType":"Bearer","expiresIn":3600,"refreshToken":"{{refresh}}"}""");
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Portal.DisposeAsync();
+        await Oidc.DisposeAsync();
+    }
 }
