@@ -471,7 +471,11 @@ sealed class AwsTimeoutException : AwsException
 {
     /// <summary>Creates the exception.</summary>
     public AwsTimeoutException(string serviceName, string? operationName, TimeSpan timeout, int attempts, Exception? innerException = null)
-        : base($"{serviceName}{(operationName is null ? "" : " " + operationName)} timed out: an attempt took longer than {timeout} " +
+        : this(serviceName, operationName, timeout, attempts, innerException, null) { }
+
+    internal AwsTimeoutException(string serviceName, string? operationName, TimeSpan timeout, int attempts, Exception? innerException, string? waitingFor)
+        : base($"{serviceName}{(operationName is null ? "" : " " + operationName)} timed out: " +
+               (waitingFor is null ? "an attempt" : waitingFor) + $" took longer than {timeout} " +
                $"(set the request's or the client's Timeout for longer calls){(attempts > 1 ? $"; {attempts} attempts made" : "")}.", innerException)
     {
         ServiceName = serviceName;
@@ -756,18 +760,29 @@ sealed class AwsClient : IDisposable
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var credentials = _credentials is null ? null : await _credentials.GetCredentialsAsync(cancellationToken).ConfigureAwait(false);
+            var credentials = await GetCredentialsAsync(prepared, call.Attempts + 1, cancellationToken).ConfigureAwait(false);
             await _retry.BeforeAttemptAsync(cancellationToken).ConfigureAwait(false);
             long successesBefore = fanOut?.Successes ?? 0;
             var limiter = fanOut?.Limiter;
             int startedAt = limiter is null ? 0 : await limiter.AcquireAsync(cancellationToken).ConfigureAwait(false);
             call.Attempts++;
-            var attempt = await AttemptAsync(prepared, credentials, call.Attempts, cancellationToken).ConfigureAwait(false);
+            Attempt attempt;
+            try
+            {
+                attempt = await AttemptAsync(prepared, credentials, call.Attempts, call.ClockOffset ?? _retry.ClockOffset, cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                limiter?.Release(startedAt, concurrencyThrottled: false, succeeded: false); // a cancellation, or a bug: the slot is not lost
+                throw;
+            }
             bool throttled = attempt.Failure is AwsServiceException { IsThrottling: true };
             limiter?.Release(startedAt, throttled && AwsErrors.IsConcurrencyThrottle((AwsServiceException)attempt.Failure!), attempt.Response is not null);
             _retry.AfterAttempt(throttled);
             if (attempt.Response is { } response)
             {
+                // A corrected clock is the client's only once the service accepted a request signed with it.
+                if (call.ClockOffset is { } corrected) _retry.ConfirmClockOffset(corrected);
                 _retry.OnSuccess(call.TokensTaken);
                 if (fanOut is not null) fanOut.OnSuccess();
                 return response;
@@ -784,7 +799,24 @@ sealed class AwsClient : IDisposable
         public int Attempts;         // made, every one counted
         public int CountedAttempts;  // those that count toward MaxAttempts
         public int TokensTaken;      // from the retry quota
-        public bool SkewCorrected;
+        public TimeSpan? ClockOffset; // the server's clock as its skew error said, for this call's next attempts
+    }
+
+    // The credentials, within the attempt's timeout: a credential source that hangs fails the call as a timeout would.
+    private async ValueTask<AwsCredentials?> GetCredentialsAsync(PreparedRequest prepared, int attemptNumber, CancellationToken cancellationToken)
+    {
+        if (_credentials is null) return null;
+        var pending = _credentials.GetCredentialsAsync(cancellationToken);
+        if (pending.IsCompleted || prepared.Timeout == System.Threading.Timeout.InfiniteTimeSpan || prepared.Timeout > AttemptTimeouts.MaxTimerDelay)
+            return await pending.ConfigureAwait(false);
+        try
+        {
+            return await pending.AsTask().WaitAsync(prepared.Timeout, _clock, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException e)
+        {
+            throw new AwsTimeoutException(Service.ServiceId, prepared.Request.OperationName, prepared.Timeout, attemptNumber, e, "getting credentials");
+        }
     }
 
     // Null: no retry (the failure is final). Else how long to wait before the next attempt.
@@ -794,10 +826,10 @@ sealed class AwsClient : IDisposable
         call.CountedAttempts++;
         if (failure is AwsServiceException error)
         {
-            if (!call.SkewCorrected && _retry.TryCorrectClockSkew(error, attempt.SignedOffset))
+            if (call.ClockOffset is null && _retry.TryCorrectClockSkew(error, attempt.SignedOffset, out var corrected))
             {
                 // Judged by a clock that differs from the one it was signed with: sign again with the corrected time, once per call.
-                call.SkewCorrected = true;
+                call.ClockOffset = corrected;
                 call.CountedAttempts--;
                 return TimeSpan.Zero;
             }
@@ -853,13 +885,13 @@ sealed class AwsClient : IDisposable
     private readonly record struct Attempt(AwsResponse? Response, Exception? Failure, TimeSpan SignedOffset);
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<Attempt> AttemptAsync(PreparedRequest prepared, AwsCredentials? credentials, int attemptNumber, CancellationToken cancellationToken)
+    // `signedOffset`: the clock offset this attempt is signed with; a skew error is judged against it, not against one
+    // learnt since.
+    private async ValueTask<Attempt> AttemptAsync(PreparedRequest prepared, AwsCredentials? credentials, int attemptNumber, TimeSpan signedOffset, CancellationToken cancellationToken)
     {
         // The attempt's timeout has a token source of its own, so that its expiry is told apart from the caller's cancellation.
         var timeoutSource = _timeouts.Start(prepared.Timeout, cancellationToken, out var callerRegistration);
         var token = timeoutSource?.Token ?? cancellationToken;
-        // The offset this attempt is signed with: a skew error is judged against it, not against one learnt since.
-        var signedOffset = _retry.ClockOffset;
         HttpRequestMessage? request = null;
         HttpResponseMessage? response = null;
         try
@@ -877,6 +909,10 @@ sealed class AwsClient : IDisposable
             // Our timeout fired, or the HttpClient's own Timeout did (an OperationCanceledException the caller did not ask for).
             var limit = timeoutSource?.IsCancellationRequested == true ? prepared.Timeout : _http.Timeout;
             return new Attempt(null, new AwsTimeoutException(Service.ServiceId, prepared.Request.OperationName, limit, attemptNumber, e), signedOffset);
+        }
+        catch (AwsResponseTooLargeException e)
+        {
+            return new Attempt(null, e, signedOffset);
         }
         catch (Exception e) when ((e is HttpRequestException || e is IOException) && !cancellationToken.IsCancellationRequested)
         {
@@ -1334,11 +1370,12 @@ internal sealed class RetryPolicy
         }
     }
 
-    // Corrects the offset when the server's clock differs by 5 minutes or more from the time the failed attempt was
-    // signed with. Concurrent calls signed before a correction each see the difference and are retried; each stores the
-    // offset it measured, so whichever lands last will do.
-    public bool TryCorrectClockSkew(AwsServiceException e, TimeSpan signedOffset)
+    // The corrected offset when the server's clock differs by 5 minutes or more from the time the failed attempt was
+    // signed with. Concurrent calls signed before a correction each see the difference and are retried; each confirms
+    // the offset it measured once it succeeds, so whichever lands last will do.
+    public bool TryCorrectClockSkew(AwsServiceException e, TimeSpan signedOffset, out TimeSpan corrected)
     {
+        corrected = default;
         bool skewError = e.ErrorCode is "RequestTimeTooSkewed" or "RequestExpired" or "RequestInTheFuture"
             || (e.ErrorCode is "InvalidSignatureException" or "SignatureDoesNotMatch" or "AuthFailure"
                 && (e.ErrorMessage.Contains("Signature expired", StringComparison.OrdinalIgnoreCase)
@@ -1346,9 +1383,12 @@ internal sealed class RetryPolicy
         if (!skewError || e.ServerDate is not { } serverDate) return false;
         var offset = serverDate - _clock.GetUtcNow();
         if ((offset - signedOffset).Duration() < ClockSkewThreshold) return false;
-        Interlocked.Exchange(ref _clockOffsetTicks, offset.Ticks);
+        corrected = offset;
         return true;
     }
+
+    // The offset a call was accepted with becomes the client's: a server's Date alone never moves the client's clock.
+    public void ConfirmClockOffset(TimeSpan offset) => Interlocked.Exchange(ref _clockOffsetTicks, offset.Ticks);
 }
 
 // Adaptive mode's client-side rate limiter, as the AWS SDKs have it: off until the first throttle; then every attempt
@@ -1462,7 +1502,7 @@ internal sealed class AdaptiveRateLimiter
 internal sealed class AttemptTimeouts(TimeProvider clock)
 {
     // The longest delay a timer takes (CancelAfter throws beyond it): about 49.7 days. A longer timeout means no limit.
-    private static readonly TimeSpan MaxTimerDelay = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
+    internal static readonly TimeSpan MaxTimerDelay = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
     private const int MaxSpares = 512;
     private readonly ConcurrentQueue<CancellationTokenSource> _spares = new();
     private int _spareCount;
@@ -1667,9 +1707,10 @@ internal sealed class FanOutRun<TRequest, TResponse>
     private readonly CancellationTokenSource _stop;
     private readonly SemaphoreSlim _slots;
     private readonly Channel<AwsOutcome<TRequest, TResponse>> _outcomes = Channel.CreateUnbounded<AwsOutcome<TRequest, TResponse>>(new UnboundedChannelOptions { SingleReader = true });
-    private readonly TaskCompletionSource _workersDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _idle = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Action _onRequestRead;
     private int _workers, _started, _inFlight, _stopped;
+    private int _reading, _sending, _consumerDone, _inputDisposed, _holders = 2; // workers in the input, workers with a call; see Release
     private long _completed, _failed;
     private Exception? _inputFailure;
 
@@ -1702,11 +1743,28 @@ internal sealed class FanOutRun<TRequest, TResponse>
     public void ReportFinal() =>
         _progress?.Report(new AwsFanOutProgress(Interlocked.Read(ref _completed), Interlocked.Read(ref _failed), 0));
 
+    // Stops the run and waits until no call is in flight: no call outlives the run. A worker blocked in the input (an
+    // enumerator that ignores cancellation) is not waited for: its read is abandoned, and the input is disposed when it
+    // returns.
     public async ValueTask StopAsync()
     {
         Stop();
-        if (Volatile.Read(ref _workers) > 0 || _started > 0) await _workersDone.Task.ConfigureAwait(false);
-        await _input.DisposeAsync().ConfigureAwait(false);
+        if (Volatile.Read(ref _sending) > 0) await _idle.Task.ConfigureAwait(false);
+        // Either this sees no read in progress, or the read in progress sees the consumer gone: one of them disposes.
+        Interlocked.Exchange(ref _consumerDone, 1);
+        if (Interlocked.CompareExchange(ref _reading, 0, 0) == 0) await DisposeInputAsync().ConfigureAwait(false);
+        Release();
+    }
+
+    private async ValueTask DisposeInputAsync()
+    {
+        if (Interlocked.Exchange(ref _inputDisposed, 1) == 0) await _input.DisposeAsync().ConfigureAwait(false);
+    }
+
+    // The run's own resources go when both the consumer (StopAsync) and the last worker are done with them.
+    private void Release()
+    {
+        if (Interlocked.Decrement(ref _holders) != 0) return;
         _stop.Dispose();
         _slots.Dispose();
     }
@@ -1736,9 +1794,15 @@ internal sealed class FanOutRun<TRequest, TResponse>
                 bool posted = false;
                 try
                 {
-                    if (Volatile.Read(ref _stopped) != 0) break;
-                    var (hasRequest, index, request) = await _input.NextAsync(_onRequestRead, token).ConfigureAwait(false);
+                    var (hasRequest, index, request) = await ReadAsync(token).ConfigureAwait(false);
                     if (!hasRequest) break;
+                    // Counted before the stop is looked at, so that StopAsync either sees this call or this worker sees the stop.
+                    Interlocked.Increment(ref _sending);
+                    if (Volatile.Read(ref _stopped) != 0)
+                    {
+                        EndSending();
+                        break;
+                    }
                     Interlocked.Increment(ref _inFlight);
                     long started = Stopwatch.GetTimestamp();
                     AwsOutcome<TRequest, TResponse> done;
@@ -1750,6 +1814,7 @@ internal sealed class FanOutRun<TRequest, TResponse>
                     catch (OperationCanceledException) when (token.IsCancellationRequested)
                     {
                         Interlocked.Decrement(ref _inFlight);
+                        EndSending();
                         break; // the run was stopped: this request has no outcome
                     }
                     catch (Exception e)
@@ -1757,6 +1822,7 @@ internal sealed class FanOutRun<TRequest, TResponse>
                         done = new AwsOutcome<TRequest, TResponse>(index, request, e, Stopwatch.GetElapsedTime(started));
                     }
                     posted = Post(done);
+                    EndSending();
                 }
                 finally
                 {
@@ -1778,9 +1844,31 @@ internal sealed class FanOutRun<TRequest, TResponse>
             if (Interlocked.Decrement(ref _workers) == 0)
             {
                 _outcomes.Writer.TryComplete();
-                _workersDone.TrySetResult();
+                Release();
             }
         }
+    }
+
+    // The next request, unless the run has stopped. Counted while it reads, so that a stop knows whether the input is
+    // busy (and must be disposed by the read, when it returns).
+    private async ValueTask<(bool HasRequest, long Index, TRequest Request)> ReadAsync(CancellationToken token)
+    {
+        Interlocked.Increment(ref _reading);
+        try
+        {
+            if (Volatile.Read(ref _stopped) != 0) return default;
+            return await _input.NextAsync(_onRequestRead, token).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (Interlocked.Decrement(ref _reading) == 0 && Interlocked.CompareExchange(ref _consumerDone, 0, 0) != 0)
+                await DisposeInputAsync().ConfigureAwait(false);
+        }
+    }
+
+    private void EndSending()
+    {
+        if (Interlocked.Decrement(ref _sending) == 0 && Volatile.Read(ref _stopped) != 0) _idle.TrySetResult();
     }
 
     private bool Post(in AwsOutcome<TRequest, TResponse> done)
