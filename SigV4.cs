@@ -87,12 +87,12 @@ sealed class AwsCredentials : IAwsCredentialsProvider, IDisposable
     private int _nextSlot;
     private ECDsa? _sigV4aKey;
 
-    internal SigningScope GetSigningScope(in SigningInput input)
+    internal SigningScope GetSigningScope(string amzDate, SigV4Options options)
     {
         foreach (var entry in _scopes)
-            if (entry is not null && entry.IsFor(input))
+            if (entry is not null && entry.IsFor(amzDate, options, AccessKeyId))
                 return entry;
-        var scope = SigningScope.Create(input, SecretAccessKey);
+        var scope = SigningScope.Create(amzDate, options, AccessKeyId, SecretAccessKey);
         _scopes[(Interlocked.Increment(ref _nextSlot) & int.MaxValue) % _scopes.Length] = scope;
         return scope;
     }
@@ -338,14 +338,16 @@ internal readonly struct SigningInput
     public required int ExpiresSeconds { get; init; }
     /// <summary>Whether the signer adds (and signs) x-amz-content-sha256 itself (header signing only).</summary>
     public required bool AddsContentSha256 { get; init; }
-    /// <summary>A received request being verified: its headers and query already hold everything that was signed
-    /// (X-Amz-Date, the token, the X-Amz-* parameters), so the signer adds nothing and leaves out X-Amz-Signature.</summary>
-    public bool Received { get; init; }
-    /// <summary>With <see cref="Received"/>: the presigned URL's X-Amz-Security-Token was added after signing.</summary>
-    public bool ReceivedTokenUnsigned { get; init; }
 
     public bool SignsSessionToken => SessionToken is not null && Options.SignSessionToken;
 }
+
+/// <summary>
+/// A request exactly as it is sent: what step 1 canonicalizes, as given, adding and removing nothing. The signer
+/// makes one from the caller's request and what it adds itself; <c>SigV4Verifier</c> from what it received.
+/// </summary>
+internal readonly record struct CanonicalRequestInput(string Method, string Path, string Query,
+    KeyValuePair<string, string>[] Headers, string PayloadHash, string AmzDate, SigV4Options Options);
 
 /// <summary>
 /// The credential scope of one day, region, service and algorithm, written once as the signer needs it: for the
@@ -386,16 +388,16 @@ internal sealed class SigningScope
     /// <summary>The SigV4 signing key; null for SigV4a, or when made without the secret (to describe a signature).</summary>
     public byte[]? Key { get; }
 
-    /// <summary>Whether a signature of this input uses this scope: same day, algorithm, region, service and key id.</summary>
-    public bool IsFor(in SigningInput input) =>
-        input.AmzDate.AsSpan(0, 8).SequenceEqual(Date) && input.Options.Algorithm == Algorithm
-        && input.Options.Region == Region && input.Options.Service == Service && input.AccessKeyId == AccessKeyId;
+    /// <summary>Whether a signature at this time, with these options and key id, uses this scope: same day,
+    /// algorithm, region, service and key id.</summary>
+    public bool IsFor(string amzDate, SigV4Options options, string accessKeyId) =>
+        amzDate.AsSpan(0, 8).SequenceEqual(Date) && options.Algorithm == Algorithm
+        && options.Region == Region && options.Service == Service && accessKeyId == AccessKeyId;
 
     /// <summary>Writes the scope; derives the SigV4 key when given the secret.</summary>
-    public static SigningScope Create(in SigningInput input, string? secretAccessKey)
+    public static SigningScope Create(string amzDate, SigV4Options options, string accessKeyId, string? secretAccessKey)
     {
-        var options = input.Options;
-        string date = input.AmzDate.Substring(0, 8);
+        string date = amzDate.Substring(0, 8);
         // SigV4a's scope has no region: the region set is a signed header instead.
         string scope = options.Algorithm == SigningAlgorithm.SigV4
             ? $"{date}/{options.Region}/{options.Service}/aws4_request"
@@ -404,8 +406,8 @@ internal sealed class SigningScope
         var key = secretAccessKey is not null && options.Algorithm == SigningAlgorithm.SigV4
             ? SigV4.DeriveSigningKey(secretAccessKey, date, options.Region, options.Service)
             : null;
-        return new SigningScope(date, options, input.AccessKeyId, Encoding.ASCII.GetBytes(scope),
-            Encoding.UTF8.GetBytes($"{algorithm} Credential={input.AccessKeyId}/{scope}, SignedHeaders="), key);
+        return new SigningScope(date, options, accessKeyId, Encoding.ASCII.GetBytes(scope),
+            Encoding.UTF8.GetBytes($"{algorithm} Credential={accessKeyId}/{scope}, SignedHeaders="), key);
     }
 
     /// <summary>Shows the scope; never the key.</summary>
@@ -506,19 +508,45 @@ static class SigV4
     // header signing, the Authorization value (step 4).
     internal static SigV4Signature SignInput(in SigningInput input, AwsCredentials credentials)
     {
-        var scope = credentials.GetSigningScope(input);
+        var scope = credentials.GetSigningScope(input.AmzDate, input.Options);
         var w = new ByteBuilder(1024);
         try
         {
-            WriteCanonicalRequest(ref w, input, out int signedHeadersStart, out int signedHeadersLength);
+            var signedHeaders = WriteCanonicalRequest(ref w, input, out string? presignParameters);
             int stringToSignStart = w.Length;
-            WriteStringToSign(ref w, input, scope);
-            var stringToSign = w.Written[stringToSignStart..];
+            WriteStringToSign(ref w, input.AmzDate, scope);
             Span<byte> signature = stackalloc byte[MaxSignature];
-            int signatureLength = input.Options.Algorithm == SigningAlgorithm.SigV4
-                ? SignV4(stringToSign, scope.Key!, signature)
-                : SignV4a(stringToSign, credentials, signature);
-            return new SigV4Signature(input, FormatOutput(ref w, input, scope, signedHeadersStart, signedHeadersLength, signature[..signatureLength]));
+            signature = signature[..ComputeSignature(w.Written[stringToSignStart..], scope, credentials, signature)];
+            string output = presignParameters is null
+                ? FormatAuthorization(ref w, scope, signedHeaders, signature)
+                : FormatPresignedQuery(input, presignParameters, signature);
+            return new SigV4Signature(input, output);
+        }
+        finally
+        {
+            w.Dispose();
+        }
+    }
+
+    /// <summary>Whether <paramref name="signature"/> (hex) is the signature of the request as given, by these
+    /// credentials: equal to the SigV4 signature (constant time), or a valid SigV4a signature.</summary>
+    internal static bool SignatureMatches(in CanonicalRequestInput request, AwsCredentials credentials, string signature)
+    {
+        var scope = credentials.GetSigningScope(request.AmzDate, request.Options);
+        var w = new ByteBuilder(1024);
+        try
+        {
+            WriteCanonicalRequest(ref w, request);
+            int stringToSignStart = w.Length;
+            WriteStringToSign(ref w, request.AmzDate, scope);
+            var stringToSign = w.Written[stringToSignStart..];
+            if (scope.Algorithm == SigningAlgorithm.SigV4a)
+                return VerifySigV4a(stringToSign, signature, credentials.GetSigV4aKey());
+            Span<byte> mac = stackalloc byte[32];
+            Span<byte> expected = stackalloc byte[64];
+            WriteHex(mac[..SignV4(stringToSign, scope.Key!, mac)], expected);
+            Span<byte> given = stackalloc byte[64];
+            return signature.Length == 64 && Encoding.ASCII.GetBytes(signature, given) == 64 && CryptographicOperations.FixedTimeEquals(expected, given);
         }
         finally
         {
@@ -577,7 +605,7 @@ static class SigV4
         {
             Method = method,
             Path = path.Length == 0 ? "/" : path,
-            Query = query.StartsWith('?') ? query.Substring(1) : query,
+            Query = query,
             Headers = headers,
             PayloadHash = payloadHash,
             AmzDate = AmzDate(time.UtcDateTime),
@@ -645,9 +673,11 @@ static class SigV4
     //   METHOD \n canonical path \n canonical query \n canonical headers \n \n signed headers \n payload hash
     // ---------------------------------------------------------------------------------------------------------
 
-    private static void WriteCanonicalRequest(ref ByteBuilder w, in SigningInput input, out int signedHeadersStart, out int signedHeadersLength)
+    // The signer's request: the caller's headers and query, with what the signer adds (X-Amz-Date, the session
+    // token, x-amz-content-sha256, the region set; or, presigning, the X-Amz-* parameters, returned encoded).
+    private static (int Start, int Length) WriteCanonicalRequest(ref ByteBuilder w, in SigningInput input, out string? presignParameters)
     {
-        // A request has few headers: they are sorted on the stack unless there are many.
+        // A request has few headers: they are collected on the stack unless there are many.
         var onStack = new HeaderBuffer();
         KeyValuePair<string, string>[]? rented = null;
         int capacity = input.Headers.Count + 4;
@@ -655,24 +685,45 @@ static class SigV4
         try
         {
             headers = headers[..CollectHeaders(input, headers)];
-            w.AppendAscii(input.Method);
-            w.Append((byte)'\n');
-            WriteCanonicalPath(ref w, input.Path, input.Options);
-            w.Append((byte)'\n');
-            WriteCanonicalQuery(ref w, input, headers);
-            w.Append((byte)'\n');
-            WriteCanonicalHeaders(ref w, headers);
-            w.Append((byte)'\n');
-            signedHeadersStart = w.Length;
-            WriteSignedHeaders(ref w, headers);
-            signedHeadersLength = w.Length - signedHeadersStart;
-            w.Append((byte)'\n');
-            w.AppendAscii(input.PayloadHash);
+            string query = input.Query;
+            presignParameters = null;
+            if (input.ExpiresSeconds != 0)
+            {
+                SortHeaders(headers); // X-Amz-SignedHeaders lists them
+                presignParameters = PresignParameters(input, headers);
+                query = query.Length == 0 ? presignParameters : query + "&" + presignParameters;
+            }
+            return WriteCanonicalRequest(ref w, input.Method, input.Path, query, headers, input.PayloadHash, input.Options);
         }
         finally
         {
             if (rented is not null) ArrayPool<KeyValuePair<string, string>>.Shared.Return(rented, clearArray: true);
         }
+    }
+
+    private static (int Start, int Length) WriteCanonicalRequest(ref ByteBuilder w, in CanonicalRequestInput request) =>
+        WriteCanonicalRequest(ref w, request.Method, request.Path, request.Query, request.Headers, request.PayloadHash, request.Options);
+
+    // Step 1 for any request, with exactly the headers and query given (sorting the headers in place); returns
+    // where the signed header list was written.
+    private static (int Start, int Length) WriteCanonicalRequest(ref ByteBuilder w, string method, string path, string query,
+        scoped Span<KeyValuePair<string, string>> headers, string payloadHash, SigV4Options options)
+    {
+        SortHeaders(headers);
+        w.AppendAscii(method);
+        w.Append((byte)'\n');
+        WriteCanonicalPath(ref w, path.Length == 0 ? "/" : path, options);
+        w.Append((byte)'\n');
+        WriteCanonicalQuery(ref w, query);
+        w.Append((byte)'\n');
+        WriteCanonicalHeaders(ref w, headers);
+        w.Append((byte)'\n');
+        int signedHeadersStart = w.Length;
+        WriteSignedHeaders(ref w, headers);
+        int signedHeadersLength = w.Length - signedHeadersStart;
+        w.Append((byte)'\n');
+        w.AppendAscii(payloadHash);
+        return (signedHeadersStart, signedHeadersLength);
     }
 
     [System.Runtime.CompilerServices.InlineArray(Length)]
@@ -695,66 +746,46 @@ static class SigV4
     private static bool NeedsNormalizing(string path) =>
         path.Contains("//", StringComparison.Ordinal) || (path.Contains('.') && path.Contains("/.", StringComparison.Ordinal));
 
-    // Removes '.' and '..' segments and empty segments (RFC 3986 5.2.4 with '//' collapsed); keeps a trailing '/'.
+    // Removes '.' and '..' segments and empty segments (RFC 3986 5.2.4 with '//' collapsed). The result ends in '/'
+    // only when the path as sent does, as AWS's own signers (botocore, the CRT, smithy-rs) canonicalize it:
+    // "/a/b/." is "/a/b", "/a/b/.." is "/a", "/a/./" is "/a/".
     internal static string NormalizePath(string path)
     {
         var segments = new List<string>();
-        var parts = path.Split('/');
-        for (int i = 0; i < parts.Length; i++)
+        foreach (var part in path.Split('/'))
         {
-            string part = parts[i];
             if (part == "..") { if (segments.Count > 0) segments.RemoveAt(segments.Count - 1); }
             else if (part.Length > 0 && part != ".") segments.Add(part);
         }
-        string last = parts[^1];
-        bool trailingSlash = last.Length == 0 || last == "." || last == "..";
         string joined = "/" + string.Join('/', segments);
-        return trailingSlash && segments.Count > 0 ? joined + "/" : joined;
+        return path.EndsWith('/') && segments.Count > 0 ? joined + "/" : joined;
     }
 
-    // The query: decode what is sent, encode every name and value (RFC 3986), sort by encoded name then value,
-    // keep repeated names, and write a name without a value as "name=". Presigning adds the X-Amz-* parameters.
-    private static void WriteCanonicalQuery(ref ByteBuilder w, in SigningInput input, scoped ReadOnlySpan<KeyValuePair<string, string>> signedHeaders)
+    // The query exactly as given: split at '&' (a leading '?' belongs to the first name), decode each name and
+    // value, encode them (RFC 3986), sort by encoded name then value, keep repeated names, and write a name
+    // without a value as "name=".
+    private static void WriteCanonicalQuery(ref ByteBuilder w, string query)
     {
-        string query = input.Query;
-        if (query.Length == 0 && input.ExpiresSeconds == 0) return;
+        if (query.Length == 0) return;
 
         var encoded = new ByteBuilder(query.Length * 2 + 256);
         var ranges = ArrayPool<QueryRange>.Shared.Rent(16);
         int count = 0;
         try
         {
-            int start = 0;
-            while (start <= query.Length)
+            for (int start = 0, end; start <= query.Length; start = end + 1)
             {
-                int end = query.IndexOf('&', start);
+                end = query.IndexOf('&', start);
                 if (end < 0) end = query.Length;
-                if (end > start)
-                {
-                    var pair = query.AsSpan(start, end - start);
-                    int eq = pair.IndexOf('=');
-                    var name = eq < 0 ? pair : pair[..eq];
-                    var value = eq < 0 ? ReadOnlySpan<char>.Empty : pair[(eq + 1)..];
-                    bool skip = input.Received && (name.Equals("X-Amz-Signature", StringComparison.OrdinalIgnoreCase)
-                        || (input.ReceivedTokenUnsigned && name.Equals("X-Amz-Security-Token", StringComparison.OrdinalIgnoreCase)));
-                    if (!skip)
-                        AddRange(ref ranges, ref count, ref encoded, name, value, decode: true);
-                }
-                start = end + 1;
+                var pair = query.AsSpan(start, end - start);
+                if (pair.IsEmpty) continue;
+                int eq = pair.IndexOf('=');
+                AddRange(ref ranges, ref count, ref encoded, eq < 0 ? pair : pair[..eq], eq < 0 ? ReadOnlySpan<char>.Empty : pair[(eq + 1)..]);
             }
-            if (input.ExpiresSeconds != 0 && !input.Received)
-                foreach (var (name, value) in PresignParameters(input, signedHeaders, includeUnsignedToken: false))
-                    AddRange(ref ranges, ref count, ref encoded, name, value, decode: false);
 
-            var bytes = encoded.Written;
             var sorted = ranges.AsSpan(0, count);
-            for (int i = 1; i < sorted.Length; i++)
-            {
-                var item = sorted[i];
-                int j = i - 1;
-                while (j >= 0 && Compare(bytes, sorted[j], item) > 0) { sorted[j + 1] = sorted[j]; j--; }
-                sorted[j + 1] = item;
-            }
+            StableSort(sorted, new QueryRangeComparer(encoded.Buffer));
+            var bytes = encoded.Written;
             for (int i = 0; i < sorted.Length; i++)
             {
                 if (i > 0) w.Append((byte)'&');
@@ -769,7 +800,7 @@ static class SigV4
             encoded.Dispose();
         }
 
-        static void AddRange(ref QueryRange[] ranges, ref int count, ref ByteBuilder encoded, ReadOnlySpan<char> name, ReadOnlySpan<char> value, bool decode)
+        static void AddRange(ref QueryRange[] ranges, ref int count, ref ByteBuilder encoded, ReadOnlySpan<char> name, ReadOnlySpan<char> value)
         {
             if (count == ranges.Length)
             {
@@ -779,61 +810,70 @@ static class SigV4
                 ranges = bigger;
             }
             int start = encoded.Length;
-            AppendUriEncoded(ref encoded, name, decode, decode, keepSlash: false);
+            AppendUriEncoded(ref encoded, name, decodePercent: true, plusIsSpace: true, keepSlash: false);
             int nameLength = encoded.Length - start;
-            AppendUriEncoded(ref encoded, value, decode, decode, keepSlash: false);
+            AppendUriEncoded(ref encoded, value, decodePercent: true, plusIsSpace: true, keepSlash: false);
             ranges[count++] = new QueryRange(start, nameLength, encoded.Length - start - nameLength);
-        }
-
-        static int Compare(ReadOnlySpan<byte> bytes, QueryRange a, QueryRange b)
-        {
-            int c = bytes.Slice(a.Start, a.NameLength).SequenceCompareTo(bytes.Slice(b.Start, b.NameLength));
-            return c != 0 ? c : bytes.Slice(a.Start + a.NameLength, a.ValueLength).SequenceCompareTo(bytes.Slice(b.Start + b.NameLength, b.ValueLength));
         }
     }
 
     private readonly record struct QueryRange(int Start, int NameLength, int ValueLength);
 
-    // The X-Amz-* parameters of a presigned URL, in the order they are appended; X-Amz-Signature comes last, outside.
-    private static List<(string Name, string Value)> PresignParameters(in SigningInput input, ReadOnlySpan<KeyValuePair<string, string>> signedHeaders, bool includeUnsignedToken)
+    // Encoded query parameters, by name then value, ordinal (byte) order.
+    private readonly struct QueryRangeComparer(byte[] bytes) : IComparer<QueryRange>
     {
-        var signedNames = new StringBuilder();
-        foreach (var name in SignedHeaderNames(signedHeaders)) { if (signedNames.Length > 0) signedNames.Append(';'); signedNames.Append(name); }
-        var list = new List<(string, string)>(8)
+        public int Compare(QueryRange a, QueryRange b)
         {
-            ("X-Amz-Algorithm", input.Options.Algorithm == SigningAlgorithm.SigV4 ? AlgorithmV4 : AlgorithmV4a),
-            ("X-Amz-Credential", input.AccessKeyId + "/" + FormatScope(input)),
-            ("X-Amz-Date", input.AmzDate),
-            ("X-Amz-SignedHeaders", signedNames.ToString()),
-            ("X-Amz-Expires", input.ExpiresSeconds.ToString(CultureInfo.InvariantCulture)),
-        };
-        if (input.SessionToken is { } token && (input.SignsSessionToken || includeUnsignedToken)) list.Add(("X-Amz-Security-Token", token));
-        if (input.Options.Algorithm == SigningAlgorithm.SigV4a) list.Add(("X-Amz-Region-Set", input.Options.Region));
-        return list;
+            int c = bytes.AsSpan(a.Start, a.NameLength).SequenceCompareTo(bytes.AsSpan(b.Start, b.NameLength));
+            return c != 0 ? c : bytes.AsSpan(a.Start + a.NameLength, a.ValueLength).SequenceCompareTo(bytes.AsSpan(b.Start + b.NameLength, b.ValueLength));
+        }
+    }
+
+    // Header names, lowercase, ordinal order.
+    private readonly struct HeaderNameComparer : IComparer<KeyValuePair<string, string>>
+    {
+        public int Compare(KeyValuePair<string, string> a, KeyValuePair<string, string> b) => CompareLowercase(a.Key, b.Key);
+    }
+
+    // Stable, so that the values of a repeated header name keep the order they were given in.
+    private static void SortHeaders(Span<KeyValuePair<string, string>> headers) => StableSort(headers, new HeaderNameComparer());
+
+    // The X-Amz-* parameters of a presigned URL, encoded and joined with '&', without an unsigned session token
+    // (added after signing) and without X-Amz-Signature (last, after signing).
+    private static string PresignParameters(in SigningInput input, ReadOnlySpan<KeyValuePair<string, string>> sortedHeaders)
+    {
+        var text = new StringBuilder(256);
+        text.Append("X-Amz-Algorithm=").Append(input.Options.Algorithm == SigningAlgorithm.SigV4 ? AlgorithmV4 : AlgorithmV4a)
+            .Append("&X-Amz-Credential=").Append(Uri.EscapeDataString(input.AccessKeyId + "/" + FormatScope(input)))
+            .Append("&X-Amz-Date=").Append(input.AmzDate)
+            .Append("&X-Amz-SignedHeaders=");
+        for (int i = 0; i < sortedHeaders.Length; i++)
+        {
+            if (i > 0 && string.Equals(sortedHeaders[i - 1].Key, sortedHeaders[i].Key, StringComparison.OrdinalIgnoreCase)) continue;
+            if (i > 0) text.Append("%3B");
+            text.Append(Uri.EscapeDataString(sortedHeaders[i].Key.ToLowerInvariant()));
+        }
+        text.Append("&X-Amz-Expires=").Append(input.ExpiresSeconds.ToString(CultureInfo.InvariantCulture));
+        if (input.SignsSessionToken) text.Append("&X-Amz-Security-Token=").Append(Uri.EscapeDataString(input.SessionToken!));
+        if (input.Options.Algorithm == SigningAlgorithm.SigV4a) text.Append("&X-Amz-Region-Set=").Append(Uri.EscapeDataString(input.Options.Region));
+        return text.ToString();
     }
 
     // The headers to sign: the request's own, less those proxies and HTTP stacks change, plus the ones the signer
-    // adds (X-Amz-Date, the session token, x-amz-content-sha256, X-Amz-Region-Set), stably sorted by lowercase name.
+    // adds for header signing (X-Amz-Date, the session token, x-amz-content-sha256, X-Amz-Region-Set).
     private static int CollectHeaders(in SigningInput input, Span<KeyValuePair<string, string>> list)
     {
         var headers = input.Headers;
         int count = 0;
         for (int i = 0; i < headers.Count; i++)
-            if (input.Received || !IsNeverSigned(headers[i].Key))
+            if (!IsNeverSigned(headers[i].Key))
                 list[count++] = headers[i];
-        if (input.ExpiresSeconds == 0 && !input.Received)
+        if (input.ExpiresSeconds == 0)
         {
             list[count++] = new("x-amz-date", input.AmzDate);
             if (input.SignsSessionToken) list[count++] = new("x-amz-security-token", input.SessionToken!);
             if (input.AddsContentSha256) list[count++] = new("x-amz-content-sha256", input.PayloadHash);
             if (input.Options.Algorithm == SigningAlgorithm.SigV4a) list[count++] = new("x-amz-region-set", input.Options.Region);
-        }
-        for (int i = 1; i < count; i++)
-        {
-            var item = list[i];
-            int j = i - 1;
-            while (j >= 0 && CompareLowercase(list[j].Key, item.Key) > 0) { list[j + 1] = list[j]; j--; }
-            list[j + 1] = item;
         }
         return count;
     }
@@ -884,15 +924,6 @@ static class SigV4
             if (i > 0) w.Append((byte)';');
             w.AppendLowercase(sorted[i].Key);
         }
-    }
-
-    private static IEnumerable<string> SignedHeaderNames(ReadOnlySpan<KeyValuePair<string, string>> sorted)
-    {
-        var names = new List<string>(sorted.Length);
-        for (int i = 0; i < sorted.Length; i++)
-            if (i == 0 || !string.Equals(sorted[i - 1].Key, sorted[i].Key, StringComparison.OrdinalIgnoreCase))
-                names.Add(sorted[i].Key.ToLowerInvariant());
-        return names;
     }
 
     private static void AppendTrimmedValue(ref ByteBuilder w, string value)
@@ -982,15 +1013,15 @@ static class SigV4
     // ---------------------------------------------------------------------------------------------------------
 
     // The canonical request is all the builder holds so far: its hash goes at the end of the string to sign.
-    private static void WriteStringToSign(ref ByteBuilder w, in SigningInput input, SigningScope scope)
+    private static void WriteStringToSign(ref ByteBuilder w, string amzDate, SigningScope scope)
     {
         Span<byte> hash = stackalloc byte[32];
         var sha = t_sha256 ??= IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         sha.AppendData(w.Written);
         sha.GetHashAndReset(hash);
 
-        w.Append(input.Options.Algorithm == SigningAlgorithm.SigV4 ? "AWS4-HMAC-SHA256\n"u8 : "AWS4-ECDSA-P256-SHA256\n"u8);
-        w.AppendAscii(input.AmzDate);
+        w.Append(scope.Algorithm == SigningAlgorithm.SigV4 ? "AWS4-HMAC-SHA256\n"u8 : "AWS4-ECDSA-P256-SHA256\n"u8);
+        w.AppendAscii(amzDate);
         w.Append((byte)'\n');
         w.Append(scope.Scope);
         w.Append((byte)'\n');
@@ -999,7 +1030,8 @@ static class SigV4
 
     [ThreadStatic] private static IncrementalHash? t_sha256;
 
-    internal static string FormatScope(in SigningInput input) => Encoding.ASCII.GetString(SigningScope.Create(input, null).Scope);
+    internal static string FormatScope(in SigningInput input) =>
+        Encoding.ASCII.GetString(SigningScope.Create(input.AmzDate, input.Options, input.AccessKeyId, null).Scope);
 
     // ---------------------------------------------------------------------------------------------------------
     // Step 3: the signing key.
@@ -1145,53 +1177,41 @@ static class SigV4
     {
         ArgumentNullException.ThrowIfNull(stringToSign);
         ArgumentNullException.ThrowIfNull(signatureHex);
+        using var key = ECDsa.Create(new ECParameters { Curve = ECCurve.NamedCurves.nistP256, Q = publicKey });
+        return VerifySigV4a(Encoding.UTF8.GetBytes(stringToSign), signatureHex, key);
+    }
+
+    private static bool VerifySigV4a(ReadOnlySpan<byte> stringToSign, string signatureHex, ECDsa key)
+    {
         byte[] der;
         try { der = Convert.FromHexString(signatureHex); }
         catch (FormatException) { return false; }
-        using var key = ECDsa.Create(new ECParameters { Curve = ECCurve.NamedCurves.nistP256, Q = publicKey });
         Span<byte> hash = stackalloc byte[32];
-        SHA256.HashData(Encoding.UTF8.GetBytes(stringToSign), hash);
+        SHA256.HashData(stringToSign, hash);
         try { return key.VerifyHash(hash, der, DSASignatureFormat.Rfc3279DerSequence); }
         catch (CryptographicException) { return false; }
     }
 
-    private static string FormatOutput(ref ByteBuilder w, in SigningInput input, SigningScope scope, int signedHeadersStart, int signedHeadersLength,
-        scoped ReadOnlySpan<byte> signature)
-    {
-        if (input.ExpiresSeconds == 0)
-        {
-            // Authorization: ALGORITHM Credential=AKID/scope, SignedHeaders=a;b;c, Signature=hex
-            int start = w.Length;
-            w.Append(scope.AuthorizationPrefix);
-            w.AppendWritten(signedHeadersStart, signedHeadersLength);
-            w.Append(", Signature="u8);
-            w.AppendHex(signature);
-            var authorization = w.Written[start..];
-            return scope.IsAscii ? Encoding.ASCII.GetString(authorization) : Encoding.UTF8.GetString(authorization);
-        }
+    private static int ComputeSignature(ReadOnlySpan<byte> stringToSign, SigningScope scope, AwsCredentials credentials, Span<byte> signature) =>
+        scope.Algorithm == SigningAlgorithm.SigV4 ? SignV4(stringToSign, scope.Key!, signature) : SignV4a(stringToSign, credentials, signature);
 
-        // Query signing: the X-Amz-* parameters (with an unsigned session token, if any) and X-Amz-Signature last.
-        var names = Encoding.ASCII.GetString(w.Written.Slice(signedHeadersStart, signedHeadersLength)).Split(';');
-        var headerPairs = new KeyValuePair<string, string>[names.Length];
-        for (int i = 0; i < names.Length; i++) headerPairs[i] = new(names[i], "");
-        var query = new ByteBuilder(512);
-        try
-        {
-            foreach (var (name, value) in PresignParameters(input, headerPairs, includeUnsignedToken: true))
-            {
-                AppendUriEncoded(ref query, name, false, false, keepSlash: false);
-                query.Append((byte)'=');
-                AppendUriEncoded(ref query, value, false, false, keepSlash: false);
-                query.Append((byte)'&');
-            }
-            query.Append("X-Amz-Signature="u8);
-            query.AppendHex(signature);
-            return Encoding.ASCII.GetString(query.Written);
-        }
-        finally
-        {
-            query.Dispose();
-        }
+    // Authorization: ALGORITHM Credential=AKID/scope, SignedHeaders=a;b;c, Signature=hex
+    private static string FormatAuthorization(ref ByteBuilder w, SigningScope scope, (int Start, int Length) signedHeaders, scoped ReadOnlySpan<byte> signature)
+    {
+        int start = w.Length;
+        w.Append(scope.AuthorizationPrefix);
+        w.AppendWritten(signedHeaders.Start, signedHeaders.Length);
+        w.Append(", Signature="u8);
+        w.AppendHex(signature);
+        var authorization = w.Written[start..];
+        return scope.IsAscii ? Encoding.ASCII.GetString(authorization) : Encoding.UTF8.GetString(authorization);
+    }
+
+    // The X-Amz-* parameters, then an unsigned session token, then X-Amz-Signature last.
+    private static string FormatPresignedQuery(in SigningInput input, string presignParameters, ReadOnlySpan<byte> signature)
+    {
+        string unsignedToken = input.SessionToken is { } token && !input.SignsSessionToken ? "&X-Amz-Security-Token=" + Uri.EscapeDataString(token) : "";
+        return string.Concat(presignParameters, unsignedToken, "&X-Amz-Signature=", HexString(signature));
     }
 
     /// <summary>Recomputes the canonical request, string to sign and signed headers of a signature.</summary>
@@ -1200,16 +1220,38 @@ static class SigV4
         var w = new ByteBuilder(1024);
         try
         {
-            WriteCanonicalRequest(ref w, input, out int start, out int length);
-            int canonicalLength = w.Length;
-            WriteStringToSign(ref w, input, SigningScope.Create(input, null));
-            return (Encoding.UTF8.GetString(w.Written[..canonicalLength]), Encoding.UTF8.GetString(w.Written[canonicalLength..]),
-                Encoding.ASCII.GetString(w.Written.Slice(start, length)));
+            var signedHeaders = WriteCanonicalRequest(ref w, input, out _);
+            return Describe(ref w, input.AmzDate, SigningScope.Create(input.AmzDate, input.Options, input.AccessKeyId, null), signedHeaders);
         }
         finally
         {
             w.Dispose();
         }
+    }
+
+    /// <summary>The canonical request and string to sign of a request as given, signed with this access key id.</summary>
+    internal static (string CanonicalRequest, string StringToSign) Describe(in CanonicalRequestInput request, string accessKeyId)
+    {
+        var w = new ByteBuilder(1024);
+        try
+        {
+            var signedHeaders = WriteCanonicalRequest(ref w, request);
+            var (canonicalRequest, stringToSign, _) = Describe(ref w, request.AmzDate, SigningScope.Create(request.AmzDate, request.Options, accessKeyId, null), signedHeaders);
+            return (canonicalRequest, stringToSign);
+        }
+        finally
+        {
+            w.Dispose();
+        }
+    }
+
+    // The builder holds the canonical request: adds the string to sign and returns the three texts.
+    private static (string CanonicalRequest, string StringToSign, string SignedHeaders) Describe(ref ByteBuilder w, string amzDate, SigningScope scope, (int Start, int Length) signedHeaders)
+    {
+        int canonicalLength = w.Length;
+        WriteStringToSign(ref w, amzDate, scope);
+        return (Encoding.UTF8.GetString(w.Written[..canonicalLength]), Encoding.UTF8.GetString(w.Written[canonicalLength..]),
+            Encoding.ASCII.GetString(w.Written.Slice(signedHeaders.Start, signedHeaders.Length)));
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -1403,7 +1445,7 @@ static class SigV4
 
     private static bool HasQueryParameter(string query, string name)
     {
-        foreach (var part in query.TrimStart('?').Split('&'))
+        foreach (var part in query.Split('&'))
         {
             int eq = part.IndexOf('=');
             if ((eq < 0 ? part : part[..eq]).Equals(name, StringComparison.OrdinalIgnoreCase)) return true;
@@ -1420,6 +1462,59 @@ static class SigV4
         SearchValues.Create("-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
     private static readonly SearchValues<char> s_unreservedAndSlash =
         SearchValues.Create("-._~/0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
+
+    // A stable sort in O(n log n): insertion sort for short runs (requests have few headers and parameters), merged
+    // in pooled scratch space above that, so that a request with many is no quadratic cost.
+    private static void StableSort<T, TComparer>(Span<T> items, TComparer comparer) where TComparer : IComparer<T>
+    {
+        if (items.Length <= InsertionSortLength)
+        {
+            InsertionSort(items, comparer);
+            return;
+        }
+        var scratch = ArrayPool<T>.Shared.Rent(items.Length);
+        try
+        {
+            MergeSort(items, scratch.AsSpan(0, items.Length), comparer);
+        }
+        finally
+        {
+            ArrayPool<T>.Shared.Return(scratch, clearArray: System.Runtime.CompilerServices.RuntimeHelpers.IsReferenceOrContainsReferences<T>());
+        }
+    }
+
+    private const int InsertionSortLength = 16;
+
+    private static void MergeSort<T, TComparer>(Span<T> items, Span<T> scratch, TComparer comparer) where TComparer : IComparer<T>
+    {
+        if (items.Length <= InsertionSortLength)
+        {
+            InsertionSort(items, comparer);
+            return;
+        }
+        int middle = items.Length / 2;
+        MergeSort(items[..middle], scratch[..middle], comparer);
+        MergeSort(items[middle..], scratch[middle..], comparer);
+        if (comparer.Compare(items[middle - 1], items[middle]) <= 0) return; // already in order: sorted input costs O(n)
+        items.CopyTo(scratch);
+        int left = 0, right = middle, next = 0;
+        while (left < middle && right < items.Length)
+            items[next++] = comparer.Compare(scratch[right], scratch[left]) < 0 ? scratch[right++] : scratch[left++];
+        scratch[left..middle].CopyTo(items[next..]);
+        next += middle - left;
+        scratch[right..items.Length].CopyTo(items[next..]);
+    }
+
+    private static void InsertionSort<T, TComparer>(Span<T> items, TComparer comparer) where TComparer : IComparer<T>
+    {
+        for (int i = 1; i < items.Length; i++)
+        {
+            var item = items[i];
+            int j = i - 1;
+            while (j >= 0 && comparer.Compare(items[j], item) > 0) { items[j + 1] = items[j]; j--; }
+            items[j + 1] = item;
+        }
+    }
 
     private static int CompareLowercase(string a, string b)
     {
@@ -1470,6 +1565,9 @@ static class SigV4
         public ByteBuilder(int capacity) { _buffer = ArrayPool<byte>.Shared.Rent(capacity); Length = 0; }
 
         public readonly ReadOnlySpan<byte> Written => _buffer.AsSpan(0, Length);
+
+        // The array under Written, for comparers that cannot hold a span; valid until the next append.
+        public readonly byte[] Buffer => _buffer;
 
         public void Append(byte b)
         {

@@ -234,6 +234,39 @@ public class SigV4VerifierTests
         Assert.That(verifier.Verify("PUT", putPath, putQuery, sent, "hellO"u8).Error, Is.EqualTo(SigV4VerificationError.PayloadHashMismatch));
     }
 
+    // The query is verified exactly as received: a leading '?' is part of the first name, on both sides.
+    [Test]
+    public void QueryStartingWithQuestionMarkIsVerifiedAsSent()
+    {
+        var credentials = new AwsCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+        var time = new DateTimeOffset(2015, 8, 30, 12, 36, 0, TimeSpan.Zero);
+        var options = new SigV4Options("lambda", "us-east-1");
+        var verifier = new SigV4Verifier(k => k == "AKIDEXAMPLE" ? credentials : null, options) { Clock = new FixedClock(time) };
+        var host = new List<KeyValuePair<string, string>> { new("Host", "lambda.us-east-1.amazonaws.com") };
+        List<KeyValuePair<string, string>> Sent(SigV4Signature signature) => [.. host, .. signature.HeadersToAdd];
+        const string path = "/2015-03-31/functions/f/invocations";
+
+        var withMark = SigV4.Sign("POST", path, "?a=1", host, SigV4.EmptyPayloadHash, time, credentials, options);
+        Assert.That(verifier.Verify("POST", path, "?a=1", Sent(withMark), []).IsValid, Is.True);
+        AssertRejected(verifier.Verify("POST", path, "a=1", Sent(withMark), []), SigV4VerificationError.SignatureMismatch, "InvalidSignatureException", "\na=1\n");
+
+        var withoutMark = SigV4.Sign("POST", path, "a=1", host, SigV4.EmptyPayloadHash, time, credentials, options);
+        AssertRejected(verifier.Verify("POST", path, "?a=1", Sent(withoutMark), []), SigV4VerificationError.SignatureMismatch, "InvalidSignatureException", "\n%3Fa=1\n");
+    }
+
+    [TestCase("host;X-Amz-Date", TestName = "SignedHeaders with upper case is refused")]
+    [TestCase("x-amz-date;host", TestName = "SignedHeaders out of order is refused")]
+    [TestCase("host;host;x-amz-date", TestName = "SignedHeaders with a repeated name is refused")]
+    [TestCase("host;;x-amz-date", TestName = "SignedHeaders with an empty name is refused")]
+    public void SignedHeadersMustBeLowercaseAndSorted(string signedHeaders)
+    {
+        var c = Case("get-vanilla");
+        var r = SignedRequest(c, SignatureLocation.Header);
+        string auth = r.Headers.Single(h => h.Key == "Authorization").Value;
+        var result = Verify(c, r with { Headers = Replace(r.Headers, "Authorization", auth.Replace("SignedHeaders=host;x-amz-date", "SignedHeaders=" + signedHeaders)) });
+        AssertRejected(result, SigV4VerificationError.IncompleteSignature, "IncompleteSignatureException", "must be the signed header names in lower case, sorted");
+    }
+
     private sealed class FixedClock(DateTimeOffset now) : TimeProvider
     {
         public override DateTimeOffset GetUtcNow() => now;
