@@ -16,6 +16,7 @@ using System.Collections.Generic;
 using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.IO;
+using System.Net;
 using System.Net.Http;
 using System.Net.Http.Headers;
 using System.Security.Cryptography;
@@ -1286,7 +1287,8 @@ static class SigV4
         var signature = Sign(request.Method.Method, path, query, headers, payloadHash, options.Clock.GetUtcNow(), credentials, options);
         foreach (var (name, value) in signature.HeadersToAdd)
         {
-            request.Headers.TryAddWithoutValidation(name, value);
+            if (name == "Authorization") SetAuthorization(request.Headers, value);
+            else request.Headers.TryAddWithoutValidation(name, value);
             if (name == "x-amz-content-sha256") request.Options.Set(AddedContentSha256, true);
         }
         return signature;
@@ -1417,6 +1419,14 @@ static class SigV4
                 continue;
             list.Add(new(header.Key, header.Value.ToString()));
         }
+    }
+
+    // Typed, so that request.Headers.Authorization reads it (HttpHeaders cannot parse the value as its own kind of
+    // AuthenticationHeaderValue: the credential's '/' is not a token character); written on the wire as given.
+    private static void SetAuthorization(HttpRequestHeaders headers, string value)
+    {
+        int space = value.IndexOf(' ');
+        headers.Authorization = new AuthenticationHeaderValue(value[..space], value[(space + 1)..]);
     }
 
     private static string? ValueOf(HttpHeaders headers, string name) =>
@@ -1639,6 +1649,18 @@ static class SigV4
 /// its provider gives at that moment: a retried request or a long-lived HttpClient with rotating credentials stays
 /// valid. A request may carry its own options under <see cref="OptionsKey"/> (another service or region).
 /// </summary>
+/// <remarks>
+/// <para>Use it directly, <c>new HttpClient(new SigV4Handler(credentials, options))</c>, or register it with
+/// IHttpClientFactory, <c>services.AddHttpClient("name").AddHttpMessageHandler(() => new SigV4Handler(credentials, options))</c>.</para>
+/// <para>Redirects: no signed header, token or signature ever reaches a host other than the one signed for. On its
+/// first send the handler turns off automatic redirects in the <see cref="SocketsHttpHandler"/> or
+/// <see cref="HttpClientHandler"/> at the end of its chain (those would forward <c>X-Amz-Security-Token</c> and
+/// <c>X-Amz-Date</c> to any host), and follows a redirect itself only to the same scheme, host and port, signing the
+/// redirected request afresh; a redirect elsewhere is returned untouched, as the 3xx response. If that handler had
+/// redirects off, none are followed. If it has already sent requests, so that the setting can no longer change, the
+/// send fails with an <see cref="InvalidOperationException"/>. A custom inner handler that follows redirects itself
+/// is not detected: give such a handler redirects off.</para>
+/// </remarks>
 #if SIGV4LITE_PUBLIC
 public
 #else
@@ -1649,12 +1671,23 @@ sealed class SigV4Handler : DelegatingHandler
     /// <summary>The request option that overrides the handler's <see cref="SigV4Options"/> for one request.</summary>
     public static readonly HttpRequestOptionsKey<SigV4Options> OptionsKey = new("SigV4Lite.SigV4Options");
 
+    // HttpClientHandler's and SocketsHttpHandler's default limit.
+    private const int DefaultMaxRedirects = 50;
+
     private readonly IAwsCredentialsProvider _credentials;
     private readonly SigV4Options _options;
+    private readonly object _firstSend = new();
+    private int _maxRedirects = -1; // same-origin redirects to follow; -1 until the first send has looked at the inner handler
 
-    /// <summary>Creates a handler that signs and then sends through a new <see cref="SocketsHttpHandler"/>.</summary>
+    /// <summary>
+    /// Creates a handler with no inner handler yet: IHttpClientFactory gives it one (<c>AddHttpMessageHandler</c>);
+    /// used directly, it sends through a new <see cref="SocketsHttpHandler"/> that it creates on its first send.
+    /// </summary>
     public SigV4Handler(IAwsCredentialsProvider credentials, SigV4Options options)
-        : this(credentials, options, new SocketsHttpHandler()) { }
+    {
+        _credentials = credentials ?? throw new ArgumentNullException(nameof(credentials));
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+    }
 
     /// <summary>Creates a handler that signs and then passes requests to <paramref name="innerHandler"/>.</summary>
     public SigV4Handler(IAwsCredentialsProvider credentials, SigV4Options options, HttpMessageHandler innerHandler)
@@ -1664,12 +1697,102 @@ sealed class SigV4Handler : DelegatingHandler
         _options = options ?? throw new ArgumentNullException(nameof(options));
     }
 
-    /// <summary>Signs the request, then sends it.</summary>
+    /// <summary>Signs the request, then sends it; follows a redirect to the same origin, signed afresh.</summary>
+    /// <exception cref="InvalidOperationException">The inner handler follows redirects and has already sent
+    /// requests, so that this handler cannot turn that off.</exception>
     protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        int maxRedirects = Volatile.Read(ref _maxRedirects);
+        if (maxRedirects < 0) maxRedirects = TakeOverRedirects();
+        var response = await SignAndSendAsync(request, cancellationToken).ConfigureAwait(false);
+        for (int redirects = 0; redirects < maxRedirects && SameOriginRedirect(request, response) is { } location; redirects++)
+        {
+            response.Dispose();
+            Redirect(request, response.StatusCode, location);
+            response = await SignAndSendAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+        return response;
+    }
+
+    private async Task<HttpResponseMessage> SignAndSendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         var options = request.Options.TryGetValue(OptionsKey, out var own) ? own : _options;
         var credentials = await _credentials.GetCredentialsAsync(cancellationToken).ConfigureAwait(false);
         await SigV4.SignAsync(request, credentials, options, cancellationToken).ConfigureAwait(false);
         return await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+    }
+
+    // Once, on the first send: creates the inner handler if there is none, and takes over redirects from the
+    // handler at the end of the chain. Returns how many same-origin redirects to follow.
+    private int TakeOverRedirects()
+    {
+        lock (_firstSend)
+        {
+            if (_maxRedirects >= 0) return _maxRedirects;
+            int maxRedirects;
+            if (InnerHandler is null)
+            {
+                InnerHandler = new SocketsHttpHandler { AllowAutoRedirect = false };
+                maxRedirects = DefaultMaxRedirects;
+            }
+            else
+                maxRedirects = TurnOffAutoRedirect(InnerHandler);
+            Volatile.Write(ref _maxRedirects, maxRedirects);
+            return maxRedirects;
+        }
+    }
+
+    private static int TurnOffAutoRedirect(HttpMessageHandler handler)
+    {
+        while (handler is DelegatingHandler { InnerHandler: { } inner })
+            handler = inner;
+        try
+        {
+            switch (handler)
+            {
+                case SocketsHttpHandler { AllowAutoRedirect: true } sockets:
+                    sockets.AllowAutoRedirect = false;
+                    return sockets.MaxAutomaticRedirections;
+                case HttpClientHandler { AllowAutoRedirect: true } client:
+                    client.AllowAutoRedirect = false;
+                    return client.MaxAutomaticRedirections;
+                default:
+                    return 0;
+            }
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new InvalidOperationException(
+                $"The {handler.GetType().Name} under SigV4Handler follows redirects (AllowAutoRedirect is true) and has already sent requests, so SigV4Handler " +
+                "cannot turn that off: a redirect would carry X-Amz-Security-Token and X-Amz-Date to whatever host it names. Create that handler with " +
+                "AllowAutoRedirect = false (SigV4Handler then follows same-origin redirects itself, signing each afresh), or give SigV4Handler a handler that has not sent yet.", e);
+        }
+    }
+
+    // The Location of a redirect to the same scheme, host and port as the request; null for any other response.
+    private static Uri? SameOriginRedirect(HttpRequestMessage request, HttpResponseMessage response)
+    {
+        if (response.StatusCode is not (HttpStatusCode.MultipleChoices or HttpStatusCode.MovedPermanently or HttpStatusCode.Found
+            or HttpStatusCode.SeeOther or HttpStatusCode.TemporaryRedirect or HttpStatusCode.PermanentRedirect))
+            return null;
+        if (response.Headers.Location is not { } location || request.RequestUri is not { IsAbsoluteUri: true } from)
+            return null;
+        var to = location.IsAbsoluteUri ? location : new Uri(from, location);
+        return Uri.Compare(from, to, UriComponents.SchemeAndServer, UriFormat.UriEscaped, StringComparison.OrdinalIgnoreCase) == 0 ? to : null;
+    }
+
+    // As HttpClient redirects: 303, and 301 or 302 after a POST, become a GET without a body; 307 and 308 keep the
+    // method and body.
+    private static void Redirect(HttpRequestMessage request, HttpStatusCode status, Uri location)
+    {
+        bool toGet = status == HttpStatusCode.SeeOther ? request.Method != HttpMethod.Get && request.Method != HttpMethod.Head
+            : status is HttpStatusCode.MultipleChoices or HttpStatusCode.MovedPermanently or HttpStatusCode.Found && request.Method == HttpMethod.Post;
+        if (toGet)
+        {
+            request.Method = HttpMethod.Get;
+            request.Content = null;
+            request.Headers.TransferEncodingChunked = false;
+        }
+        request.RequestUri = location;
     }
 }
