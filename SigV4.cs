@@ -417,7 +417,7 @@ internal sealed class SigningScope
 
 /// <summary>
 /// The signer. <see cref="Sign"/> and <see cref="Presign(string, string, string, IReadOnlyList{KeyValuePair{string, string}}, string, DateTimeOffset, TimeSpan, AwsCredentials, SigV4Options)"/>
-/// take plain values and change nothing; <see cref="SignAsync"/> and <see cref="Presign(HttpMethod, Uri, AwsCredentials, SigV4Options, TimeSpan)"/>
+/// take plain values and change nothing; <see cref="SignAsync"/> and <see cref="Presign(HttpMethod, Uri, TimeSpan, AwsCredentials, SigV4Options)"/>
 /// apply them to an HTTP request.
 /// </summary>
 #if SIGV4LITE_PUBLIC
@@ -1299,16 +1299,46 @@ static class SigV4
     /// Signs the host only; the payload is <see cref="UnsignedPayload"/> for the S3 family, else the empty body's
     /// hash (or <see cref="SigV4Options.PayloadHash"/> when set). The time comes from <see cref="SigV4Options.Clock"/>.
     /// </summary>
+    /// <param name="method">The HTTP method the URL will be used with.</param>
+    /// <param name="uri">The absolute URI to presign; its query is kept, ahead of the X-Amz-* parameters.</param>
+    /// <param name="expiresIn">How long the URL is valid: whole seconds, from 1 second to 7 days.</param>
+    /// <param name="credentials">The credentials.</param>
+    /// <param name="options">Service, region and choices.</param>
     /// <exception cref="ArgumentOutOfRangeException">The expiry is outside 1 second to 7 days.</exception>
-    public static Uri Presign(HttpMethod method, Uri uri, AwsCredentials credentials, SigV4Options options, TimeSpan expiresIn)
+    /// <exception cref="ArgumentException">The URI is relative, or its query is already presigned.</exception>
+    public static Uri Presign(HttpMethod method, Uri uri, TimeSpan expiresIn, AwsCredentials credentials, SigV4Options options) =>
+        Presign(method, uri, Array.Empty<KeyValuePair<string, string>>(), expiresIn, credentials, options);
+
+    /// <summary>
+    /// Returns a presigned URL for <paramref name="uri"/> that also signs <paramref name="headers"/>: whoever uses
+    /// the URL must send those headers with those values (an EKS token signs <c>x-k8s-aws-id</c>; an S3 upload may
+    /// sign <c>content-type</c> or a checksum header). Otherwise as <see cref="Presign(HttpMethod, Uri, TimeSpan, AwsCredentials, SigV4Options)"/>.
+    /// </summary>
+    /// <param name="method">The HTTP method the URL will be used with.</param>
+    /// <param name="uri">The absolute URI to presign; its query is kept, ahead of the X-Amz-* parameters.</param>
+    /// <param name="headers">The headers to sign besides Host, which comes from <paramref name="uri"/>.</param>
+    /// <param name="expiresIn">How long the URL is valid: whole seconds, from 1 second to 7 days.</param>
+    /// <param name="credentials">The credentials.</param>
+    /// <param name="options">Service, region and choices.</param>
+    /// <exception cref="ArgumentOutOfRangeException">The expiry is outside 1 second to 7 days.</exception>
+    /// <exception cref="ArgumentException">The URI is relative, its query is already presigned, or a header is malformed or is Host.</exception>
+    public static Uri Presign(HttpMethod method, Uri uri, IReadOnlyList<KeyValuePair<string, string>> headers, TimeSpan expiresIn,
+        AwsCredentials credentials, SigV4Options options)
     {
         ArgumentNullException.ThrowIfNull(method);
+        ArgumentNullException.ThrowIfNull(headers);
         ArgumentNullException.ThrowIfNull(options);
         uri = RequireAbsolute(uri, nameof(uri));
         var (path, query) = SplitPathAndQuery(uri);
         string payloadHash = options.PayloadHash ?? (options.AddContentSha256Header ? UnsignedPayload : EmptyPayloadHash);
-        var headers = new[] { new KeyValuePair<string, string>("Host", HostHeader(uri)) };
-        var signature = Presign(method.Method, path, query, headers, payloadHash, options.Clock.GetUtcNow(), expiresIn, credentials, options);
+        var signed = new List<KeyValuePair<string, string>>(headers.Count + 1) { new("Host", HostHeader(uri)) };
+        foreach (var header in headers)
+        {
+            if (header.Key is not null && header.Key.Equals("Host", StringComparison.OrdinalIgnoreCase))
+                throw new ArgumentException("The headers to sign include Host; remove it: the host comes from the URI (with :port when it is not the scheme's default).", nameof(headers));
+            signed.Add(header);
+        }
+        var signature = Presign(method.Method, path, query, signed, payloadHash, options.Clock.GetUtcNow(), expiresIn, credentials, options);
         var text = uri.GetLeftPart(UriPartial.Authority) + path + "?" + (query.Length > 0 ? query + "&" : "") + signature.QueryParameters;
         return new Uri(text, new UriCreationOptions { DangerousDisablePathAndQueryCanonicalization = true });
     }

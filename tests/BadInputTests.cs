@@ -138,7 +138,7 @@ public class BadInputTests
     [Test]
     public void RelativeUriToPresign()
     {
-        var e = Assert.Throws<ArgumentException>(() => SigV4.Presign(HttpMethod.Get, new Uri("file.txt", UriKind.Relative), Credentials(Token), Generic, TimeSpan.FromMinutes(1)))!;
+        var e = Assert.Throws<ArgumentException>(() => SigV4.Presign(HttpMethod.Get, new Uri("file.txt", UriKind.Relative), TimeSpan.FromMinutes(1), Credentials(Token), Generic))!;
         AssertHelpful(e, "relative", "absolute");
     }
 

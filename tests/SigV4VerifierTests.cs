@@ -216,7 +216,7 @@ public class SigV4VerifierTests
         var options = new SigV4Options("s3", "us-west-2") { Clock = new FixedClock(now) };
         var verifier = new SigV4Verifier(k => k == "AKIDEXAMPLE" ? credentials : null, options) { Clock = new FixedClock(now.AddMinutes(4)) };
 
-        var url = SigV4.Presign(HttpMethod.Get, new Uri("https://bucket.s3.us-west-2.amazonaws.com/a%20key/x.txt?versionId=3"), credentials, options, TimeSpan.FromMinutes(5));
+        var url = SigV4.Presign(HttpMethod.Get, new Uri("https://bucket.s3.us-west-2.amazonaws.com/a%20key/x.txt?versionId=3"), TimeSpan.FromMinutes(5), credentials, options);
         var (path, query) = SigV4.SplitPathAndQuery(url);
         var host = new List<KeyValuePair<string, string>> { new("Host", "bucket.s3.us-west-2.amazonaws.com") };
         var result = verifier.Verify("GET", path, query, host, []);
