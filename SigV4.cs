@@ -289,8 +289,13 @@ readonly struct SigV4Signature
     /// <summary>The signed header names, lowercase, joined with <c>;</c>.</summary>
     public string SignedHeaders => SigV4.Describe(Input).SignedHeaders;
 
-    /// <summary>The canonical request (step 1), as AWS computes it.</summary>
+    /// <summary>The canonical request (step 1), as AWS computes it. It holds the session token when one is signed:
+    /// log <see cref="RedactedCanonicalRequest"/> instead.</summary>
     public string CanonicalRequest => SigV4.Describe(Input).CanonicalRequest;
+
+    /// <summary>The canonical request with the session token's value (as a header, or encoded in a presigned
+    /// query) replaced by <c>(session token)</c>: safe to log or show.</summary>
+    public string RedactedCanonicalRequest => SigV4.RedactSessionToken(CanonicalRequest, Input.SessionToken);
 
     /// <summary>The string to sign (step 2), as AWS computes it.</summary>
     public string StringToSign => SigV4.Describe(Input).StringToSign;
@@ -617,6 +622,11 @@ static class SigV4
             AddsContentSha256 = expiresSeconds == 0 && options.AddContentSha256Header && !hasContentSha256,
         };
     }
+
+    // A session token in a canonical request, as a header value or encoded in a query, replaced for logs and errors.
+    internal static string RedactSessionToken(string canonicalRequest, string? sessionToken) => sessionToken is null ? canonicalRequest
+        : canonicalRequest.Replace(sessionToken, "(session token)", StringComparison.Ordinal)
+            .Replace(Uri.EscapeDataString(sessionToken), "(session token)", StringComparison.Ordinal);
 
     // X-Amz-Date changes once a second: a thread that signs more often than that reuses the text it wrote last.
     private static string AmzDate(DateTime utc)

@@ -100,9 +100,7 @@ sealed class SigV4VerificationResult
     {
         // The canonical request holds the session token (as a header, or encoded in a presigned query): a message
         // that clients see and servers log must not.
-        if (sessionToken is not null)
-            canonicalRequest = canonicalRequest.Replace(sessionToken, "(session token)", StringComparison.Ordinal)
-                .Replace(Uri.EscapeDataString(sessionToken), "(session token)", StringComparison.Ordinal);
+        canonicalRequest = SigV4.RedactSessionToken(canonicalRequest, sessionToken);
         return new(SigV4VerificationError.SignatureMismatch,
             "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. " +
             "Consult the service documentation for details.\n\nThe Canonical String for this request should have been\n'" + canonicalRequest +

@@ -216,6 +216,26 @@ public class PresignAndSessionTokenTests
         Assert.That(signature.Signature, Is.EqualTo(Signature(expected, AmzDate, "us-east-1", "service")));
     }
 
+    [TestCase(SignatureLocation.Header)]
+    [TestCase(SignatureLocation.Query)]
+    public void RedactedCanonicalRequest_HidesTheToken_AndOnlyIt(SignatureLocation location)
+    {
+        var signature = location == SignatureLocation.Header
+            ? SigV4.Sign("GET", "/", "", HostOnly, EmptyHash, Time, Credentials(Token), Generic)
+            : Presign(TimeSpan.FromSeconds(60), Credentials(Token));
+
+        Assert.That(signature.CanonicalRequest, Does.Contain(location == SignatureLocation.Header ? Token : EncodedToken), "the token is signed");
+        Assert.That(signature.RedactedCanonicalRequest, Does.Not.Contain(Token).And.Not.Contain(EncodedToken));
+        Assert.That(signature.RedactedCanonicalRequest, Is.EqualTo(signature.CanonicalRequest.Replace(location == SignatureLocation.Header ? Token : EncodedToken, "(session token)")));
+    }
+
+    [Test]
+    public void RedactedCanonicalRequest_WithoutAToken_IsTheCanonicalRequest()
+    {
+        var signature = SigV4.Sign("GET", "/", "", HostOnly, EmptyHash, Time, Credentials(), Generic);
+        Assert.That(signature.RedactedCanonicalRequest, Is.EqualTo(signature.CanonicalRequest));
+    }
+
     [TestCase(true)]
     [TestCase(false)]
     public async Task SessionToken_SignAsync_AddsTheHeaderOnce(bool signToken)
