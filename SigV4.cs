@@ -586,8 +586,8 @@ static class SigV4
                 throw new ArgumentException($"The header name '{name}' is not a valid HTTP header name.", nameof(headers));
             if (value is null)
                 throw new ArgumentException($"The header '{name}' has a null value; give an empty string for an empty value.", nameof(headers));
-            if (value.AsSpan().IndexOfAny('\r', '\n') >= 0)
-                throw new ArgumentException($"The value of header '{name}' has a CR or LF character: that would inject a header. Remove line breaks from the value.", nameof(headers));
+            if (value.AsSpan().IndexOfAny(s_controlCharacters) is var control and >= 0)
+                throw new ArgumentException(ControlCharacterMessage(name, value[control]), nameof(headers));
             if (name.Equals("host", StringComparison.OrdinalIgnoreCase)) hasHost = true;
             else if (name.Equals("authorization", StringComparison.OrdinalIgnoreCase) || (expiresSeconds == 0 && name.Equals("x-amz-date", StringComparison.OrdinalIgnoreCase)))
                 throw new ArgumentException($"The request is already signed: it has a '{name}' header. Sign the unsigned request; the signer adds X-Amz-Date and Authorization itself.", nameof(headers));
@@ -1503,10 +1503,19 @@ static class SigV4
         return false;
     }
 
+    // The value is never shown: it may be a secret.
+    private static string ControlCharacterMessage(string name, char control) => control is '\r' or '\n'
+        ? $"The value of header '{name}' has a CR or LF character: that would inject a header. Remove line breaks from the value."
+        : $"The value of header '{name}' has the control character U+{(int)control:X4}; HTTP allows none in a header value but tab. Remove it from the value.";
+
     private static bool IsToken(string s) => s.AsSpan().IndexOfAnyExcept(s_tokenChars) < 0;
 
     private static readonly SearchValues<char> s_tokenChars =
         SearchValues.Create("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
+    // What HTTP forbids in a header value (RFC 9110 5.5): the C0 controls but tab, and DEL.
+    private static readonly SearchValues<char> s_controlCharacters = SearchValues.Create(
+        "\u0000\u0001\u0002\u0003\u0004\u0005\u0006\u0007\u0008\u000A\u000B\u000C\u000D\u000E\u000F" +
+        "\u0010\u0011\u0012\u0013\u0014\u0015\u0016\u0017\u0018\u0019\u001A\u001B\u001C\u001D\u001E\u001F\u007F");
     private static readonly SearchValues<char> s_lowercaseHex = SearchValues.Create("0123456789abcdef");
     private static readonly SearchValues<char> s_unreserved =
         SearchValues.Create("-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");

@@ -86,6 +86,42 @@ public class BadInputTests
         AssertHelpful(e, "x-amz-meta-a", "CR or LF", "Remove");
     }
 
+    [TestCase("a\0b", 0x00, TestName = "Header value: NUL (plain values)")]
+    [TestCase("a\u0001b", 0x01, TestName = "Header value: U+0001 (plain values)")]
+    [TestCase("a\u000Bb", 0x0B, TestName = "Header value: vertical tab (plain values)")]
+    [TestCase("a\u001Fb", 0x1F, TestName = "Header value: U+001F (plain values)")]
+    [TestCase("a\u007Fb", 0x7F, TestName = "Header value: DEL (plain values)")]
+    public void ControlCharacterInHeaderValue(string value, int control)
+    {
+        const string secretLooking = "wJalrXUtnFEMI";
+        var e = Assert.Throws<ArgumentException>(() => Sign(Headers(("Host", "example.amazonaws.com"), ("x-amz-meta-a", secretLooking + value))))!;
+        AssertHelpful(e, "x-amz-meta-a", $"U+{control:X4}", "tab", "Remove");
+        Assert.That(e.ParamName, Is.EqualTo("headers"));
+        Assert.That(e.Message, Does.Not.Contain(secretLooking), "the value is never shown");
+    }
+
+    [Test]
+    public void TabAndNonAsciiInHeaderValue_AreSigned()
+    {
+        var signature = Sign(Headers(("Host", "example.amazonaws.com"), ("x-amz-meta-a", "a\tb \u00e9")));
+        Assert.That(signature.CanonicalRequest.Split('\n'), Does.Contain("x-amz-meta-a:a b \u00e9"), "a tab is white space, collapsed");
+    }
+
+    [Test]
+    public async Task ControlCharacterInHeaderValue_ThroughTheHandler_NothingIsSent()
+    {
+        await using var server = new LoopbackServer();
+        using var client = new HttpClient(new SigV4Handler(Credentials(Token), Generic));
+        using var request = new HttpRequestMessage(HttpMethod.Get, server.BaseAddress + "/");
+        Assert.That(request.Headers.TryAddWithoutValidation("x-amz-meta-a", "a\0b"), Is.True, "HttpHeaders accepts it without validation");
+
+        var e = Assert.ThrowsAsync<ArgumentException>(() => client.SendAsync(request))!;
+
+        AssertHelpful(e, "x-amz-meta-a", "U+0000");
+        await server.DisposeAsync();
+        Assert.That(server.Requests, Is.Empty);
+    }
+
     [TestCase("a\r\nInjected: b", TestName = "Header value: CR LF (HttpRequestMessage)")]
     [TestCase("a\nb", TestName = "Header value: LF (HttpRequestMessage)")]
     public void LineBreakInHeaderValue_HttpRequestMessage(string value)
