@@ -604,8 +604,8 @@ static class SigV4
         }
         if (!hasHost)
             throw new ArgumentException("The headers have no Host header; Host is always signed. Add it, with :port when the port is not the scheme's default.", nameof(headers));
-        if (expiresSeconds != 0 && HasQueryParameter(query, "X-Amz-Signature"))
-            throw new ArgumentException("The query already has X-Amz-Signature: the URL is already presigned. Presign the unsigned URL.", nameof(query));
+        if (expiresSeconds != 0)
+            RefusePresignParameters(query);
 
         return new SigningInput
         {
@@ -1493,15 +1493,30 @@ static class SigV4
     // Helpers.
     // ---------------------------------------------------------------------------------------------------------
 
-    private static bool HasQueryParameter(string query, string name)
+    // The X-Amz-* parameters a presigned URL carries. A second X-Amz-Expires (or Credential, Date, ...) in the
+    // caller's query would be signed too, and a server that reads the first one would see another expiry.
+    internal static readonly string[] PresignParameterNames =
+        ["X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Security-Token", "X-Amz-Region-Set"];
+
+    private static void RefusePresignParameters(string query)
     {
         foreach (var part in query.Split('&'))
         {
             int eq = part.IndexOf('=');
-            if ((eq < 0 ? part : part[..eq]).Equals(name, StringComparison.OrdinalIgnoreCase)) return true;
+            string name = DecodeQueryText(eq < 0 ? part : part[..eq]);
+            foreach (var reserved in PresignParameterNames)
+            {
+                if (!name.Equals(reserved, StringComparison.OrdinalIgnoreCase)) continue;
+                throw new ArgumentException(reserved == "X-Amz-Signature"
+                    ? "The query already has X-Amz-Signature: the URL is already presigned. Presign the unsigned URL."
+                    : $"The query already has {reserved}: presigning adds {string.Join(", ", PresignParameterNames)} itself, and a second one would be signed " +
+                      "with it (a server reading the first would see another expiry or credential). Remove it from the query.", nameof(query));
+            }
         }
-        return false;
     }
+
+    // A query name or value as the server reads it: '+' is a space, then percent-decoded.
+    internal static string DecodeQueryText(string text) => Uri.UnescapeDataString(text.Replace('+', ' '));
 
     // The value is never shown: it may be a secret.
     private static string ControlCharacterMessage(string name, char control) => control is '\r' or '\n'

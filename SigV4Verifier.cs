@@ -144,6 +144,11 @@ sealed class SigV4Verifier
     /// <summary>The server's clock.</summary>
     public TimeProvider Clock { get; init; } = TimeProvider.System;
 
+    /// <summary>Whether a session token may be sent unsigned: an <c>X-Amz-Security-Token</c> header left out of
+    /// SignedHeaders, or a presigned URL's token added after signing, as a few services (IoT WebSocket handshakes)
+    /// take it. Off by default: an unsigned token header is refused like any unsigned <c>x-amz-*</c> header.</summary>
+    public bool AllowUnsignedSessionToken { get; init; }
+
     /// <summary>Verifies a received request.</summary>
     /// <param name="method">The HTTP method.</param>
     /// <param name="path">The path exactly as on the request line (still percent-encoded).</param>
@@ -159,8 +164,9 @@ sealed class SigV4Verifier
         ArgumentNullException.ThrowIfNull(headers);
         var claim = ReadClaim(query, headers, out var failure);
         if (claim is null) return failure;
-        return CheckScope(claim, headers) ?? CheckTime(claim) ?? CollectSignedHeaders(claim, headers) ?? CheckPayload(claim, headers, body)
-            ?? FindCredentials(claim, headers) ?? Recompute(claim, method, path, query);
+        // Cheap checks first: a request with a wrong scope, time or key costs no hashing of its body or headers.
+        return CheckScope(claim, headers) ?? CheckTime(claim) ?? FindCredentials(claim, headers) ?? CollectSignedHeaders(claim, headers)
+            ?? CheckPayload(claim, headers, body) ?? Recompute(claim, method, path, query);
     }
 
     // What a request says about its signature, completed by each check that passes.
@@ -190,10 +196,15 @@ sealed class SigV4Verifier
     {
         string? authorization = Header(headers, "Authorization");
         Claim? claim;
+        if (authorization is not null && Count(headers, "Authorization") > 1)
+        {
+            failure = Incomplete("The request has more than one Authorization header; send exactly one.");
+            return null;
+        }
         if (authorization is not null)
             claim = ReadAuthorization(authorization, headers, out failure);
         else if (ParseQuery(query) is var parameters && parameters.ContainsKey("x-amz-algorithm"))
-            claim = ReadPresigned(parameters, out failure);
+            claim = ReadPresigned(query, parameters, out failure);
         else
         {
             failure = SigV4VerificationResult.Missing;
@@ -212,11 +223,24 @@ sealed class SigV4Verifier
             return null;
         }
         claim.SignedAt = signedAt;
+        if (claim.Signature.Length == 0 || claim.Signature.Length % 2 != 0 || claim.Signature.AsSpan().IndexOfAnyExcept(s_lowercaseHex) >= 0
+            || (!claim.V4a && claim.Signature.Length != 64))
+        {
+            failure = Incomplete($"Signature '{ScopeText(claim.Signature)}' must be lowercase hex: {(claim.V4a ? "the DER-encoded ECDSA signature" : "64 digits")}.");
+            return null;
+        }
         return claim;
     }
 
-    private static Claim? ReadPresigned(Dictionary<string, string> parameters, out SigV4VerificationResult failure)
+    private static readonly System.Buffers.SearchValues<char> s_lowercaseHex = System.Buffers.SearchValues.Create("0123456789abcdef");
+
+    private static Claim? ReadPresigned(string query, Dictionary<string, string> parameters, out SigV4VerificationResult failure)
     {
+        if (RepeatedOrMisspelledParameter(query) is { } problem)
+        {
+            failure = Incomplete(problem);
+            return null;
+        }
         string? credential = Get(parameters, "x-amz-credential"), signedHeaders = Get(parameters, "x-amz-signedheaders"),
             signature = Get(parameters, "x-amz-signature"), amzDate = Get(parameters, "x-amz-date"), expires = Get(parameters, "x-amz-expires");
         var missing = new List<string>();
@@ -239,6 +263,26 @@ sealed class SigV4Verifier
         };
     }
 
+    // Each presigning parameter at most once (a second X-Amz-Expires would let a reader see another expiry), and
+    // X-Amz-Signature spelled exactly: it is the one parameter left out of the canonical query.
+    private static string? RepeatedOrMisspelledParameter(string query)
+    {
+        Span<int> seen = stackalloc int[SigV4.PresignParameterNames.Length];
+        foreach (var pair in query.Split('&'))
+        {
+            int eq = pair.IndexOf('=');
+            string name = SigV4.DecodeQueryText(eq < 0 ? pair : pair[..eq]);
+            int index = Array.FindIndex(SigV4.PresignParameterNames, n => n.Equals(name, StringComparison.OrdinalIgnoreCase));
+            if (index < 0) continue;
+            string expected = SigV4.PresignParameterNames[index];
+            if (++seen[index] > 1)
+                return $"Query-string authentication takes each X-Amz-* parameter once; {expected} appears more than once.";
+            if (expected == "X-Amz-Signature" && name != expected)
+                return $"The query parameter '{ScopeText(name)}' must be spelled X-Amz-Signature.";
+        }
+        return null;
+    }
+
     private static Claim? ReadAuthorization(string authorization, IReadOnlyList<KeyValuePair<string, string>> headers, out SigV4VerificationResult failure)
     {
         int space = authorization.IndexOf(' ');
@@ -247,9 +291,18 @@ sealed class SigV4Verifier
         foreach (var part in (space < 0 ? "" : authorization[(space + 1)..]).Split(','))
         {
             var item = part.Trim();
-            if (item.StartsWith("Credential=", StringComparison.Ordinal)) credential = item["Credential=".Length..];
-            else if (item.StartsWith("SignedHeaders=", StringComparison.Ordinal)) signedHeaders = item["SignedHeaders=".Length..];
-            else if (item.StartsWith("Signature=", StringComparison.Ordinal)) signature = item["Signature=".Length..];
+            ref string? component = ref credential;
+            string name;
+            if (item.StartsWith("Credential=", StringComparison.Ordinal)) name = "Credential";
+            else if (item.StartsWith("SignedHeaders=", StringComparison.Ordinal)) { name = "SignedHeaders"; component = ref signedHeaders; }
+            else if (item.StartsWith("Signature=", StringComparison.Ordinal)) { name = "Signature"; component = ref signature; }
+            else continue;
+            if (component is not null)
+            {
+                failure = Incomplete($"Authorization header has the '{name}' parameter more than once. Authorization={algorithm}");
+                return null;
+            }
+            component = item[(name.Length + 1)..];
         }
         string? amzDate = Header(headers, "X-Amz-Date");
         var missing = new List<string>();
@@ -330,7 +383,7 @@ sealed class SigV4Verifier
 
     // Signed headers: a lower-case, sorted list (as the specification writes it) that names host; every x-amz-*
     // header sent is in it, and every header in it was sent.
-    private static SigV4VerificationResult? CollectSignedHeaders(Claim claim, IReadOnlyList<KeyValuePair<string, string>> headers)
+    private SigV4VerificationResult? CollectSignedHeaders(Claim claim, IReadOnlyList<KeyValuePair<string, string>> headers)
     {
         var names = claim.SignedHeaders.Split(';');
         if (!IsLowercaseAndSorted(names))
@@ -345,7 +398,8 @@ sealed class SigV4Verifier
             sent.Add(header.Key);
             if (signedNames.Contains(header.Key))
                 signed.Add(header);
-            else if (header.Key.StartsWith("x-amz-", StringComparison.OrdinalIgnoreCase) && !header.Key.Equals("x-amz-security-token", StringComparison.OrdinalIgnoreCase))
+            else if (header.Key.StartsWith("x-amz-", StringComparison.OrdinalIgnoreCase)
+                && !(AllowUnsignedSessionToken && header.Key.Equals("x-amz-security-token", StringComparison.OrdinalIgnoreCase)))
                 return Fail(SigV4VerificationError.UnsignedHeader, $"The header '{header.Key}' was sent but is not signed; every x-amz-* header must be listed in SignedHeaders.", claim.AccessKeyId);
         }
         foreach (var name in names)
@@ -402,7 +456,7 @@ sealed class SigV4Verifier
 
     // Recompute: the signature of exactly the request received (for a presigned URL, less X-Amz-Signature), with
     // the signer's canonicalization.
-    private static SigV4VerificationResult Recompute(Claim claim, string method, string path, string query)
+    private SigV4VerificationResult Recompute(Claim claim, string method, string path, string query)
     {
         var request = new CanonicalRequestInput(method, path, claim.Presigned ? WithoutParameter(query, "X-Amz-Signature") : query,
             claim.Signed, claim.PayloadHash, claim.AmzDate, claim.Options);
@@ -410,21 +464,21 @@ sealed class SigV4Verifier
             return SigV4VerificationResult.Valid(claim.AccessKeyId);
         // A session token may be added to a presigned URL after signing (IoT WebSocket handshakes): the server
         // cannot tell from the URL, so a mismatch is checked once more without it.
-        if (claim.Presigned && claim.Credentials.SessionToken is not null && Get(claim.Parameters!, "x-amz-security-token") is not null
+        if (AllowUnsignedSessionToken && claim.Presigned && claim.Credentials.SessionToken is not null && Get(claim.Parameters!, "x-amz-security-token") is not null
             && SigV4.SignatureMatches(request with { Query = WithoutParameter(request.Query, "X-Amz-Security-Token") }, claim.Credentials, claim.Signature))
             return SigV4VerificationResult.Valid(claim.AccessKeyId);
         var (canonicalRequest, stringToSign) = SigV4.Describe(request, claim.AccessKeyId);
         return SigV4VerificationResult.Mismatch(claim.AccessKeyId, canonicalRequest, stringToSign, claim.Credentials.SessionToken);
     }
 
-    // The query without the parameters of this name (case-insensitive, as sent).
+    // The query without the parameter of this name (as the server reads names: decoded, exact case).
     private static string WithoutParameter(string query, string name)
     {
         var kept = new StringBuilder(query.Length);
         foreach (var pair in query.Split('&'))
         {
             int eq = pair.IndexOf('=');
-            if ((eq < 0 ? pair : pair[..eq]).Equals(name, StringComparison.OrdinalIgnoreCase)) continue;
+            if (SigV4.DecodeQueryText(eq < 0 ? pair : pair[..eq]) == name) continue;
             if (kept.Length > 0) kept.Append('&');
             kept.Append(pair);
         }
@@ -451,6 +505,14 @@ sealed class SigV4Verifier
         return value;
     }
 
+    private static int Count(IReadOnlyList<KeyValuePair<string, string>> headers, string name)
+    {
+        int count = 0;
+        foreach (var header in headers)
+            if (header.Key.Equals(name, StringComparison.OrdinalIgnoreCase)) count++;
+        return count;
+    }
+
     // The query's parameters by lowercase name, decoded as the canonicalization reads them ('+' is a space).
     private static Dictionary<string, string> ParseQuery(string query)
     {
@@ -458,13 +520,11 @@ sealed class SigV4Verifier
         foreach (var pair in query.Split('&', StringSplitOptions.RemoveEmptyEntries))
         {
             int eq = pair.IndexOf('=');
-            string name = Decode(eq < 0 ? pair : pair[..eq]).ToLowerInvariant();
-            parameters.TryAdd(name, eq < 0 ? "" : Decode(pair[(eq + 1)..]));
+            string name = SigV4.DecodeQueryText(eq < 0 ? pair : pair[..eq]).ToLowerInvariant();
+            parameters.TryAdd(name, eq < 0 ? "" : SigV4.DecodeQueryText(pair[(eq + 1)..]));
         }
         return parameters;
     }
-
-    private static string Decode(string text) => Uri.UnescapeDataString(text.Replace('+', ' '));
 
     private static string? Get(Dictionary<string, string> parameters, string name) =>
         parameters.TryGetValue(name, out var value) ? value : null;

@@ -197,6 +197,33 @@ public class BadInputTests
         AssertHelpful(e, "X-Amz-Signature", "already presigned");
     }
 
+    // A query that already holds a presigning parameter would have it signed next to the presigner's own: a server
+    // reading the first X-Amz-Expires would see the caller's expiry.
+    [TestCase("X-Amz-Expires=604800", "X-Amz-Expires")]
+    [TestCase("a=1&x-amz-expires=604800", "X-Amz-Expires")]
+    [TestCase("X%2DAmz%2DExpires=604800", "X-Amz-Expires")]
+    [TestCase("X-Amz-Algorithm=AWS4-HMAC-SHA256", "X-Amz-Algorithm")]
+    [TestCase("X-Amz-Credential=AKIDOTHER%2F20150830%2Fus-east-1%2Fservice%2Faws4_request", "X-Amz-Credential")]
+    [TestCase("X-Amz-Date=20990101T000000Z", "X-Amz-Date")]
+    [TestCase("X-Amz-SignedHeaders=host", "X-Amz-SignedHeaders")]
+    [TestCase("X-Amz-Security-Token=other", "X-Amz-Security-Token")]
+    [TestCase("X-Amz-Region-Set=*", "X-Amz-Region-Set")]
+    public void PresignedQueryWithAPresigningParameter_IsRefused(string query, string name)
+    {
+        var e = Assert.Throws<ArgumentException>(() => SigV4.Presign("GET", "/", query, HostOnly, EmptyHash, Time,
+            TimeSpan.FromMinutes(1), Credentials(Token), Generic))!;
+        Assert.That(e.ParamName, Is.EqualTo("query"));
+        AssertHelpful(e, "already has " + name, "Remove it");
+
+        var uri = new Uri("https://example.amazonaws.com/?" + query);
+        var e2 = Assert.Throws<ArgumentException>(() => SigV4.Presign(HttpMethod.Get, uri, TimeSpan.FromMinutes(1), Credentials(Token), Generic))!;
+        AssertHelpful(e2, "already has " + name);
+    }
+
+    [Test]
+    public void HeaderSignedQueryMayHoldThem() =>
+        Assert.That(Sign(HostOnly, query: "X-Amz-Expires=60").Authorization, Is.Not.Null, "only a presigned URL adds those parameters");
+
     [Test]
     public void SessionTokenHeaderAlreadyThere()
     {

@@ -14,10 +14,12 @@ public class SigV4VerifierTests
         return new Received(r.Method, r.Path, r.Query, r.Headers, r.Body);
     }
 
-    private static SigV4Verifier Verifier(SuiteCase c, DateTimeOffset now, SigningAlgorithm algorithm = SigningAlgorithm.SigV4) =>
+    // The suite's post-sts-header-after case sends the token unsigned, as the service it models takes it.
+    private static SigV4Verifier Verifier(SuiteCase c, DateTimeOffset now, bool? allowUnsignedSessionToken = null) =>
         new(key => key == c.Credentials.AccessKeyId ? c.Credentials : null, new SigV4Options(c.Service, c.Region) { NormalizePath = c.Normalize, DoubleEncodePath = true })
         {
             Clock = new FixedClock(now),
+            AllowUnsignedSessionToken = allowUnsignedSessionToken ?? c.OmitSessionToken,
         };
 
     private static SigV4VerificationResult Verify(SuiteCase c, Received r, DateTimeOffset? now = null) =>
@@ -265,6 +267,103 @@ public class SigV4VerifierTests
         string auth = r.Headers.Single(h => h.Key == "Authorization").Value;
         var result = Verify(c, r with { Headers = Replace(r.Headers, "Authorization", auth.Replace("SignedHeaders=host;x-amz-date", "SignedHeaders=" + signedHeaders)) });
         AssertRejected(result, SigV4VerificationError.IncompleteSignature, "IncompleteSignatureException", "must be the signed header names in lower case, sorted");
+    }
+
+    // ------------------------------------------------------------------------------------------------------------
+    // Strict parsing: what a lenient reader would let through.
+    // ------------------------------------------------------------------------------------------------------------
+
+    [Test]
+    public void TwoAuthorizationHeadersAreRefused()
+    {
+        var c = Case("get-vanilla");
+        var r = SignedRequest(c, SignatureLocation.Header);
+        string auth = r.Headers.Single(h => h.Key == "Authorization").Value;
+        AssertRejected(Verify(c, r with { Headers = [.. r.Headers, new("Authorization", auth)] }), SigV4VerificationError.IncompleteSignature,
+            "IncompleteSignatureException", "more than one Authorization header");
+    }
+
+    [TestCase("Credential", "Credential=AKIDOTHER/20150830/us-east-1/service/aws4_request")]
+    [TestCase("SignedHeaders", "SignedHeaders=host")]
+    [TestCase("Signature", "Signature=0000000000000000000000000000000000000000000000000000000000000000")]
+    public void RepeatedAuthorizationComponentIsRefused(string name, string extra)
+    {
+        var c = Case("get-vanilla");
+        var r = SignedRequest(c, SignatureLocation.Header);
+        string auth = r.Headers.Single(h => h.Key == "Authorization").Value;
+        foreach (var changed in new[] { auth + ", " + extra, auth.Replace("AWS4-HMAC-SHA256 ", "AWS4-HMAC-SHA256 " + extra + ", ") })
+            AssertRejected(Verify(c, r with { Headers = Replace(r.Headers, "Authorization", changed) }), SigV4VerificationError.IncompleteSignature,
+                "IncompleteSignatureException", $"'{name}' parameter more than once");
+    }
+
+    [Test]
+    public void UnsignedSessionTokenHeaderIsRefusedUnlessAllowed()
+    {
+        var c = Case("post-sts-header-after");
+        var r = SignedRequest(c, SignatureLocation.Header);
+        Assert.That(r.Headers.Any(h => h.Key == "X-Amz-Security-Token"), Is.True);
+        AssertRejected(Verifier(c, c.Time, allowUnsignedSessionToken: false).Verify(r.Method, r.Path, r.Query, r.Headers, r.Body),
+            SigV4VerificationError.UnsignedHeader, "InvalidSignatureException", "'X-Amz-Security-Token' was sent but is not signed");
+        Assert.That(Verifier(c, c.Time, allowUnsignedSessionToken: true).Verify(r.Method, r.Path, r.Query, r.Headers, r.Body).IsValid, Is.True);
+    }
+
+    [Test]
+    public void PresignedUrlWithATokenAddedAfterSigningIsRefusedUnlessAllowed()
+    {
+        var c = Case("post-sts-header-after");
+        var r = SignedRequest(c, SignatureLocation.Query);
+        AssertRejected(Verifier(c, c.Time, allowUnsignedSessionToken: false).Verify(r.Method, r.Path, r.Query, r.Headers, r.Body),
+            SigV4VerificationError.SignatureMismatch, "InvalidSignatureException", "does not match");
+        Assert.That(Verifier(c, c.Time, allowUnsignedSessionToken: true).Verify(r.Method, r.Path, r.Query, r.Headers, r.Body).IsValid, Is.True);
+    }
+
+    [TestCase("&X-Amz-Expires=604800", "X-Amz-Expires appears more than once", TestName = "Presigned: a second X-Amz-Expires is refused")]
+    [TestCase("&x-amz-expires=604800", "X-Amz-Expires appears more than once", TestName = "Presigned: a second x-amz-expires (other case) is refused")]
+    [TestCase("&X%2DAmz-Date=20150830T123600Z", "X-Amz-Date appears more than once", TestName = "Presigned: a second X-Amz-Date (encoded name) is refused")]
+    [TestCase("&X-Amz-Credential=AKIDEXAMPLE%2F20150830%2Fus-east-1%2Fservice%2Faws4_request", "X-Amz-Credential appears more than once", TestName = "Presigned: a second X-Amz-Credential is refused")]
+    [TestCase("&X-Amz-Signature=0000", "X-Amz-Signature appears more than once", TestName = "Presigned: a second X-Amz-Signature is refused")]
+    [TestCase("&X-Amz-Security-Token=forged", "X-Amz-Security-Token", TestName = "Presigned: an X-Amz-Security-Token is refused for credentials without one")]
+    public void PresignedQueryWithARepeatedParameterIsRefused(string extra, string message)
+    {
+        var c = Case("get-vanilla");
+        var r = SignedRequest(c, SignatureLocation.Query);
+        var result = Verify(c, r with { Query = r.Query + extra });
+        Assert.That(result.IsValid, Is.False);
+        Assert.That(result.Message, Does.Contain(message));
+    }
+
+    [Test]
+    public void PresignedSignatureNameInAnotherCaseIsRefused()
+    {
+        var c = Case("get-vanilla");
+        var r = SignedRequest(c, SignatureLocation.Query);
+        Assert.That(r.Query, Does.Contain("&X-Amz-Signature="));
+        AssertRejected(Verify(c, r with { Query = r.Query.Replace("&X-Amz-Signature=", "&x-amz-signature=") }), SigV4VerificationError.IncompleteSignature,
+            "IncompleteSignatureException", "must be spelled X-Amz-Signature");
+    }
+
+    [TestCase("v4", SignatureLocation.Header)]
+    [TestCase("v4", SignatureLocation.Query)]
+    [TestCase("v4a", SignatureLocation.Header)]
+    [TestCase("v4a", SignatureLocation.Query)]
+    public void UppercaseSignatureHexIsRefused(string suite, SignatureLocation location)
+    {
+        var c = SuiteCase.Load(Path.Combine(SuiteCase.Root, suite, "get-vanilla"));
+        var r = SignedRequest(c, location);
+        Assert.That(Verify(c, r).IsValid, Is.True);
+        Received upper;
+        if (location == SignatureLocation.Header)
+        {
+            string auth = r.Headers.Single(h => h.Key == "Authorization").Value;
+            int at = auth.IndexOf("Signature=", StringComparison.Ordinal) + "Signature=".Length;
+            upper = r with { Headers = Replace(r.Headers, "Authorization", auth[..at] + auth[at..].ToUpperInvariant()) };
+        }
+        else
+        {
+            int at = r.Query.IndexOf("X-Amz-Signature=", StringComparison.Ordinal) + "X-Amz-Signature=".Length;
+            upper = r with { Query = r.Query[..at] + r.Query[at..].ToUpperInvariant() };
+        }
+        AssertRejected(Verify(c, upper), SigV4VerificationError.IncompleteSignature, "IncompleteSignatureException", "must be lowercase hex");
     }
 
     private sealed class FixedClock(DateTimeOffset now) : TimeProvider
