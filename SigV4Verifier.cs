@@ -37,6 +37,9 @@ enum SigV4VerificationError
     UnsignedHeader,
     /// <summary>The <c>x-amz-content-sha256</c> header does not match the body.</summary>
     PayloadHashMismatch,
+    /// <summary>The request has more headers, or more text in its path, query and headers, than the verifier's
+    /// limits (<see cref="SigV4Verifier.MaxHeaderCount"/>, <see cref="SigV4Verifier.MaxRequestHeadLength"/>).</summary>
+    RequestTooLarge,
 }
 
 /// <summary>The verdict on one request.</summary>
@@ -62,10 +65,12 @@ sealed class SigV4VerificationResult
     /// <summary>Why it is not, or <see cref="SigV4VerificationError.None"/>.</summary>
     public SigV4VerificationError Error { get; }
 
-    /// <summary>The error type an AWS JSON-protocol service answers with (HTTP 403), or an empty string when valid.</summary>
+    /// <summary>The error type an AWS JSON-protocol service answers with (HTTP 403; for
+    /// <see cref="SigV4VerificationError.RequestTooLarge"/> HTTP 400 or 431), or an empty string when valid.</summary>
     public string ErrorCode => Error switch
     {
         SigV4VerificationError.None => "",
+        SigV4VerificationError.RequestTooLarge => "RequestHeaderSectionTooLarge",
         SigV4VerificationError.MissingAuthentication => "MissingAuthenticationTokenException",
         SigV4VerificationError.IncompleteSignature => "IncompleteSignatureException",
         SigV4VerificationError.UnknownAccessKey => "UnrecognizedClientException",
@@ -149,6 +154,28 @@ sealed class SigV4Verifier
     /// take it. Off by default: an unsigned token header is refused like any unsigned <c>x-amz-*</c> header.</summary>
     public bool AllowUnsignedSessionToken { get; init; }
 
+    /// <summary>The most headers a request may have (a repeated name counts once per value); a request with more is
+    /// refused before any other work. 200 by default.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The value is less than 1.</exception>
+    public int MaxHeaderCount
+    {
+        get => _maxHeaderCount;
+        init => _maxHeaderCount = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "MaxHeaderCount must be at least 1 (a request needs Host).");
+    }
+
+    /// <summary>The most characters a request's path, query, and header names and values may hold together; a request
+    /// with more is refused before any other work. 64 KiB by default (more than HTTP servers take: Kestrel reads at
+    /// most 32 KB of headers and 8 KB of request line).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The value is less than 1.</exception>
+    public int MaxRequestHeadLength
+    {
+        get => _maxRequestHeadLength;
+        init => _maxRequestHeadLength = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "MaxRequestHeadLength must be at least 1 character.");
+    }
+
+    private readonly int _maxHeaderCount = 200;
+    private readonly int _maxRequestHeadLength = 64 * 1024;
+
     /// <summary>Verifies a received request.</summary>
     /// <param name="method">The HTTP method.</param>
     /// <param name="path">The path exactly as on the request line (still percent-encoded).</param>
@@ -162,11 +189,25 @@ sealed class SigV4Verifier
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(query);
         ArgumentNullException.ThrowIfNull(headers);
+        if (CheckSize(path, query, headers) is { } tooLarge) return tooLarge;
         var claim = ReadClaim(query, headers, out var failure);
         if (claim is null) return failure;
         // Cheap checks first: a request with a wrong scope, time or key costs no hashing of its body or headers.
         return CheckScope(claim, headers) ?? CheckTime(claim) ?? FindCredentials(claim, headers) ?? CollectSignedHeaders(claim, headers)
             ?? CheckPayload(claim, headers, body) ?? Recompute(claim, method, path, query);
+    }
+
+    // Limits first: the checks after this one take time in proportion to the request's size.
+    private SigV4VerificationResult? CheckSize(string path, string query, IReadOnlyList<KeyValuePair<string, string>> headers)
+    {
+        if (headers.Count > MaxHeaderCount)
+            return SigV4VerificationResult.Fail(SigV4VerificationError.RequestTooLarge,
+                $"Your request header section exceeds the maximum allowed size: {headers.Count} headers, at most {MaxHeaderCount}.");
+        long length = (long)path.Length + query.Length;
+        foreach (var header in headers)
+            length += (header.Key?.Length ?? 0) + (header.Value?.Length ?? 0);
+        return length <= MaxRequestHeadLength ? null : SigV4VerificationResult.Fail(SigV4VerificationError.RequestTooLarge,
+            $"Your request header section exceeds the maximum allowed size: {length} characters of path, query and headers, at most {MaxRequestHeadLength}.");
     }
 
     // What a request says about its signature, completed by each check that passes.
@@ -496,13 +537,18 @@ sealed class SigV4Verifier
     // A malformed credential is echoed back with its parts, but cut short: it is the caller's text, not a secret.
     private static string ScopeText(string credential) => credential.Length <= 128 ? credential : credential[..128] + "...";
 
+    // The values of a header, joined with ',' (in one pass: a name repeated many times costs no quadratic copying).
     private static string? Header(IReadOnlyList<KeyValuePair<string, string>> headers, string name)
     {
-        string? value = null;
+        string? first = null;
+        StringBuilder? joined = null;
         foreach (var header in headers)
-            if (header.Key.Equals(name, StringComparison.OrdinalIgnoreCase))
-                value = value is null ? header.Value : value + "," + header.Value;
-        return value;
+        {
+            if (!header.Key.Equals(name, StringComparison.OrdinalIgnoreCase)) continue;
+            if (first is null) first = header.Value;
+            else (joined ??= new StringBuilder(first)).Append(',').Append(header.Value);
+        }
+        return joined?.ToString() ?? first;
     }
 
     private static int Count(IReadOnlyList<KeyValuePair<string, string>> headers, string name)

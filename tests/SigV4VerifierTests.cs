@@ -366,6 +366,53 @@ public class SigV4VerifierTests
         AssertRejected(Verify(c, upper), SigV4VerificationError.IncompleteSignature, "IncompleteSignatureException", "must be lowercase hex");
     }
 
+    // ------------------------------------------------------------------------------------------------------------
+    // Size: limits checked first, and large requests verified in any order.
+    // ------------------------------------------------------------------------------------------------------------
+
+    private static (List<KeyValuePair<string, string>> Headers, string Query) LargeSignedRequest(AwsCredentials credentials, int count, int seed)
+    {
+        var random = new Random(seed);
+        var headers = Enumerable.Range(0, count).Select(i => new KeyValuePair<string, string>("X-Amz-Meta-" + (i % 97), "v" + i)).OrderBy(_ => random.Next()).ToList();
+        string query = string.Join('&', Enumerable.Range(0, count).Select(i => "p" + (i % 89) + "=" + i).OrderBy(_ => random.Next()));
+        headers.Insert(0, new("Host", "example.amazonaws.com"));
+        var signature = SigV4.Sign("GET", "/", query, headers, SigV4.EmptyPayloadHash, Time, credentials, new SigV4Options("service", "us-east-1"));
+        return ([.. headers, .. signature.HeadersToAdd], query);
+    }
+
+    private static readonly DateTimeOffset Time = new(2015, 8, 30, 12, 36, 0, TimeSpan.Zero);
+
+    [Test]
+    public void LargeRequestInRandomOrderVerifiesWithinRaisedLimits_AndIsRefusedWithinTheDefaults()
+    {
+        var credentials = new AwsCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+        var (headers, query) = LargeSignedRequest(credentials, 3000, 1);
+        var roomy = new SigV4Verifier(_ => credentials, new SigV4Options("service", "us-east-1"))
+        {
+            Clock = new FixedClock(Time), MaxHeaderCount = 10_000, MaxRequestHeadLength = 1 << 20,
+        };
+        var result = roomy.Verify("GET", "/", query, headers, []);
+        Assert.That(result.IsValid, Is.True, result.Message);
+        // Names in reverse order; the values of each name keep theirs (their order is signed).
+        headers = headers.OrderByDescending(h => h.Key, StringComparer.OrdinalIgnoreCase).ToList();
+        Assert.That(roomy.Verify("GET", "/", query, headers, []).IsValid, Is.True, "the order names arrive in does not matter");
+        Assert.That(roomy.Verify("GET", "/", query.Replace("=17&", "=18&"), headers, []).Error, Is.EqualTo(SigV4VerificationError.SignatureMismatch));
+
+        var strict = new SigV4Verifier(_ => credentials, new SigV4Options("service", "us-east-1")) { Clock = new FixedClock(Time) };
+        var tooMany = strict.Verify("GET", "/", query, headers, []);
+        AssertRejected(tooMany, SigV4VerificationError.RequestTooLarge, "RequestHeaderSectionTooLarge", "3003 headers, at most 200");
+        var tooLong = strict.Verify("GET", "/", query + "&pad=" + new string('x', 70_000), [new("Host", "example.amazonaws.com")], []);
+        AssertRejected(tooLong, SigV4VerificationError.RequestTooLarge, "RequestHeaderSectionTooLarge", "at most 65536");
+    }
+
+    [Test]
+    public void LimitsBelowOneAreOutOfRange()
+    {
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => _ = new SigV4Verifier(_ => null, new SigV4Options("service", "us-east-1")) { MaxHeaderCount = 0 })!;
+        Assert.That(e.Message, Does.Contain("at least 1"));
+        Assert.Throws<ArgumentOutOfRangeException>(() => _ = new SigV4Verifier(_ => null, new SigV4Options("service", "us-east-1")) { MaxRequestHeadLength = -1 });
+    }
+
     private sealed class FixedClock(DateTimeOffset now) : TimeProvider
     {
         public override DateTimeOffset GetUtcNow() => now;
