@@ -1466,7 +1466,8 @@ static class SigV4
     private static void SetAuthorization(HttpRequestHeaders headers, string value)
     {
         int space = value.IndexOf(' ');
-        headers.Authorization = new AuthenticationHeaderValue(value[..space], value[(space + 1)..]);
+        string scheme = value.AsSpan(0, space) is AlgorithmV4 ? AlgorithmV4 : AlgorithmV4a;
+        headers.Authorization = new AuthenticationHeaderValue(scheme, value[(space + 1)..]);
     }
 
     private static string? ValueOf(HttpHeaders headers, string name) =>
