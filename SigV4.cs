@@ -464,7 +464,9 @@ static class SigV4
     /// </summary>
     /// <param name="method">The HTTP method, e.g. <c>POST</c>.</param>
     /// <param name="path">The path exactly as it is sent (percent-encoded), e.g. <c>/2015-03-31/functions/my-function/invocations</c>.</param>
-    /// <param name="query">The query exactly as it is sent, without <c>?</c>; empty for none. A <c>+</c> reads as a space, as AWS reads it.</param>
+    /// <param name="query">The query exactly as it is sent: everything after the URL's first <c>?</c>, without that
+    /// <c>?</c> (<see cref="SplitPathAndQuery"/>); empty for none. It is canonicalized as given: a further leading <c>?</c>
+    /// is part of the first name, and a <c>+</c> reads as a space, as AWS reads them.</param>
     /// <param name="headers">The headers that are sent, including <c>Host</c>. Repeated names are kept in order.</param>
     /// <param name="payloadHash">Lowercase hex SHA-256 of the body (<see cref="HashPayload"/>, <see cref="EmptyPayloadHash"/>), or <see cref="UnsignedPayload"/>.</param>
     /// <param name="time">The signing time.</param>
@@ -481,7 +483,8 @@ static class SigV4
     /// </summary>
     /// <param name="method">The HTTP method the URL will be used with.</param>
     /// <param name="path">The path exactly as it is sent (percent-encoded).</param>
-    /// <param name="query">The query exactly as it is sent, without <c>?</c>; empty for none.</param>
+    /// <param name="query">The query exactly as it is sent, without the URL's first <c>?</c>; empty for none. It must not
+    /// hold the X-Amz-* presigning parameters: they are added.</param>
     /// <param name="headers">The headers that will be sent and signed, including <c>Host</c>.</param>
     /// <param name="payloadHash">Usually <see cref="UnsignedPayload"/> (S3) or <see cref="EmptyPayloadHash"/>.</param>
     /// <param name="time">The signing time; the URL is valid from then.</param>
@@ -1480,10 +1483,15 @@ static class SigV4
         return uri.IsDefaultPort ? host : host + ":" + uri.Port.ToString(CultureInfo.InvariantCulture);
     }
 
-    // The path and query exactly as HttpClient puts them on the request line.
-    internal static (string Path, string Query) SplitPathAndQuery(Uri uri)
+    /// <summary>
+    /// The path and query of <paramref name="uri"/> exactly as HttpClient puts them on the request line, ready for
+    /// <see cref="Sign"/>, <see cref="Presign(string, string, string, IReadOnlyList{KeyValuePair{string, string}}, string, DateTimeOffset, TimeSpan, AwsCredentials, SigV4Options)"/>
+    /// and <c>SigV4Verifier.Verify</c>: the query is everything after the first <c>?</c>, without it.
+    /// </summary>
+    /// <exception cref="ArgumentException">The URI is relative.</exception>
+    public static (string Path, string Query) SplitPathAndQuery(Uri uri)
     {
-        string pathAndQuery = uri.PathAndQuery;
+        string pathAndQuery = RequireAbsolute(uri, nameof(uri)).PathAndQuery;
         int hash = pathAndQuery.IndexOf('#');
         if (hash >= 0) pathAndQuery = pathAndQuery[..hash];
         int q = pathAndQuery.IndexOf('?');

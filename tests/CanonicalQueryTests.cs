@@ -50,6 +50,21 @@ public class CanonicalQueryTests
 
         Assert.That(Line(signature.CanonicalRequest, 2), Is.EqualTo("%3Fa=1"));
         Assert.That(signature.Signature, Is.EqualTo(Signature(signature.CanonicalRequest, AmzDate, "us-east-1", "lambda")));
+        Assert.That(SigV4.SplitPathAndQuery(uri), Is.EqualTo(("/2015-03-31/functions/f/invocations", "?a=1")));
+    }
+
+    [TestCase("https://example.amazonaws.com/a%20b/c?x=1&y=%2B#frag", "/a%20b/c", "x=1&y=%2B", TestName = "SplitPathAndQuery: no fragment, escapes kept")]
+    [TestCase("https://example.amazonaws.com", "/", "", TestName = "SplitPathAndQuery: no path")]
+    [TestCase("https://example.amazonaws.com/a?", "/a", "", TestName = "SplitPathAndQuery: empty query")]
+    public void SplitPathAndQuery_IsWhatHttpClientSends(string uri, string path, string query) =>
+        Assert.That(SigV4.SplitPathAndQuery(new Uri(uri)), Is.EqualTo((path, query)));
+
+    [Test]
+    public void SplitPathAndQuery_RelativeUri_IsRefused()
+    {
+        var e = Assert.Throws<ArgumentException>(() => SigV4.SplitPathAndQuery(new Uri("/a?b", UriKind.Relative)))!;
+        Assert.That(e.ParamName, Is.EqualTo("uri"));
+        AssertHelpful(e, "relative", "absolute");
     }
 
     // More parameters than the short-run sort handles: sorted, reversed and shuffled orders give the same canonical
