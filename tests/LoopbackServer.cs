@@ -67,6 +67,7 @@ internal sealed class LoopbackServer : IAsyncDisposable
         }
         catch (OperationCanceledException) { }
         catch (ObjectDisposedException) { }
+        catch (SocketException) when (_stop.IsCancellationRequested) { } // Stop() aborted the accept before the token did
     }
 
     private async Task ServeAsync(TcpClient client)
