@@ -16,6 +16,7 @@ using System.Collections.Generic;
 using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.IO;
+using System.Net;
 using System.Net.Http;
 using System.Net.Http.Headers;
 using System.Security.Cryptography;
@@ -87,12 +88,12 @@ sealed class AwsCredentials : IAwsCredentialsProvider, IDisposable
     private int _nextSlot;
     private ECDsa? _sigV4aKey;
 
-    internal SigningScope GetSigningScope(in SigningInput input)
+    internal SigningScope GetSigningScope(string amzDate, SigV4Options options)
     {
         foreach (var entry in _scopes)
-            if (entry is not null && entry.IsFor(input))
+            if (entry is not null && entry.IsFor(amzDate, options, AccessKeyId))
                 return entry;
-        var scope = SigningScope.Create(input, SecretAccessKey);
+        var scope = SigningScope.Create(amzDate, options, AccessKeyId, SecretAccessKey);
         _scopes[(Interlocked.Increment(ref _nextSlot) & int.MaxValue) % _scopes.Length] = scope;
         return scope;
     }
@@ -288,8 +289,13 @@ readonly struct SigV4Signature
     /// <summary>The signed header names, lowercase, joined with <c>;</c>.</summary>
     public string SignedHeaders => SigV4.Describe(Input).SignedHeaders;
 
-    /// <summary>The canonical request (step 1), as AWS computes it.</summary>
+    /// <summary>The canonical request (step 1), as AWS computes it. It holds the session token when one is signed:
+    /// log <see cref="RedactedCanonicalRequest"/> instead.</summary>
     public string CanonicalRequest => SigV4.Describe(Input).CanonicalRequest;
+
+    /// <summary>The canonical request with the session token's value (as a header, or encoded in a presigned
+    /// query) replaced by <c>(session token)</c>: safe to log or show.</summary>
+    public string RedactedCanonicalRequest => SigV4.RedactSessionToken(CanonicalRequest, Input.SessionToken);
 
     /// <summary>The string to sign (step 2), as AWS computes it.</summary>
     public string StringToSign => SigV4.Describe(Input).StringToSign;
@@ -338,14 +344,16 @@ internal readonly struct SigningInput
     public required int ExpiresSeconds { get; init; }
     /// <summary>Whether the signer adds (and signs) x-amz-content-sha256 itself (header signing only).</summary>
     public required bool AddsContentSha256 { get; init; }
-    /// <summary>A received request being verified: its headers and query already hold everything that was signed
-    /// (X-Amz-Date, the token, the X-Amz-* parameters), so the signer adds nothing and leaves out X-Amz-Signature.</summary>
-    public bool Received { get; init; }
-    /// <summary>With <see cref="Received"/>: the presigned URL's X-Amz-Security-Token was added after signing.</summary>
-    public bool ReceivedTokenUnsigned { get; init; }
 
     public bool SignsSessionToken => SessionToken is not null && Options.SignSessionToken;
 }
+
+/// <summary>
+/// A request exactly as it is sent: what step 1 canonicalizes, as given, adding and removing nothing. The signer
+/// makes one from the caller's request and what it adds itself; <c>SigV4Verifier</c> from what it received.
+/// </summary>
+internal readonly record struct CanonicalRequestInput(string Method, string Path, string Query,
+    KeyValuePair<string, string>[] Headers, string PayloadHash, string AmzDate, SigV4Options Options);
 
 /// <summary>
 /// The credential scope of one day, region, service and algorithm, written once as the signer needs it: for the
@@ -386,16 +394,16 @@ internal sealed class SigningScope
     /// <summary>The SigV4 signing key; null for SigV4a, or when made without the secret (to describe a signature).</summary>
     public byte[]? Key { get; }
 
-    /// <summary>Whether a signature of this input uses this scope: same day, algorithm, region, service and key id.</summary>
-    public bool IsFor(in SigningInput input) =>
-        input.AmzDate.AsSpan(0, 8).SequenceEqual(Date) && input.Options.Algorithm == Algorithm
-        && input.Options.Region == Region && input.Options.Service == Service && input.AccessKeyId == AccessKeyId;
+    /// <summary>Whether a signature at this time, with these options and key id, uses this scope: same day,
+    /// algorithm, region, service and key id.</summary>
+    public bool IsFor(string amzDate, SigV4Options options, string accessKeyId) =>
+        amzDate.AsSpan(0, 8).SequenceEqual(Date) && options.Algorithm == Algorithm
+        && options.Region == Region && options.Service == Service && accessKeyId == AccessKeyId;
 
     /// <summary>Writes the scope; derives the SigV4 key when given the secret.</summary>
-    public static SigningScope Create(in SigningInput input, string? secretAccessKey)
+    public static SigningScope Create(string amzDate, SigV4Options options, string accessKeyId, string? secretAccessKey)
     {
-        var options = input.Options;
-        string date = input.AmzDate.Substring(0, 8);
+        string date = amzDate.Substring(0, 8);
         // SigV4a's scope has no region: the region set is a signed header instead.
         string scope = options.Algorithm == SigningAlgorithm.SigV4
             ? $"{date}/{options.Region}/{options.Service}/aws4_request"
@@ -404,8 +412,8 @@ internal sealed class SigningScope
         var key = secretAccessKey is not null && options.Algorithm == SigningAlgorithm.SigV4
             ? SigV4.DeriveSigningKey(secretAccessKey, date, options.Region, options.Service)
             : null;
-        return new SigningScope(date, options, input.AccessKeyId, Encoding.ASCII.GetBytes(scope),
-            Encoding.UTF8.GetBytes($"{algorithm} Credential={input.AccessKeyId}/{scope}, SignedHeaders="), key);
+        return new SigningScope(date, options, accessKeyId, Encoding.ASCII.GetBytes(scope),
+            Encoding.UTF8.GetBytes($"{algorithm} Credential={accessKeyId}/{scope}, SignedHeaders="), key);
     }
 
     /// <summary>Shows the scope; never the key.</summary>
@@ -414,7 +422,7 @@ internal sealed class SigningScope
 
 /// <summary>
 /// The signer. <see cref="Sign"/> and <see cref="Presign(string, string, string, IReadOnlyList{KeyValuePair{string, string}}, string, DateTimeOffset, TimeSpan, AwsCredentials, SigV4Options)"/>
-/// take plain values and change nothing; <see cref="SignAsync"/> and <see cref="Presign(HttpMethod, Uri, AwsCredentials, SigV4Options, TimeSpan)"/>
+/// take plain values and change nothing; <see cref="SignAsync"/> and <see cref="Presign(HttpMethod, Uri, TimeSpan, AwsCredentials, SigV4Options)"/>
 /// apply them to an HTTP request.
 /// </summary>
 #if SIGV4LITE_PUBLIC
@@ -456,7 +464,9 @@ static class SigV4
     /// </summary>
     /// <param name="method">The HTTP method, e.g. <c>POST</c>.</param>
     /// <param name="path">The path exactly as it is sent (percent-encoded), e.g. <c>/2015-03-31/functions/my-function/invocations</c>.</param>
-    /// <param name="query">The query exactly as it is sent, without <c>?</c>; empty for none. A <c>+</c> reads as a space, as AWS reads it.</param>
+    /// <param name="query">The query exactly as it is sent: everything after the URL's first <c>?</c>, without that
+    /// <c>?</c> (<see cref="SplitPathAndQuery"/>); empty for none. It is canonicalized as given: a further leading <c>?</c>
+    /// is part of the first name, and a <c>+</c> reads as a space, as AWS reads them.</param>
     /// <param name="headers">The headers that are sent, including <c>Host</c>. Repeated names are kept in order.</param>
     /// <param name="payloadHash">Lowercase hex SHA-256 of the body (<see cref="HashPayload"/>, <see cref="EmptyPayloadHash"/>), or <see cref="UnsignedPayload"/>.</param>
     /// <param name="time">The signing time.</param>
@@ -473,7 +483,8 @@ static class SigV4
     /// </summary>
     /// <param name="method">The HTTP method the URL will be used with.</param>
     /// <param name="path">The path exactly as it is sent (percent-encoded).</param>
-    /// <param name="query">The query exactly as it is sent, without <c>?</c>; empty for none.</param>
+    /// <param name="query">The query exactly as it is sent, without the URL's first <c>?</c>; empty for none. It must not
+    /// hold the X-Amz-* presigning parameters: they are added.</param>
     /// <param name="headers">The headers that will be sent and signed, including <c>Host</c>.</param>
     /// <param name="payloadHash">Usually <see cref="UnsignedPayload"/> (S3) or <see cref="EmptyPayloadHash"/>.</param>
     /// <param name="time">The signing time; the URL is valid from then.</param>
@@ -506,19 +517,45 @@ static class SigV4
     // header signing, the Authorization value (step 4).
     internal static SigV4Signature SignInput(in SigningInput input, AwsCredentials credentials)
     {
-        var scope = credentials.GetSigningScope(input);
+        var scope = credentials.GetSigningScope(input.AmzDate, input.Options);
         var w = new ByteBuilder(1024);
         try
         {
-            WriteCanonicalRequest(ref w, input, out int signedHeadersStart, out int signedHeadersLength);
+            var signedHeaders = WriteCanonicalRequest(ref w, input, out string? presignParameters);
             int stringToSignStart = w.Length;
-            WriteStringToSign(ref w, input, scope);
-            var stringToSign = w.Written[stringToSignStart..];
+            WriteStringToSign(ref w, input.AmzDate, scope);
             Span<byte> signature = stackalloc byte[MaxSignature];
-            int signatureLength = input.Options.Algorithm == SigningAlgorithm.SigV4
-                ? SignV4(stringToSign, scope.Key!, signature)
-                : SignV4a(stringToSign, credentials, signature);
-            return new SigV4Signature(input, FormatOutput(ref w, input, scope, signedHeadersStart, signedHeadersLength, signature[..signatureLength]));
+            signature = signature[..ComputeSignature(w.Written[stringToSignStart..], scope, credentials, signature)];
+            string output = presignParameters is null
+                ? FormatAuthorization(ref w, scope, signedHeaders, signature)
+                : FormatPresignedQuery(input, presignParameters, signature);
+            return new SigV4Signature(input, output);
+        }
+        finally
+        {
+            w.Dispose();
+        }
+    }
+
+    /// <summary>Whether <paramref name="signature"/> (hex) is the signature of the request as given, by these
+    /// credentials: equal to the SigV4 signature (constant time), or a valid SigV4a signature.</summary>
+    internal static bool SignatureMatches(in CanonicalRequestInput request, AwsCredentials credentials, string signature)
+    {
+        var scope = credentials.GetSigningScope(request.AmzDate, request.Options);
+        var w = new ByteBuilder(1024);
+        try
+        {
+            WriteCanonicalRequest(ref w, request);
+            int stringToSignStart = w.Length;
+            WriteStringToSign(ref w, request.AmzDate, scope);
+            var stringToSign = w.Written[stringToSignStart..];
+            if (scope.Algorithm == SigningAlgorithm.SigV4a)
+                return VerifySigV4a(stringToSign, signature, credentials.GetSigV4aKey());
+            Span<byte> mac = stackalloc byte[32];
+            Span<byte> expected = stackalloc byte[64];
+            WriteHex(mac[..SignV4(stringToSign, scope.Key!, mac)], expected);
+            Span<byte> given = stackalloc byte[64];
+            return signature.Length == 64 && Encoding.ASCII.GetBytes(signature, given) == 64 && CryptographicOperations.FixedTimeEquals(expected, given);
         }
         finally
         {
@@ -552,8 +589,8 @@ static class SigV4
                 throw new ArgumentException($"The header name '{name}' is not a valid HTTP header name.", nameof(headers));
             if (value is null)
                 throw new ArgumentException($"The header '{name}' has a null value; give an empty string for an empty value.", nameof(headers));
-            if (value.AsSpan().IndexOfAny('\r', '\n') >= 0)
-                throw new ArgumentException($"The value of header '{name}' has a CR or LF character: that would inject a header. Remove line breaks from the value.", nameof(headers));
+            if (value.AsSpan().IndexOfAny(s_controlCharacters) is var control and >= 0)
+                throw new ArgumentException(ControlCharacterMessage(name, value[control]), nameof(headers));
             if (name.Equals("host", StringComparison.OrdinalIgnoreCase)) hasHost = true;
             else if (name.Equals("authorization", StringComparison.OrdinalIgnoreCase) || (expiresSeconds == 0 && name.Equals("x-amz-date", StringComparison.OrdinalIgnoreCase)))
                 throw new ArgumentException($"The request is already signed: it has a '{name}' header. Sign the unsigned request; the signer adds X-Amz-Date and Authorization itself.", nameof(headers));
@@ -570,14 +607,14 @@ static class SigV4
         }
         if (!hasHost)
             throw new ArgumentException("The headers have no Host header; Host is always signed. Add it, with :port when the port is not the scheme's default.", nameof(headers));
-        if (expiresSeconds != 0 && HasQueryParameter(query, "X-Amz-Signature"))
-            throw new ArgumentException("The query already has X-Amz-Signature: the URL is already presigned. Presign the unsigned URL.", nameof(query));
+        if (expiresSeconds != 0)
+            RefusePresignParameters(query);
 
         return new SigningInput
         {
             Method = method,
             Path = path.Length == 0 ? "/" : path,
-            Query = query.StartsWith('?') ? query.Substring(1) : query,
+            Query = query,
             Headers = headers,
             PayloadHash = payloadHash,
             AmzDate = AmzDate(time.UtcDateTime),
@@ -588,6 +625,11 @@ static class SigV4
             AddsContentSha256 = expiresSeconds == 0 && options.AddContentSha256Header && !hasContentSha256,
         };
     }
+
+    // A session token in a canonical request, as a header value or encoded in a query, replaced for logs and errors.
+    internal static string RedactSessionToken(string canonicalRequest, string? sessionToken) => sessionToken is null ? canonicalRequest
+        : canonicalRequest.Replace(sessionToken, "(session token)", StringComparison.Ordinal)
+            .Replace(Uri.EscapeDataString(sessionToken), "(session token)", StringComparison.Ordinal);
 
     // X-Amz-Date changes once a second: a thread that signs more often than that reuses the text it wrote last.
     private static string AmzDate(DateTime utc)
@@ -645,9 +687,11 @@ static class SigV4
     //   METHOD \n canonical path \n canonical query \n canonical headers \n \n signed headers \n payload hash
     // ---------------------------------------------------------------------------------------------------------
 
-    private static void WriteCanonicalRequest(ref ByteBuilder w, in SigningInput input, out int signedHeadersStart, out int signedHeadersLength)
+    // The signer's request: the caller's headers and query, with what the signer adds (X-Amz-Date, the session
+    // token, x-amz-content-sha256, the region set; or, presigning, the X-Amz-* parameters, returned encoded).
+    private static (int Start, int Length) WriteCanonicalRequest(ref ByteBuilder w, in SigningInput input, out string? presignParameters)
     {
-        // A request has few headers: they are sorted on the stack unless there are many.
+        // A request has few headers: they are collected on the stack unless there are many.
         var onStack = new HeaderBuffer();
         KeyValuePair<string, string>[]? rented = null;
         int capacity = input.Headers.Count + 4;
@@ -655,24 +699,45 @@ static class SigV4
         try
         {
             headers = headers[..CollectHeaders(input, headers)];
-            w.AppendAscii(input.Method);
-            w.Append((byte)'\n');
-            WriteCanonicalPath(ref w, input.Path, input.Options);
-            w.Append((byte)'\n');
-            WriteCanonicalQuery(ref w, input, headers);
-            w.Append((byte)'\n');
-            WriteCanonicalHeaders(ref w, headers);
-            w.Append((byte)'\n');
-            signedHeadersStart = w.Length;
-            WriteSignedHeaders(ref w, headers);
-            signedHeadersLength = w.Length - signedHeadersStart;
-            w.Append((byte)'\n');
-            w.AppendAscii(input.PayloadHash);
+            string query = input.Query;
+            presignParameters = null;
+            if (input.ExpiresSeconds != 0)
+            {
+                SortHeaders(headers); // X-Amz-SignedHeaders lists them
+                presignParameters = PresignParameters(input, headers);
+                query = query.Length == 0 ? presignParameters : query + "&" + presignParameters;
+            }
+            return WriteCanonicalRequest(ref w, input.Method, input.Path, query, headers, input.PayloadHash, input.Options);
         }
         finally
         {
             if (rented is not null) ArrayPool<KeyValuePair<string, string>>.Shared.Return(rented, clearArray: true);
         }
+    }
+
+    private static (int Start, int Length) WriteCanonicalRequest(ref ByteBuilder w, in CanonicalRequestInput request) =>
+        WriteCanonicalRequest(ref w, request.Method, request.Path, request.Query, request.Headers, request.PayloadHash, request.Options);
+
+    // Step 1 for any request, with exactly the headers and query given (sorting the headers in place); returns
+    // where the signed header list was written.
+    private static (int Start, int Length) WriteCanonicalRequest(ref ByteBuilder w, string method, string path, string query,
+        scoped Span<KeyValuePair<string, string>> headers, string payloadHash, SigV4Options options)
+    {
+        SortHeaders(headers);
+        w.AppendAscii(method);
+        w.Append((byte)'\n');
+        WriteCanonicalPath(ref w, path.Length == 0 ? "/" : path, options);
+        w.Append((byte)'\n');
+        WriteCanonicalQuery(ref w, query);
+        w.Append((byte)'\n');
+        WriteCanonicalHeaders(ref w, headers);
+        w.Append((byte)'\n');
+        int signedHeadersStart = w.Length;
+        WriteSignedHeaders(ref w, headers);
+        int signedHeadersLength = w.Length - signedHeadersStart;
+        w.Append((byte)'\n');
+        w.AppendAscii(payloadHash);
+        return (signedHeadersStart, signedHeadersLength);
     }
 
     [System.Runtime.CompilerServices.InlineArray(Length)]
@@ -695,66 +760,46 @@ static class SigV4
     private static bool NeedsNormalizing(string path) =>
         path.Contains("//", StringComparison.Ordinal) || (path.Contains('.') && path.Contains("/.", StringComparison.Ordinal));
 
-    // Removes '.' and '..' segments and empty segments (RFC 3986 5.2.4 with '//' collapsed); keeps a trailing '/'.
+    // Removes '.' and '..' segments and empty segments (RFC 3986 5.2.4 with '//' collapsed). The result ends in '/'
+    // only when the path as sent does, as AWS's own signers (botocore, the CRT, smithy-rs) canonicalize it:
+    // "/a/b/." is "/a/b", "/a/b/.." is "/a", "/a/./" is "/a/".
     internal static string NormalizePath(string path)
     {
         var segments = new List<string>();
-        var parts = path.Split('/');
-        for (int i = 0; i < parts.Length; i++)
+        foreach (var part in path.Split('/'))
         {
-            string part = parts[i];
             if (part == "..") { if (segments.Count > 0) segments.RemoveAt(segments.Count - 1); }
             else if (part.Length > 0 && part != ".") segments.Add(part);
         }
-        string last = parts[^1];
-        bool trailingSlash = last.Length == 0 || last == "." || last == "..";
         string joined = "/" + string.Join('/', segments);
-        return trailingSlash && segments.Count > 0 ? joined + "/" : joined;
+        return path.EndsWith('/') && segments.Count > 0 ? joined + "/" : joined;
     }
 
-    // The query: decode what is sent, encode every name and value (RFC 3986), sort by encoded name then value,
-    // keep repeated names, and write a name without a value as "name=". Presigning adds the X-Amz-* parameters.
-    private static void WriteCanonicalQuery(ref ByteBuilder w, in SigningInput input, scoped ReadOnlySpan<KeyValuePair<string, string>> signedHeaders)
+    // The query exactly as given: split at '&' (a leading '?' belongs to the first name), decode each name and
+    // value, encode them (RFC 3986), sort by encoded name then value, keep repeated names, and write a name
+    // without a value as "name=".
+    private static void WriteCanonicalQuery(ref ByteBuilder w, string query)
     {
-        string query = input.Query;
-        if (query.Length == 0 && input.ExpiresSeconds == 0) return;
+        if (query.Length == 0) return;
 
         var encoded = new ByteBuilder(query.Length * 2 + 256);
         var ranges = ArrayPool<QueryRange>.Shared.Rent(16);
         int count = 0;
         try
         {
-            int start = 0;
-            while (start <= query.Length)
+            for (int start = 0, end; start <= query.Length; start = end + 1)
             {
-                int end = query.IndexOf('&', start);
+                end = query.IndexOf('&', start);
                 if (end < 0) end = query.Length;
-                if (end > start)
-                {
-                    var pair = query.AsSpan(start, end - start);
-                    int eq = pair.IndexOf('=');
-                    var name = eq < 0 ? pair : pair[..eq];
-                    var value = eq < 0 ? ReadOnlySpan<char>.Empty : pair[(eq + 1)..];
-                    bool skip = input.Received && (name.Equals("X-Amz-Signature", StringComparison.OrdinalIgnoreCase)
-                        || (input.ReceivedTokenUnsigned && name.Equals("X-Amz-Security-Token", StringComparison.OrdinalIgnoreCase)));
-                    if (!skip)
-                        AddRange(ref ranges, ref count, ref encoded, name, value, decode: true);
-                }
-                start = end + 1;
+                var pair = query.AsSpan(start, end - start);
+                if (pair.IsEmpty) continue;
+                int eq = pair.IndexOf('=');
+                AddRange(ref ranges, ref count, ref encoded, eq < 0 ? pair : pair[..eq], eq < 0 ? ReadOnlySpan<char>.Empty : pair[(eq + 1)..]);
             }
-            if (input.ExpiresSeconds != 0 && !input.Received)
-                foreach (var (name, value) in PresignParameters(input, signedHeaders, includeUnsignedToken: false))
-                    AddRange(ref ranges, ref count, ref encoded, name, value, decode: false);
 
-            var bytes = encoded.Written;
             var sorted = ranges.AsSpan(0, count);
-            for (int i = 1; i < sorted.Length; i++)
-            {
-                var item = sorted[i];
-                int j = i - 1;
-                while (j >= 0 && Compare(bytes, sorted[j], item) > 0) { sorted[j + 1] = sorted[j]; j--; }
-                sorted[j + 1] = item;
-            }
+            StableSort(sorted, new QueryRangeComparer(encoded.Buffer));
+            var bytes = encoded.Written;
             for (int i = 0; i < sorted.Length; i++)
             {
                 if (i > 0) w.Append((byte)'&');
@@ -769,7 +814,7 @@ static class SigV4
             encoded.Dispose();
         }
 
-        static void AddRange(ref QueryRange[] ranges, ref int count, ref ByteBuilder encoded, ReadOnlySpan<char> name, ReadOnlySpan<char> value, bool decode)
+        static void AddRange(ref QueryRange[] ranges, ref int count, ref ByteBuilder encoded, ReadOnlySpan<char> name, ReadOnlySpan<char> value)
         {
             if (count == ranges.Length)
             {
@@ -779,61 +824,70 @@ static class SigV4
                 ranges = bigger;
             }
             int start = encoded.Length;
-            AppendUriEncoded(ref encoded, name, decode, decode, keepSlash: false);
+            AppendUriEncoded(ref encoded, name, decodePercent: true, plusIsSpace: true, keepSlash: false);
             int nameLength = encoded.Length - start;
-            AppendUriEncoded(ref encoded, value, decode, decode, keepSlash: false);
+            AppendUriEncoded(ref encoded, value, decodePercent: true, plusIsSpace: true, keepSlash: false);
             ranges[count++] = new QueryRange(start, nameLength, encoded.Length - start - nameLength);
-        }
-
-        static int Compare(ReadOnlySpan<byte> bytes, QueryRange a, QueryRange b)
-        {
-            int c = bytes.Slice(a.Start, a.NameLength).SequenceCompareTo(bytes.Slice(b.Start, b.NameLength));
-            return c != 0 ? c : bytes.Slice(a.Start + a.NameLength, a.ValueLength).SequenceCompareTo(bytes.Slice(b.Start + b.NameLength, b.ValueLength));
         }
     }
 
     private readonly record struct QueryRange(int Start, int NameLength, int ValueLength);
 
-    // The X-Amz-* parameters of a presigned URL, in the order they are appended; X-Amz-Signature comes last, outside.
-    private static List<(string Name, string Value)> PresignParameters(in SigningInput input, ReadOnlySpan<KeyValuePair<string, string>> signedHeaders, bool includeUnsignedToken)
+    // Encoded query parameters, by name then value, ordinal (byte) order.
+    private readonly struct QueryRangeComparer(byte[] bytes) : IComparer<QueryRange>
     {
-        var signedNames = new StringBuilder();
-        foreach (var name in SignedHeaderNames(signedHeaders)) { if (signedNames.Length > 0) signedNames.Append(';'); signedNames.Append(name); }
-        var list = new List<(string, string)>(8)
+        public int Compare(QueryRange a, QueryRange b)
         {
-            ("X-Amz-Algorithm", input.Options.Algorithm == SigningAlgorithm.SigV4 ? AlgorithmV4 : AlgorithmV4a),
-            ("X-Amz-Credential", input.AccessKeyId + "/" + FormatScope(input)),
-            ("X-Amz-Date", input.AmzDate),
-            ("X-Amz-SignedHeaders", signedNames.ToString()),
-            ("X-Amz-Expires", input.ExpiresSeconds.ToString(CultureInfo.InvariantCulture)),
-        };
-        if (input.SessionToken is { } token && (input.SignsSessionToken || includeUnsignedToken)) list.Add(("X-Amz-Security-Token", token));
-        if (input.Options.Algorithm == SigningAlgorithm.SigV4a) list.Add(("X-Amz-Region-Set", input.Options.Region));
-        return list;
+            int c = bytes.AsSpan(a.Start, a.NameLength).SequenceCompareTo(bytes.AsSpan(b.Start, b.NameLength));
+            return c != 0 ? c : bytes.AsSpan(a.Start + a.NameLength, a.ValueLength).SequenceCompareTo(bytes.AsSpan(b.Start + b.NameLength, b.ValueLength));
+        }
+    }
+
+    // Header names, lowercase, ordinal order.
+    private readonly struct HeaderNameComparer : IComparer<KeyValuePair<string, string>>
+    {
+        public int Compare(KeyValuePair<string, string> a, KeyValuePair<string, string> b) => CompareLowercase(a.Key, b.Key);
+    }
+
+    // Stable, so that the values of a repeated header name keep the order they were given in.
+    private static void SortHeaders(Span<KeyValuePair<string, string>> headers) => StableSort(headers, new HeaderNameComparer());
+
+    // The X-Amz-* parameters of a presigned URL, encoded and joined with '&', without an unsigned session token
+    // (added after signing) and without X-Amz-Signature (last, after signing).
+    private static string PresignParameters(in SigningInput input, ReadOnlySpan<KeyValuePair<string, string>> sortedHeaders)
+    {
+        var text = new StringBuilder(256);
+        text.Append("X-Amz-Algorithm=").Append(input.Options.Algorithm == SigningAlgorithm.SigV4 ? AlgorithmV4 : AlgorithmV4a)
+            .Append("&X-Amz-Credential=").Append(Uri.EscapeDataString(input.AccessKeyId + "/" + FormatScope(input)))
+            .Append("&X-Amz-Date=").Append(input.AmzDate)
+            .Append("&X-Amz-SignedHeaders=");
+        for (int i = 0; i < sortedHeaders.Length; i++)
+        {
+            if (i > 0 && string.Equals(sortedHeaders[i - 1].Key, sortedHeaders[i].Key, StringComparison.OrdinalIgnoreCase)) continue;
+            if (i > 0) text.Append("%3B");
+            text.Append(Uri.EscapeDataString(sortedHeaders[i].Key.ToLowerInvariant()));
+        }
+        text.Append("&X-Amz-Expires=").Append(input.ExpiresSeconds.ToString(CultureInfo.InvariantCulture));
+        if (input.SignsSessionToken) text.Append("&X-Amz-Security-Token=").Append(Uri.EscapeDataString(input.SessionToken!));
+        if (input.Options.Algorithm == SigningAlgorithm.SigV4a) text.Append("&X-Amz-Region-Set=").Append(Uri.EscapeDataString(input.Options.Region));
+        return text.ToString();
     }
 
     // The headers to sign: the request's own, less those proxies and HTTP stacks change, plus the ones the signer
-    // adds (X-Amz-Date, the session token, x-amz-content-sha256, X-Amz-Region-Set), stably sorted by lowercase name.
+    // adds for header signing (X-Amz-Date, the session token, x-amz-content-sha256, X-Amz-Region-Set).
     private static int CollectHeaders(in SigningInput input, Span<KeyValuePair<string, string>> list)
     {
         var headers = input.Headers;
         int count = 0;
         for (int i = 0; i < headers.Count; i++)
-            if (input.Received || !IsNeverSigned(headers[i].Key))
+            if (!IsNeverSigned(headers[i].Key))
                 list[count++] = headers[i];
-        if (input.ExpiresSeconds == 0 && !input.Received)
+        if (input.ExpiresSeconds == 0)
         {
             list[count++] = new("x-amz-date", input.AmzDate);
             if (input.SignsSessionToken) list[count++] = new("x-amz-security-token", input.SessionToken!);
             if (input.AddsContentSha256) list[count++] = new("x-amz-content-sha256", input.PayloadHash);
             if (input.Options.Algorithm == SigningAlgorithm.SigV4a) list[count++] = new("x-amz-region-set", input.Options.Region);
-        }
-        for (int i = 1; i < count; i++)
-        {
-            var item = list[i];
-            int j = i - 1;
-            while (j >= 0 && CompareLowercase(list[j].Key, item.Key) > 0) { list[j + 1] = list[j]; j--; }
-            list[j + 1] = item;
         }
         return count;
     }
@@ -884,15 +938,6 @@ static class SigV4
             if (i > 0) w.Append((byte)';');
             w.AppendLowercase(sorted[i].Key);
         }
-    }
-
-    private static IEnumerable<string> SignedHeaderNames(ReadOnlySpan<KeyValuePair<string, string>> sorted)
-    {
-        var names = new List<string>(sorted.Length);
-        for (int i = 0; i < sorted.Length; i++)
-            if (i == 0 || !string.Equals(sorted[i - 1].Key, sorted[i].Key, StringComparison.OrdinalIgnoreCase))
-                names.Add(sorted[i].Key.ToLowerInvariant());
-        return names;
     }
 
     private static void AppendTrimmedValue(ref ByteBuilder w, string value)
@@ -982,15 +1027,15 @@ static class SigV4
     // ---------------------------------------------------------------------------------------------------------
 
     // The canonical request is all the builder holds so far: its hash goes at the end of the string to sign.
-    private static void WriteStringToSign(ref ByteBuilder w, in SigningInput input, SigningScope scope)
+    private static void WriteStringToSign(ref ByteBuilder w, string amzDate, SigningScope scope)
     {
         Span<byte> hash = stackalloc byte[32];
         var sha = t_sha256 ??= IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         sha.AppendData(w.Written);
         sha.GetHashAndReset(hash);
 
-        w.Append(input.Options.Algorithm == SigningAlgorithm.SigV4 ? "AWS4-HMAC-SHA256\n"u8 : "AWS4-ECDSA-P256-SHA256\n"u8);
-        w.AppendAscii(input.AmzDate);
+        w.Append(scope.Algorithm == SigningAlgorithm.SigV4 ? "AWS4-HMAC-SHA256\n"u8 : "AWS4-ECDSA-P256-SHA256\n"u8);
+        w.AppendAscii(amzDate);
         w.Append((byte)'\n');
         w.Append(scope.Scope);
         w.Append((byte)'\n');
@@ -999,7 +1044,8 @@ static class SigV4
 
     [ThreadStatic] private static IncrementalHash? t_sha256;
 
-    internal static string FormatScope(in SigningInput input) => Encoding.ASCII.GetString(SigningScope.Create(input, null).Scope);
+    internal static string FormatScope(in SigningInput input) =>
+        Encoding.ASCII.GetString(SigningScope.Create(input.AmzDate, input.Options, input.AccessKeyId, null).Scope);
 
     // ---------------------------------------------------------------------------------------------------------
     // Step 3: the signing key.
@@ -1145,53 +1191,41 @@ static class SigV4
     {
         ArgumentNullException.ThrowIfNull(stringToSign);
         ArgumentNullException.ThrowIfNull(signatureHex);
+        using var key = ECDsa.Create(new ECParameters { Curve = ECCurve.NamedCurves.nistP256, Q = publicKey });
+        return VerifySigV4a(Encoding.UTF8.GetBytes(stringToSign), signatureHex, key);
+    }
+
+    private static bool VerifySigV4a(ReadOnlySpan<byte> stringToSign, string signatureHex, ECDsa key)
+    {
         byte[] der;
         try { der = Convert.FromHexString(signatureHex); }
         catch (FormatException) { return false; }
-        using var key = ECDsa.Create(new ECParameters { Curve = ECCurve.NamedCurves.nistP256, Q = publicKey });
         Span<byte> hash = stackalloc byte[32];
-        SHA256.HashData(Encoding.UTF8.GetBytes(stringToSign), hash);
+        SHA256.HashData(stringToSign, hash);
         try { return key.VerifyHash(hash, der, DSASignatureFormat.Rfc3279DerSequence); }
         catch (CryptographicException) { return false; }
     }
 
-    private static string FormatOutput(ref ByteBuilder w, in SigningInput input, SigningScope scope, int signedHeadersStart, int signedHeadersLength,
-        scoped ReadOnlySpan<byte> signature)
-    {
-        if (input.ExpiresSeconds == 0)
-        {
-            // Authorization: ALGORITHM Credential=AKID/scope, SignedHeaders=a;b;c, Signature=hex
-            int start = w.Length;
-            w.Append(scope.AuthorizationPrefix);
-            w.AppendWritten(signedHeadersStart, signedHeadersLength);
-            w.Append(", Signature="u8);
-            w.AppendHex(signature);
-            var authorization = w.Written[start..];
-            return scope.IsAscii ? Encoding.ASCII.GetString(authorization) : Encoding.UTF8.GetString(authorization);
-        }
+    private static int ComputeSignature(ReadOnlySpan<byte> stringToSign, SigningScope scope, AwsCredentials credentials, Span<byte> signature) =>
+        scope.Algorithm == SigningAlgorithm.SigV4 ? SignV4(stringToSign, scope.Key!, signature) : SignV4a(stringToSign, credentials, signature);
 
-        // Query signing: the X-Amz-* parameters (with an unsigned session token, if any) and X-Amz-Signature last.
-        var names = Encoding.ASCII.GetString(w.Written.Slice(signedHeadersStart, signedHeadersLength)).Split(';');
-        var headerPairs = new KeyValuePair<string, string>[names.Length];
-        for (int i = 0; i < names.Length; i++) headerPairs[i] = new(names[i], "");
-        var query = new ByteBuilder(512);
-        try
-        {
-            foreach (var (name, value) in PresignParameters(input, headerPairs, includeUnsignedToken: true))
-            {
-                AppendUriEncoded(ref query, name, false, false, keepSlash: false);
-                query.Append((byte)'=');
-                AppendUriEncoded(ref query, value, false, false, keepSlash: false);
-                query.Append((byte)'&');
-            }
-            query.Append("X-Amz-Signature="u8);
-            query.AppendHex(signature);
-            return Encoding.ASCII.GetString(query.Written);
-        }
-        finally
-        {
-            query.Dispose();
-        }
+    // Authorization: ALGORITHM Credential=AKID/scope, SignedHeaders=a;b;c, Signature=hex
+    private static string FormatAuthorization(ref ByteBuilder w, SigningScope scope, (int Start, int Length) signedHeaders, scoped ReadOnlySpan<byte> signature)
+    {
+        int start = w.Length;
+        w.Append(scope.AuthorizationPrefix);
+        w.AppendWritten(signedHeaders.Start, signedHeaders.Length);
+        w.Append(", Signature="u8);
+        w.AppendHex(signature);
+        var authorization = w.Written[start..];
+        return scope.IsAscii ? Encoding.ASCII.GetString(authorization) : Encoding.UTF8.GetString(authorization);
+    }
+
+    // The X-Amz-* parameters, then an unsigned session token, then X-Amz-Signature last.
+    private static string FormatPresignedQuery(in SigningInput input, string presignParameters, ReadOnlySpan<byte> signature)
+    {
+        string unsignedToken = input.SessionToken is { } token && !input.SignsSessionToken ? "&X-Amz-Security-Token=" + Uri.EscapeDataString(token) : "";
+        return string.Concat(presignParameters, unsignedToken, "&X-Amz-Signature=", HexString(signature));
     }
 
     /// <summary>Recomputes the canonical request, string to sign and signed headers of a signature.</summary>
@@ -1200,16 +1234,38 @@ static class SigV4
         var w = new ByteBuilder(1024);
         try
         {
-            WriteCanonicalRequest(ref w, input, out int start, out int length);
-            int canonicalLength = w.Length;
-            WriteStringToSign(ref w, input, SigningScope.Create(input, null));
-            return (Encoding.UTF8.GetString(w.Written[..canonicalLength]), Encoding.UTF8.GetString(w.Written[canonicalLength..]),
-                Encoding.ASCII.GetString(w.Written.Slice(start, length)));
+            var signedHeaders = WriteCanonicalRequest(ref w, input, out _);
+            return Describe(ref w, input.AmzDate, SigningScope.Create(input.AmzDate, input.Options, input.AccessKeyId, null), signedHeaders);
         }
         finally
         {
             w.Dispose();
         }
+    }
+
+    /// <summary>The canonical request and string to sign of a request as given, signed with this access key id.</summary>
+    internal static (string CanonicalRequest, string StringToSign) Describe(in CanonicalRequestInput request, string accessKeyId)
+    {
+        var w = new ByteBuilder(1024);
+        try
+        {
+            var signedHeaders = WriteCanonicalRequest(ref w, request);
+            var (canonicalRequest, stringToSign, _) = Describe(ref w, request.AmzDate, SigningScope.Create(request.AmzDate, request.Options, accessKeyId, null), signedHeaders);
+            return (canonicalRequest, stringToSign);
+        }
+        finally
+        {
+            w.Dispose();
+        }
+    }
+
+    // The builder holds the canonical request: adds the string to sign and returns the three texts.
+    private static (string CanonicalRequest, string StringToSign, string SignedHeaders) Describe(ref ByteBuilder w, string amzDate, SigningScope scope, (int Start, int Length) signedHeaders)
+    {
+        int canonicalLength = w.Length;
+        WriteStringToSign(ref w, amzDate, scope);
+        return (Encoding.UTF8.GetString(w.Written[..canonicalLength]), Encoding.UTF8.GetString(w.Written[canonicalLength..]),
+            Encoding.ASCII.GetString(w.Written.Slice(signedHeaders.Start, signedHeaders.Length)));
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -1244,7 +1300,8 @@ static class SigV4
         var signature = Sign(request.Method.Method, path, query, headers, payloadHash, options.Clock.GetUtcNow(), credentials, options);
         foreach (var (name, value) in signature.HeadersToAdd)
         {
-            request.Headers.TryAddWithoutValidation(name, value);
+            if (name == "Authorization") SetAuthorization(request.Headers, value);
+            else request.Headers.TryAddWithoutValidation(name, value);
             if (name == "x-amz-content-sha256") request.Options.Set(AddedContentSha256, true);
         }
         return signature;
@@ -1255,16 +1312,46 @@ static class SigV4
     /// Signs the host only; the payload is <see cref="UnsignedPayload"/> for the S3 family, else the empty body's
     /// hash (or <see cref="SigV4Options.PayloadHash"/> when set). The time comes from <see cref="SigV4Options.Clock"/>.
     /// </summary>
+    /// <param name="method">The HTTP method the URL will be used with.</param>
+    /// <param name="uri">The absolute URI to presign; its query is kept, ahead of the X-Amz-* parameters.</param>
+    /// <param name="expiresIn">How long the URL is valid: whole seconds, from 1 second to 7 days.</param>
+    /// <param name="credentials">The credentials.</param>
+    /// <param name="options">Service, region and choices.</param>
     /// <exception cref="ArgumentOutOfRangeException">The expiry is outside 1 second to 7 days.</exception>
-    public static Uri Presign(HttpMethod method, Uri uri, AwsCredentials credentials, SigV4Options options, TimeSpan expiresIn)
+    /// <exception cref="ArgumentException">The URI is relative, or its query is already presigned.</exception>
+    public static Uri Presign(HttpMethod method, Uri uri, TimeSpan expiresIn, AwsCredentials credentials, SigV4Options options) =>
+        Presign(method, uri, Array.Empty<KeyValuePair<string, string>>(), expiresIn, credentials, options);
+
+    /// <summary>
+    /// Returns a presigned URL for <paramref name="uri"/> that also signs <paramref name="headers"/>: whoever uses
+    /// the URL must send those headers with those values (an EKS token signs <c>x-k8s-aws-id</c>; an S3 upload may
+    /// sign <c>content-type</c> or a checksum header). Otherwise as <see cref="Presign(HttpMethod, Uri, TimeSpan, AwsCredentials, SigV4Options)"/>.
+    /// </summary>
+    /// <param name="method">The HTTP method the URL will be used with.</param>
+    /// <param name="uri">The absolute URI to presign; its query is kept, ahead of the X-Amz-* parameters.</param>
+    /// <param name="headers">The headers to sign besides Host, which comes from <paramref name="uri"/>.</param>
+    /// <param name="expiresIn">How long the URL is valid: whole seconds, from 1 second to 7 days.</param>
+    /// <param name="credentials">The credentials.</param>
+    /// <param name="options">Service, region and choices.</param>
+    /// <exception cref="ArgumentOutOfRangeException">The expiry is outside 1 second to 7 days.</exception>
+    /// <exception cref="ArgumentException">The URI is relative, its query is already presigned, or a header is malformed or is Host.</exception>
+    public static Uri Presign(HttpMethod method, Uri uri, IReadOnlyList<KeyValuePair<string, string>> headers, TimeSpan expiresIn,
+        AwsCredentials credentials, SigV4Options options)
     {
         ArgumentNullException.ThrowIfNull(method);
+        ArgumentNullException.ThrowIfNull(headers);
         ArgumentNullException.ThrowIfNull(options);
         uri = RequireAbsolute(uri, nameof(uri));
         var (path, query) = SplitPathAndQuery(uri);
         string payloadHash = options.PayloadHash ?? (options.AddContentSha256Header ? UnsignedPayload : EmptyPayloadHash);
-        var headers = new[] { new KeyValuePair<string, string>("Host", HostHeader(uri)) };
-        var signature = Presign(method.Method, path, query, headers, payloadHash, options.Clock.GetUtcNow(), expiresIn, credentials, options);
+        var signed = new List<KeyValuePair<string, string>>(headers.Count + 1) { new("Host", HostHeader(uri)) };
+        foreach (var header in headers)
+        {
+            if (header.Key is not null && header.Key.Equals("Host", StringComparison.OrdinalIgnoreCase))
+                throw new ArgumentException("The headers to sign include Host; remove it: the host comes from the URI (with :port when it is not the scheme's default).", nameof(headers));
+            signed.Add(header);
+        }
+        var signature = Presign(method.Method, path, query, signed, payloadHash, options.Clock.GetUtcNow(), expiresIn, credentials, options);
         var text = uri.GetLeftPart(UriPartial.Authority) + path + "?" + (query.Length > 0 ? query + "&" : "") + signature.QueryParameters;
         return new Uri(text, new UriCreationOptions { DangerousDisablePathAndQueryCanonicalization = true });
     }
@@ -1377,6 +1464,15 @@ static class SigV4
         }
     }
 
+    // Typed, so that request.Headers.Authorization reads it (HttpHeaders cannot parse the value as its own kind of
+    // AuthenticationHeaderValue: the credential's '/' is not a token character); written on the wire as given.
+    private static void SetAuthorization(HttpRequestHeaders headers, string value)
+    {
+        int space = value.IndexOf(' ');
+        string scheme = value.AsSpan(0, space) is AlgorithmV4 ? AlgorithmV4 : AlgorithmV4a;
+        headers.Authorization = new AuthenticationHeaderValue(scheme, value[(space + 1)..]);
+    }
+
     private static string? ValueOf(HttpHeaders headers, string name) =>
         headers.NonValidated.TryGetValues(name, out var values) ? values.ToString().Trim() : null;
 
@@ -1387,10 +1483,15 @@ static class SigV4
         return uri.IsDefaultPort ? host : host + ":" + uri.Port.ToString(CultureInfo.InvariantCulture);
     }
 
-    // The path and query exactly as HttpClient puts them on the request line.
-    internal static (string Path, string Query) SplitPathAndQuery(Uri uri)
+    /// <summary>
+    /// The path and query of <paramref name="uri"/> exactly as HttpClient puts them on the request line, ready for
+    /// <see cref="Sign"/>, <see cref="Presign(string, string, string, IReadOnlyList{KeyValuePair{string, string}}, string, DateTimeOffset, TimeSpan, AwsCredentials, SigV4Options)"/>
+    /// and <c>SigV4Verifier.Verify</c>: the query is everything after the first <c>?</c>, without it.
+    /// </summary>
+    /// <exception cref="ArgumentException">The URI is relative.</exception>
+    public static (string Path, string Query) SplitPathAndQuery(Uri uri)
     {
-        string pathAndQuery = uri.PathAndQuery;
+        string pathAndQuery = RequireAbsolute(uri, nameof(uri)).PathAndQuery;
         int hash = pathAndQuery.IndexOf('#');
         if (hash >= 0) pathAndQuery = pathAndQuery[..hash];
         int q = pathAndQuery.IndexOf('?');
@@ -1401,25 +1502,102 @@ static class SigV4
     // Helpers.
     // ---------------------------------------------------------------------------------------------------------
 
-    private static bool HasQueryParameter(string query, string name)
+    // The X-Amz-* parameters a presigned URL carries. A second X-Amz-Expires (or Credential, Date, ...) in the
+    // caller's query would be signed too, and a server that reads the first one would see another expiry.
+    internal static readonly string[] PresignParameterNames =
+        ["X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Security-Token", "X-Amz-Region-Set"];
+
+    private static void RefusePresignParameters(string query)
     {
-        foreach (var part in query.TrimStart('?').Split('&'))
+        foreach (var part in query.Split('&'))
         {
             int eq = part.IndexOf('=');
-            if ((eq < 0 ? part : part[..eq]).Equals(name, StringComparison.OrdinalIgnoreCase)) return true;
+            string name = DecodeQueryText(eq < 0 ? part : part[..eq]);
+            foreach (var reserved in PresignParameterNames)
+            {
+                if (!name.Equals(reserved, StringComparison.OrdinalIgnoreCase)) continue;
+                throw new ArgumentException(reserved == "X-Amz-Signature"
+                    ? "The query already has X-Amz-Signature: the URL is already presigned. Presign the unsigned URL."
+                    : $"The query already has {reserved}: presigning adds {string.Join(", ", PresignParameterNames)} itself, and a second one would be signed " +
+                      "with it (a server reading the first would see another expiry or credential). Remove it from the query.", nameof(query));
+            }
         }
-        return false;
     }
+
+    // A query name or value as the server reads it: '+' is a space, then percent-decoded.
+    internal static string DecodeQueryText(string text) => Uri.UnescapeDataString(text.Replace('+', ' '));
+
+    // The value is never shown: it may be a secret.
+    private static string ControlCharacterMessage(string name, char control) => control is '\r' or '\n'
+        ? $"The value of header '{name}' has a CR or LF character: that would inject a header. Remove line breaks from the value."
+        : $"The value of header '{name}' has the control character U+{(int)control:X4}; HTTP allows none in a header value but tab. Remove it from the value.";
 
     private static bool IsToken(string s) => s.AsSpan().IndexOfAnyExcept(s_tokenChars) < 0;
 
     private static readonly SearchValues<char> s_tokenChars =
         SearchValues.Create("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
+    // What HTTP forbids in a header value (RFC 9110 5.5): the C0 controls but tab, and DEL.
+    private static readonly SearchValues<char> s_controlCharacters = SearchValues.Create(
+        "\u0000\u0001\u0002\u0003\u0004\u0005\u0006\u0007\u0008\u000A\u000B\u000C\u000D\u000E\u000F" +
+        "\u0010\u0011\u0012\u0013\u0014\u0015\u0016\u0017\u0018\u0019\u001A\u001B\u001C\u001D\u001E\u001F\u007F");
     private static readonly SearchValues<char> s_lowercaseHex = SearchValues.Create("0123456789abcdef");
     private static readonly SearchValues<char> s_unreserved =
         SearchValues.Create("-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
     private static readonly SearchValues<char> s_unreservedAndSlash =
         SearchValues.Create("-._~/0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
+
+    // A stable sort in O(n log n): insertion sort for short runs (requests have few headers and parameters), merged
+    // in pooled scratch space above that, so that a request with many is no quadratic cost.
+    private static void StableSort<T, TComparer>(Span<T> items, TComparer comparer) where TComparer : IComparer<T>
+    {
+        if (items.Length <= InsertionSortLength)
+        {
+            InsertionSort(items, comparer);
+            return;
+        }
+        var scratch = ArrayPool<T>.Shared.Rent(items.Length);
+        try
+        {
+            MergeSort(items, scratch.AsSpan(0, items.Length), comparer);
+        }
+        finally
+        {
+            ArrayPool<T>.Shared.Return(scratch, clearArray: System.Runtime.CompilerServices.RuntimeHelpers.IsReferenceOrContainsReferences<T>());
+        }
+    }
+
+    private const int InsertionSortLength = 16;
+
+    private static void MergeSort<T, TComparer>(Span<T> items, Span<T> scratch, TComparer comparer) where TComparer : IComparer<T>
+    {
+        if (items.Length <= InsertionSortLength)
+        {
+            InsertionSort(items, comparer);
+            return;
+        }
+        int middle = items.Length / 2;
+        MergeSort(items[..middle], scratch[..middle], comparer);
+        MergeSort(items[middle..], scratch[middle..], comparer);
+        if (comparer.Compare(items[middle - 1], items[middle]) <= 0) return; // already in order: sorted input costs O(n)
+        items.CopyTo(scratch);
+        int left = 0, right = middle, next = 0;
+        while (left < middle && right < items.Length)
+            items[next++] = comparer.Compare(scratch[right], scratch[left]) < 0 ? scratch[right++] : scratch[left++];
+        scratch[left..middle].CopyTo(items[next..]);
+        next += middle - left;
+        scratch[right..items.Length].CopyTo(items[next..]);
+    }
+
+    private static void InsertionSort<T, TComparer>(Span<T> items, TComparer comparer) where TComparer : IComparer<T>
+    {
+        for (int i = 1; i < items.Length; i++)
+        {
+            var item = items[i];
+            int j = i - 1;
+            while (j >= 0 && comparer.Compare(items[j], item) > 0) { items[j + 1] = items[j]; j--; }
+            items[j + 1] = item;
+        }
+    }
 
     private static int CompareLowercase(string a, string b)
     {
@@ -1470,6 +1648,9 @@ static class SigV4
         public ByteBuilder(int capacity) { _buffer = ArrayPool<byte>.Shared.Rent(capacity); Length = 0; }
 
         public readonly ReadOnlySpan<byte> Written => _buffer.AsSpan(0, Length);
+
+        // The array under Written, for comparers that cannot hold a span; valid until the next append.
+        public readonly byte[] Buffer => _buffer;
 
         public void Append(byte b)
         {
@@ -1541,6 +1722,18 @@ static class SigV4
 /// its provider gives at that moment: a retried request or a long-lived HttpClient with rotating credentials stays
 /// valid. A request may carry its own options under <see cref="OptionsKey"/> (another service or region).
 /// </summary>
+/// <remarks>
+/// <para>Use it directly, <c>new HttpClient(new SigV4Handler(credentials, options))</c>, or register it with
+/// IHttpClientFactory, <c>services.AddHttpClient("name").AddHttpMessageHandler(() => new SigV4Handler(credentials, options))</c>.</para>
+/// <para>Redirects: no signed header, token or signature ever reaches a host other than the one signed for. On its
+/// first send the handler turns off automatic redirects in the <see cref="SocketsHttpHandler"/> or
+/// <see cref="HttpClientHandler"/> at the end of its chain (those would forward <c>X-Amz-Security-Token</c> and
+/// <c>X-Amz-Date</c> to any host), and follows a redirect itself only to the same scheme, host and port, signing the
+/// redirected request afresh; a redirect elsewhere is returned untouched, as the 3xx response. If that handler had
+/// redirects off, none are followed. If it has already sent requests, so that the setting can no longer change, the
+/// send fails with an <see cref="InvalidOperationException"/>. A custom inner handler that follows redirects itself
+/// is not detected: give such a handler redirects off.</para>
+/// </remarks>
 #if SIGV4LITE_PUBLIC
 public
 #else
@@ -1551,12 +1744,23 @@ sealed class SigV4Handler : DelegatingHandler
     /// <summary>The request option that overrides the handler's <see cref="SigV4Options"/> for one request.</summary>
     public static readonly HttpRequestOptionsKey<SigV4Options> OptionsKey = new("SigV4Lite.SigV4Options");
 
+    // HttpClientHandler's and SocketsHttpHandler's default limit.
+    private const int DefaultMaxRedirects = 50;
+
     private readonly IAwsCredentialsProvider _credentials;
     private readonly SigV4Options _options;
+    private readonly object _firstSend = new();
+    private int _maxRedirects = -1; // same-origin redirects to follow; -1 until the first send has looked at the inner handler
 
-    /// <summary>Creates a handler that signs and then sends through a new <see cref="SocketsHttpHandler"/>.</summary>
+    /// <summary>
+    /// Creates a handler with no inner handler yet: IHttpClientFactory gives it one (<c>AddHttpMessageHandler</c>);
+    /// used directly, it sends through a new <see cref="SocketsHttpHandler"/> that it creates on its first send.
+    /// </summary>
     public SigV4Handler(IAwsCredentialsProvider credentials, SigV4Options options)
-        : this(credentials, options, new SocketsHttpHandler()) { }
+    {
+        _credentials = credentials ?? throw new ArgumentNullException(nameof(credentials));
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+    }
 
     /// <summary>Creates a handler that signs and then passes requests to <paramref name="innerHandler"/>.</summary>
     public SigV4Handler(IAwsCredentialsProvider credentials, SigV4Options options, HttpMessageHandler innerHandler)
@@ -1566,12 +1770,102 @@ sealed class SigV4Handler : DelegatingHandler
         _options = options ?? throw new ArgumentNullException(nameof(options));
     }
 
-    /// <summary>Signs the request, then sends it.</summary>
+    /// <summary>Signs the request, then sends it; follows a redirect to the same origin, signed afresh.</summary>
+    /// <exception cref="InvalidOperationException">The inner handler follows redirects and has already sent
+    /// requests, so that this handler cannot turn that off.</exception>
     protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        int maxRedirects = Volatile.Read(ref _maxRedirects);
+        if (maxRedirects < 0) maxRedirects = TakeOverRedirects();
+        var response = await SignAndSendAsync(request, cancellationToken).ConfigureAwait(false);
+        for (int redirects = 0; redirects < maxRedirects && SameOriginRedirect(request, response) is { } location; redirects++)
+        {
+            response.Dispose();
+            Redirect(request, response.StatusCode, location);
+            response = await SignAndSendAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+        return response;
+    }
+
+    private async Task<HttpResponseMessage> SignAndSendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         var options = request.Options.TryGetValue(OptionsKey, out var own) ? own : _options;
         var credentials = await _credentials.GetCredentialsAsync(cancellationToken).ConfigureAwait(false);
         await SigV4.SignAsync(request, credentials, options, cancellationToken).ConfigureAwait(false);
         return await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+    }
+
+    // Once, on the first send: creates the inner handler if there is none, and takes over redirects from the
+    // handler at the end of the chain. Returns how many same-origin redirects to follow.
+    private int TakeOverRedirects()
+    {
+        lock (_firstSend)
+        {
+            if (_maxRedirects >= 0) return _maxRedirects;
+            int maxRedirects;
+            if (InnerHandler is null)
+            {
+                InnerHandler = new SocketsHttpHandler { AllowAutoRedirect = false };
+                maxRedirects = DefaultMaxRedirects;
+            }
+            else
+                maxRedirects = TurnOffAutoRedirect(InnerHandler);
+            Volatile.Write(ref _maxRedirects, maxRedirects);
+            return maxRedirects;
+        }
+    }
+
+    private static int TurnOffAutoRedirect(HttpMessageHandler handler)
+    {
+        while (handler is DelegatingHandler { InnerHandler: { } inner })
+            handler = inner;
+        try
+        {
+            switch (handler)
+            {
+                case SocketsHttpHandler { AllowAutoRedirect: true } sockets:
+                    sockets.AllowAutoRedirect = false;
+                    return sockets.MaxAutomaticRedirections;
+                case HttpClientHandler { AllowAutoRedirect: true } client:
+                    client.AllowAutoRedirect = false;
+                    return client.MaxAutomaticRedirections;
+                default:
+                    return 0;
+            }
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new InvalidOperationException(
+                $"The {handler.GetType().Name} under SigV4Handler follows redirects (AllowAutoRedirect is true) and has already sent requests, so SigV4Handler " +
+                "cannot turn that off: a redirect would carry X-Amz-Security-Token and X-Amz-Date to whatever host it names. Create that handler with " +
+                "AllowAutoRedirect = false (SigV4Handler then follows same-origin redirects itself, signing each afresh), or give SigV4Handler a handler that has not sent yet.", e);
+        }
+    }
+
+    // The Location of a redirect to the same scheme, host and port as the request; null for any other response.
+    private static Uri? SameOriginRedirect(HttpRequestMessage request, HttpResponseMessage response)
+    {
+        if (response.StatusCode is not (HttpStatusCode.MultipleChoices or HttpStatusCode.MovedPermanently or HttpStatusCode.Found
+            or HttpStatusCode.SeeOther or HttpStatusCode.TemporaryRedirect or HttpStatusCode.PermanentRedirect))
+            return null;
+        if (response.Headers.Location is not { } location || request.RequestUri is not { IsAbsoluteUri: true } from)
+            return null;
+        var to = location.IsAbsoluteUri ? location : new Uri(from, location);
+        return Uri.Compare(from, to, UriComponents.SchemeAndServer, UriFormat.UriEscaped, StringComparison.OrdinalIgnoreCase) == 0 ? to : null;
+    }
+
+    // As HttpClient redirects: 303, and 301 or 302 after a POST, become a GET without a body; 307 and 308 keep the
+    // method and body.
+    private static void Redirect(HttpRequestMessage request, HttpStatusCode status, Uri location)
+    {
+        bool toGet = status == HttpStatusCode.SeeOther ? request.Method != HttpMethod.Get && request.Method != HttpMethod.Head
+            : status is HttpStatusCode.MultipleChoices or HttpStatusCode.MovedPermanently or HttpStatusCode.Found && request.Method == HttpMethod.Post;
+        if (toGet)
+        {
+            request.Method = HttpMethod.Get;
+            request.Content = null;
+            request.Headers.TransferEncodingChunked = false;
+        }
+        request.RequestUri = location;
     }
 }

@@ -86,6 +86,42 @@ public class BadInputTests
         AssertHelpful(e, "x-amz-meta-a", "CR or LF", "Remove");
     }
 
+    [TestCase("a\0b", 0x00, TestName = "Header value: NUL (plain values)")]
+    [TestCase("a\u0001b", 0x01, TestName = "Header value: U+0001 (plain values)")]
+    [TestCase("a\u000Bb", 0x0B, TestName = "Header value: vertical tab (plain values)")]
+    [TestCase("a\u001Fb", 0x1F, TestName = "Header value: U+001F (plain values)")]
+    [TestCase("a\u007Fb", 0x7F, TestName = "Header value: DEL (plain values)")]
+    public void ControlCharacterInHeaderValue(string value, int control)
+    {
+        const string secretLooking = "wJalrXUtnFEMI";
+        var e = Assert.Throws<ArgumentException>(() => Sign(Headers(("Host", "example.amazonaws.com"), ("x-amz-meta-a", secretLooking + value))))!;
+        AssertHelpful(e, "x-amz-meta-a", $"U+{control:X4}", "tab", "Remove");
+        Assert.That(e.ParamName, Is.EqualTo("headers"));
+        Assert.That(e.Message, Does.Not.Contain(secretLooking), "the value is never shown");
+    }
+
+    [Test]
+    public void TabAndNonAsciiInHeaderValue_AreSigned()
+    {
+        var signature = Sign(Headers(("Host", "example.amazonaws.com"), ("x-amz-meta-a", "a\tb \u00e9")));
+        Assert.That(signature.CanonicalRequest.Split('\n'), Does.Contain("x-amz-meta-a:a b \u00e9"), "a tab is white space, collapsed");
+    }
+
+    [Test]
+    public async Task ControlCharacterInHeaderValue_ThroughTheHandler_NothingIsSent()
+    {
+        await using var server = new LoopbackServer();
+        using var client = new HttpClient(new SigV4Handler(Credentials(Token), Generic));
+        using var request = new HttpRequestMessage(HttpMethod.Get, server.BaseAddress + "/");
+        Assert.That(request.Headers.TryAddWithoutValidation("x-amz-meta-a", "a\0b"), Is.True, "HttpHeaders accepts it without validation");
+
+        var e = Assert.ThrowsAsync<ArgumentException>(() => client.SendAsync(request))!;
+
+        AssertHelpful(e, "x-amz-meta-a", "U+0000");
+        await server.DisposeAsync();
+        Assert.That(server.Requests, Is.Empty);
+    }
+
     [TestCase("a\r\nInjected: b", TestName = "Header value: CR LF (HttpRequestMessage)")]
     [TestCase("a\nb", TestName = "Header value: LF (HttpRequestMessage)")]
     public void LineBreakInHeaderValue_HttpRequestMessage(string value)
@@ -138,7 +174,7 @@ public class BadInputTests
     [Test]
     public void RelativeUriToPresign()
     {
-        var e = Assert.Throws<ArgumentException>(() => SigV4.Presign(HttpMethod.Get, new Uri("file.txt", UriKind.Relative), Credentials(Token), Generic, TimeSpan.FromMinutes(1)))!;
+        var e = Assert.Throws<ArgumentException>(() => SigV4.Presign(HttpMethod.Get, new Uri("file.txt", UriKind.Relative), TimeSpan.FromMinutes(1), Credentials(Token), Generic))!;
         AssertHelpful(e, "relative", "absolute");
     }
 
@@ -160,6 +196,33 @@ public class BadInputTests
             TimeSpan.FromMinutes(1), Credentials(Token), Generic))!;
         AssertHelpful(e, "X-Amz-Signature", "already presigned");
     }
+
+    // A query that already holds a presigning parameter would have it signed next to the presigner's own: a server
+    // reading the first X-Amz-Expires would see the caller's expiry.
+    [TestCase("X-Amz-Expires=604800", "X-Amz-Expires")]
+    [TestCase("a=1&x-amz-expires=604800", "X-Amz-Expires")]
+    [TestCase("X%2DAmz%2DExpires=604800", "X-Amz-Expires")]
+    [TestCase("X-Amz-Algorithm=AWS4-HMAC-SHA256", "X-Amz-Algorithm")]
+    [TestCase("X-Amz-Credential=AKIDOTHER%2F20150830%2Fus-east-1%2Fservice%2Faws4_request", "X-Amz-Credential")]
+    [TestCase("X-Amz-Date=20990101T000000Z", "X-Amz-Date")]
+    [TestCase("X-Amz-SignedHeaders=host", "X-Amz-SignedHeaders")]
+    [TestCase("X-Amz-Security-Token=other", "X-Amz-Security-Token")]
+    [TestCase("X-Amz-Region-Set=*", "X-Amz-Region-Set")]
+    public void PresignedQueryWithAPresigningParameter_IsRefused(string query, string name)
+    {
+        var e = Assert.Throws<ArgumentException>(() => SigV4.Presign("GET", "/", query, HostOnly, EmptyHash, Time,
+            TimeSpan.FromMinutes(1), Credentials(Token), Generic))!;
+        Assert.That(e.ParamName, Is.EqualTo("query"));
+        AssertHelpful(e, "already has " + name, "Remove it");
+
+        var uri = new Uri("https://example.amazonaws.com/?" + query);
+        var e2 = Assert.Throws<ArgumentException>(() => SigV4.Presign(HttpMethod.Get, uri, TimeSpan.FromMinutes(1), Credentials(Token), Generic))!;
+        AssertHelpful(e2, "already has " + name);
+    }
+
+    [Test]
+    public void HeaderSignedQueryMayHoldThem() =>
+        Assert.That(Sign(HostOnly, query: "X-Amz-Expires=60").Authorization, Is.Not.Null, "only a presigned URL adds those parameters");
 
     [Test]
     public void SessionTokenHeaderAlreadyThere()

@@ -113,4 +113,27 @@ public class CanonicalHeaderTests
         Assert.That(signature.CanonicalRequest, Is.EqualTo(expected));
         Assert.That(request.Headers.GetValues("Authorization").Single(), Is.EqualTo(Authorization(expected, signedHeaders, AmzDate, "us-east-1", "service")));
     }
+
+    // More headers than the short-run sort handles: any order gives headers sorted by lowercase name, the values
+    // of a repeated name joined in the order they were given.
+    [TestCase(17)]
+    [TestCase(300)]
+    public void ManyHeadersAreSortedAndRepeatedValuesKeepTheirOrder(int count)
+    {
+        var headers = Enumerable.Range(0, count)
+            .Select(i => ((i % 2 == 0 ? "X-Amz-Meta-" : "x-amz-meta-") + (i % 23).ToString("D2", System.Globalization.CultureInfo.InvariantCulture), "v" + i.ToString(System.Globalization.CultureInfo.InvariantCulture)))
+            .ToList();
+        var random = new Random(count);
+        foreach (var order in new[] { headers, headers.OrderByDescending(h => h.Item1.ToLowerInvariant(), StringComparer.Ordinal).ToList(), headers.OrderBy(_ => random.Next()).ToList() })
+        {
+            // Within one name, the values go in the order they are given: the expected text follows the given order.
+            string expectedForOrder = string.Join('\n', order.GroupBy(h => h.Item1.ToLowerInvariant()).OrderBy(g => g.Key, StringComparer.Ordinal)
+                .Select(g => g.Key + ":" + string.Join(',', g.Select(h => h.Item2))));
+            var signature = SigV4.Sign("GET", "/", "", Headers([("Host", "example.amazonaws.com"), .. order]), EmptyHash, Time, Credentials(), Generic);
+            var lines = signature.CanonicalRequest.Split('\n');
+            string amzHeaders = string.Join('\n', lines.Where(l => l.StartsWith("x-amz-meta-", StringComparison.Ordinal)));
+            Assert.That(amzHeaders, Is.EqualTo(expectedForOrder));
+            Assert.That(signature.SignedHeaders, Does.StartWith("host;x-amz-date;x-amz-meta-00;x-amz-meta-01;"));
+        }
+    }
 }

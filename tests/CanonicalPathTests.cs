@@ -175,6 +175,31 @@ public class CanonicalPathTests
         Assert.That(options.SignSessionToken, Is.True);
     }
 
+    // botocore, the CRT (aws-c-auth), smithy-rs aws-sigv4 and Fluent Bit end the canonical path in '/' only when the
+    // path as sent does: a final dot segment leaves no slash behind.
+    [TestCase("/a/b/.", "/a/b", TestName = "Dot segments: a final '.' leaves no trailing slash")]
+    [TestCase("/a/b/..", "/a", TestName = "Dot segments: a final '..' leaves no trailing slash")]
+    [TestCase("/a/b/./", "/a/b/", TestName = "Dot segments: a final './' keeps the slash sent")]
+    [TestCase("/a/b/../", "/a/", TestName = "Dot segments: a final '../' keeps the slash sent")]
+    [TestCase("/a/..", "/", TestName = "Dot segments: back to the root")]
+    [TestCase("/.", "/", TestName = "Dot segments: the root's '.'")]
+    [TestCase("/..", "/", TestName = "Dot segments: '..' above the root stays at the root")]
+    [TestCase("/a/./b/../c", "/a/c", TestName = "Dot segments: in the middle")]
+    [TestCase("/a//b//", "/a/b/", TestName = "Dot segments: '//' collapsed, the final slash kept")]
+    [TestCase("/a/.b/..c/", "/a/.b/..c/", TestName = "Dot segments: names that start with dots are not dot segments")]
+    public void DotSegmentsAsAwsSignersResolveThem(string wirePath, string expected) =>
+        Assert.That(CanonicalPath(wirePath, Generic), Is.EqualTo(expected));
+
+    [Test]
+    public void DotSegments_FullCanonicalRequestAndSignature()
+    {
+        var signature = SigV4.Sign("GET", "/a/b/..", "", Headers(("Host", "example.amazonaws.com")), EmptyHash, Time, Credentials(), Generic);
+
+        const string expected = "GET\n/a\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\n" + EmptyHash;
+        Assert.That(signature.CanonicalRequest, Is.EqualTo(expected));
+        Assert.That(signature.Authorization, Is.EqualTo(Authorization(expected, "host;x-amz-date", AmzDate, "us-east-1", "service")));
+    }
+
     [Test]
     public void EmptyPathIsTheRoot() =>
         Assert.That(CanonicalPath("", Generic), Is.EqualTo("/"));

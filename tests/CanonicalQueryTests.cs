@@ -30,8 +30,57 @@ public class CanonicalQueryTests
     // Sorted by name, then by value: sorting whole "name=value" strings would put a-b=1 first ('-' < '=').
     [TestCase("a-b=1&a=2&a=1", "a=1&a=2&a-b=1", TestName = "Query: sorted by name, then by value")]
     [TestCase("b=1&B=2&a=3", "B=2&a=3&b=1", TestName = "Query: ordinal sort, uppercase first")]
+    // The query is what follows the first '?': in ".../invocations??a=1" it is "?a=1", whose first name is "?a", as
+    // the server reads it (botocore and the CRT sign %3Fa).
+    [TestCase("?a=1", "%3Fa=1", TestName = "Query: a leading '?' belongs to the first name")]
+    [TestCase("??a=1&b", "%3F%3Fa=1&b=", TestName = "Query: two leading '?'")]
+    [TestCase("?", "%3F=", TestName = "Query: a lone '?' is a name")]
+    [TestCase("a=1&&b=2&", "a=1&b=2", TestName = "Query: empty parameters are dropped")]
     public void CanonicalQueryIs(string wireQuery, string expected) =>
         Assert.That(CanonicalQuery(wireQuery), Is.EqualTo(expected));
+
+    [Test]
+    public async Task QueryStartingWithQuestionMark_ThroughSignAsync()
+    {
+        var uri = new Uri("https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/f/invocations??a=1");
+        Assert.That(uri.Query, Is.EqualTo("??a=1"), "System.Uri keeps the second '?'");
+        using var request = new HttpRequestMessage(HttpMethod.Post, uri);
+
+        var signature = await SigV4.SignAsync(request, Credentials(), new SigV4Options("lambda", "us-east-1") { Clock = new ManualClock(Time) });
+
+        Assert.That(Line(signature.CanonicalRequest, 2), Is.EqualTo("%3Fa=1"));
+        Assert.That(signature.Signature, Is.EqualTo(Signature(signature.CanonicalRequest, AmzDate, "us-east-1", "lambda")));
+        Assert.That(SigV4.SplitPathAndQuery(uri), Is.EqualTo(("/2015-03-31/functions/f/invocations", "?a=1")));
+    }
+
+    [TestCase("https://example.amazonaws.com/a%20b/c?x=1&y=%2B#frag", "/a%20b/c", "x=1&y=%2B", TestName = "SplitPathAndQuery: no fragment, escapes kept")]
+    [TestCase("https://example.amazonaws.com", "/", "", TestName = "SplitPathAndQuery: no path")]
+    [TestCase("https://example.amazonaws.com/a?", "/a", "", TestName = "SplitPathAndQuery: empty query")]
+    public void SplitPathAndQuery_IsWhatHttpClientSends(string uri, string path, string query) =>
+        Assert.That(SigV4.SplitPathAndQuery(new Uri(uri)), Is.EqualTo((path, query)));
+
+    [Test]
+    public void SplitPathAndQuery_RelativeUri_IsRefused()
+    {
+        var e = Assert.Throws<ArgumentException>(() => SigV4.SplitPathAndQuery(new Uri("/a?b", UriKind.Relative)))!;
+        Assert.That(e.ParamName, Is.EqualTo("uri"));
+        AssertHelpful(e, "relative", "absolute");
+    }
+
+    // More parameters than the short-run sort handles: sorted, reversed and shuffled orders give the same canonical
+    // query, and repeated names are sorted by value.
+    [TestCase(17)]
+    [TestCase(200)]
+    [TestCase(5000)]
+    public void ManyParametersAreSortedByNameThenValue(int count)
+    {
+        var pairs = Enumerable.Range(0, count).Select(i => (Name: "p" + (i % 37).ToString("D2", System.Globalization.CultureInfo.InvariantCulture), Value: "v" + i.ToString(System.Globalization.CultureInfo.InvariantCulture))).ToList();
+        string expected = string.Join('&', pairs.OrderBy(p => p.Name, StringComparer.Ordinal).ThenBy(p => p.Value, StringComparer.Ordinal).Select(p => p.Name + "=" + p.Value));
+        var random = new Random(count);
+        foreach (var order in new[] { pairs, Enumerable.Reverse(pairs).ToList(), pairs.OrderBy(_ => random.Next()).ToList() })
+            Assert.That(CanonicalQuery(string.Join('&', order.Select(p => p.Name + "=" + p.Value))), Is.EqualTo(expected));
+    }
+
 
     [Test]
     public void FullCanonicalRequestWithAQuery()

@@ -21,11 +21,14 @@ internal sealed record RawRequest(string Method, string Target, List<KeyValuePai
 
 /// <summary>
 /// A one-request-per-connection HTTP/1.1 server on 127.0.0.1 (port 0) that records the raw requests it receives
-/// and answers each with 200 and a small body, then closes the connection.
+/// and answers each with 200 and a small body (or what the responder given says), then closes the connection.
 /// </summary>
 internal sealed class LoopbackServer : IAsyncDisposable
 {
+    private const string Ok = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+
     private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+    private readonly Func<RawRequest, string> _respond;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _accepting;
     private int _disposed;
@@ -36,14 +39,21 @@ internal sealed class LoopbackServer : IAsyncDisposable
 
     public int Port { get; }
 
-    public LoopbackServer()
+    /// <summary>Starts the server.</summary>
+    /// <param name="respond">The response to a request, status line to body (Connection: close); null answers 200 "ok".</param>
+    public LoopbackServer(Func<RawRequest, string>? respond = null)
     {
+        _respond = respond ?? (_ => Ok);
         _listener.Start();
         Port = ((IPEndPoint)_listener.LocalEndpoint).Port;
         _accepting = AcceptAsync();
     }
 
     public string BaseAddress => $"http://127.0.0.1:{Port}";
+
+    /// <summary>A redirect response with this status and Location.</summary>
+    public static string Redirect(int status, string location) =>
+        $"HTTP/1.1 {status} Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
     private async Task AcceptAsync()
     {
@@ -57,6 +67,7 @@ internal sealed class LoopbackServer : IAsyncDisposable
         }
         catch (OperationCanceledException) { }
         catch (ObjectDisposedException) { }
+        catch (SocketException) when (_stop.IsCancellationRequested) { } // Stop() aborted the accept before the token did
     }
 
     private async Task ServeAsync(TcpClient client)
@@ -69,8 +80,9 @@ internal sealed class LoopbackServer : IAsyncDisposable
             {
                 var stream = client.GetStream();
                 var reader = new Reader(stream);
-                Requests.Enqueue(await ReadRequestAsync(reader, timeout.Token));
-                await stream.WriteAsync("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"u8.ToArray(), timeout.Token);
+                var request = await ReadRequestAsync(reader, timeout.Token);
+                Requests.Enqueue(request);
+                await stream.WriteAsync(Encoding.Latin1.GetBytes(_respond(request)), timeout.Token);
             }
             catch (Exception e)
             {

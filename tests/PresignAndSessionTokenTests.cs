@@ -47,7 +47,7 @@ public class PresignAndSessionTokenTests
         Assert.That(e.ParamName, Is.EqualTo("expiresIn"));
 
         var e2 = Assert.Throws<ArgumentOutOfRangeException>(() =>
-            SigV4.Presign(HttpMethod.Get, new Uri("https://example.amazonaws.com/"), Credentials(Token), Generic, expiresIn))!;
+            SigV4.Presign(HttpMethod.Get, new Uri("https://example.amazonaws.com/"), expiresIn, Credentials(Token), Generic))!;
         AssertHelpful(e2, "1 second", "604800 seconds");
     }
 
@@ -82,7 +82,7 @@ public class PresignAndSessionTokenTests
     {
         var options = new SigV4Options("s3", "us-east-1") { Clock = new ManualClock(Time) };
 
-        var url = SigV4.Presign(HttpMethod.Get, new Uri("https://my-bucket.s3.us-east-1.amazonaws.com/a%20b?versionId=3"), Credentials(), options, TimeSpan.FromHours(1));
+        var url = SigV4.Presign(HttpMethod.Get, new Uri("https://my-bucket.s3.us-east-1.amazonaws.com/a%20b?versionId=3"), TimeSpan.FromHours(1), Credentials(), options);
 
         const string expected =
             "GET\n/a%20b\n" +
@@ -92,6 +92,68 @@ public class PresignAndSessionTokenTests
         Assert.That(url.GetLeftPart(UriPartial.Path), Is.EqualTo("https://my-bucket.s3.us-east-1.amazonaws.com/a%20b"));
         Assert.That(url.Query, Does.StartWith("?versionId=3&"));
         Assert.That(url.Query, Does.EndWith("&X-Amz-Signature=" + Signature(expected, AmzDate, "us-east-1", "s3")));
+    }
+
+    // An EKS authentication token is a presigned STS GetCallerIdentity URL that also signs x-k8s-aws-id.
+    [Test]
+    public void PresignUri_WithHeaders_SignsThem_EksToken()
+    {
+        var options = new SigV4Options("sts", "us-east-1") { Clock = new ManualClock(Time) };
+        var uri = new Uri("https://sts.us-east-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15");
+
+        var url = SigV4.Presign(HttpMethod.Get, uri, Headers(("x-k8s-aws-id", "my-cluster")), TimeSpan.FromSeconds(60), Credentials(), options);
+
+        const string expected =
+            "GET\n/\n" +
+            "Action=GetCallerIdentity&Version=2011-06-15&X-Amz-Algorithm=AWS4-HMAC-SHA256" +
+            "&X-Amz-Credential=AKIDEXAMPLE%2F20150830%2Fus-east-1%2Fsts%2Faws4_request&X-Amz-Date=20150830T123600Z" +
+            "&X-Amz-Expires=60&X-Amz-SignedHeaders=host%3Bx-k8s-aws-id\n" +
+            "host:sts.us-east-1.amazonaws.com\nx-k8s-aws-id:my-cluster\n\nhost;x-k8s-aws-id\n" + EmptyHash;
+        Assert.That(url.Query, Does.StartWith("?Action=GetCallerIdentity&Version=2011-06-15&X-Amz-Algorithm=AWS4-HMAC-SHA256&"));
+        Assert.That(url.Query, Does.Contain("&X-Amz-SignedHeaders=host%3Bx-k8s-aws-id&"));
+        Assert.That(url.Query, Does.EndWith("&X-Amz-Signature=" + Signature(expected, AmzDate, "us-east-1", "sts")));
+        Assert.That(url.Query, Does.Not.Contain("my-cluster"), "a signed header's value is sent as a header, not in the URL");
+
+        // The server accepts the URL with the header, and only with it.
+        var verifier = new SigV4Verifier(k => k == AccessKeyId ? Credentials() : null, new SigV4Options("sts", "us-east-1")) { Clock = new ManualClock(Time) };
+        var (path, query) = SigV4.SplitPathAndQuery(url);
+        var host = ("Host", "sts.us-east-1.amazonaws.com");
+        Assert.That(verifier.Verify("GET", path, query, Headers(host, ("x-k8s-aws-id", "my-cluster")), []).IsValid, Is.True);
+        Assert.That(verifier.Verify("GET", path, query, Headers(host, ("x-k8s-aws-id", "other-cluster")), []).Error, Is.EqualTo(SigV4VerificationError.SignatureMismatch));
+        Assert.That(verifier.Verify("GET", path, query, Headers(host), []).Error, Is.EqualTo(SigV4VerificationError.UnsignedHeader));
+    }
+
+    [Test]
+    public void PresignUri_WithHeaders_S3UploadSignsContentType()
+    {
+        var options = new SigV4Options("s3", "us-east-1") { Clock = new ManualClock(Time) };
+        var uri = new Uri("https://my-bucket.s3.us-east-1.amazonaws.com/photo.jpg");
+
+        var url = SigV4.Presign(HttpMethod.Put, uri, Headers(("Content-Type", "image/jpeg")), TimeSpan.FromMinutes(10), Credentials(), options);
+
+        const string expected =
+            "PUT\n/photo.jpg\n" +
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20150830%2Fus-east-1%2Fs3%2Faws4_request" +
+            "&X-Amz-Date=20150830T123600Z&X-Amz-Expires=600&X-Amz-SignedHeaders=content-type%3Bhost\n" +
+            "content-type:image/jpeg\nhost:my-bucket.s3.us-east-1.amazonaws.com\n\ncontent-type;host\nUNSIGNED-PAYLOAD";
+        Assert.That(url.Query, Does.EndWith("&X-Amz-Signature=" + Signature(expected, AmzDate, "us-east-1", "s3")));
+    }
+
+    [Test]
+    public void PresignUri_HostAmongTheHeaders_IsRefused()
+    {
+        var e = Assert.Throws<ArgumentException>(() => SigV4.Presign(HttpMethod.Get, new Uri("https://example.amazonaws.com/"),
+            Headers(("host", "other.example.com")), TimeSpan.FromMinutes(1), Credentials(), Generic))!;
+        Assert.That(e.ParamName, Is.EqualTo("headers"));
+        AssertHelpful(e, "Host", "comes from the URI");
+    }
+
+    [Test]
+    public void PresignUri_HeaderWithALineBreak_IsRefused()
+    {
+        var e = Assert.Throws<ArgumentException>(() => SigV4.Presign(HttpMethod.Get, new Uri("https://example.amazonaws.com/"),
+            Headers(("x-k8s-aws-id", "a\r\nInjected: yes")), TimeSpan.FromMinutes(1), Credentials(), Generic))!;
+        AssertHelpful(e, "x-k8s-aws-id");
     }
 
     // ------------------------------------------------------------------------------------------------
@@ -152,6 +214,26 @@ public class PresignAndSessionTokenTests
         Assert.That(signature.CanonicalRequest, Is.EqualTo(expected));
         Assert.That(Parameters(signature.QueryParameters!), Does.Contain("X-Amz-Security-Token=" + EncodedToken), "the token is still sent");
         Assert.That(signature.Signature, Is.EqualTo(Signature(expected, AmzDate, "us-east-1", "service")));
+    }
+
+    [TestCase(SignatureLocation.Header)]
+    [TestCase(SignatureLocation.Query)]
+    public void RedactedCanonicalRequest_HidesTheToken_AndOnlyIt(SignatureLocation location)
+    {
+        var signature = location == SignatureLocation.Header
+            ? SigV4.Sign("GET", "/", "", HostOnly, EmptyHash, Time, Credentials(Token), Generic)
+            : Presign(TimeSpan.FromSeconds(60), Credentials(Token));
+
+        Assert.That(signature.CanonicalRequest, Does.Contain(location == SignatureLocation.Header ? Token : EncodedToken), "the token is signed");
+        Assert.That(signature.RedactedCanonicalRequest, Does.Not.Contain(Token).And.Not.Contain(EncodedToken));
+        Assert.That(signature.RedactedCanonicalRequest, Is.EqualTo(signature.CanonicalRequest.Replace(location == SignatureLocation.Header ? Token : EncodedToken, "(session token)")));
+    }
+
+    [Test]
+    public void RedactedCanonicalRequest_WithoutAToken_IsTheCanonicalRequest()
+    {
+        var signature = SigV4.Sign("GET", "/", "", HostOnly, EmptyHash, Time, Credentials(), Generic);
+        Assert.That(signature.RedactedCanonicalRequest, Is.EqualTo(signature.CanonicalRequest));
     }
 
     [TestCase(true)]

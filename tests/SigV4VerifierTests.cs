@@ -14,10 +14,12 @@ public class SigV4VerifierTests
         return new Received(r.Method, r.Path, r.Query, r.Headers, r.Body);
     }
 
-    private static SigV4Verifier Verifier(SuiteCase c, DateTimeOffset now, SigningAlgorithm algorithm = SigningAlgorithm.SigV4) =>
+    // The suite's post-sts-header-after case sends the token unsigned, as the service it models takes it.
+    private static SigV4Verifier Verifier(SuiteCase c, DateTimeOffset now, bool? allowUnsignedSessionToken = null) =>
         new(key => key == c.Credentials.AccessKeyId ? c.Credentials : null, new SigV4Options(c.Service, c.Region) { NormalizePath = c.Normalize, DoubleEncodePath = true })
         {
             Clock = new FixedClock(now),
+            AllowUnsignedSessionToken = allowUnsignedSessionToken ?? c.OmitSessionToken,
         };
 
     private static SigV4VerificationResult Verify(SuiteCase c, Received r, DateTimeOffset? now = null) =>
@@ -216,7 +218,7 @@ public class SigV4VerifierTests
         var options = new SigV4Options("s3", "us-west-2") { Clock = new FixedClock(now) };
         var verifier = new SigV4Verifier(k => k == "AKIDEXAMPLE" ? credentials : null, options) { Clock = new FixedClock(now.AddMinutes(4)) };
 
-        var url = SigV4.Presign(HttpMethod.Get, new Uri("https://bucket.s3.us-west-2.amazonaws.com/a%20key/x.txt?versionId=3"), credentials, options, TimeSpan.FromMinutes(5));
+        var url = SigV4.Presign(HttpMethod.Get, new Uri("https://bucket.s3.us-west-2.amazonaws.com/a%20key/x.txt?versionId=3"), TimeSpan.FromMinutes(5), credentials, options);
         var (path, query) = SigV4.SplitPathAndQuery(url);
         var host = new List<KeyValuePair<string, string>> { new("Host", "bucket.s3.us-west-2.amazonaws.com") };
         var result = verifier.Verify("GET", path, query, host, []);
@@ -232,6 +234,183 @@ public class SigV4VerifierTests
         var putResult = verifier.Verify("PUT", putPath, putQuery, sent, "hello"u8);
         Assert.That(putResult.IsValid, Is.True, putResult.Message);
         Assert.That(verifier.Verify("PUT", putPath, putQuery, sent, "hellO"u8).Error, Is.EqualTo(SigV4VerificationError.PayloadHashMismatch));
+    }
+
+    // The query is verified exactly as received: a leading '?' is part of the first name, on both sides.
+    [Test]
+    public void QueryStartingWithQuestionMarkIsVerifiedAsSent()
+    {
+        var credentials = new AwsCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+        var time = new DateTimeOffset(2015, 8, 30, 12, 36, 0, TimeSpan.Zero);
+        var options = new SigV4Options("lambda", "us-east-1");
+        var verifier = new SigV4Verifier(k => k == "AKIDEXAMPLE" ? credentials : null, options) { Clock = new FixedClock(time) };
+        var host = new List<KeyValuePair<string, string>> { new("Host", "lambda.us-east-1.amazonaws.com") };
+        List<KeyValuePair<string, string>> Sent(SigV4Signature signature) => [.. host, .. signature.HeadersToAdd];
+        const string path = "/2015-03-31/functions/f/invocations";
+
+        var withMark = SigV4.Sign("POST", path, "?a=1", host, SigV4.EmptyPayloadHash, time, credentials, options);
+        Assert.That(verifier.Verify("POST", path, "?a=1", Sent(withMark), []).IsValid, Is.True);
+        AssertRejected(verifier.Verify("POST", path, "a=1", Sent(withMark), []), SigV4VerificationError.SignatureMismatch, "InvalidSignatureException", "\na=1\n");
+
+        var withoutMark = SigV4.Sign("POST", path, "a=1", host, SigV4.EmptyPayloadHash, time, credentials, options);
+        AssertRejected(verifier.Verify("POST", path, "?a=1", Sent(withoutMark), []), SigV4VerificationError.SignatureMismatch, "InvalidSignatureException", "\n%3Fa=1\n");
+    }
+
+    [TestCase("host;X-Amz-Date", TestName = "SignedHeaders with upper case is refused")]
+    [TestCase("x-amz-date;host", TestName = "SignedHeaders out of order is refused")]
+    [TestCase("host;host;x-amz-date", TestName = "SignedHeaders with a repeated name is refused")]
+    [TestCase("host;;x-amz-date", TestName = "SignedHeaders with an empty name is refused")]
+    public void SignedHeadersMustBeLowercaseAndSorted(string signedHeaders)
+    {
+        var c = Case("get-vanilla");
+        var r = SignedRequest(c, SignatureLocation.Header);
+        string auth = r.Headers.Single(h => h.Key == "Authorization").Value;
+        var result = Verify(c, r with { Headers = Replace(r.Headers, "Authorization", auth.Replace("SignedHeaders=host;x-amz-date", "SignedHeaders=" + signedHeaders)) });
+        AssertRejected(result, SigV4VerificationError.IncompleteSignature, "IncompleteSignatureException", "must be the signed header names in lower case, sorted");
+    }
+
+    // ------------------------------------------------------------------------------------------------------------
+    // Strict parsing: what a lenient reader would let through.
+    // ------------------------------------------------------------------------------------------------------------
+
+    [Test]
+    public void TwoAuthorizationHeadersAreRefused()
+    {
+        var c = Case("get-vanilla");
+        var r = SignedRequest(c, SignatureLocation.Header);
+        string auth = r.Headers.Single(h => h.Key == "Authorization").Value;
+        AssertRejected(Verify(c, r with { Headers = [.. r.Headers, new("Authorization", auth)] }), SigV4VerificationError.IncompleteSignature,
+            "IncompleteSignatureException", "more than one Authorization header");
+    }
+
+    [TestCase("Credential", "Credential=AKIDOTHER/20150830/us-east-1/service/aws4_request")]
+    [TestCase("SignedHeaders", "SignedHeaders=host")]
+    [TestCase("Signature", "Signature=0000000000000000000000000000000000000000000000000000000000000000")]
+    public void RepeatedAuthorizationComponentIsRefused(string name, string extra)
+    {
+        var c = Case("get-vanilla");
+        var r = SignedRequest(c, SignatureLocation.Header);
+        string auth = r.Headers.Single(h => h.Key == "Authorization").Value;
+        foreach (var changed in new[] { auth + ", " + extra, auth.Replace("AWS4-HMAC-SHA256 ", "AWS4-HMAC-SHA256 " + extra + ", ") })
+            AssertRejected(Verify(c, r with { Headers = Replace(r.Headers, "Authorization", changed) }), SigV4VerificationError.IncompleteSignature,
+                "IncompleteSignatureException", $"'{name}' parameter more than once");
+    }
+
+    [Test]
+    public void UnsignedSessionTokenHeaderIsRefusedUnlessAllowed()
+    {
+        var c = Case("post-sts-header-after");
+        var r = SignedRequest(c, SignatureLocation.Header);
+        Assert.That(r.Headers.Any(h => h.Key == "X-Amz-Security-Token"), Is.True);
+        AssertRejected(Verifier(c, c.Time, allowUnsignedSessionToken: false).Verify(r.Method, r.Path, r.Query, r.Headers, r.Body),
+            SigV4VerificationError.UnsignedHeader, "InvalidSignatureException", "'X-Amz-Security-Token' was sent but is not signed");
+        Assert.That(Verifier(c, c.Time, allowUnsignedSessionToken: true).Verify(r.Method, r.Path, r.Query, r.Headers, r.Body).IsValid, Is.True);
+    }
+
+    [Test]
+    public void PresignedUrlWithATokenAddedAfterSigningIsRefusedUnlessAllowed()
+    {
+        var c = Case("post-sts-header-after");
+        var r = SignedRequest(c, SignatureLocation.Query);
+        AssertRejected(Verifier(c, c.Time, allowUnsignedSessionToken: false).Verify(r.Method, r.Path, r.Query, r.Headers, r.Body),
+            SigV4VerificationError.SignatureMismatch, "InvalidSignatureException", "does not match");
+        Assert.That(Verifier(c, c.Time, allowUnsignedSessionToken: true).Verify(r.Method, r.Path, r.Query, r.Headers, r.Body).IsValid, Is.True);
+    }
+
+    [TestCase("&X-Amz-Expires=604800", "X-Amz-Expires appears more than once", TestName = "Presigned: a second X-Amz-Expires is refused")]
+    [TestCase("&x-amz-expires=604800", "X-Amz-Expires appears more than once", TestName = "Presigned: a second x-amz-expires (other case) is refused")]
+    [TestCase("&X%2DAmz-Date=20150830T123600Z", "X-Amz-Date appears more than once", TestName = "Presigned: a second X-Amz-Date (encoded name) is refused")]
+    [TestCase("&X-Amz-Credential=AKIDEXAMPLE%2F20150830%2Fus-east-1%2Fservice%2Faws4_request", "X-Amz-Credential appears more than once", TestName = "Presigned: a second X-Amz-Credential is refused")]
+    [TestCase("&X-Amz-Signature=0000", "X-Amz-Signature appears more than once", TestName = "Presigned: a second X-Amz-Signature is refused")]
+    [TestCase("&X-Amz-Security-Token=forged", "X-Amz-Security-Token", TestName = "Presigned: an X-Amz-Security-Token is refused for credentials without one")]
+    public void PresignedQueryWithARepeatedParameterIsRefused(string extra, string message)
+    {
+        var c = Case("get-vanilla");
+        var r = SignedRequest(c, SignatureLocation.Query);
+        var result = Verify(c, r with { Query = r.Query + extra });
+        Assert.That(result.IsValid, Is.False);
+        Assert.That(result.Message, Does.Contain(message));
+    }
+
+    [Test]
+    public void PresignedSignatureNameInAnotherCaseIsRefused()
+    {
+        var c = Case("get-vanilla");
+        var r = SignedRequest(c, SignatureLocation.Query);
+        Assert.That(r.Query, Does.Contain("&X-Amz-Signature="));
+        AssertRejected(Verify(c, r with { Query = r.Query.Replace("&X-Amz-Signature=", "&x-amz-signature=") }), SigV4VerificationError.IncompleteSignature,
+            "IncompleteSignatureException", "must be spelled X-Amz-Signature");
+    }
+
+    [TestCase("v4", SignatureLocation.Header)]
+    [TestCase("v4", SignatureLocation.Query)]
+    [TestCase("v4a", SignatureLocation.Header)]
+    [TestCase("v4a", SignatureLocation.Query)]
+    public void UppercaseSignatureHexIsRefused(string suite, SignatureLocation location)
+    {
+        var c = SuiteCase.Load(Path.Combine(SuiteCase.Root, suite, "get-vanilla"));
+        var r = SignedRequest(c, location);
+        Assert.That(Verify(c, r).IsValid, Is.True);
+        Received upper;
+        if (location == SignatureLocation.Header)
+        {
+            string auth = r.Headers.Single(h => h.Key == "Authorization").Value;
+            int at = auth.IndexOf("Signature=", StringComparison.Ordinal) + "Signature=".Length;
+            upper = r with { Headers = Replace(r.Headers, "Authorization", auth[..at] + auth[at..].ToUpperInvariant()) };
+        }
+        else
+        {
+            int at = r.Query.IndexOf("X-Amz-Signature=", StringComparison.Ordinal) + "X-Amz-Signature=".Length;
+            upper = r with { Query = r.Query[..at] + r.Query[at..].ToUpperInvariant() };
+        }
+        AssertRejected(Verify(c, upper), SigV4VerificationError.IncompleteSignature, "IncompleteSignatureException", "must be lowercase hex");
+    }
+
+    // ------------------------------------------------------------------------------------------------------------
+    // Size: limits checked first, and large requests verified in any order.
+    // ------------------------------------------------------------------------------------------------------------
+
+    private static (List<KeyValuePair<string, string>> Headers, string Query) LargeSignedRequest(AwsCredentials credentials, int count, int seed)
+    {
+        var random = new Random(seed);
+        var headers = Enumerable.Range(0, count).Select(i => new KeyValuePair<string, string>("X-Amz-Meta-" + (i % 97), "v" + i)).OrderBy(_ => random.Next()).ToList();
+        string query = string.Join('&', Enumerable.Range(0, count).Select(i => "p" + (i % 89) + "=" + i).OrderBy(_ => random.Next()));
+        headers.Insert(0, new("Host", "example.amazonaws.com"));
+        var signature = SigV4.Sign("GET", "/", query, headers, SigV4.EmptyPayloadHash, Time, credentials, new SigV4Options("service", "us-east-1"));
+        return ([.. headers, .. signature.HeadersToAdd], query);
+    }
+
+    private static readonly DateTimeOffset Time = new(2015, 8, 30, 12, 36, 0, TimeSpan.Zero);
+
+    [Test]
+    public void LargeRequestInRandomOrderVerifiesWithinRaisedLimits_AndIsRefusedWithinTheDefaults()
+    {
+        var credentials = new AwsCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+        var (headers, query) = LargeSignedRequest(credentials, 3000, 1);
+        var roomy = new SigV4Verifier(_ => credentials, new SigV4Options("service", "us-east-1"))
+        {
+            Clock = new FixedClock(Time), MaxHeaderCount = 10_000, MaxRequestHeadLength = 1 << 20,
+        };
+        var result = roomy.Verify("GET", "/", query, headers, []);
+        Assert.That(result.IsValid, Is.True, result.Message);
+        // Names in reverse order; the values of each name keep theirs (their order is signed).
+        headers = headers.OrderByDescending(h => h.Key, StringComparer.OrdinalIgnoreCase).ToList();
+        Assert.That(roomy.Verify("GET", "/", query, headers, []).IsValid, Is.True, "the order names arrive in does not matter");
+        Assert.That(roomy.Verify("GET", "/", query.Replace("=17&", "=18&"), headers, []).Error, Is.EqualTo(SigV4VerificationError.SignatureMismatch));
+
+        var strict = new SigV4Verifier(_ => credentials, new SigV4Options("service", "us-east-1")) { Clock = new FixedClock(Time) };
+        var tooMany = strict.Verify("GET", "/", query, headers, []);
+        AssertRejected(tooMany, SigV4VerificationError.RequestTooLarge, "RequestHeaderSectionTooLarge", "3003 headers, at most 200");
+        var tooLong = strict.Verify("GET", "/", query + "&pad=" + new string('x', 70_000), [new("Host", "example.amazonaws.com")], []);
+        AssertRejected(tooLong, SigV4VerificationError.RequestTooLarge, "RequestHeaderSectionTooLarge", "at most 65536");
+    }
+
+    [Test]
+    public void LimitsBelowOneAreOutOfRange()
+    {
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => _ = new SigV4Verifier(_ => null, new SigV4Options("service", "us-east-1")) { MaxHeaderCount = 0 })!;
+        Assert.That(e.Message, Does.Contain("at least 1"));
+        Assert.Throws<ArgumentOutOfRangeException>(() => _ = new SigV4Verifier(_ => null, new SigV4Options("service", "us-east-1")) { MaxRequestHeadLength = -1 });
     }
 
     private sealed class FixedClock(DateTimeOffset now) : TimeProvider
