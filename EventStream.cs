@@ -629,6 +629,8 @@ enum EventStreamErrorKind
     InvalidHeader,
     /// <summary>The stream ended in the middle of a message, or before the message that ends it.</summary>
     Truncated,
+    /// <summary>An event's payload is not what its event type promises (such as JSON that is not an object).</summary>
+    InvalidPayload,
     /// <summary>The service sent an <c>exception</c> message (a modelled error; <c>:exception-type</c>).</summary>
     ExceptionMessage,
     /// <summary>The service sent an <c>error</c> message (<c>:error-code</c>, <c>:error-message</c>).</summary>
@@ -783,6 +785,7 @@ sealed class EventStreamReader : IAsyncDisposable, IDisposable
     public ValueTask<EventStreamMessage?> ReadAsync(CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        if (cancellationToken.IsCancellationRequested) return ValueTask.FromCanceled<EventStreamMessage?>(cancellationToken);
         if (Interlocked.Exchange(ref _busy, 1) == 1)
             throw new InvalidOperationException("A read is already under way: read event-stream messages one at a time.");
         if (_fault is not null || _ended)
