@@ -1178,46 +1178,37 @@ internal static class EventStreamHttp
         {
             // Disposing alone would let the HTTP stack drain what the server still sends (up to its drain limit and
             // timeout) to reuse the connection; an early end closes it instead.
-            if (!complete && stream is not null) AbortConnection(stream);
+            if (!complete && stream is not null) await AbortConnectionAsync(stream).ConfigureAwait(false);
             if (reader is not null) await reader.DisposeAsync().ConfigureAwait(false);
             response.Dispose();
         }
     }
 
     // A read cancelled while it waits makes the HTTP stack abort the connection (SocketsHttpHandler disposes it;
-    // HTTP/2 resets the stream). Bytes already buffered complete reads at once, so read until one waits.
-    private static void AbortConnection(Stream stream)
+    // HTTP/2 resets the stream). Bytes already buffered complete reads at once, and bytes arriving while the cancel
+    // is under way can win the race: so read (and drop) until a cancelled read wins, for a short while at most; after
+    // that, disposing the response drains and closes it as the handler decides.
+    private static async ValueTask AbortConnectionAsync(Stream stream)
     {
         byte[] scratch = ArrayPool<byte>.Shared.Rent(16 * 1024);
-        bool pending = false;
+        long deadline = Environment.TickCount64 + 200;
         try
         {
-            for (int i = 0; i < 256; i++)
+            while (Environment.TickCount64 < deadline)
             {
                 using var cancel = new CancellationTokenSource();
                 var read = stream.ReadAsync(scratch, cancel.Token);
-                if (!read.IsCompleted)
-                {
-                    pending = true;
-                    cancel.Cancel();
-                    // The scratch buffer stays with the read until it ends.
-                    read.AsTask().ContinueWith(static (t, state) =>
-                    {
-                        _ = t.Exception;
-                        ArrayPool<byte>.Shared.Return((byte[])state!);
-                    }, scratch, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-                    return;
-                }
-                if (read.GetAwaiter().GetResult() == 0) return; // the server had finished after all
+                if (!read.IsCompleted) cancel.Cancel();
+                if (await read.ConfigureAwait(false) == 0) return; // the server had finished after all
             }
         }
-        catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException or IOException or HttpRequestException or OperationCanceledException or NotSupportedException)
+        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or InvalidOperationException or IOException or HttpRequestException or NotSupportedException)
         {
-            // Closed already, or the connection failed: nothing left to abort.
+            // Cancelled: the connection is closed. Otherwise it was closed already, or failed.
         }
         finally
         {
-            if (!pending) ArrayPool<byte>.Shared.Return(scratch);
+            ArrayPool<byte>.Shared.Return(scratch);
         }
     }
 }
