@@ -292,16 +292,10 @@ readonly struct EventStreamHeaderValue : IEquatable<EventStreamHeaderValue>
                 _bytes.Span.CopyTo(destination);
                 return 16;
             default:
-                int length = _text is not null ? Encoding.UTF8.GetBytes(_text, destination[2..]) : Copy(_bytes.Span, destination[2..]);
+                int length = _text is not null ? Encoding.UTF8.GetBytes(_text, destination[2..]) : Utf8Text.Copy(_bytes.Span, destination[2..]);
                 BinaryPrimitives.WriteUInt16BigEndian(destination, (ushort)length);
                 return 2 + length;
         }
-    }
-
-    private static int Copy(ReadOnlySpan<byte> source, Span<byte> destination)
-    {
-        source.CopyTo(destination);
-        return source.Length;
     }
 
     private InvalidOperationException WrongType(string wanted) =>
@@ -376,16 +370,10 @@ readonly struct EventStreamHeader
 
     internal int Write(Span<byte> destination)
     {
-        int nameLength = _name is not null ? Encoding.UTF8.GetBytes(_name, destination[1..]) : Copy(_nameUtf8.Span, destination[1..]);
+        int nameLength = _name is not null ? Encoding.UTF8.GetBytes(_name, destination[1..]) : Utf8Text.Copy(_nameUtf8.Span, destination[1..]);
         destination[0] = (byte)nameLength;
         destination[1 + nameLength] = (byte)Value.Type;
         return 2 + nameLength + Value.Write(destination[(2 + nameLength)..]);
-    }
-
-    private static int Copy(ReadOnlySpan<byte> source, Span<byte> destination)
-    {
-        source.CopyTo(destination);
-        return source.Length;
     }
 }
 
@@ -422,21 +410,17 @@ readonly struct EventStreamHeaders : IReadOnlyCollection<EventStreamHeader>
     public bool TryGetValue(string name, out EventStreamHeaderValue value)
     {
         ArgumentNullException.ThrowIfNull(name);
-        foreach (var header in this)
-            if (header.NameEquals(name))
-            {
-                value = header.Value;
-                return true;
-            }
-        value = default;
-        return false;
+        return TryFind(name, default, out value);
     }
 
     /// <summary>Finds the first header whose name's UTF-8 bytes are <paramref name="utf8Name"/>, such as <c>":event-type"u8</c>.</summary>
-    public bool TryGetValue(ReadOnlySpan<byte> utf8Name, out EventStreamHeaderValue value)
+    public bool TryGetValue(ReadOnlySpan<byte> utf8Name, out EventStreamHeaderValue value) => TryFind(null, utf8Name, out value);
+
+    // By the name as a string when there is one, else by its UTF-8 bytes.
+    private bool TryFind(string? name, ReadOnlySpan<byte> utf8Name, out EventStreamHeaderValue value)
     {
         foreach (var header in this)
-            if (header.NameEquals(utf8Name))
+            if (name is not null ? header.NameEquals(name) : header.NameEquals(utf8Name))
             {
                 value = header.Value;
                 return true;
@@ -1168,7 +1152,8 @@ internal static class EventStreamHttp
         bool complete = false;
         try
         {
-            stream = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
+            // Without the token: the stream is at hand once the headers are, and the abort below needs it.
+            stream = await response.Content.ReadAsStreamAsync(CancellationToken.None).ConfigureAwait(false);
             reader = new EventStreamReader(stream);
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false) is { } message)
                 yield return message;
@@ -1239,6 +1224,13 @@ internal static class Utf8Text
         {
             if (rented is not null) ArrayPool<byte>.Shared.Return(rented);
         }
+    }
+
+    // Copies the bytes and says how many: the encoder's step for values kept as bytes.
+    public static int Copy(ReadOnlySpan<byte> source, Span<byte> destination)
+    {
+        source.CopyTo(destination);
+        return source.Length;
     }
 
     public static string Clip(string text) => text.Length <= MaxQuoted ? text : string.Concat(text.AsSpan(0, MaxQuoted), "...");

@@ -42,7 +42,7 @@ sealed class LambdaStreamingFunctionException : Exception
     public LambdaStreamingFunctionException(string functionName, string errorCode, string? errorDetails, string? log, string? requestId,
         int chunksReceived, long bytesReceived)
         : base($"Lambda function '{functionName}' failed in the middle of its response stream, after {chunksReceived} chunks ({bytesReceived} bytes): " +
-               $"{errorCode}{(string.IsNullOrEmpty(errorDetails) ? "" : ": " + Clip(errorDetails))}" + (requestId is null ? "" : $" (request id {requestId})"))
+               $"{errorCode}{(string.IsNullOrEmpty(errorDetails) ? "" : ": " + Utf8Text.Clip(errorDetails))}" + (requestId is null ? "" : $" (request id {requestId})"))
     {
         FunctionName = functionName;
         ErrorCode = errorCode;
@@ -73,8 +73,6 @@ sealed class LambdaStreamingFunctionException : Exception
 
     /// <summary>How many payload bytes arrived before the failure.</summary>
     public long BytesReceived { get; }
-
-    private static string Clip(string text) => text.Length <= 500 ? text : string.Concat(text.AsSpan(0, 500), "...");
 }
 
 /// <summary>What a Lambda response stream told besides its chunks, known once it has ended.</summary>
@@ -168,7 +166,7 @@ internal static class LambdaResponseStreamReader
     private static EventStreamException NotAnObject(ReadOnlySpan<byte> json, Exception? inner = null) =>
         new(EventStreamErrorKind.InvalidPayload,
             "Lambda's InvokeComplete event must carry a JSON object {ErrorCode, ErrorDetails, LogResult}; it carried: " +
-            Encoding.UTF8.GetString(json[..Math.Min(json.Length, 200)]), innerException: inner);
+            Utf8Text.Clip(json), innerException: inner);
 
     private static string? DecodeLog(string? base64)
     {
