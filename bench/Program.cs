@@ -11,6 +11,8 @@ using SigV4Lite.Bench;
 // dotnet run -c Release --project bench -- --fanout-interleaved [N]   the fan-out benchmarks in turn, N rounds (load-tolerant)
 // dotnet run -c Release --project bench -- --fanout-profile all [N]   one fan-out way, N rounds, for perf record
 // dotnet run -c Release --project bench -- --adaptive-fanout [N]      adaptive concurrency against a limit of 100, N rounds
+// dotnet run -c Release --project bench -- --filter '*EventStream*'   decoding 64 KiB event-stream messages, CRC32
+// dotnet run -c Release --project bench -- --stream-latency [N]       a response stream's first chunk: socket to caller
 if (args.Length > 0 && args[0] == "--adaptive-fanout")
     return await AdaptiveFanOut.RunAsync(Console.Out, args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 3);
 if (args.Contains("--verify"))
@@ -25,6 +27,8 @@ if (args.Length > 0 && args[0] == "--fanout-memory")
     return FanOutMemory.Run(Console.Out);
 if (args.Length == 4 && args[0] == "--fanout-memory-run") // one run of --fanout-memory, in a process of its own
     return FanOutMemory.RunOne(args[1], long.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture), new Uri(args[3]), Console.Out);
+if (args.Length > 0 && args[0] == "--stream-latency")
+    return StreamLatency.Run(Console.Out, args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 5000);
 if (args.Length > 0 && args[0] == "--interleaved")
 {
     Interleaved.Run(Console.Out, args.Length > 1 ? args[1] : "");

@@ -7,6 +7,7 @@ public sealed class EmulatorCounters
 {
     private long _requests;
     private long _signatureFailures;
+    private long _disconnects;
     private int _inFlight;
     private int _maxInFlight;
 
@@ -24,18 +25,23 @@ public sealed class EmulatorCounters
     /// <summary>Requests refused because their signature was missing, malformed, wrong, expired or by an unknown key.</summary>
     public long SignatureFailures => Volatile.Read(ref _signatureFailures);
 
-    /// <summary>Sets <see cref="Requests"/> and <see cref="SignatureFailures"/> to zero and <see cref="MaxInFlight"/>
+    /// <summary>Synchronous invocations whose caller closed the connection before the answer was complete: a timeout,
+    /// a cancelled call, a stream the caller stopped reading.</summary>
+    public long Disconnects => Volatile.Read(ref _disconnects);
+
+    /// <summary>Sets <see cref="Requests"/>, <see cref="SignatureFailures"/> and <see cref="Disconnects"/> to zero and <see cref="MaxInFlight"/>
     /// to the requests in flight now.</summary>
     public void Reset()
     {
         Interlocked.Exchange(ref _requests, 0);
         Interlocked.Exchange(ref _signatureFailures, 0);
+        Interlocked.Exchange(ref _disconnects, 0);
         Interlocked.Exchange(ref _maxInFlight, Volatile.Read(ref _inFlight));
     }
 
     /// <inheritdoc/>
     public override string ToString() =>
-        $"EmulatorCounters {{ Requests = {Requests}, InFlight = {InFlight}, MaxInFlight = {MaxInFlight}, SignatureFailures = {SignatureFailures} }}";
+        $"EmulatorCounters {{ Requests = {Requests}, InFlight = {InFlight}, MaxInFlight = {MaxInFlight}, SignatureFailures = {SignatureFailures}, Disconnects = {Disconnects} }}";
 
     internal void RequestStarted()
     {
@@ -53,4 +59,6 @@ public sealed class EmulatorCounters
     internal void RequestEnded() => Interlocked.Decrement(ref _inFlight);
 
     internal void SignatureFailed() => Interlocked.Increment(ref _signatureFailures);
+
+    internal void ClientDisconnected() => Interlocked.Increment(ref _disconnects);
 }

@@ -23,7 +23,7 @@ namespace SigV4Lite.Emulator;
 /// <see cref="AddFunction"/>. AWS clients pointed at <see cref="Endpoint"/> work unchanged. Faults can be injected
 /// (<see cref="Faults"/>) and what was served is counted (<see cref="Counters"/>).
 /// </summary>
-public sealed class LambdaEmulator : IAsyncDisposable
+public sealed partial class LambdaEmulator : IAsyncDisposable
 {
     /// <summary>The largest request (and response) payload of a synchronous invocation: 6 MB.</summary>
     public const int MaxRequestResponsePayload = 6 * 1024 * 1024;
@@ -37,12 +37,14 @@ public sealed class LambdaEmulator : IAsyncDisposable
     private const string ErrorTypeSuffix = ":http://internal.amazon.com/coral/com.amazonaws.lambda/";
     private const string InvokePathPrefix = "/2015-03-31/functions/";
     private const string InvokePathSuffix = "/invocations";
+    private const string StreamPathPrefix = "/2021-11-15/functions/";
+    private const string StreamPathSuffix = "/response-streaming-invocations";
     private const string RequestResponse = "RequestResponse";
     private const string Event = "Event";
     private const string DryRun = "DryRun";
     private const string DefaultAccount = "123456789012";
 
-    private static readonly FunctionEntry s_echo = new(Echo, null);
+    private static readonly FunctionEntry s_echo = new(Echo, null, null);
     private static readonly byte[] s_null = "null"u8.ToArray();
     private static readonly JsonWriterOptions s_jsonOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
@@ -127,13 +129,33 @@ public sealed class LambdaEmulator : IAsyncDisposable
     /// <exception cref="ArgumentOutOfRangeException">The limit is negative.</exception>
     public void AddFunction(string name, LambdaFunctionHandler handler, int? concurrencyLimit = null)
     {
-        ArgumentNullException.ThrowIfNull(name);
         ArgumentNullException.ThrowIfNull(handler);
+        Add(name, new FunctionEntry(handler, null, concurrencyLimit));
+    }
+
+    /// <summary>
+    /// Adds a function that streams its response, or replaces the one of that name. InvokeWithResponseStream gets its
+    /// chunks as it writes them; Invoke gets them gathered into one answer, as Lambda buffers them.
+    /// </summary>
+    /// <param name="name">The function's bare name: 1 to 64 letters, digits, '-' or '_'.</param>
+    /// <param name="handler">What the function does: it writes its response to the stream it is given.</param>
+    /// <param name="concurrencyLimit">Its reserved concurrency, as for <see cref="AddFunction"/>.</param>
+    /// <exception cref="ArgumentException">The name is not a valid function name.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The limit is negative.</exception>
+    public void AddStreamingFunction(string name, LambdaStreamingFunctionHandler handler, int? concurrencyLimit = null)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        Add(name, new FunctionEntry(null, handler, concurrencyLimit));
+    }
+
+    private void Add(string name, FunctionEntry function)
+    {
+        ArgumentNullException.ThrowIfNull(name);
         if (!FunctionName.IsCreatableName(name))
             throw new ArgumentException($"'{name}' is not a function name: give the bare name, 1 to 64 letters, digits, '-' or '_' (no ARN or qualifier).", nameof(name));
-        if (concurrencyLimit < 0)
-            throw new ArgumentOutOfRangeException(nameof(concurrencyLimit), concurrencyLimit, "The concurrency limit must be 0 or more, or null for none.");
-        _functions[name] = new FunctionEntry(handler, concurrencyLimit);
+        if (function.ConcurrencyLimit < 0)
+            throw new ArgumentOutOfRangeException("concurrencyLimit", function.ConcurrencyLimit, "The concurrency limit must be 0 or more, or null for none.");
+        _functions[name] = function;
     }
 
     /// <summary>
@@ -257,122 +279,23 @@ public sealed class LambdaEmulator : IAsyncDisposable
             }
         }
 
-        if (!HttpMethods.IsPost(request.Method) || !TryGetFunctionSegment(path, out string segment))
+        if (!HttpMethods.IsPost(request.Method) || !TryGetFunctionSegment(path, out string segment, out bool streaming))
         {
             await WriteErrorAsync(response, 404, "UnknownOperationException",
-                $"The emulator serves Lambda's Invoke only, POST {InvokePathPrefix}{{FunctionName}}{InvokePathSuffix}; not {request.Method} {Shorten(path)}.").ConfigureAwait(false);
+                $"The emulator serves Lambda's Invoke, POST {InvokePathPrefix}{{FunctionName}}{InvokePathSuffix}, and InvokeWithResponseStream, " +
+                $"POST {StreamPathPrefix}{{FunctionName}}{StreamPathSuffix}; not {request.Method} {Shorten(path)}.").ConfigureAwait(false);
             return;
         }
 
-        string nameText = Uri.UnescapeDataString(segment);
-        if (!FunctionName.TryParse(nameText, out var functionName))
-        {
-            await WriteErrorAsync(response, 400, "ValidationException",
-                $"1 validation error detected: Value '{Shorten(nameText)}' at 'functionName' failed to satisfy constraint: Member must satisfy regular expression pattern: {FunctionName.Pattern}").ConfigureAwait(false);
-            return;
-        }
-        string? qualifier = functionName.Qualifier;
-        if (QueryValue(query, "Qualifier") is { } queryQualifier)
-        {
-            if (!FunctionName.IsQualifier(queryQualifier))
-            {
-                await WriteErrorAsync(response, 400, "ValidationException",
-                    $"1 validation error detected: Value '{Shorten(queryQualifier)}' at 'qualifier' failed to satisfy constraint: Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+)").ConfigureAwait(false);
-                return;
-            }
-            if (qualifier is not null && qualifier != queryQualifier)
-            {
-                await WriteErrorAsync(response, 400, "InvalidParameterValueException",
-                    "The derived qualifier from the function name does not match the specified qualifier.").ConfigureAwait(false);
-                return;
-            }
-            qualifier = queryQualifier;
-        }
-        if (invocationType is not (RequestResponse or Event or DryRun))
-        {
-            await WriteErrorAsync(response, 400, "ValidationException",
-                $"1 validation error detected: Value '{Shorten(invocationType)}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]").ConfigureAwait(false);
-            return;
-        }
-        string? logType = HeaderOrNull(request, "X-Amz-Log-Type");
-        if (logType is not (null or "None" or "Tail"))
-        {
-            await WriteErrorAsync(response, 400, "ValidationException",
-                $"1 validation error detected: Value '{Shorten(logType)}' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]").ConfigureAwait(false);
-            return;
-        }
-        string? clientContext = null;
-        if (HeaderOrNull(request, "X-Amz-Client-Context") is { } encodedContext)
-        {
-            // AWS documents the limit but not the error it answers; the service model gives the header no length
-            // constraint (so no ValidationException), and a malformed client context is InvalidRequestContentException,
-            // so an over-long one is answered the same way. Unconfirmed against AWS.
-            // Kestrel refuses non-ASCII header values, so the length in characters is the length in bytes.
-            if (encodedContext.Length > MaxClientContextLength)
-            {
-                await WriteErrorAsync(response, 400, "InvalidRequestContentException",
-                    $"Client context must be at most {MaxClientContextLength} bytes of Base64-encoded JSON; this one is {encodedContext.Length}.").ConfigureAwait(false);
-                return;
-            }
-            if (!TryDecodeClientContext(encodedContext, out clientContext))
-            {
-                await WriteErrorAsync(response, 400, "InvalidRequestContentException",
-                    "Client context must be a valid Base64-encoded JSON object.").ConfigureAwait(false);
-                return;
-            }
-        }
+        var call = await ReadParametersAsync(context, segment, query, invocationType, streaming).ConfigureAwait(false);
+        if (call is null) return;
+        var fault = await ApplyFaultAsync(context).ConfigureAwait(false);
+        if (fault == FaultOutcome.Answered) return;
+        var function = await FindFunctionAsync(response, call, body).ConfigureAwait(false);
+        if (function is null) return;
 
-        bool truncate = false;
-        if (Faults.Next() is { } fault)
-        {
-            switch (fault.Kind)
-            {
-                case FaultKind.Fail:
-                    await WriteErrorAsync(response, fault.Status, fault.ErrorType,
-                        $"The emulator injected this fault ({fault.Status} {fault.ErrorType}).").ConfigureAwait(false);
-                    return;
-                case FaultKind.Throttle:
-                    if (fault.RetryAfter is { } retryAfter)
-                        response.Headers.RetryAfter = ((long)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
-                    await WriteErrorAsync(response, 429, "TooManyRequestsException", "Rate Exceeded.", reason: fault.Reason).ConfigureAwait(false);
-                    return;
-                case FaultKind.Reset:
-                    context.Abort();
-                    return;
-                case FaultKind.Delay:
-                    try
-                    {
-                        await Task.Delay(fault.Delay, context.RequestAborted).ConfigureAwait(false);
-                    }
-                    catch (OperationCanceledException)
-                    {
-                        return; // the caller gave up
-                    }
-                    break;
-                case FaultKind.Truncate:
-                    truncate = true;
-                    break;
-            }
-        }
-
-        if (!_functions.TryGetValue(functionName.Name, out var function))
-        {
-            if (!Options.EchoUnknownFunctions)
-            {
-                string arn = $"arn:aws:lambda:{functionName.Region ?? Options.Region}:{functionName.Account ?? DefaultAccount}:function:{functionName.Name}"
-                    + (qualifier is null ? "" : ":" + qualifier);
-                await WriteErrorAsync(response, 404, "ResourceNotFoundException", "Function not found: " + arn).ConfigureAwait(false);
-                return;
-            }
-            function = s_echo;
-        }
-        if (body.Length > 0 && JsonError(body) is { } jsonError)
-        {
-            await WriteErrorAsync(response, 400, "InvalidRequestContentException", "Could not parse request body into json: " + jsonError).ConfigureAwait(false);
-            return;
-        }
-
-        string executedVersion = qualifier ?? FunctionName.Latest;
+        bool truncate = fault == FaultOutcome.Truncate;
+        string executedVersion = call.Qualifier ?? FunctionName.Latest;
         if (invocationType == DryRun)
         {
             response.StatusCode = 204;
@@ -380,7 +303,7 @@ public sealed class LambdaEmulator : IAsyncDisposable
             if (truncate) context.Abort();
             return;
         }
-        var invocation = new LambdaInvocation(functionName.Name, qualifier, body, invocationType, clientContext, requestId);
+        var invocation = new LambdaInvocation(call.Name.Name, call.Qualifier, body, invocationType, call.ClientContext, requestId);
         if (invocationType == Event)
         {
             RunInBackground(function, invocation);
@@ -390,13 +313,166 @@ public sealed class LambdaEmulator : IAsyncDisposable
             return;
         }
 
-        if (function.ConcurrencyLimit is int concurrencyLimit && Interlocked.Increment(ref function.Running) > concurrencyLimit)
+        if (!TryEnter(function))
         {
-            Interlocked.Decrement(ref function.Running);
             await WriteErrorAsync(response, 429, "TooManyRequestsException", "Rate Exceeded.",
                 reason: "ReservedFunctionConcurrentInvocationLimitExceeded").ConfigureAwait(false);
             return;
         }
+        try
+        {
+            if (streaming)
+                await StreamAsync(context, function, invocation, call.LogType, executedVersion, truncate).ConfigureAwait(false);
+            else
+                await InvokeAsync(context, function, invocation, call.LogType, executedVersion, truncate).ConfigureAwait(false);
+        }
+        finally
+        {
+            Exit(function);
+        }
+    }
+
+    // The parameters of an invocation request: name, qualifier, invocation type, log type, client context. Answers the
+    // error and returns null when one is malformed.
+    private async Task<InvocationCall?> ReadParametersAsync(HttpContext context, string segment, string query, string invocationType, bool streaming)
+    {
+        var response = context.Response;
+        string nameText = Uri.UnescapeDataString(segment);
+        if (!FunctionName.TryParse(nameText, out var functionName))
+        {
+            await WriteErrorAsync(response, 400, "ValidationException",
+                $"1 validation error detected: Value '{Shorten(nameText)}' at 'functionName' failed to satisfy constraint: Member must satisfy regular expression pattern: {FunctionName.Pattern}").ConfigureAwait(false);
+            return null;
+        }
+        string? qualifier = functionName.Qualifier;
+        if (QueryValue(query, "Qualifier") is { } queryQualifier)
+        {
+            if (!FunctionName.IsQualifier(queryQualifier))
+            {
+                await WriteErrorAsync(response, 400, "ValidationException",
+                    $"1 validation error detected: Value '{Shorten(queryQualifier)}' at 'qualifier' failed to satisfy constraint: Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+)").ConfigureAwait(false);
+                return null;
+            }
+            if (qualifier is not null && qualifier != queryQualifier)
+            {
+                await WriteErrorAsync(response, 400, "InvalidParameterValueException",
+                    "The derived qualifier from the function name does not match the specified qualifier.").ConfigureAwait(false);
+                return null;
+            }
+            qualifier = queryQualifier;
+        }
+        // InvokeWithResponseStream knows no Event invocations.
+        if (streaming ? invocationType is not (RequestResponse or DryRun) : invocationType is not (RequestResponse or Event or DryRun))
+        {
+            await WriteErrorAsync(response, 400, "ValidationException",
+                $"1 validation error detected: Value '{Shorten(invocationType)}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: " +
+                (streaming ? "[RequestResponse, DryRun]" : "[Event, RequestResponse, DryRun]")).ConfigureAwait(false);
+            return null;
+        }
+        string? logType = HeaderOrNull(context.Request, "X-Amz-Log-Type");
+        if (logType is not (null or "None" or "Tail"))
+        {
+            await WriteErrorAsync(response, 400, "ValidationException",
+                $"1 validation error detected: Value '{Shorten(logType)}' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]").ConfigureAwait(false);
+            return null;
+        }
+        string? clientContext = null;
+        if (HeaderOrNull(context.Request, "X-Amz-Client-Context") is { } encodedContext)
+        {
+            // AWS documents the limit but not the error it answers; the service model gives the header no length
+            // constraint (so no ValidationException), and a malformed client context is InvalidRequestContentException,
+            // so an over-long one is answered the same way. Unconfirmed against AWS.
+            // Kestrel refuses non-ASCII header values, so the length in characters is the length in bytes.
+            if (encodedContext.Length > MaxClientContextLength)
+            {
+                await WriteErrorAsync(response, 400, "InvalidRequestContentException",
+                    $"Client context must be at most {MaxClientContextLength} bytes of Base64-encoded JSON; this one is {encodedContext.Length}.").ConfigureAwait(false);
+                return null;
+            }
+            if (!TryDecodeClientContext(encodedContext, out clientContext))
+            {
+                await WriteErrorAsync(response, 400, "InvalidRequestContentException",
+                    "Client context must be a valid Base64-encoded JSON object.").ConfigureAwait(false);
+                return null;
+            }
+        }
+        return new InvocationCall(functionName, qualifier, logType, clientContext);
+    }
+
+    // The next injected fault: answered (or the connection reset) here, or a truncation to apply to the answer.
+    private async Task<FaultOutcome> ApplyFaultAsync(HttpContext context)
+    {
+        if (Faults.Next() is not { } fault) return FaultOutcome.None;
+        var response = context.Response;
+        switch (fault.Kind)
+        {
+            case FaultKind.Fail:
+                await WriteErrorAsync(response, fault.Status, fault.ErrorType,
+                    $"The emulator injected this fault ({fault.Status} {fault.ErrorType}).").ConfigureAwait(false);
+                return FaultOutcome.Answered;
+            case FaultKind.Throttle:
+                if (fault.RetryAfter is { } retryAfter)
+                    response.Headers.RetryAfter = ((long)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+                await WriteErrorAsync(response, 429, "TooManyRequestsException", "Rate Exceeded.", reason: fault.Reason).ConfigureAwait(false);
+                return FaultOutcome.Answered;
+            case FaultKind.Reset:
+                context.Abort();
+                return FaultOutcome.Answered;
+            case FaultKind.Delay:
+                try
+                {
+                    await Task.Delay(fault.Delay, context.RequestAborted).ConfigureAwait(false);
+                    return FaultOutcome.None;
+                }
+                catch (OperationCanceledException)
+                {
+                    return FaultOutcome.Answered; // the caller gave up
+                }
+            default:
+                return FaultOutcome.Truncate;
+        }
+    }
+
+    // The function asked for, once the payload is known to be JSON; answers the error and returns null otherwise.
+    private async Task<FunctionEntry?> FindFunctionAsync(HttpResponse response, InvocationCall call, byte[] body)
+    {
+        if (!_functions.TryGetValue(call.Name.Name, out var function))
+        {
+            if (!Options.EchoUnknownFunctions)
+            {
+                string arn = $"arn:aws:lambda:{call.Name.Region ?? Options.Region}:{call.Name.Account ?? DefaultAccount}:function:{call.Name.Name}"
+                    + (call.Qualifier is null ? "" : ":" + call.Qualifier);
+                await WriteErrorAsync(response, 404, "ResourceNotFoundException", "Function not found: " + arn).ConfigureAwait(false);
+                return null;
+            }
+            function = s_echo;
+        }
+        if (body.Length > 0 && JsonError(body) is { } jsonError)
+        {
+            await WriteErrorAsync(response, 400, "InvalidRequestContentException", "Could not parse request body into json: " + jsonError).ConfigureAwait(false);
+            return null;
+        }
+        return function;
+    }
+
+    // A synchronous invocation under the function's reserved concurrency, if it has one.
+    private static bool TryEnter(FunctionEntry function)
+    {
+        if (function.ConcurrencyLimit is not int limit) return true;
+        if (Interlocked.Increment(ref function.Running) <= limit) return true;
+        Interlocked.Decrement(ref function.Running);
+        return false;
+    }
+
+    private static void Exit(FunctionEntry function)
+    {
+        if (function.ConcurrencyLimit is not null) Interlocked.Decrement(ref function.Running);
+    }
+
+    // Invoke: the function's whole answer, or its error object with X-Amz-Function-Error.
+    private async Task InvokeAsync(HttpContext context, FunctionEntry function, LambdaInvocation invocation, string? logType, string executedVersion, bool truncate)
+    {
+        var response = context.Response;
         byte[] result;
         string? functionError = null;
         // The function sees its caller give up (a timeout, a cancelled call, a closed connection) as well as the
@@ -405,7 +481,7 @@ public sealed class LambdaEmulator : IAsyncDisposable
         {
             try
             {
-                result = await function.Handler(invocation, cancellation.Token).ConfigureAwait(false) ?? s_null;
+                result = await RunToEndAsync(function, invocation, cancellation.Token).ConfigureAwait(false);
             }
             catch (LambdaHandledErrorException e)
             {
@@ -419,12 +495,12 @@ public sealed class LambdaEmulator : IAsyncDisposable
                 result = FunctionErrorBody(e.Message, e.GetType().Name, e.StackTrace);
                 functionError = "Unhandled";
             }
-            finally
-            {
-                if (function.ConcurrencyLimit is not null) Interlocked.Decrement(ref function.Running);
-            }
         }
-        if (context.RequestAborted.IsCancellationRequested) return; // no one to answer
+        if (context.RequestAborted.IsCancellationRequested)
+        {
+            Counters.ClientDisconnected(); // no one to answer
+            return;
+        }
         if (functionError is null && result.Length > MaxRequestResponsePayload)
         {
             result = FunctionErrorBody($"Response payload size exceeded maximum allowed payload size ({MaxRequestResponsePayload} bytes).", "Function.ResponseSizeTooLarge", null);
@@ -446,6 +522,17 @@ public sealed class LambdaEmulator : IAsyncDisposable
             return;
         }
         await response.Body.WriteAsync(result, context.RequestAborted).ConfigureAwait(false);
+    }
+
+    // Runs either kind of function to its end: a streaming function's chunks are gathered into one answer, as
+    // Lambda's Invoke buffers a streaming function's response.
+    private static async ValueTask<byte[]> RunToEndAsync(FunctionEntry function, LambdaInvocation invocation, CancellationToken cancellationToken)
+    {
+        if (function.Handler is { } handler)
+            return await handler(invocation, cancellationToken).ConfigureAwait(false) ?? s_null;
+        var gathered = LambdaResponseStream.Gathering(cancellationToken);
+        await function.StreamingHandler!(invocation, gathered, cancellationToken).ConfigureAwait(false);
+        return gathered.ToArray();
     }
 
     private SigV4VerificationResult Verify(HttpRequest request, string path, string query, byte[] body)
@@ -472,7 +559,7 @@ public sealed class LambdaEmulator : IAsyncDisposable
         {
             try
             {
-                await function.Handler(invocation, _stopping.Token).ConfigureAwait(false);
+                await RunToEndAsync(function, invocation, _stopping.Token).ConfigureAwait(false);
             }
             catch
             {
@@ -500,13 +587,16 @@ public sealed class LambdaEmulator : IAsyncDisposable
         return q < 0 ? (target, "") : (target[..q], target[(q + 1)..]);
     }
 
-    private static bool TryGetFunctionSegment(string path, out string segment)
+    // The function name segment of an Invoke or InvokeWithResponseStream (streaming) path.
+    private static bool TryGetFunctionSegment(string path, out string segment, out bool streaming)
     {
+        streaming = path.StartsWith(StreamPathPrefix, StringComparison.Ordinal);
+        var (prefix, suffix) = streaming ? (StreamPathPrefix, StreamPathSuffix) : (InvokePathPrefix, InvokePathSuffix);
         segment = "";
-        if (!path.StartsWith(InvokePathPrefix, StringComparison.Ordinal) || !path.EndsWith(InvokePathSuffix, StringComparison.Ordinal)
-            || path.Length <= InvokePathPrefix.Length + InvokePathSuffix.Length)
+        if (!path.StartsWith(prefix, StringComparison.Ordinal) || !path.EndsWith(suffix, StringComparison.Ordinal)
+            || path.Length <= prefix.Length + suffix.Length)
             return false;
-        segment = path[InvokePathPrefix.Length..^InvokePathSuffix.Length];
+        segment = path[prefix.Length..^suffix.Length];
         return !segment.Contains('/');
     }
 
@@ -646,10 +736,16 @@ public sealed class LambdaEmulator : IAsyncDisposable
     // Caller text quoted in an error message is cut short: it is echoed, not trusted.
     private static string Shorten(string text) => text.Length <= 256 ? text : text[..256] + "...";
 
-    private sealed class FunctionEntry(LambdaFunctionHandler handler, int? concurrencyLimit)
+    // A function: either kind of handler, and its reserved concurrency.
+    private sealed class FunctionEntry(LambdaFunctionHandler? handler, LambdaStreamingFunctionHandler? streamingHandler, int? concurrencyLimit)
     {
-        public readonly LambdaFunctionHandler Handler = handler;
+        public readonly LambdaFunctionHandler? Handler = handler;
+        public readonly LambdaStreamingFunctionHandler? StreamingHandler = streamingHandler;
         public readonly int? ConcurrencyLimit = concurrencyLimit;
         public int Running; // synchronous invocations running now, counted only under a limit
     }
+
+    private sealed record InvocationCall(FunctionName Name, string? Qualifier, string? LogType, string? ClientContext);
+
+    private enum FaultOutcome { None, Answered, Truncate }
 }

@@ -24,10 +24,22 @@ internal static class EmulatorTestSupport
         "2015-03-31/functions/" + Uri.EscapeDataString(functionName) + "/invocations"
         + (qualifier is null ? "" : "?Qualifier=" + Uri.EscapeDataString(qualifier));
 
+    /// <summary>The InvokeWithResponseStream path, the function name encoded as for Invoke.</summary>
+    public static string StreamPath(string functionName, string? qualifier = null) =>
+        "2021-11-15/functions/" + Uri.EscapeDataString(functionName) + "/response-streaming-invocations"
+        + (qualifier is null ? "" : "?Qualifier=" + Uri.EscapeDataString(qualifier));
+
     public static HttpRequestMessage Invoke(string functionName, string? payload = "{}", string? invocationType = null,
-        string? qualifier = null, string? logType = null, string? clientContext = null)
+        string? qualifier = null, string? logType = null, string? clientContext = null) =>
+        Request(InvokePath(functionName, qualifier), payload, invocationType, logType, clientContext);
+
+    public static HttpRequestMessage InvokeWithResponseStream(string functionName, string? payload = "{}", string? invocationType = null,
+        string? qualifier = null, string? logType = null, string? clientContext = null) =>
+        Request(StreamPath(functionName, qualifier), payload, invocationType, logType, clientContext);
+
+    private static HttpRequestMessage Request(string path, string? payload, string? invocationType, string? logType, string? clientContext)
     {
-        var request = new HttpRequestMessage(HttpMethod.Post, InvokePath(functionName, qualifier));
+        var request = new HttpRequestMessage(HttpMethod.Post, path);
         if (payload is not null) request.Content = new ByteArrayContent(Encoding.UTF8.GetBytes(payload));
         if (invocationType is not null) request.Headers.Add("X-Amz-Invocation-Type", invocationType);
         if (logType is not null) request.Headers.Add("X-Amz-Log-Type", logType);
