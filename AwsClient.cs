@@ -339,6 +339,9 @@ sealed class AwsResponse
         _contentHeaders = contentHeaders;
     }
 
+    // A streaming answer's response, its body unread (SendStreamingAsync).
+    internal HttpResponseMessage? Open { get; init; }
+
     /// <summary>The HTTP status.</summary>
     public HttpStatusCode StatusCode { get; }
 
@@ -753,9 +756,29 @@ sealed class AwsClient : IDisposable
     // One call: attempts until one succeeds, one fails for good, or the retries run out.
     // ---------------------------------------------------------------------------------------------------------
 
-    internal async Task<AwsResponse> SendCoreAsync(AwsRequest request, FanOutContext? fanOut, CancellationToken cancellationToken)
+    /// <summary>
+    /// Sends a request as <see cref="SendAsync"/> does (signed, retried, errors read into exceptions), but returns as
+    /// soon as a successful answer's headers arrive: its body is the caller's to read as it comes (an event stream such
+    /// as Bedrock's ConverseStream, a large S3 object). The timeout covers the wait for the headers; reading the body
+    /// is bounded by the caller's token only. Dispose the response (before its end, that closes the connection).
+    /// </summary>
+    /// <param name="request">The request.</param>
+    /// <param name="cancellationToken">Cancels the call until the headers arrive.</param>
+    /// <returns>The answer, with a 2xx status and its body unread.</returns>
+    /// <exception cref="AwsServiceException">The service answered with an error, after any retries.</exception>
+    /// <exception cref="AwsTimeoutException">The last attempt timed out before the headers came.</exception>
+    /// <exception cref="AwsConnectionException">The connection failed on every attempt.</exception>
+    /// <exception cref="ArgumentException">The request is malformed; nothing was sent.</exception>
+    public async Task<HttpResponseMessage> SendStreamingAsync(AwsRequest request, CancellationToken cancellationToken = default)
     {
-        var prepared = Prepare(request);
+        ArgumentNullException.ThrowIfNull(request);
+        var answer = await SendCoreAsync(request, null, cancellationToken, streaming: true).ConfigureAwait(false);
+        return answer.Open!;
+    }
+
+    internal async Task<AwsResponse> SendCoreAsync(AwsRequest request, FanOutContext? fanOut, CancellationToken cancellationToken, bool streaming = false)
+    {
+        var prepared = Prepare(request, streaming);
         var call = new CallState();
         while (true)
         {
@@ -857,9 +880,10 @@ sealed class AwsClient : IDisposable
         public required KeyValuePair<string, string>[] SignedHeaders { get; init; } // Host first
         public required string PayloadHash { get; init; }
         public required TimeSpan Timeout { get; init; }
+        public bool Streaming { get; init; } // a successful answer's body is left unread, for the caller
     }
 
-    private PreparedRequest Prepare(AwsRequest request)
+    private PreparedRequest Prepare(AwsRequest request, bool streaming)
     {
         RequestRules.CheckPath(request.Path);
         RequestRules.CheckQuery(request.Query);
@@ -875,6 +899,7 @@ sealed class AwsClient : IDisposable
             SignedHeaders = RequestRules.HeadersToSign(_host, request),
             PayloadHash = SigV4.HashPayload(request.Body.Span),
             Timeout = request.Timeout ?? _timeout,
+            Streaming = streaming,
         };
     }
 
@@ -898,6 +923,12 @@ sealed class AwsClient : IDisposable
         {
             request = BuildRequest(prepared, credentials, _clock.GetUtcNow() + signedOffset);
             response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, token).ConfigureAwait(false);
+            if (prepared.Streaming && (int)response.StatusCode is >= 200 and <= 299)
+            {
+                var open = new AwsResponse(response.StatusCode, default, response.Headers, response.Content.Headers) { Open = response };
+                response = null; // the caller's now
+                return new Attempt(open, null, signedOffset);
+            }
             var body = await ResponseBody.ReadAsync(response.Content, _maxResponseSize, Service.ServiceId, token).ConfigureAwait(false);
             var answer = new AwsResponse(response.StatusCode, body, response.Headers, response.Content.Headers);
             var error = AwsErrors.ReadIfError(Service, prepared.Request.OperationName, answer, response, credentials, _retry.ServerNow(), attemptNumber);

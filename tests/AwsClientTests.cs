@@ -340,6 +340,36 @@ public class AwsClientProtocolTests
     }
 
     [Test]
+    public async Task SendStreamingAsync_RetriesUntilHeadersThenHandsTheUnreadBodyOver()
+    {
+        await using var service = new FakeAwsService("bedrock", (request, call) => call == 1
+            ? new Reply(503, "", "text/plain")
+            : new Reply(200, "streamed body", "application/vnd.amazon.eventstream"));
+        using var client = service.Client(new AwsService("Bedrock Runtime", "bedrock", AwsProtocol.RestJson1, "bedrock-runtime"));
+
+        using var response = await client.SendStreamingAsync(new AwsRequest(HttpMethod.Post, "/model/m/converse-stream") { ContentType = "application/json", Body = "{}"u8.ToArray() });
+
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That(response.Content.Headers.ContentType!.MediaType, Is.EqualTo("application/vnd.amazon.eventstream"));
+        Assert.That(await response.Content.ReadAsStringAsync(), Is.EqualTo("streamed body"));
+        Assert.That(service.Calls, Is.EqualTo(2), "the 503 before the stream was retried");
+        Assert.That(service.SignatureFailures, Is.Empty);
+    }
+
+    [Test]
+    public async Task SendStreamingAsync_AnErrorAnswerIsThrownAsForSendAsync()
+    {
+        await using var service = new FakeAwsService("bedrock", (_, _) =>
+            new Reply(400, """{"message":"The provided model identifier is invalid."}""") { Headers = [new("x-amzn-ErrorType", "ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/")] });
+        using var client = service.Client(new AwsService("Bedrock Runtime", "bedrock", AwsProtocol.RestJson1, "bedrock-runtime"));
+
+        var e = Assert.ThrowsAsync<AwsServiceException>(() => client.SendStreamingAsync(new AwsRequest(HttpMethod.Post, "/model/nope/converse-stream")))!;
+
+        Assert.That(e.ErrorCode, Is.EqualTo("ValidationException"));
+        Assert.That(e.ErrorMessage, Is.EqualTo("The provided model identifier is invalid."));
+    }
+
+    [Test]
     public async Task TheAwsJsonHelperRefusesATargetWithoutAnOperation()
     {
         var e = Assert.Throws<ArgumentException>(() => AwsRequest.AwsJson("GetItem", "{}"))!;
