@@ -255,6 +255,9 @@ sealed class AwsRequest
     /// <summary>Overrides <see cref="AwsClientOptions.Timeout"/> for this request: the limit of one attempt.</summary>
     public TimeSpan? Timeout { get; init; }
 
+    // The Lambda function a request invokes, for the span's faas.invoked_name.
+    internal string? InvokedFunction { get; init; }
+
     /// <summary>An awsJson request: <c>POST /</c> with <c>X-Amz-Target</c> and <c>application/x-amz-json-{version}</c>.</summary>
     /// <param name="target">The target, such as <c>DynamoDB_20120810.GetItem</c> or <c>AmazonSQS.SendMessage</c>.</param>
     /// <param name="json">The body.</param>
@@ -780,40 +783,69 @@ sealed class AwsClient : IDisposable
     {
         var prepared = Prepare(request, streaming);
         var call = new CallState();
-        while (true)
+        var telemetry = CallTelemetry.Start(Service, request.OperationName, Region, request.InvokedFunction);
+        try
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            var credentials = await GetCredentialsAsync(prepared, call.Attempts + 1, cancellationToken).ConfigureAwait(false);
-            await _retry.BeforeAttemptAsync(cancellationToken).ConfigureAwait(false);
-            long successesBefore = fanOut?.Successes ?? 0;
-            var limiter = fanOut?.Limiter;
-            int startedAt = limiter is null ? 0 : await limiter.AcquireAsync(cancellationToken).ConfigureAwait(false);
-            call.Attempts++;
-            Attempt attempt;
-            try
+            while (true)
             {
-                attempt = await AttemptAsync(prepared, credentials, call.Attempts, call.ClockOffset ?? _retry.ClockOffset, cancellationToken).ConfigureAwait(false);
+                var response = await AttemptWithRetryPolicyAsync(prepared, call, fanOut, telemetry, cancellationToken).ConfigureAwait(false);
+                if (response is not null)
+                {
+                    telemetry.Succeeded(Service, request.OperationName, response);
+                    return response;
+                }
             }
-            catch
-            {
-                limiter?.Release(startedAt, concurrencyThrottled: false, succeeded: false); // a cancellation, or a bug: the slot is not lost
-                throw;
-            }
-            bool throttled = attempt.Failure is AwsServiceException { IsThrottling: true };
-            limiter?.Release(startedAt, throttled && AwsErrors.IsConcurrencyThrottle((AwsServiceException)attempt.Failure!), attempt.Response is not null);
-            _retry.AfterAttempt(throttled);
-            if (attempt.Response is { } response)
-            {
-                // A corrected clock is the client's only once the service accepted a request signed with it.
-                if (call.ClockOffset is { } corrected) _retry.ConfirmClockOffset(corrected);
-                _retry.OnSuccess(call.TokensTaken);
-                if (fanOut is not null) fanOut.OnSuccess();
-                return response;
-            }
-            var delay = DecideRetry(attempt, call, fanOut is not null && fanOut.Successes > successesBefore);
-            if (delay is not { } wait) ExceptionDispatchInfo.Throw(attempt.Failure!);
-            else if (wait > TimeSpan.Zero) await Task.Delay(wait, _clock, cancellationToken).ConfigureAwait(false);
         }
+        catch (Exception e)
+        {
+            telemetry.Failed(Service, request.OperationName, e);
+            throw;
+        }
+    }
+
+    // One attempt with what surrounds it: credentials, the limiters, then the retry decision. The answer, or null to
+    // go again (after the backoff); a final failure is thrown.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<AwsResponse?> AttemptWithRetryPolicyAsync(PreparedRequest prepared, CallState call, FanOutContext? fanOut,
+        CallTelemetry telemetry, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        long identityStarted = telemetry.Measuring ? Stopwatch.GetTimestamp() : 0;
+        var credentials = await GetCredentialsAsync(prepared, call.Attempts + 1, cancellationToken).ConfigureAwait(false);
+        telemetry.Identity(Service, prepared.Request.OperationName, identityStarted);
+        await _retry.BeforeAttemptAsync(cancellationToken).ConfigureAwait(false);
+        long successesBefore = fanOut?.Successes ?? 0;
+        var limiter = fanOut?.Limiter;
+        int startedAt = limiter is null ? 0 : await limiter.AcquireAsync(cancellationToken).ConfigureAwait(false);
+        call.Attempts++;
+        long attemptStarted = telemetry.Measuring ? Stopwatch.GetTimestamp() : 0;
+        Attempt attempt;
+        try
+        {
+            attempt = await AttemptAsync(prepared, credentials, call.Attempts, call.ClockOffset ?? _retry.ClockOffset, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            limiter?.Release(startedAt, concurrencyThrottled: false, succeeded: false); // a cancellation, or a bug: the slot is not lost
+            throw;
+        }
+        bool throttled = attempt.Failure is AwsServiceException { IsThrottling: true };
+        limiter?.Release(startedAt, throttled && AwsErrors.IsConcurrencyThrottle((AwsServiceException)attempt.Failure!), attempt.Response is not null);
+        _retry.AfterAttempt(throttled);
+        if (attempt.Response is { } response)
+        {
+            // A corrected clock is the client's only once the service accepted a request signed with it.
+            if (call.ClockOffset is { } corrected) _retry.ConfirmClockOffset(corrected);
+            _retry.OnSuccess(call.TokensTaken);
+            if (fanOut is not null) fanOut.OnSuccess();
+            telemetry.Attempt(Service, prepared.Request.OperationName, attemptStarted, throttled: false, retry: false);
+            return response;
+        }
+        var delay = DecideRetry(attempt, call, fanOut is not null && fanOut.Successes > successesBefore);
+        telemetry.Attempt(Service, prepared.Request.OperationName, attemptStarted, throttled, retry: delay is not null);
+        if (delay is not { } wait) ExceptionDispatchInfo.Throw(attempt.Failure!);
+        else if (wait > TimeSpan.Zero) await Task.Delay(wait, _clock, cancellationToken).ConfigureAwait(false);
+        return null;
     }
 
     // What one call has spent on retries.
@@ -1907,6 +1939,8 @@ internal sealed class FanOutRun<TRequest, TResponse>
         int inFlight = Interlocked.Decrement(ref _inFlight);
         long completed = Interlocked.Increment(ref _completed);
         long failed = done.Succeeded ? Interlocked.Read(ref _failed) : Interlocked.Increment(ref _failed);
+        if (AwsTelemetry.FanOutCalls.Enabled)
+            AwsTelemetry.FanOutCalls.Add(1, new KeyValuePair<string, object?>("outcome", done.Succeeded ? "success" : "failure"));
         // Fail fast: stop before the failure is posted, so that no new call starts after it.
         if (!done.Succeeded && _failFast) Stop();
         _outcomes.Writer.TryWrite(done);
@@ -2152,6 +2186,156 @@ internal static partial class AwsHttp
         catch (AwsException e) when (e is AwsTimeoutException or AwsConnectionException or AwsResponseTooLargeException)
         {
             throw new AwsCredentialsException($"{failure}: {e.Message}", profileName, e);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Telemetry: one ActivitySource and one Meter, both named "SigV4Lite", in System.Diagnostics (no package). Spans and
+// metrics follow the OpenTelemetry conventions for AWS SDK clients. Tags carry names, codes and ids only: never a
+// payload, key, token or signature. With no listener each hook is a test of a flag.
+// ---------------------------------------------------------------------------------------------------------------
+
+/// <summary>The names OpenTelemetry users subscribe to: <c>.AddSource(AwsTelemetry.SourceName)</c> and
+/// <c>.AddMeter(AwsTelemetry.MeterName)</c>.</summary>
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+static class AwsTelemetry
+{
+    /// <summary>The <see cref="ActivitySource"/> name: a span per call, named <c>Service.Operation</c> (<c>DynamoDB.GetItem</c>).</summary>
+    public const string SourceName = "SigV4Lite";
+
+    /// <summary>The <see cref="System.Diagnostics.Metrics.Meter"/> name: <c>client.call.duration</c>, <c>client.call.attempts</c>,
+    /// <c>client.call.errors</c>, <c>client.call.attempt_duration</c>, <c>client.call.resolve_identity_duration</c>,
+    /// <c>sigv4lite.client.call.retries</c>, <c>sigv4lite.client.call.throttles</c>, <c>sigv4lite.client.calls_in_flight</c>,
+    /// <c>sigv4lite.lambda.function_errors</c>, <c>sigv4lite.fanout.calls</c>.</summary>
+    public const string MeterName = "SigV4Lite";
+
+    internal static readonly ActivitySource Source = new(SourceName);
+    internal static readonly System.Diagnostics.Metrics.Meter Meter = new(MeterName);
+
+    internal static readonly System.Diagnostics.Metrics.Histogram<double> CallDuration =
+        Meter.CreateHistogram<double>("client.call.duration", "s", "How long a call took, retries included.");
+    internal static readonly System.Diagnostics.Metrics.Histogram<double> AttemptDuration =
+        Meter.CreateHistogram<double>("client.call.attempt_duration", "s", "How long one attempt took, from signing to the answer read.");
+    internal static readonly System.Diagnostics.Metrics.Histogram<double> ResolveIdentityDuration =
+        Meter.CreateHistogram<double>("client.call.resolve_identity_duration", "s", "How long getting credentials took.");
+    internal static readonly System.Diagnostics.Metrics.Counter<long> Attempts =
+        Meter.CreateCounter<long>("client.call.attempts", "{attempt}", "Attempts made.");
+    internal static readonly System.Diagnostics.Metrics.Counter<long> Errors =
+        Meter.CreateCounter<long>("client.call.errors", "{error}", "Calls that failed, by error.type.");
+    internal static readonly System.Diagnostics.Metrics.Counter<long> Retries =
+        Meter.CreateCounter<long>("sigv4lite.client.call.retries", "{retry}", "Attempts made again after a failure.");
+    internal static readonly System.Diagnostics.Metrics.Counter<long> Throttles =
+        Meter.CreateCounter<long>("sigv4lite.client.call.throttles", "{attempt}", "Attempts the service throttled.");
+    internal static readonly System.Diagnostics.Metrics.UpDownCounter<long> InFlight =
+        Meter.CreateUpDownCounter<long>("sigv4lite.client.calls_in_flight", "{call}", "Calls started and not finished.");
+    internal static readonly System.Diagnostics.Metrics.Counter<long> FunctionErrors =
+        Meter.CreateCounter<long>("sigv4lite.lambda.function_errors", "{invocation}", "Lambda invocations whose function failed (HTTP 200 with X-Amz-Function-Error).");
+    internal static readonly System.Diagnostics.Metrics.Counter<long> FanOutCalls =
+        Meter.CreateCounter<long>("sigv4lite.fanout.calls", "{call}", "Calls of fan-outs completed, by outcome (success, failure).");
+
+    // The tags every measure of a call carries.
+    internal static TagList CallTags(AwsService service, string? operation)
+    {
+        var tags = new TagList { { "rpc.system", "aws-api" }, { "rpc.service", service.ServiceId } };
+        if (operation is not null) tags.Add("rpc.method", operation);
+        return tags;
+    }
+}
+
+// One call's telemetry: a span and the measures, started only when someone listens.
+internal struct CallTelemetry
+{
+    private Activity? _activity;
+    private long _started;
+    private bool _metrics;
+
+    public static CallTelemetry Start(AwsService service, string? operation, string region, string? invokedFunction)
+    {
+        var telemetry = new CallTelemetry();
+        if (AwsTelemetry.Source.HasListeners())
+        {
+            var activity = AwsTelemetry.Source.StartActivity(operation is null ? service.ServiceId : service.ServiceId + "." + operation, ActivityKind.Client);
+            if (activity is { IsAllDataRequested: true })
+            {
+                activity.SetTag("rpc.system", "aws-api");
+                activity.SetTag("rpc.service", service.ServiceId);
+                if (operation is not null) activity.SetTag("rpc.method", operation);
+                activity.SetTag("cloud.region", region);
+                if (invokedFunction is not null)
+                {
+                    activity.SetTag("faas.invoked_name", invokedFunction);
+                    activity.SetTag("faas.invoked_provider", "aws");
+                    activity.SetTag("faas.invoked_region", region);
+                }
+            }
+            telemetry._activity = activity;
+        }
+        telemetry._metrics = AwsTelemetry.CallDuration.Enabled || AwsTelemetry.Attempts.Enabled || AwsTelemetry.Errors.Enabled || AwsTelemetry.InFlight.Enabled
+            || AwsTelemetry.AttemptDuration.Enabled || AwsTelemetry.Retries.Enabled || AwsTelemetry.Throttles.Enabled || AwsTelemetry.ResolveIdentityDuration.Enabled;
+        if (telemetry._metrics)
+        {
+            telemetry._started = Stopwatch.GetTimestamp();
+            AwsTelemetry.InFlight.Add(1, AwsTelemetry.CallTags(service, operation));
+        }
+        return telemetry;
+    }
+
+    public readonly bool Measuring => _metrics;
+
+    public readonly void Identity(AwsService service, string? operation, long startedAt)
+    {
+        if (_metrics) AwsTelemetry.ResolveIdentityDuration.Record(Stopwatch.GetElapsedTime(startedAt).TotalSeconds, AwsTelemetry.CallTags(service, operation));
+    }
+
+    public readonly void Attempt(AwsService service, string? operation, long startedAt, bool throttled, bool retry)
+    {
+        if (!_metrics) return;
+        var tags = AwsTelemetry.CallTags(service, operation);
+        AwsTelemetry.Attempts.Add(1, tags);
+        AwsTelemetry.AttemptDuration.Record(Stopwatch.GetElapsedTime(startedAt).TotalSeconds, tags);
+        if (throttled) AwsTelemetry.Throttles.Add(1, tags);
+        if (retry) AwsTelemetry.Retries.Add(1, tags);
+    }
+
+    public readonly void Succeeded(AwsService service, string? operation, AwsResponse response)
+    {
+        _activity?.SetTag("aws.request_id", response.RequestId);
+        End(service, operation, null);
+    }
+
+    public readonly void Failed(AwsService service, string? operation, Exception error)
+    {
+        if (_activity is { } activity)
+        {
+            if (error is AwsServiceException service1)
+            {
+                activity.SetTag("aws.request_id", service1.RequestId);
+                activity.SetTag("error.type", service1.ErrorCode);
+                activity.SetTag("http.response.status_code", (int)service1.StatusCode);
+            }
+            else activity.SetTag("error.type", error.GetType().Name);
+            // The exception's type only: its message can quote what the service said about the request.
+            activity.SetStatus(ActivityStatusCode.Error, error.GetType().Name);
+        }
+        End(service, operation, error);
+    }
+
+    private readonly void End(AwsService service, string? operation, Exception? error)
+    {
+        _activity?.Dispose();
+        if (!_metrics) return;
+        var tags = AwsTelemetry.CallTags(service, operation);
+        AwsTelemetry.InFlight.Add(-1, tags);
+        AwsTelemetry.CallDuration.Record(Stopwatch.GetElapsedTime(_started).TotalSeconds, tags);
+        if (error is not null)
+        {
+            tags.Add("error.type", error is AwsServiceException e ? e.ErrorCode : error.GetType().Name);
+            AwsTelemetry.Errors.Add(1, tags);
         }
     }
 }

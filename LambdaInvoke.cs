@@ -298,6 +298,8 @@ sealed class LambdaClient : IDisposable
     {
         var answer = await _client.SendCoreAsync(request.ToWire(), fanOut, cancellationToken).ConfigureAwait(false);
         var response = LambdaWire.ReadResponse(request.FunctionName, answer);
+        if (response.FunctionError is not null && AwsTelemetry.FunctionErrors.Enabled)
+            AwsTelemetry.FunctionErrors.Add(1, new KeyValuePair<string, object?>("rpc.service", "Lambda"), new KeyValuePair<string, object?>("error.type", response.FunctionError));
         // The function ran: its error is the caller's to see, never a reason to run it again.
         if (response.FunctionError is not null && request.ThrowOnFunctionError) throw new LambdaFunctionException(response);
         return response;
@@ -381,6 +383,7 @@ internal static class LambdaWire
             Body = request.Payload,
             OperationName = "Invoke",
             Timeout = request.Timeout,
+            InvokedFunction = request.FunctionName,
         };
     }
 
