@@ -126,8 +126,19 @@ sealed class AwsService
     /// <summary>The protocol.</summary>
     public AwsProtocol Protocol { get; }
 
-    // How long one attempt may take unless the options say otherwise: Lambda's synchronous invocations run 15 minutes.
-    internal TimeSpan DefaultTimeout { get; init; } = TimeSpan.FromSeconds(100);
+    /// <summary>How long one attempt may take when <see cref="AwsClientOptions.Timeout"/> is not set: 100 seconds, 16 minutes
+    /// for <see cref="Lambda"/> (a synchronous invocation runs up to 15).</summary>
+    public TimeSpan DefaultTimeout
+    {
+        get => _defaultTimeout;
+        init
+        {
+            AttemptTimeouts.Validate(value, nameof(DefaultTimeout));
+            _defaultTimeout = value;
+        }
+    }
+
+    private readonly TimeSpan _defaultTimeout = TimeSpan.FromSeconds(100);
 
     /// <summary>The service id.</summary>
     public override string ToString() => ServiceId;
@@ -160,11 +171,11 @@ sealed class AwsClientOptions
 
     /// <summary>Use the FIPS endpoint (<c>{prefix}-fips.{region}...</c>); ignored with a custom endpoint. Null reads
     /// <c>AWS_USE_FIPS_ENDPOINT</c>, then the profile's <c>use_fips_endpoint</c>; off when neither is set.</summary>
-    public bool? UseFips { get; init; }
+    public bool? UseFIPSEndpoint { get; init; }
 
     /// <summary>Use the dual-stack (IPv4 and IPv6) endpoint; ignored with a custom endpoint. Null reads
     /// <c>AWS_USE_DUALSTACK_ENDPOINT</c>, then the profile's <c>use_dualstack_endpoint</c>; off when neither is set.</summary>
-    public bool? UseDualStack { get; init; }
+    public bool? UseDualstackEndpoint { get; init; }
 
     /// <summary>Where credentials come from. Null uses the AWS SDKs' default chain (<see cref="AwsCredentialsChain.CreateDefault"/>),
     /// first read by the first call, on this client's <see cref="Clock"/>.</summary>
@@ -174,12 +185,12 @@ sealed class AwsClientOptions
     /// real ones.</summary>
     public AwsConfigOptions? Config { get; init; }
 
-    /// <summary>An HttpClient to send with (from IHttpClientFactory, say). Its own <see cref="HttpClient.Timeout"/> still
-    /// applies. Null uses one pooled HttpClient shared by the process: it follows no redirect and keeps idle connections
-    /// alive with TCP keep-alive probes, so that a 15-minute call survives a NAT gateway.</summary>
-    public HttpClient? HttpClient { get; init; }
-
-    /// <summary>A handler to send with, when <see cref="HttpClient"/> is null. The client does not dispose it.</summary>
+    /// <summary>A handler to send with (your own <c>SocketsHttpHandler</c>, or IHttpClientFactory's
+    /// <c>IHttpMessageHandlerFactory.CreateHandler(name)</c>); the client does not dispose it. Redirects are turned off
+    /// at the end of its chain before the first send, since a redirect would carry the session token and the body to
+    /// whatever host it names: a handler that follows redirects and has already sent is refused (configure it with
+    /// <c>AllowAutoRedirect = false</c>). Null uses one pooled handler shared by the process: it follows no redirect and
+    /// keeps idle connections alive with TCP keep-alive probes, so that a 15-minute call survives a NAT gateway.</summary>
     public HttpMessageHandler? HttpHandler { get; init; }
 
     /// <summary>Standard or adaptive retries. Null reads <c>AWS_RETRY_MODE</c>, then the profile's <c>retry_mode</c>;
@@ -684,7 +695,8 @@ sealed class AwsClient : IDisposable
     /// until the first call.</summary>
     /// <param name="service">The service, such as <see cref="AwsService.DynamoDB"/>.</param>
     /// <param name="options">The settings; null for the defaults.</param>
-    /// <exception cref="ArgumentException">A setting given in code is malformed (the region, the endpoint).</exception>
+    /// <exception cref="ArgumentException">A setting given in code is malformed (the region, the endpoint), or the handler
+    /// follows redirects and has already sent.</exception>
     /// <exception cref="ArgumentOutOfRangeException">MaxAttempts, RetryBaseDelay, Timeout or MaxResponseSize is out of range.</exception>
     /// <exception cref="AwsConfigurationException">No region is set anywhere, or the configuration holds a malformed
     /// setting (the message says where).</exception>
@@ -709,9 +721,25 @@ sealed class AwsClient : IDisposable
         _credentials = signed ? options.Credentials ?? AwsCredentialsChain.ForContext(settings.Context) : null;
         _retry = new RetryPolicy(settings.RetryMode, settings.MaxAttempts, options.RetryBaseDelay, _clock);
         _timeouts = new AttemptTimeouts(_clock);
-        if (options.HttpClient is not null) _http = options.HttpClient;
-        else if (options.HttpHandler is not null) { _http = new HttpClient(options.HttpHandler, disposeHandler: false) { Timeout = System.Threading.Timeout.InfiniteTimeSpan }; _ownsHttp = true; }
+        if (options.HttpHandler is { } handler)
+        {
+            TurnOffRedirects(handler);
+            _http = new HttpClient(handler, disposeHandler: false) { Timeout = System.Threading.Timeout.InfiniteTimeSpan }; // each attempt has its own
+            _ownsHttp = true;
+        }
         else _http = AwsHttp.Proxied;
+    }
+
+    private static void TurnOffRedirects(HttpMessageHandler handler)
+    {
+        try
+        {
+            SigV4Handler.TurnOffAutoRedirect(handler, nameof(AwsClient));
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new ArgumentException(e.Message, "options", e);
+        }
     }
 
     /// <summary>The service.</summary>
@@ -810,23 +838,25 @@ sealed class AwsClient : IDisposable
         CallTelemetry telemetry, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        long identityStarted = telemetry.Measuring ? Stopwatch.GetTimestamp() : 0;
-        var credentials = await GetCredentialsAsync(prepared, call.Attempts + 1, cancellationToken).ConfigureAwait(false);
-        telemetry.Identity(Service, prepared.Request.OperationName, identityStarted);
-        await _retry.BeforeAttemptAsync(cancellationToken).ConfigureAwait(false);
         long successesBefore = fanOut?.Successes ?? 0;
+        // The waits first, then the credentials: a call that waited long in a queue signs with fresh ones.
         var limiter = fanOut?.Limiter;
         int startedAt = limiter is null ? 0 : await limiter.AcquireAsync(cancellationToken).ConfigureAwait(false);
-        call.Attempts++;
-        long attemptStarted = telemetry.Measuring ? Stopwatch.GetTimestamp() : 0;
         Attempt attempt;
+        long attemptStarted;
         try
         {
+            await _retry.BeforeAttemptAsync(cancellationToken).ConfigureAwait(false);
+            long identityStarted = telemetry.Measuring ? Stopwatch.GetTimestamp() : 0;
+            var credentials = await GetCredentialsAsync(prepared, call.Attempts + 1, cancellationToken).ConfigureAwait(false);
+            telemetry.Identity(Service, prepared.Request.OperationName, identityStarted);
+            call.Attempts++;
+            attemptStarted = telemetry.Measuring ? Stopwatch.GetTimestamp() : 0;
             attempt = await AttemptAsync(prepared, credentials, call.Attempts, call.ClockOffset ?? _retry.ClockOffset, cancellationToken).ConfigureAwait(false);
         }
         catch
         {
-            limiter?.Release(startedAt, concurrencyThrottled: false, succeeded: false); // a cancellation, or a bug: the slot is not lost
+            limiter?.Release(startedAt, concurrencyThrottled: false, succeeded: false); // a cancellation, no credentials: the slot is not lost
             throw;
         }
         bool throttled = attempt.Failure is AwsServiceException { IsThrottling: true };
@@ -862,8 +892,10 @@ sealed class AwsClient : IDisposable
     {
         if (_credentials is null) return null;
         var pending = _credentials.GetCredentialsAsync(cancellationToken);
-        if (pending.IsCompleted || prepared.Timeout == System.Threading.Timeout.InfiniteTimeSpan || prepared.Timeout > AttemptTimeouts.MaxTimerDelay)
-            return await pending.ConfigureAwait(false);
+        if (pending.IsCompleted) return await pending.ConfigureAwait(false);
+        // A provider may ignore the token: the wait watches it (and the timeout) itself.
+        if (prepared.Timeout == System.Threading.Timeout.InfiniteTimeSpan || prepared.Timeout > AttemptTimeouts.MaxTimerDelay)
+            return await pending.AsTask().WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             return await pending.AsTask().WaitAsync(prepared.Timeout, _clock, cancellationToken).ConfigureAwait(false);
@@ -890,7 +922,7 @@ sealed class AwsClient : IDisposable
             }
             // A throttled call did no work: while the fan-out it belongs to makes progress, it is sent again without
             // spending an attempt or the quota, so that a 0.1% chance of being throttled three times fails nothing.
-            if (error.IsThrottling && fanOutProgressed && call.Attempts < RetryPolicy.MaxThrottledAttemptsInFanOut)
+            if (error.IsThrottling && fanOutProgressed && _retry.MaxAttempts > 1 && call.Attempts < RetryPolicy.MaxThrottledAttemptsInFanOut)
             {
                 call.CountedAttempts--;
                 return _retry.Backoff(call.Attempts);
@@ -955,29 +987,41 @@ sealed class AwsClient : IDisposable
         {
             request = BuildRequest(prepared, credentials, _clock.GetUtcNow() + signedOffset);
             response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, token).ConfigureAwait(false);
+            if (!ReferenceEquals(response.RequestMessage?.RequestUri, prepared.Uri)) ThrowIfRedirected(response);
             if (prepared.Streaming && (int)response.StatusCode is >= 200 and <= 299)
             {
                 var open = new AwsResponse(response.StatusCode, default, response.Headers, response.Content.Headers) { Open = response };
+                response.RequestMessage = null; // the signed request (token, signature) does not go with the answer
                 response = null; // the caller's now
                 return new Attempt(open, null, signedOffset);
             }
-            var body = await ResponseBody.ReadAsync(response.Content, _maxResponseSize, Service.ServiceId, token).ConfigureAwait(false);
+            // A HEAD answer, a 204 and a 304 have no body, whatever Content-Length says (it describes the object).
+            var body = prepared.Request.Method == HttpMethod.Head || response.StatusCode is HttpStatusCode.NoContent or HttpStatusCode.NotModified
+                ? Array.Empty<byte>()
+                : await ResponseBody.ReadAsync(response.Content, _maxResponseSize, Service.ServiceId, token).ConfigureAwait(false);
             var answer = new AwsResponse(response.StatusCode, body, response.Headers, response.Content.Headers);
             var error = AwsErrors.ReadIfError(Service, prepared.Request.OperationName, answer, response, credentials, _retry.ServerNow(), attemptNumber);
             return error is null ? new Attempt(answer, null, signedOffset) : new Attempt(null, error, signedOffset);
         }
-        catch (Exception e) when (e is not AwsException && !cancellationToken.IsCancellationRequested
-            && (timeoutSource?.IsCancellationRequested == true || e is OperationCanceledException))
+        catch (Exception e) when (e is not AwsException && cancellationToken.IsCancellationRequested)
         {
-            // Our timeout fired, or the HttpClient's own Timeout did (an OperationCanceledException the caller did not ask for).
-            var limit = timeoutSource?.IsCancellationRequested == true ? prepared.Timeout : _http.Timeout;
-            return new Attempt(null, new AwsTimeoutException(Service.ServiceId, prepared.Request.OperationName, limit, attemptNumber, e), signedOffset);
+            // The caller's cancellation, whatever the stack made of it, carrying the caller's token.
+            throw new OperationCanceledException("The call was cancelled.", e, cancellationToken);
+        }
+        catch (Exception e) when (e is not AwsException && timeoutSource?.IsCancellationRequested == true)
+        {
+            return new Attempt(null, new AwsTimeoutException(Service.ServiceId, prepared.Request.OperationName, prepared.Timeout, attemptNumber, e), signedOffset);
+        }
+        catch (OperationCanceledException e)
+        {
+            // Neither the caller nor our timer: the handler's own (its ConnectTimeout): the connection could not be made.
+            return new Attempt(null, new AwsConnectionException(Service.ServiceId, prepared.Request.OperationName, Endpoint, attemptNumber, e), signedOffset);
         }
         catch (AwsResponseTooLargeException e)
         {
             return new Attempt(null, e, signedOffset);
         }
-        catch (Exception e) when ((e is HttpRequestException || e is IOException) && !cancellationToken.IsCancellationRequested)
+        catch (Exception e) when (e is HttpRequestException || e is IOException)
         {
             return new Attempt(null, new AwsConnectionException(Service.ServiceId, prepared.Request.OperationName, Endpoint, attemptNumber, e), signedOffset);
         }
@@ -987,6 +1031,16 @@ sealed class AwsClient : IDisposable
             request?.Dispose();
             _timeouts.End(timeoutSource, callerRegistration);
         }
+    }
+
+    // The handler followed a redirect although it was told not to (a custom handler): fail, and say so.
+    private void ThrowIfRedirected(HttpResponseMessage response)
+    {
+        var final = response.RequestMessage?.RequestUri;
+        if (final is null || Uri.Compare(final, Endpoint, UriComponents.SchemeAndServer, UriFormat.Unescaped, StringComparison.OrdinalIgnoreCase) == 0) return;
+        response.Dispose();
+        throw new AwsException($"{Service.ServiceId}: the HTTP handler followed a redirect to {UriText.Show(final)}, another host than the endpoint " +
+            $"{UriText.Show(Endpoint)}, carrying the signed request there. Give AwsClientOptions.HttpHandler a handler that does not follow redirects (AllowAutoRedirect = false).");
     }
 
     private HttpRequestMessage BuildRequest(PreparedRequest prepared, AwsCredentials? credentials, DateTimeOffset time)
@@ -1687,7 +1741,7 @@ internal static class FanOut
 
     // The engine, consumed three ways. Outcomes come out as they complete. Bad options are refused at the call, not at
     // the first MoveNextAsync.
-    public static IAsyncEnumerable<AwsOutcome<TRequest, TResponse>> Run<TRequest, TResponse>(FanOutInput<TRequest> input,
+    public static IAsyncEnumerable<AwsOutcome<TRequest, TResponse>> Run<TRequest, TResponse>(Func<FanOutInput<TRequest>> input,
         Func<TRequest, FanOutContext, CancellationToken, Task<TResponse>> send, AwsFanOutOptions? options, bool failFast,
         CancellationToken cancellationToken)
     {
@@ -1696,11 +1750,11 @@ internal static class FanOut
         return RunAsync(input, send, options, failFast, cancellationToken);
     }
 
-    private static async IAsyncEnumerable<AwsOutcome<TRequest, TResponse>> RunAsync<TRequest, TResponse>(FanOutInput<TRequest> input,
+    private static async IAsyncEnumerable<AwsOutcome<TRequest, TResponse>> RunAsync<TRequest, TResponse>(Func<FanOutInput<TRequest>> input,
         Func<TRequest, FanOutContext, CancellationToken, Task<TResponse>> send, AwsFanOutOptions options, bool failFast,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        var run = new FanOutRun<TRequest, TResponse>(input, send, options, failFast, cancellationToken);
+        var run = new FanOutRun<TRequest, TResponse>(input(), send, options, failFast, cancellationToken);
         try
         {
             run.Start();
@@ -1884,8 +1938,14 @@ internal sealed class FanOutRun<TRequest, TResponse>
                     {
                         done = new AwsOutcome<TRequest, TResponse>(index, request, e, Stopwatch.GetElapsedTime(started));
                     }
-                    posted = Post(done);
-                    EndSending();
+                    try
+                    {
+                        posted = Post(done);
+                    }
+                    finally
+                    {
+                        EndSending();
+                    }
                 }
                 finally
                 {
@@ -1934,17 +1994,26 @@ internal sealed class FanOutRun<TRequest, TResponse>
         if (Interlocked.Decrement(ref _sending) == 0 && Volatile.Read(ref _stopped) != 0) _idle.TrySetResult();
     }
 
+    // Posts the outcome, then tells the listeners. A listener that throws (an IProgress, a metrics callback) neither
+    // loses the outcome nor stops the run: its exception is the listener's problem, not the call's.
     private bool Post(in AwsOutcome<TRequest, TResponse> done)
     {
         int inFlight = Interlocked.Decrement(ref _inFlight);
         long completed = Interlocked.Increment(ref _completed);
         long failed = done.Succeeded ? Interlocked.Read(ref _failed) : Interlocked.Increment(ref _failed);
-        if (AwsTelemetry.FanOutCalls.Enabled)
-            AwsTelemetry.FanOutCalls.Add(1, new KeyValuePair<string, object?>("outcome", done.Succeeded ? "success" : "failure"));
         // Fail fast: stop before the failure is posted, so that no new call starts after it.
         if (!done.Succeeded && _failFast) Stop();
         _outcomes.Writer.TryWrite(done);
-        _progress?.Report(new AwsFanOutProgress(completed, failed, inFlight));
+        try
+        {
+            if (AwsTelemetry.FanOutCalls.Enabled)
+                AwsTelemetry.FanOutCalls.Add(1, new KeyValuePair<string, object?>("outcome", done.Succeeded ? "success" : "failure"));
+            _progress?.Report(new AwsFanOutProgress(completed, failed, inFlight));
+        }
+        catch (Exception e)
+        {
+            Debug.WriteLine($"SigV4Lite: a fan-out progress listener threw {e.GetType().Name}; the run goes on.");
+        }
         return true;
     }
 
@@ -1962,11 +2031,18 @@ internal abstract class FanOutInput<TRequest>
     private long _next;
     public bool Exhausted { get; protected set; }
 
-    public static FanOutInput<TRequest> From(IEnumerable<TRequest> requests) =>
-        new SyncInput(requests ?? throw new ArgumentNullException(nameof(requests)));
+    // A factory, checked now: each enumeration of a streaming fan-out is a new run, with an input of its own.
+    public static Func<FanOutInput<TRequest>> From(IEnumerable<TRequest> requests)
+    {
+        ArgumentNullException.ThrowIfNull(requests);
+        return () => new SyncInput(requests);
+    }
 
-    public static FanOutInput<TRequest> From(IAsyncEnumerable<TRequest> requests) =>
-        new AsyncInput(requests ?? throw new ArgumentNullException(nameof(requests)));
+    public static Func<FanOutInput<TRequest>> From(IAsyncEnumerable<TRequest> requests)
+    {
+        ArgumentNullException.ThrowIfNull(requests);
+        return () => new AsyncInput(requests);
+    }
 
     public abstract ValueTask<(bool HasRequest, long Index, TRequest Request)> NextAsync(Action onRead, CancellationToken cancellationToken);
 
@@ -2063,8 +2139,8 @@ internal sealed record AwsClientSettings(AwsConfigContext Context, TimeProvider 
         string region = AwsRegion.Resolve(options.Region, config);
         var endpoint = AwsEndpoint.Resolve(service.ServiceId, options.Endpoint, config)
             ?? AwsEndpoint.ForRegion(service.EndpointPrefix, region,
-                options.UseFips ?? Flag(context, "AWS_USE_FIPS_ENDPOINT", "use_fips_endpoint"),
-                options.UseDualStack ?? Flag(context, "AWS_USE_DUALSTACK_ENDPOINT", "use_dualstack_endpoint"));
+                options.UseFIPSEndpoint ?? Flag(context, "AWS_USE_FIPS_ENDPOINT", "use_fips_endpoint"),
+                options.UseDualstackEndpoint ?? Flag(context, "AWS_USE_DUALSTACK_ENDPOINT", "use_dualstack_endpoint"));
         return new AwsClientSettings(context, clock, region, endpoint,
             options.RetryMode ?? ReadRetryMode(context),
             options.MaxAttempts ?? ReadMaxAttempts(context));

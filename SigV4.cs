@@ -1815,7 +1815,8 @@ sealed class SigV4Handler : DelegatingHandler
         }
     }
 
-    private static int TurnOffAutoRedirect(HttpMessageHandler handler)
+    // Also used by AwsClient.cs for a handler it is given (`owner` names who asks, for the message).
+    internal static int TurnOffAutoRedirect(HttpMessageHandler handler, string owner = nameof(SigV4Handler))
     {
         while (handler is DelegatingHandler { InnerHandler: { } inner })
             handler = inner;
@@ -1836,9 +1837,9 @@ sealed class SigV4Handler : DelegatingHandler
         catch (InvalidOperationException e)
         {
             throw new InvalidOperationException(
-                $"The {handler.GetType().Name} under SigV4Handler follows redirects (AllowAutoRedirect is true) and has already sent requests, so SigV4Handler " +
+                $"The {handler.GetType().Name} under {owner} follows redirects (AllowAutoRedirect is true) and has already sent requests, so {owner} " +
                 "cannot turn that off: a redirect would carry X-Amz-Security-Token and X-Amz-Date to whatever host it names. Create that handler with " +
-                "AllowAutoRedirect = false (SigV4Handler then follows same-origin redirects itself, signing each afresh), or give SigV4Handler a handler that has not sent yet.", e);
+                $"AllowAutoRedirect = false, or give {owner} a handler that has not sent yet.", e);
         }
     }
 

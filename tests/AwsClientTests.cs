@@ -411,8 +411,8 @@ public class AwsClientSettingsTests : CredentialsTestBase
             Endpoint = options?.Endpoint,
             RetryMode = options?.RetryMode,
             MaxAttempts = options?.MaxAttempts,
-            UseFips = options?.UseFips,
-            UseDualStack = options?.UseDualStack,
+            UseFIPSEndpoint = options?.UseFIPSEndpoint,
+            UseDualstackEndpoint = options?.UseDualstackEndpoint,
             Credentials = FakeAwsService.Credentials,
             Config = Options(),
         });
@@ -455,7 +455,7 @@ public class AwsClientSettingsTests : CredentialsTestBase
         Env["AWS_RETRY_MODE"] = "adaptive";
         Env["AWS_MAX_ATTEMPTS"] = "9";
         Env["AWS_USE_FIPS_ENDPOINT"] = "true";
-        using var client = Make(new AwsClientOptions { RetryMode = AwsRetryMode.Standard, MaxAttempts = 1, UseFips = false });
+        using var client = Make(new AwsClientOptions { RetryMode = AwsRetryMode.Standard, MaxAttempts = 1, UseFIPSEndpoint = false });
         Assert.That(client.RetryMode, Is.EqualTo(AwsRetryMode.Standard));
         Assert.That(client.MaxAttempts, Is.EqualTo(1));
         Assert.That(client.Endpoint.Host, Is.EqualTo("dynamodb.us-east-1.amazonaws.com"));

@@ -24,7 +24,7 @@ public sealed class LambdaEndpointTests
         Assert.That(AwsEndpoint.ForRegion("lambda", region, fips, dualStack).AbsoluteUri, Is.EqualTo(expected));
         using var client = new LambdaClient(new AwsClientOptions
         {
-            Region = region, UseFips = fips, UseDualStack = dualStack, Credentials = EmulatorTestSupport.ExampleCredentials, Config = Config(new FakeEnvironment()),
+            Region = region, UseFIPSEndpoint = fips, UseDualstackEndpoint = dualStack, Credentials = EmulatorTestSupport.ExampleCredentials, Config = Config(new FakeEnvironment()),
         });
         Assert.That(client.Endpoint.AbsoluteUri, Is.EqualTo(expected));
         Assert.That(client.Region, Is.EqualTo(region));

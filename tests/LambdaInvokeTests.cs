@@ -495,19 +495,38 @@ public sealed class LambdaInvokeTests : EmulatorFixture
     }
 
     [Test]
-    public void HttpClientsOwnTimeout_IsAnAwsTimeoutException_NotACancellation()
+    public async Task AGivenHandlersRedirectsAreTurnedOff_ACrossHostRedirectReachesNoOne()
     {
-        Emulator.Faults.DelayNext(1, TimeSpan.FromSeconds(20));
-        using var http = new HttpClient { Timeout = TimeSpan.FromMilliseconds(300) };
+        await using var elsewhere = new FakeHttpServer(_ => Reply.Json("{}"));
+        await using var redirecting = new FakeHttpServer(_ => new Reply(307, "") { Headers = [new("Location", new Uri(elsewhere.Url, "/2015-03-31/functions/echo/invocations").ToString())] });
+        using var handler = new SocketsHttpHandler(); // follows redirects by default
         using var client = new LambdaClient(new AwsClientOptions
         {
-            Endpoint = Emulator.Endpoint, Region = "us-east-1", Credentials = EmulatorTestSupport.ExampleCredentials,
-            HttpClient = http, MaxAttempts = 1,
+            Endpoint = redirecting.Url, Region = "us-east-1", MaxAttempts = 1,
+            Credentials = new AwsCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "SESSION-TOKEN"),
+            HttpHandler = handler,
         });
 
-        var e = Assert.ThrowsAsync<AwsTimeoutException>(() => client.InvokeAsync(new LambdaRequest("echo", "{}")));
+        var e = Assert.ThrowsAsync<AwsServiceException>(() => client.InvokeAsync(new LambdaRequest("echo", "{}")))!;
 
-        Assert.That(e!.Timeout, Is.EqualTo(TimeSpan.FromMilliseconds(300)));
+        Assert.That((int)e.StatusCode, Is.EqualTo(307));
+        Assert.That(handler.AllowAutoRedirect, Is.False);
+        Assert.That(elsewhere.Requests, Is.Empty, "the token never reached the other host");
+    }
+
+    [Test]
+    public async Task AGivenHandlerThatFollowsRedirectsAndHasSentIsRefused()
+    {
+        await using var server = new FakeHttpServer(_ => Reply.Json("{}"));
+        using var handler = new SocketsHttpHandler();
+        using (var used = new HttpClient(handler, disposeHandler: false)) await used.GetAsync(server.Url);
+
+        var e = Assert.Throws<ArgumentException>(() => new LambdaClient(new AwsClientOptions
+        {
+            Endpoint = server.Url, Region = "us-east-1", Credentials = EmulatorTestSupport.ExampleCredentials, HttpHandler = handler,
+        }))!;
+
+        Assert.That(e.Message, Does.Contain("follows redirects").And.Contain("AllowAutoRedirect = false"));
     }
 
     [Test]

@@ -198,4 +198,102 @@ public class PipelineHardeningTests
         Assert.That(e.Message, Does.Contain("more than 1048576 bytes").And.Not.Contain("declared"));
         Assert.That(GC.GetTotalAllocatedBytes(precise: true) - before, Is.LessThan(16L * 1024 * 1024));
     }
+
+    [Test]
+    public async Task AHeadAnswersContentLengthDescribesTheObjectNotABody()
+    {
+        await using var server = new LyingServer("HTTP/1.1 200 OK\r\nContent-Length: 104857600\r\nETag: \"abc\"\r\n\r\n");
+        using var client = Client(server.Url, maxResponseSize: 1024);
+
+        var response = await client.SendAsync(new AwsRequest(HttpMethod.Head, "/bucket/key") { OperationName = "HeadObject" });
+
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That(response.Body.Length, Is.Zero);
+        Assert.That(response.GetHeader("Content-Length"), Is.EqualTo("104857600"));
+        Assert.That(response.GetHeader("ETag"), Is.EqualTo("\"abc\""));
+    }
+
+    [Test]
+    public async Task AProgressListenerThatThrowsLosesNoOutcomeAndStopsNothing()
+    {
+        await using var server = new FakeHttpServer(_ => Reply.Json("{}"));
+        using var client = Client(server.Url);
+        var progress = new Throwing();
+
+        var outcomes = await client.SendAllSettledAsync(Enumerable.Range(0, 20).Select(_ => GetItem()), new AwsFanOutOptions { MaxConcurrency = 4, Progress = progress })
+            .WaitAsync(TimeSpan.FromSeconds(20));
+
+        Assert.That(outcomes, Has.Count.EqualTo(20));
+        Assert.That(outcomes.All(o => o.Succeeded), Is.True);
+        Assert.That(progress.Reports, Is.GreaterThanOrEqualTo(20));
+    }
+
+    private sealed class Throwing : IProgress<AwsFanOutProgress>
+    {
+        public int Reports;
+        public void Report(AwsFanOutProgress value)
+        {
+            if (Interlocked.Increment(ref Reports) % 2 == 0) throw new InvalidOperationException("listener bug");
+        }
+    }
+
+    [Test]
+    public async Task EachEnumerationOfAStreamingFanOutIsANewRun()
+    {
+        await using var server = new FakeHttpServer(_ => Reply.Json("{}"));
+        using var client = Client(server.Url);
+        var requests = Enumerable.Range(0, 10).Select(_ => GetItem()).ToList();
+        var each = client.SendEachAsync(requests);
+
+        int first = 0, second = 0;
+        await foreach (var _ in each) if (++first == 3) break;
+        await foreach (var _ in each) second++;
+
+        Assert.That(first, Is.EqualTo(3));
+        Assert.That(second, Is.EqualTo(10), "the second enumeration read the input from its start");
+    }
+
+    [Test]
+    public async Task TheCallersCancellationCarriesTheCallersToken()
+    {
+        await using var slow = new FakeHttpServer(async _ => { await Task.Delay(3000); return Reply.Json("{}"); });
+        using var client = Client(slow.Url);
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
+
+        var e = Assert.CatchAsync<OperationCanceledException>(() => client.SendAsync(GetItem(), cancel.Token))!;
+
+        Assert.That(e.CancellationToken, Is.EqualTo(cancel.Token));
+    }
+
+    [Test]
+    public async Task MaxAttemptsOfOneMeansNoRetryInAFanOutToo()
+    {
+        int calls = 0;
+        await using var server = new FakeHttpServer(_ => Interlocked.Increment(ref calls) == 1
+            ? new Reply(429, """{"message":"Rate exceeded"}""") { Headers = [new("x-amzn-ErrorType", "ThrottlingException")] }
+            : Reply.Json("{}"));
+        using var client = new AwsClient(AwsService.DynamoDB, new AwsClientOptions
+        {
+            Region = "us-east-1", Endpoint = server.Url, Credentials = FakeAwsService.Credentials, MaxAttempts = 1,
+            Config = new AwsConfigOptions { GetEnvironmentVariable = _ => null },
+        });
+
+        var outcomes = await client.SendAllSettledAsync(Enumerable.Range(0, 10).Select(_ => GetItem()), new AwsFanOutOptions { MaxConcurrency = 1 });
+
+        Assert.That(outcomes.Count(o => !o.Succeeded), Is.EqualTo(1));
+        Assert.That(calls, Is.EqualTo(10));
+    }
+
+    [Test]
+    public async Task AStreamingAnswerDoesNotCarryTheSignedRequest()
+    {
+        var credentials = new AwsCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "SESSION-TOKEN-SECRET");
+        await using var server = new FakeHttpServer(_ => Reply.Json("{}"));
+        using var client = Client(server.Url, credentials);
+
+        using var response = await client.SendStreamingAsync(GetItem());
+
+        Assert.That(response.RequestMessage, Is.Null);
+        Assert.That(response.ToString(), Does.Not.Contain("SESSION-TOKEN-SECRET").And.Not.Contain("Signature="));
+    }
 }
