@@ -69,8 +69,10 @@ public class LambdaStreamingTests : SignedEmulatorFixture
         Emulator.AddStreamingFunction("cut-short", (invocation, response, cancellationToken) => response.WriteAsync("only chunk", cancellationToken));
         Emulator.Faults.TruncateNext(1);
         int chunks = 0;
-        var e = Assert.ThrowsAsync<EventStreamException>(async () => { await foreach (var _ in StreamAsync("cut-short")) chunks++; });
-        Assert.That(e!.Kind, Is.EqualTo(EventStreamErrorKind.Truncated));
+        var e = Assert.ThrowsAsync<LambdaStreamException>(async () => { await foreach (var _ in StreamAsync("cut-short")) chunks++; });
+        Assert.That(e!.InnerException, Is.TypeOf<EventStreamException>().With.Property("Kind").EqualTo(EventStreamErrorKind.Truncated));
+        Assert.That((e.ChunksReceived, e.BytesReceived, e.FunctionName), Is.EqualTo((1, 10L, "cut-short")));
+        Assert.That(e.Message, Does.StartWith("The response stream of Lambda function 'cut-short' broke after 1 chunks (10 bytes), so the response is incomplete: The event stream ended in the middle of a message"));
         Assert.That(chunks, Is.EqualTo(1));
     }
 
@@ -78,9 +80,10 @@ public class LambdaStreamingTests : SignedEmulatorFixture
     public void StreamEndingWithoutInvokeCompleteIsATruncatedError()
     {
         byte[] body = Encode("PayloadChunk", "abc"u8.ToArray());
-        var e = Assert.ThrowsAsync<EventStreamException>(async () => { await foreach (var _ in StubStreamAsync(body)) { } });
-        Assert.That(e!.Kind, Is.EqualTo(EventStreamErrorKind.Truncated));
-        Assert.That(e.Message, Does.Contain("ended after 1 chunks (3 bytes) without its InvokeComplete event"));
+        var e = Assert.ThrowsAsync<LambdaStreamException>(async () => { await foreach (var _ in StubStreamAsync(body)) { } });
+        Assert.That(e!.InnerException, Is.TypeOf<EventStreamException>().With.Property("Kind").EqualTo(EventStreamErrorKind.Truncated));
+        Assert.That(e.Message, Is.EqualTo("The response stream of Lambda function 'stub' broke after 1 chunks (3 bytes), so the response is incomplete: " +
+            "The event stream ended without its InvokeComplete event."));
     }
 
     [Test]
@@ -89,16 +92,18 @@ public class LambdaStreamingTests : SignedEmulatorFixture
         byte[] body = EventStreamEncoder.Encode(
             [new(":message-type", "exception"), new(":exception-type", "ServiceException"), new(":content-type", "application/json")],
             """{"message":"internal failure"}"""u8);
-        var e = Assert.ThrowsAsync<EventStreamErrorException>(async () => { await foreach (var _ in StubStreamAsync(body)) { } });
-        Assert.That((e!.ErrorCode, e.ErrorMessage), Is.EqualTo(("ServiceException", "internal failure")));
+        var e = Assert.ThrowsAsync<LambdaStreamException>(async () => { await foreach (var _ in StubStreamAsync(body)) { } });
+        var inner = e!.InnerException as EventStreamErrorException;
+        Assert.That((inner?.ErrorCode, inner?.ErrorMessage), Is.EqualTo(("ServiceException", "internal failure")));
+        Assert.That(e.Message, Does.EndWith("so the response is incomplete: The event stream carried an exception: ServiceException: internal failure"));
     }
 
     [Test]
     public void InvokeCompleteThatIsNotAnObjectIsAnInvalidPayload()
     {
         byte[] body = Encode("InvokeComplete", "[1]"u8.ToArray());
-        var e = Assert.ThrowsAsync<EventStreamException>(async () => { await foreach (var _ in StubStreamAsync(body)) { } });
-        Assert.That(e!.Kind, Is.EqualTo(EventStreamErrorKind.InvalidPayload));
+        var e = Assert.ThrowsAsync<LambdaStreamException>(async () => { await foreach (var _ in StubStreamAsync(body)) { } });
+        Assert.That(e!.InnerException, Is.TypeOf<EventStreamException>().With.Property("Kind").EqualTo(EventStreamErrorKind.InvalidPayload));
         Assert.That(e.Message, Does.Contain("JSON object {ErrorCode, ErrorDetails, LogResult}; it carried: [1]"));
     }
 
