@@ -174,6 +174,30 @@ public class LambdaClientStreamingTests
     }
 
     [Test]
+    public async Task UnknownFunctions_StreamTheEchoInFourChunksOverTime()
+    {
+        await using var emulator = await LambdaEmulator.StartAsync(new LambdaEmulatorOptions { EchoUnknownFunctions = true });
+        using var lambda = LambdaTestSupport.NewClient(emulator);
+        await using var response = await lambda.InvokeWithResponseStreamAsync(new LambdaRequest("anything", """{"hello": 1}"""));
+        var chunks = new List<string>();
+        var arrivals = new List<TimeSpan>();
+        var clock = Stopwatch.StartNew();
+
+        await foreach (var chunk in response.ReadChunksAsync())
+        {
+            arrivals.Add(clock.Elapsed);
+            chunks.Add(Encoding.UTF8.GetString(chunk.Span));
+        }
+
+        Assert.That(string.Concat(chunks), Is.EqualTo("""{"function":"anything","payload":{"hello": 1}}"""));
+        Assert.That(chunks, Has.Count.EqualTo(4));
+        for (int i = 1; i < 4; i++)
+            Assert.That(arrivals[i] - arrivals[i - 1], Is.GreaterThanOrEqualTo(TimeSpan.FromMilliseconds(10)), $"chunk {i} came after a pause");
+        var buffered = await lambda.InvokeAsync(new LambdaRequest("anything", """{"hello": 1}"""));
+        Assert.That(buffered.GetPayloadString(), Is.EqualTo(string.Concat(chunks)), "Invoke answers the same echo at once");
+    }
+
+    [Test]
     public async Task ThrottledBeforeTheStream_IsRetried()
     {
         _emulator.AddStreamingFunction("popular", (invocation, response, cancellationToken) => response.WriteAsync("made it", cancellationToken));
