@@ -178,8 +178,8 @@ public sealed partial class LambdaEmulator : IAsyncDisposable
         return new ValueTask<byte[]>(result);
     }
 
-    /// <summary>How long <see cref="StreamingEcho"/> waits between its chunks: 20 ms.</summary>
-    public static readonly TimeSpan StreamingEchoInterval = TimeSpan.FromMilliseconds(20);
+    /// <summary>How long <see cref="StreamingEcho"/> waits between its chunks: 50 ms.</summary>
+    public static readonly TimeSpan StreamingEchoInterval = TimeSpan.FromMilliseconds(50);
 
     /// <summary>
     /// The echo, streamed: <see cref="Echo"/>'s answer written in four chunks (fewer when it is shorter than four
