@@ -628,6 +628,9 @@ enum EventStreamErrorKind
 /// <summary>
 /// An event stream failed: corrupt or truncated bytes (the message says which check failed and at which byte of the
 /// stream), or, as <see cref="EventStreamErrorException"/>, an exception or error message sent by the service.
+/// Not an <c>AwsException</c>, since this file stands alone: the library's Lambda client throws its own
+/// <c>LambdaStreamException</c> with this as the inner exception; around a loop over another service's stream, catch
+/// it beside <c>AwsException</c>.
 /// </summary>
 #if SIGV4LITE_PUBLIC
 public
