@@ -266,21 +266,27 @@ internal static class LambdaResponseStreamReader
         ArgumentNullException.ThrowIfNull(messages);
         ArgumentNullException.ThrowIfNull(functionName);
         summary ??= new LambdaStreamSummary();
-        await using (var enumerator = messages.GetAsyncEnumerator(cancellationToken))
+        var enumerator = messages.WithCancellation(cancellationToken).ConfigureAwait(false).GetAsyncEnumerator();
+        try
         {
             while (await NextAsync(enumerator, functionName, requestId, summary).ConfigureAwait(false) is { } message)
                 if (IsChunk(message, functionName, requestId, summary)) yield return message.Payload;
+        }
+        finally
+        {
+            await enumerator.DisposeAsync();
         }
         if (!summary.Completed)
             throw Broken(functionName, requestId, summary, new EventStreamException(EventStreamErrorKind.Truncated,
                 "The event stream ended without its InvokeComplete event."));
     }
 
-    private static async ValueTask<EventStreamMessage?> NextAsync(IAsyncEnumerator<EventStreamMessage> messages, string functionName, string? requestId, LambdaStreamSummary summary)
+    private static async ValueTask<EventStreamMessage?> NextAsync(ConfiguredCancelableAsyncEnumerable<EventStreamMessage>.Enumerator messages,
+        string functionName, string? requestId, LambdaStreamSummary summary)
     {
         try
         {
-            return await messages.MoveNextAsync().ConfigureAwait(false) ? messages.Current : null;
+            return await messages.MoveNextAsync() ? messages.Current : null;
         }
         catch (Exception e) when (e is EventStreamException or IOException or HttpRequestException)
         {
