@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Text;
 using SigV4Lite.Emulator;
+using static SigV4Lite.Tests.StreamingFunctions;
 
 namespace SigV4Lite.Tests;
 
@@ -10,36 +11,23 @@ namespace SigV4Lite.Tests;
 /// function failing mid-stream, cancellation and an early end closing the connection at once, retries before the
 /// stream, DryRun, Event refused, a broken stream, many streams at once.
 /// </summary>
-public class LambdaClientStreamingTests
+public class LambdaClientStreamingTests : EmulatorFixture
 {
     // Without the abort, the HTTP stack would drain the response for up to 2 s (its default) before closing.
     private static readonly TimeSpan AtOnce = TimeSpan.FromSeconds(1.5);
 
+    private readonly RecordedDelays _delays = new();
     private LambdaEmulator _emulator = null!;
-    private RecordedDelays _delays = null!;
     private LambdaClient _lambda = null!;
 
-    [OneTimeSetUp]
-    public async Task StartAsync()
+    protected override void AddFunctions(LambdaEmulator emulator)
     {
-        _emulator = await LambdaEmulator.StartAsync();
-        _delays = new RecordedDelays();
-        _lambda = LambdaTestSupport.NewClient(_emulator, _delays);
+        _emulator = emulator;
+        _lambda = LambdaTestSupport.NewClient(emulator, _delays);
     }
 
     [OneTimeTearDown]
-    public async Task StopAsync()
-    {
-        _lambda.Dispose();
-        await _emulator.DisposeAsync();
-    }
-
-    [SetUp]
-    public void Reset()
-    {
-        _emulator.Counters.Reset();
-        _emulator.Faults.Clear();
-    }
+    public void DisposeClient() => _lambda.Dispose();
 
     [Test]
     public async Task ManyChunksArriveInOrder_EachStaysValid_AndTheLogComesAtTheEnd()
@@ -71,13 +59,7 @@ public class LambdaClientStreamingTests
     [Test]
     public async Task FunctionFailingMidStream_IsThrownAtItsPlace_WithCodeDetailsAndLog()
     {
-        _emulator.AddStreamingFunction("fails-late", async (invocation, response, cancellationToken) =>
-        {
-            invocation.Log("about to fail");
-            await response.WriteAsync("one", cancellationToken);
-            await response.WriteAsync("two", cancellationToken);
-            throw new LambdaHandledErrorException("Runtime.StreamError", "upstream closed");
-        });
+        _emulator.AddStreamingFunction("fails-late", FailsAfterTwoChunks);
         await using var response = await _lambda.InvokeWithResponseStreamAsync(new LambdaRequest("fails-late", "{}") { LogType = LambdaLogType.Tail });
         var received = new List<string>();
 
@@ -98,13 +80,8 @@ public class LambdaClientStreamingTests
     [Test]
     public async Task CancellingInTheMiddle_ClosesTheConnectionAtOnce()
     {
-        var functionCancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _emulator.AddStreamingFunction("waits", async (invocation, response, cancellationToken) =>
-        {
-            cancellationToken.Register(() => functionCancelled.TrySetResult());
-            await response.WriteAsync("first", cancellationToken);
-            await Task.Delay(Timeout.Infinite, cancellationToken);
-        });
+        var function = new WaitingStreamFunction("first");
+        _emulator.AddStreamingFunction("waits", function.Handle);
         using var cancel = new CancellationTokenSource();
         await using var response = await _lambda.InvokeWithResponseStreamAsync(new LambdaRequest("waits", "{}"));
         var clock = new Stopwatch();
@@ -119,24 +96,14 @@ public class LambdaClientStreamingTests
             }
         });
 
-        await functionCancelled.Task.WaitAsync(LambdaTestSupport.Patience);
-        await LambdaTestSupport.EventuallyAsync(() => _emulator.Counters.Disconnects == 1, "the emulator sees the connection close");
-        Assert.That(clock.Elapsed, Is.LessThan(AtOnce));
+        await ClosedAtOnceAsync(function, clock);
     }
 
     [Test]
     public async Task BreakingOutOfTheLoop_ClosesTheConnectionAtOnce()
     {
-        var functionCancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _emulator.AddStreamingFunction("keeps-going", async (invocation, response, cancellationToken) =>
-        {
-            cancellationToken.Register(() => functionCancelled.TrySetResult());
-            for (int i = 0; ; i++)
-            {
-                await response.WriteAsync(Chunk(i), cancellationToken);
-                await Task.Delay(5, cancellationToken);
-            }
-        });
+        var function = new WaitingStreamFunction("a", "b", "c", "d");
+        _emulator.AddStreamingFunction("keeps-going", function.Handle);
         var clock = new Stopwatch();
         int read = 0;
         await using (var response = await _lambda.InvokeWithResponseStreamAsync(new LambdaRequest("keeps-going", "{}")))
@@ -148,28 +115,19 @@ public class LambdaClientStreamingTests
                 break;
             }
         }
-        await functionCancelled.Task.WaitAsync(LambdaTestSupport.Patience);
-        await LambdaTestSupport.EventuallyAsync(() => _emulator.Counters.Disconnects == 1, "the emulator sees the connection close");
-        Assert.That(clock.Elapsed, Is.LessThan(AtOnce));
+        await ClosedAtOnceAsync(function, clock);
     }
 
     [Test]
     public async Task DisposingUnread_ClosesTheConnectionAtOnce()
     {
-        var functionCancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _emulator.AddStreamingFunction("unread", async (invocation, response, cancellationToken) =>
-        {
-            cancellationToken.Register(() => functionCancelled.TrySetResult());
-            await response.WriteAsync("never read", cancellationToken);
-            await Task.Delay(Timeout.Infinite, cancellationToken);
-        });
+        var function = new WaitingStreamFunction("never read");
+        _emulator.AddStreamingFunction("unread", function.Handle);
         var response = await _lambda.InvokeWithResponseStreamAsync(new LambdaRequest("unread", "{}"));
         var clock = Stopwatch.StartNew();
         await response.DisposeAsync();
 
-        await functionCancelled.Task.WaitAsync(LambdaTestSupport.Patience);
-        await LambdaTestSupport.EventuallyAsync(() => _emulator.Counters.Disconnects == 1, "the emulator sees the connection close");
-        Assert.That(clock.Elapsed, Is.LessThan(AtOnce));
+        await ClosedAtOnceAsync(function, clock);
         Assert.Throws<ObjectDisposedException>(() => response.ReadChunksAsync().GetAsyncEnumerator().MoveNextAsync().AsTask().GetAwaiter().GetResult());
     }
 
@@ -280,13 +238,7 @@ public class LambdaClientStreamingTests
     public async Task ConnectionLostMidStream_IsALambdaStreamException_WithTheIOException()
     {
         byte[] firstChunk = EventStreamEncoder.Encode([new(":message-type", "event"), new(":event-type", "PayloadChunk")], "partial"u8);
-        using var lambda = new LambdaClient(new AwsClientOptions
-        {
-            Region = "us-east-1",
-            Endpoint = new Uri("http://127.0.0.1:9/"),
-            Credentials = EmulatorTestSupport.ExampleCredentials,
-            HttpHandler = new StubHandler(_ => new HttpResponseMessage(HttpStatusCode.OK) { Content = new StreamContent(new FailingStream(firstChunk)) }),
-        });
+        using var lambda = StubHandler.Client(new StubHandler(_ => new HttpResponseMessage(HttpStatusCode.OK) { Content = new StreamContent(new FailingStream(firstChunk)) }));
         await using var response = await lambda.InvokeWithResponseStreamAsync(new LambdaRequest("f", "{}"));
         var received = new List<string>();
 
@@ -315,15 +267,7 @@ public class LambdaClientStreamingTests
     [Test]
     public async Task TwoHundredConcurrentStreams_EachGetsItsOwnChunksInOrder()
     {
-        _emulator.AddStreamingFunction("concurrent", async (invocation, response, cancellationToken) =>
-        {
-            string id = Encoding.UTF8.GetString(invocation.Payload.Span);
-            for (int k = 0; k < 5; k++)
-            {
-                await response.WriteAsync($"{id}:{k};", cancellationToken);
-                await Task.Yield();
-            }
-        });
+        _emulator.AddStreamingFunction("concurrent", FiveTaggedChunks);
         var streams = Enumerable.Range(0, 200).Select(async i =>
         {
             await using var response = await _lambda.InvokeWithResponseStreamAsync(new LambdaRequest("concurrent", i.ToString(System.Globalization.CultureInfo.InvariantCulture)));
@@ -335,18 +279,18 @@ public class LambdaClientStreamingTests
         var results = await Task.WhenAll(streams).WaitAsync(TimeSpan.FromMinutes(1));
 
         foreach (var (i, text) in results)
-            Assert.That(text, Is.EqualTo(string.Concat(Enumerable.Range(0, 5).Select(k => $"{i}:{k};"))));
+            Assert.That(text, Is.EqualTo(FiveTaggedChunksText(i)));
         Assert.That(_emulator.Counters.Requests, Is.EqualTo(200));
         Assert.That(_emulator.Counters.MaxInFlight, Is.GreaterThan(1), "the streams overlapped");
         Assert.That(_emulator.Counters.Disconnects, Is.Zero);
     }
 
-    private static byte[] Chunk(int i) => Encoding.UTF8.GetBytes($"chunk {i} " + new string((char)('a' + i % 26), i % 97));
-
-    private sealed class StubHandler(Func<HttpRequestMessage, HttpResponseMessage> answer) : HttpMessageHandler
+    // The function's token fires (the emulator saw the caller go), the emulator counts the disconnect, soon after `clock` started.
+    private async Task ClosedAtOnceAsync(WaitingStreamFunction function, Stopwatch clock)
     {
-        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
-            Task.FromResult(answer(request));
+        await function.Cancelled.WaitAsync(LambdaTestSupport.Patience);
+        await LambdaTestSupport.EventuallyAsync(() => _emulator.Counters.Disconnects == 1, "the emulator sees the connection close");
+        Assert.That(clock.Elapsed, Is.LessThan(AtOnce));
     }
 
     // Gives its bytes, then fails as a reset connection does.
