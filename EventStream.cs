@@ -12,8 +12,12 @@
 // SubscribeToShard and Transcribe streaming. A message is a 12-byte prelude (total length, headers length, both
 // u32 big-endian, and the CRC32 of those 8 bytes), the headers, the payload, and the CRC32 of everything before it.
 //
+// An HTTP answer's event stream, read as its messages arrive (the connection closed at once if the loop ends early):
+//
+//   await foreach (EventStreamMessage message in response.ReadEventStreamAsync(cancellationToken)) ...
+//
 // The file reads top-down: the limits and the message a caller gets (its headers and their typed values), the
-// exceptions, the reader, the encoder, the HttpResponseMessage helper, then the CRC32 they share. Every type
+// exceptions, the reader, the encoder, the HttpResponseMessage helpers, then the CRC32 they share. Every type
 // compiles as internal too.
 #nullable enable
 
@@ -624,6 +628,9 @@ enum EventStreamErrorKind
 /// <summary>
 /// An event stream failed: corrupt or truncated bytes (the message says which check failed and at which byte of the
 /// stream), or, as <see cref="EventStreamErrorException"/>, an exception or error message sent by the service.
+/// Not an <c>AwsException</c>, since this file stands alone: the library's Lambda client throws its own
+/// <c>LambdaStreamException</c> with this as the inner exception; around a loop over another service's stream, catch
+/// it beside <c>AwsException</c>.
 /// </summary>
 #if SIGV4LITE_PUBLIC
 public
@@ -1132,7 +1139,45 @@ internal static class EventStreamFraming
     }
 }
 
-/// <summary>Reads the event stream of an HTTP response, for the send pipeline (which checks status and content type first).</summary>
+/// <summary>
+/// Reads the event stream of an HTTP answer, such as the one <c>AwsClient.SendStreamingAsync</c> returns for Bedrock's
+/// <c>ConverseStream</c>, S3's <c>SelectObjectContent</c> or Lambda's <c>InvokeWithResponseStream</c>.
+/// </summary>
+#if SIGV4LITE_PUBLIC
+public
+#else
+internal
+#endif
+static class EventStreamHttpExtensions
+{
+    /// <summary>
+    /// The messages of <paramref name="response"/>'s event stream as they arrive. The next message is read only when
+    /// it is asked for (a consumer that falls behind holds the sender back), and each message owns its bytes: keep it
+    /// as long as you like. The response is disposed when the loop ends. Breaking out of the loop, cancelling or a
+    /// failure closes its connection at once, even while the service is still sending.
+    /// </summary>
+    /// <param name="response">A successful answer whose body is unread (sent with
+    /// <see cref="HttpCompletionOption.ResponseHeadersRead"/>).</param>
+    /// <param name="cancellationToken">Stops reading (an <see cref="OperationCanceledException"/>) and closes the connection.</param>
+    /// <exception cref="ArgumentException">The answer is not a success (2xx): it carries an error document, not an
+    /// event stream.</exception>
+    /// <remarks>
+    /// While reading: a corrupt or truncated stream throws <see cref="EventStreamException"/>; a failing connection an
+    /// <see cref="IOException"/>. An <c>exception</c> or <c>error</c> message is handed out like any other: call
+    /// <see cref="EventStreamMessage.EnsureEvent"/> to throw it as an <see cref="EventStreamErrorException"/>. None of
+    /// these derive from the library's <c>AwsException</c>: this file stands alone.
+    /// </remarks>
+    public static IAsyncEnumerable<EventStreamMessage> ReadEventStreamAsync(this HttpResponseMessage response, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(response);
+        if (!response.IsSuccessStatusCode)
+            throw new ArgumentException($"The answer is HTTP {(int)response.StatusCode}: an error, not an event stream. Read its body as the " +
+                "service's error (AwsClient.SendStreamingAsync throws it as an AwsServiceException), or pass a successful answer.", nameof(response));
+        return EventStreamHttp.ReadMessagesAsync(response, cancellationToken);
+    }
+}
+
+/// <summary>Reads and closes the event stream of an HTTP response: the send pipeline's helper.</summary>
 internal static class EventStreamHttp
 {
     public const string ContentType = "application/vnd.amazon.eventstream";
@@ -1165,6 +1210,24 @@ internal static class EventStreamHttp
             // timeout) to reuse the connection; an early end closes it instead.
             if (!complete && stream is not null) await AbortConnectionAsync(stream).ConfigureAwait(false);
             if (reader is not null) await reader.DisposeAsync().ConfigureAwait(false);
+            response.Dispose();
+        }
+    }
+
+    /// <summary>Disposes a response whose body may be unread or half read, closing its connection at once instead
+    /// of letting the HTTP stack drain it.</summary>
+    public static async ValueTask CloseAsync(HttpResponseMessage response)
+    {
+        try
+        {
+            await AbortConnectionAsync(await response.Content.ReadAsStreamAsync(CancellationToken.None).ConfigureAwait(false)).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException or IOException or HttpRequestException)
+        {
+            // Disposed or failed already: nothing to close.
+        }
+        finally
+        {
             response.Dispose();
         }
     }

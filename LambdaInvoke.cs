@@ -239,6 +239,7 @@ sealed class LambdaFunctionException : AwsException
 /// <see cref="InvokeEachAsync(IEnumerable{LambdaRequest}, AwsFanOutOptions?, CancellationToken)"/>), through the send
 /// pipeline of <see cref="AwsClient"/>: every attempt signed afresh, throttling and transient failures retried, a
 /// function error (HTTP 200 with <c>X-Amz-Function-Error</c>) a <see cref="LambdaFunctionException"/>, never retried.
+/// With LambdaStreaming.cs, <c>InvokeWithResponseStreamAsync</c> reads a function's response as it streams.
 /// Every failure is an <see cref="AwsException"/>. Thread-safe: make one and share it.
 /// </summary>
 #if SIGV4LITE_PUBLIC
@@ -246,7 +247,7 @@ public
 #else
 internal
 #endif
-sealed class LambdaClient : IDisposable
+sealed partial class LambdaClient : IDisposable
 {
     // Lambda's synchronous payload limit (6 MB), with room for an error answer's own size.
     internal const long MaxResponseSize = 6 * 1024 * 1024 + 64 * 1024;
@@ -363,10 +364,15 @@ internal static class LambdaWire
 {
     private const int MaxClientContextLength = 3583;
 
-    // The endpoint's own path, if any, goes before this (the pipeline's part).
+    // The endpoint's own path, if any, goes before these (the pipeline's part).
     private const string PathPrefix = "/2015-03-31/functions/";
+    private const string PathSuffix = "/invocations";
 
-    public static AwsRequest Build(LambdaRequest request)
+    public static AwsRequest Build(LambdaRequest request) => Build(request, PathPrefix, PathSuffix, "Invoke");
+
+    // Invoke and InvokeWithResponseStream differ only in their path (and name): `/<version>/functions/` + the
+    // function + `/<operation's segment>`.
+    internal static AwsRequest Build(LambdaRequest request, string pathPrefix, string pathSuffix, string operationName)
     {
         Validate(request);
         int count = (request.InvocationType == LambdaInvocationType.RequestResponse ? 0 : 1) + (request.LogType == LambdaLogType.Tail ? 1 : 0) + (request.ClientContext is null ? 0 : 1);
@@ -376,12 +382,12 @@ internal static class LambdaWire
             headers[n++] = new("X-Amz-Invocation-Type", request.InvocationType == LambdaInvocationType.Event ? "Event" : "DryRun");
         if (request.LogType == LambdaLogType.Tail) headers[n++] = new("X-Amz-Log-Type", "Tail");
         if (request.ClientContext is { } context) headers[n] = new("X-Amz-Client-Context", EncodeClientContext(context));
-        return new AwsRequest(System.Net.Http.HttpMethod.Post, string.Concat(PathPrefix, EncodeSegment(request.FunctionName), "/invocations"),
+        return new AwsRequest(System.Net.Http.HttpMethod.Post, string.Concat(pathPrefix, EncodeSegment(request.FunctionName), pathSuffix),
             request.Qualifier is null ? "" : "Qualifier=" + EncodeSegment(request.Qualifier))
         {
             Headers = headers,
             Body = request.Payload,
-            OperationName = "Invoke",
+            OperationName = operationName,
             Timeout = request.Timeout,
             InvokedFunction = request.FunctionName,
         };

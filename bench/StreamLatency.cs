@@ -9,9 +9,10 @@ namespace SigV4Lite.Bench;
 /// <c>--stream-latency [N]</c>: how long a Lambda response stream's first chunk takes to reach the caller. The emulator
 /// runs in process (signatures not verified); its function writes one chunk holding the <see cref="Stopwatch"/> time
 /// of the write. The client's connections are wrapped (SocketsHttpHandler.ConnectCallback) to note when each socket
-/// read returns bytes. For each of N sequential invocations (one connection, kept alive) it reports the time from the
-/// socket read that brought the chunk to the chunk handed to the caller by EventStreamHttp and
-/// LambdaResponseStreamReader (the target: under 1 ms), and from the function's write to the caller.
+/// read returns bytes. For each of N sequential invocations through LambdaClient.InvokeWithResponseStreamAsync (one
+/// connection, kept alive) it reports the time from the socket read that brought the chunk to the chunk handed to the
+/// caller by LambdaStreamingResponse.ReadChunksAsync (the target: under 1 ms), and from the function's write to the
+/// caller.
 /// </summary>
 internal static class StreamLatency
 {
@@ -27,12 +28,19 @@ internal static class StreamLatency
             return response.WriteAsync(chunk, cancellationToken);
         });
         var clock = new SocketReadClock();
-        using var http = new HttpClient(new SocketsHttpHandler { ConnectCallback = clock.ConnectAsync }) { BaseAddress = emulator.Endpoint };
+        using var handler = new SocketsHttpHandler { ConnectCallback = clock.ConnectAsync };
+        using var lambda = new LambdaClient(new AwsClientOptions
+        {
+            Endpoint = emulator.Endpoint,
+            Region = emulator.Options.Region,
+            Credentials = new AwsCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+            HttpHandler = handler,
+        });
 
-        for (int i = 0; i < 500; i++) await OneAsync(http, clock); // JIT and connection warm-up
+        for (int i = 0; i < 500; i++) await OneAsync(lambda, clock); // JIT and connection warm-up
         var fromSocket = new double[count];
         var fromWrite = new double[count];
-        for (int i = 0; i < count; i++) (fromSocket[i], fromWrite[i]) = await OneAsync(http, clock);
+        for (int i = 0; i < count; i++) (fromSocket[i], fromWrite[i]) = await OneAsync(lambda, clock);
 
         output.WriteLine($"First chunk of {count} sequential InvokeWithResponseStream calls (in-process emulator, one kept-alive connection), microseconds:");
         output.WriteLine("| from | p50 | p90 | p99 | max |");
@@ -42,13 +50,13 @@ internal static class StreamLatency
         return fromSocket.Order().ElementAt(count * 99 / 100) < 1000 ? 0 : 1;
     }
 
-    private static async Task<(double FromSocket, double FromWrite)> OneAsync(HttpClient http, SocketReadClock clock)
+    private static readonly SigV4Lite.LambdaRequest FirstChunk = new("first-chunk", "{}"u8.ToArray());
+
+    private static async Task<(double FromSocket, double FromWrite)> OneAsync(LambdaClient lambda, SocketReadClock clock)
     {
-        using var request = new HttpRequestMessage(HttpMethod.Post, "2021-11-15/functions/first-chunk/response-streaming-invocations") { Content = new ByteArrayContent("{}"u8.ToArray()) };
-        var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead).ConfigureAwait(false);
+        await using var response = await lambda.InvokeWithResponseStreamAsync(FirstChunk).ConfigureAwait(false);
         (double, double) result = default;
-        var messages = EventStreamHttp.ReadMessagesAsync(response);
-        await foreach (var chunk in LambdaResponseStreamReader.ReadChunksAsync(messages, "first-chunk", null).ConfigureAwait(false))
+        await foreach (var chunk in response.ReadChunksAsync().ConfigureAwait(false))
         {
             long now = Stopwatch.GetTimestamp();
             long written = BinaryPrimitives.ReadInt64LittleEndian(chunk.Span);

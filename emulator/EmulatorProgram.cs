@@ -71,7 +71,7 @@ internal static class EmulatorProgram
         }
         await using (emulator.ConfigureAwait(false))
         {
-            if (settings.Strict) emulator.AddFunction("echo", LambdaEmulator.Echo);
+            if (settings.Strict) emulator.AddEcho("echo");
             var options = emulator.Options;
             output.WriteLine($"Lambda emulator listening on {emulator.Endpoint}");
             output.WriteLine(options.VerifySignatures

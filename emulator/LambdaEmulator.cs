@@ -44,7 +44,7 @@ public sealed partial class LambdaEmulator : IAsyncDisposable
     private const string DryRun = "DryRun";
     private const string DefaultAccount = "123456789012";
 
-    private static readonly FunctionEntry s_echo = new(Echo, null, null);
+    private static readonly FunctionEntry s_echo = new(Echo, StreamingEcho, null);
     private static readonly byte[] s_null = "null"u8.ToArray();
     private static readonly JsonWriterOptions s_jsonOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
@@ -177,6 +177,29 @@ public sealed partial class LambdaEmulator : IAsyncDisposable
         result[^1] = (byte)'}';
         return new ValueTask<byte[]>(result);
     }
+
+    /// <summary>How long <see cref="StreamingEcho"/> waits between its chunks: 50 ms.</summary>
+    public static readonly TimeSpan StreamingEchoInterval = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>
+    /// The echo, streamed: <see cref="Echo"/>'s answer written in four chunks (fewer when it is shorter than four
+    /// bytes), <see cref="StreamingEchoInterval"/> apart. What unknown functions stream with
+    /// <see cref="LambdaEmulatorOptions.EchoUnknownFunctions"/> (their Invoke answers with <see cref="Echo"/> at once).
+    /// </summary>
+    public static async ValueTask StreamingEcho(LambdaInvocation invocation, LambdaResponseStream response, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(response);
+        byte[] answer = await Echo(invocation, cancellationToken).ConfigureAwait(false);
+        int size = (answer.Length + 3) / 4;
+        for (int at = 0; at < answer.Length; at += size)
+        {
+            if (at > 0) await Task.Delay(StreamingEchoInterval, cancellationToken).ConfigureAwait(false);
+            await response.WriteAsync(answer.AsMemory(at, Math.Min(size, answer.Length - at)), cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    // The echo under a name, for both operations: Invoke answers at once, InvokeWithResponseStream streams.
+    internal void AddEcho(string name) => Add(name, s_echo);
 
     /// <summary>Stops listening, cancels the running functions' tokens and waits (a few seconds at most) for
     /// requests and background (<c>Event</c>) invocations to finish.</summary>

@@ -27,8 +27,9 @@ public sealed class LambdaEmulatorOptions
     /// measures the cost of everything but verification.</summary>
     public bool VerifySignatures { get; init; } = true;
 
-    /// <summary>Whether a function that was never added answers with <see cref="LambdaEmulator.Echo"/> (true) or
-    /// 404 ResourceNotFoundException, as AWS does (false, the default).</summary>
+    /// <summary>Whether a function that was never added answers with <see cref="LambdaEmulator.Echo"/> (true; streamed
+    /// by <see cref="LambdaEmulator.StreamingEcho"/> to InvokeWithResponseStream) or 404 ResourceNotFoundException, as
+    /// AWS does (false, the default).</summary>
     public bool EchoUnknownFunctions { get; init; }
 
     /// <summary>The emulator's clock, used to check signature times and to write the <c>Date</c> header;

@@ -26,6 +26,9 @@ public sealed record Reply(int Status, string Body = "", string ContentType = "a
     /// <summary>More headers, such as Location.</summary>
     public IReadOnlyList<KeyValuePair<string, string>> Headers { get; init; } = [];
 
+    /// <summary>A binary body (such as an event stream), sent instead of <see cref="Body"/>.</summary>
+    public byte[]? Bytes { get; init; }
+
     public static Reply Json(string body) => new(200, body);
 }
 
@@ -94,7 +97,7 @@ public sealed class FakeHttpServer : IAsyncDisposable
                 Reply reply;
                 try { reply = await _handler(request); }
                 catch (Exception e) { reply = new Reply(500, e.GetType().Name, "text/plain"); }
-                var payload = Encoding.UTF8.GetBytes(reply.Body);
+                var payload = reply.Bytes ?? Encoding.UTF8.GetBytes(reply.Body);
                 var head = $"HTTP/1.1 {reply.Status} {(HttpStatusCode)reply.Status}\r\nContent-Type: {reply.ContentType}\r\nContent-Length: {payload.Length}\r\n" +
                     string.Concat(reply.Headers.Select(h => $"{h.Key}: {h.Value}\r\n")) + "\r\n";
                 await stream.WriteAsync(Encoding.ASCII.GetBytes(head), _stop.Token);

@@ -232,13 +232,8 @@ public class EmulatorStreamingTests : SignedEmulatorFixture
     [Test]
     public async Task CallerGivingUpClosesTheStreamAndCancelsTheFunction()
     {
-        var cancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        Emulator.AddStreamingFunction("endless", async (invocation, response, cancellationToken) =>
-        {
-            cancellationToken.Register(() => cancelled.TrySetResult());
-            await response.WriteAsync("tick", cancellationToken);
-            await Task.Delay(Timeout.Infinite, cancellationToken);
-        });
+        var function = new WaitingStreamFunction("tick");
+        Emulator.AddStreamingFunction("endless", function.Handle);
         using var cancel = new CancellationTokenSource();
         using var response = await SendAsync(InvokeWithResponseStream("endless"), cancel.Token);
         await using var reader = new EventStreamReader(await response.Content.ReadAsStreamAsync(cancel.Token));
@@ -248,7 +243,7 @@ public class EmulatorStreamingTests : SignedEmulatorFixture
         Assert.That(waiting.IsCompleted, Is.False, "the function sends nothing more");
         cancel.Cancel();
         Assert.CatchAsync<OperationCanceledException>(async () => await waiting);
-        await cancelled.Task.WaitAsync(Patience);
+        await function.Cancelled.WaitAsync(Patience);
         await LambdaTestSupport.EventuallyAsync(() => Emulator.Counters.Disconnects == 1, "the emulator counts the disconnect");
     }
 

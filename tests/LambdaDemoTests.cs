@@ -69,6 +69,48 @@ public sealed class LambdaDemoTests
         Assert.That(output, Does.Contain("[0] bad name 0: Lambda Invoke answered 400 ValidationException"));
     }
 
+    [Test]
+    public async Task Stream_PrintsEachChunkAsItArrives()
+    {
+        var (exitCode, output, error) = await RunAsync(NoAwsEnvironment, "--stream");
+
+        Assert.That(exitCode, Is.EqualTo(FanOutDemo.ExitSuccess), error);
+        Assert.That(output, Does.Contain("Streaming hello-world-{i} 1 time, one at a time, on the in-process emulator at http://127.0.0.1:"));
+        var chunks = System.Text.RegularExpressions.Regex.Matches(output, @"^  hello-world-0 \+(\d+) ms: (.*?)\r?$", System.Text.RegularExpressions.RegexOptions.Multiline);
+        Assert.That(chunks, Has.Count.EqualTo(4), "the emulator's echo streams four chunks");
+        Assert.That(string.Concat(chunks.Select(m => m.Groups[2].Value)), Is.EqualTo("""{"function":"hello-world-0","payload":{"hello": 0}}"""));
+        var times = chunks.Select(m => int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        Assert.That(times[3] - times[0], Is.GreaterThanOrEqualTo(40), "the chunks were printed as they came, 50 ms apart, not all at the end");
+        Assert.That(output, Does.Match(@"  hello-world-0 done: 4 chunks, 51 bytes in \d+ ms"));
+        Assert.That(output, Does.Contain("  streams:  1").And.Contain("  failures: 0"));
+        Assert.That(output, Does.Not.Contain("hello-world-1"), "one stream unless --count says more");
+    }
+
+    [Test]
+    public async Task Stream_WithCount_StreamsEachInTurn()
+    {
+        var (exitCode, output, error) = await RunAsync(NoAwsEnvironment, "--stream", "--count", "3", "--function-pattern", "ticker-{i}");
+
+        Assert.That(exitCode, Is.EqualTo(FanOutDemo.ExitSuccess), error);
+        Assert.That(output, Does.Contain("Streaming ticker-{i} 3 times, one at a time"));
+        int[] done = Enumerable.Range(0, 3).Select(i => output.IndexOf($"  ticker-{i} done: 4 chunks", StringComparison.Ordinal)).ToArray();
+        Assert.That(done, Is.All.GreaterThan(0));
+        Assert.That(done, Is.Ordered, "one stream after the other");
+        Assert.That(output.IndexOf("  ticker-1 +", StringComparison.Ordinal), Is.GreaterThan(done[0]), "the next stream starts after the one before ends");
+        Assert.That(output, Does.Contain("  streams:  3"));
+    }
+
+    [Test]
+    public async Task Stream_Failures_AreShown_AndTheExitCodeIsOne()
+    {
+        var (exitCode, output, _) = await RunAsync(NoAwsEnvironment, "--stream", "--count", "2", "--function-pattern", "bad name {i}");
+
+        Assert.That(exitCode, Is.EqualTo(FanOutDemo.ExitFailures));
+        Assert.That(output, Does.Contain("  bad name 0 failed: Lambda InvokeWithResponseStream answered 400 ValidationException"));
+        Assert.That(output, Does.Contain("  bad name 1 failed: "));
+        Assert.That(output, Does.Contain("  streams:  2").And.Contain("  failures: 2"));
+    }
+
     [TestCase(new[] { "--count", "abc" }, "--count must be a whole number from 1 to 10000000; it was 'abc'")]
     [TestCase(new[] { "--count", "0" }, "--count must be a whole number from 1 to 10000000; it was '0'")]
     [TestCase(new[] { "--concurrency", "-4" }, "--concurrency must be a whole number from 1 to 10000; it was '-4'")]

@@ -3,6 +3,7 @@ using System.Net;
 using System.Text;
 using SigV4Lite.Emulator;
 using static SigV4Lite.Tests.EmulatorTestSupport;
+using static SigV4Lite.Tests.StreamingFunctions;
 
 namespace SigV4Lite.Tests;
 
@@ -44,13 +45,7 @@ public class LambdaStreamingTests : SignedEmulatorFixture
     [Test]
     public async Task FunctionFailingMidStreamIsThrownAfterTheChunksBeforeIt()
     {
-        Emulator.AddStreamingFunction("fails-late", async (invocation, response, cancellationToken) =>
-        {
-            invocation.Log("about to fail");
-            await response.WriteAsync("one", cancellationToken);
-            await response.WriteAsync("two", cancellationToken);
-            throw new LambdaHandledErrorException("Runtime.StreamError", "upstream closed");
-        });
+        Emulator.AddStreamingFunction("fails-late", FailsAfterTwoChunks);
         var received = new List<string>();
         var e = Assert.ThrowsAsync<LambdaStreamingFunctionException>(async () =>
         {
@@ -69,8 +64,10 @@ public class LambdaStreamingTests : SignedEmulatorFixture
         Emulator.AddStreamingFunction("cut-short", (invocation, response, cancellationToken) => response.WriteAsync("only chunk", cancellationToken));
         Emulator.Faults.TruncateNext(1);
         int chunks = 0;
-        var e = Assert.ThrowsAsync<EventStreamException>(async () => { await foreach (var _ in StreamAsync("cut-short")) chunks++; });
-        Assert.That(e!.Kind, Is.EqualTo(EventStreamErrorKind.Truncated));
+        var e = Assert.ThrowsAsync<LambdaStreamException>(async () => { await foreach (var _ in StreamAsync("cut-short")) chunks++; });
+        Assert.That(e!.InnerException, Is.TypeOf<EventStreamException>().With.Property("Kind").EqualTo(EventStreamErrorKind.Truncated));
+        Assert.That((e.ChunksReceived, e.BytesReceived, e.FunctionName), Is.EqualTo((1, 10L, "cut-short")));
+        Assert.That(e.Message, Does.StartWith("The response stream of Lambda function 'cut-short' broke after 1 chunks (10 bytes), so the response is incomplete: The event stream ended in the middle of a message"));
         Assert.That(chunks, Is.EqualTo(1));
     }
 
@@ -78,9 +75,10 @@ public class LambdaStreamingTests : SignedEmulatorFixture
     public void StreamEndingWithoutInvokeCompleteIsATruncatedError()
     {
         byte[] body = Encode("PayloadChunk", "abc"u8.ToArray());
-        var e = Assert.ThrowsAsync<EventStreamException>(async () => { await foreach (var _ in StubStreamAsync(body)) { } });
-        Assert.That(e!.Kind, Is.EqualTo(EventStreamErrorKind.Truncated));
-        Assert.That(e.Message, Does.Contain("ended after 1 chunks (3 bytes) without its InvokeComplete event"));
+        var e = Assert.ThrowsAsync<LambdaStreamException>(async () => { await foreach (var _ in StubStreamAsync(body)) { } });
+        Assert.That(e!.InnerException, Is.TypeOf<EventStreamException>().With.Property("Kind").EqualTo(EventStreamErrorKind.Truncated));
+        Assert.That(e.Message, Is.EqualTo("The response stream of Lambda function 'stub' broke after 1 chunks (3 bytes), so the response is incomplete: " +
+            "The event stream ended without its InvokeComplete event."));
     }
 
     [Test]
@@ -89,16 +87,18 @@ public class LambdaStreamingTests : SignedEmulatorFixture
         byte[] body = EventStreamEncoder.Encode(
             [new(":message-type", "exception"), new(":exception-type", "ServiceException"), new(":content-type", "application/json")],
             """{"message":"internal failure"}"""u8);
-        var e = Assert.ThrowsAsync<EventStreamErrorException>(async () => { await foreach (var _ in StubStreamAsync(body)) { } });
-        Assert.That((e!.ErrorCode, e.ErrorMessage), Is.EqualTo(("ServiceException", "internal failure")));
+        var e = Assert.ThrowsAsync<LambdaStreamException>(async () => { await foreach (var _ in StubStreamAsync(body)) { } });
+        var inner = e!.InnerException as EventStreamErrorException;
+        Assert.That((inner?.ErrorCode, inner?.ErrorMessage), Is.EqualTo(("ServiceException", "internal failure")));
+        Assert.That(e.Message, Does.EndWith("so the response is incomplete: The event stream carried an exception: ServiceException: internal failure"));
     }
 
     [Test]
     public void InvokeCompleteThatIsNotAnObjectIsAnInvalidPayload()
     {
         byte[] body = Encode("InvokeComplete", "[1]"u8.ToArray());
-        var e = Assert.ThrowsAsync<EventStreamException>(async () => { await foreach (var _ in StubStreamAsync(body)) { } });
-        Assert.That(e!.Kind, Is.EqualTo(EventStreamErrorKind.InvalidPayload));
+        var e = Assert.ThrowsAsync<LambdaStreamException>(async () => { await foreach (var _ in StubStreamAsync(body)) { } });
+        Assert.That(e!.InnerException, Is.TypeOf<EventStreamException>().With.Property("Kind").EqualTo(EventStreamErrorKind.InvalidPayload));
         Assert.That(e.Message, Does.Contain("JSON object {ErrorCode, ErrorDetails, LogResult}; it carried: [1]"));
     }
 
@@ -115,13 +115,8 @@ public class LambdaStreamingTests : SignedEmulatorFixture
     [Test]
     public async Task CancellingWhileWaitingClosesTheConnectionAtOnce()
     {
-        var functionCancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        Emulator.AddStreamingFunction("waits", async (invocation, response, cancellationToken) =>
-        {
-            cancellationToken.Register(() => functionCancelled.TrySetResult());
-            await response.WriteAsync("first", cancellationToken);
-            await Task.Delay(Timeout.Infinite, cancellationToken);
-        });
+        var function = new WaitingStreamFunction("first");
+        Emulator.AddStreamingFunction("waits", function.Handle);
         using var cancel = new CancellationTokenSource();
         await using var chunks = StreamAsync("waits", cancellationToken: cancel.Token).GetAsyncEnumerator(cancel.Token);
         Assert.That(await chunks.MoveNextAsync(), Is.True);
@@ -133,7 +128,7 @@ public class LambdaStreamingTests : SignedEmulatorFixture
         var clock = Stopwatch.StartNew();
         cancel.Cancel();
         Assert.CatchAsync<OperationCanceledException>(async () => await next);
-        await functionCancelled.Task.WaitAsync(Patience);
+        await function.Cancelled.WaitAsync(Patience);
         await LambdaTestSupport.EventuallyAsync(() => Emulator.Counters.Disconnects == 1, "the emulator sees the connection close");
         Assert.That(clock.Elapsed, Is.LessThan(AtOnce));
     }
@@ -141,21 +136,15 @@ public class LambdaStreamingTests : SignedEmulatorFixture
     [Test]
     public async Task BreakingOutOfTheLoopClosesTheConnectionAtOnce()
     {
-        var functionCancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        Emulator.AddStreamingFunction("keeps-going", async (invocation, response, cancellationToken) =>
-        {
-            cancellationToken.Register(() => functionCancelled.TrySetResult());
-            await response.WriteAsync(Chunk(0), cancellationToken);
-            await response.WriteAsync(Chunk(1), cancellationToken);
-            await Task.Delay(Timeout.Infinite, cancellationToken);
-        });
+        var function = new WaitingStreamFunction("zero", "one");
+        Emulator.AddStreamingFunction("keeps-going", function.Handle);
         var clock = new Stopwatch();
         await foreach (var chunk in StreamAsync("keeps-going"))
         {
             clock.Start();
             break;
         }
-        await functionCancelled.Task.WaitAsync(Patience);
+        await function.Cancelled.WaitAsync(Patience);
         await LambdaTestSupport.EventuallyAsync(() => Emulator.Counters.Disconnects == 1, "the emulator sees the connection close");
         Assert.That(clock.Elapsed, Is.LessThan(AtOnce));
     }
@@ -203,15 +192,7 @@ public class LambdaStreamingTests : SignedEmulatorFixture
     [Test]
     public async Task AThousandConcurrentStreams()
     {
-        Emulator.AddStreamingFunction("concurrent", async (invocation, response, cancellationToken) =>
-        {
-            string id = Encoding.UTF8.GetString(invocation.Payload.Span);
-            for (int k = 0; k < 5; k++)
-            {
-                await response.WriteAsync($"{id}:{k};", cancellationToken);
-                await Task.Yield();
-            }
-        });
+        Emulator.AddStreamingFunction("concurrent", FiveTaggedChunks);
         var streams = Enumerable.Range(0, 1000).Select(async i =>
         {
             var text = new StringBuilder();
@@ -221,7 +202,7 @@ public class LambdaStreamingTests : SignedEmulatorFixture
         });
         var results = await Task.WhenAll(streams).WaitAsync(TimeSpan.FromMinutes(2));
         foreach (var (i, text) in results)
-            Assert.That(text, Is.EqualTo(string.Concat(Enumerable.Range(0, 5).Select(k => $"{i}:{k};"))));
+            Assert.That(text, Is.EqualTo(FiveTaggedChunksText(i)));
         Assert.That(Emulator.Counters.Requests, Is.EqualTo(1000));
         Assert.That(Emulator.Counters.Disconnects, Is.Zero);
     }
@@ -249,6 +230,4 @@ public class LambdaStreamingTests : SignedEmulatorFixture
 
     private static byte[] Encode(string eventType, byte[] payload) =>
         EventStreamEncoder.Encode([new(":message-type", "event"), new(":event-type", eventType)], payload);
-
-    private static byte[] Chunk(int i) => Encoding.UTF8.GetBytes($"chunk {i} " + new string((char)('a' + i % 26), i % 97));
 }

@@ -149,3 +149,49 @@ public abstract class EmulatorFixture
         Emulator.Counters.Reset();
     }
 }
+
+/// <summary>Streaming functions and chunks the response-stream tests share.</summary>
+internal static class StreamingFunctions
+{
+    /// <summary>Chunk i: its index, then a letter and a length of its own, so that a chunk out of place shows.</summary>
+    public static byte[] Chunk(int i) => Encoding.UTF8.GetBytes($"chunk {i} " + new string((char)('a' + i % 26), i % 97));
+
+    /// <summary>Writes <c>{payload}:{k};</c> for k = 0 to 4, yielding between writes, so that many streams at once interleave.</summary>
+    public static async ValueTask FiveTaggedChunks(LambdaInvocation invocation, LambdaResponseStream response, CancellationToken cancellationToken)
+    {
+        string id = Encoding.UTF8.GetString(invocation.Payload.Span);
+        for (int k = 0; k < 5; k++)
+        {
+            await response.WriteAsync($"{id}:{k};", cancellationToken);
+            await Task.Yield();
+        }
+    }
+
+    /// <summary>Logs "about to fail", writes "one" and "two", then fails: a handled error Runtime.StreamError, "upstream closed".</summary>
+    public static async ValueTask FailsAfterTwoChunks(LambdaInvocation invocation, LambdaResponseStream response, CancellationToken cancellationToken)
+    {
+        invocation.Log("about to fail");
+        await response.WriteAsync("one", cancellationToken);
+        await response.WriteAsync("two", cancellationToken);
+        throw new LambdaHandledErrorException("Runtime.StreamError", "upstream closed");
+    }
+
+    /// <summary>What <see cref="FiveTaggedChunks"/> writes for the payload <paramref name="id"/>.</summary>
+    public static string FiveTaggedChunksText(int id) => string.Concat(Enumerable.Range(0, 5).Select(k => $"{id}:{k};"));
+}
+
+/// <summary>A streaming function that writes its chunks, then waits until its caller goes away (or the emulator
+/// stops): <see cref="Cancelled"/> completes when its token fires.</summary>
+internal sealed class WaitingStreamFunction(params string[] chunks)
+{
+    private readonly TaskCompletionSource _cancelled = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public Task Cancelled => _cancelled.Task;
+
+    public async ValueTask Handle(LambdaInvocation invocation, LambdaResponseStream response, CancellationToken cancellationToken)
+    {
+        cancellationToken.Register(() => _cancelled.TrySetResult());
+        foreach (string chunk in chunks) await response.WriteAsync(chunk, cancellationToken);
+        await Task.Delay(Timeout.Infinite, cancellationToken);
+    }
+}

@@ -1,5 +1,6 @@
 // Native AOT smoke test: signs (SigV4 and SigV4a), verifies, reads credentials through the chain, and invokes
-// Lambda (one call and a fan-out, JSON through a source-generated context) against an in-process stub handler.
+// Lambda (one call, a fan-out, JSON through a source-generated context, a response stream) against an in-process
+// stub handler.
 // Exit code 0 when every step gave the expected answer.
 using System.Net;
 using System.Text.Json.Serialization;
@@ -51,6 +52,13 @@ var requests = Enumerable.Range(0, 50).Select(i => new LambdaRequest("greeter", 
 var all = await lambda.InvokeAllAsync(requests, new AwsFanOutOptions { MaxConcurrency = 8 });
 Check(all.Select((r, i) => r.GetPayloadString() == $$"""{"Name":"hello {{i}}"}""").All(ok => ok), "fan-out results in input order");
 
+await using (var stream = await lambda.InvokeWithResponseStreamAsync(new LambdaRequest("streamer", "{}") { LogType = LambdaLogType.Tail }))
+{
+    var text = new System.Text.StringBuilder();
+    await foreach (var chunk in stream.ReadChunksAsync()) text.Append(System.Text.Encoding.UTF8.GetString(chunk.Span));
+    Check(text.ToString() == "one two" && stream.Log == "streamed\n", "response stream's chunks and log");
+}
+
 foreach (var failure in failures) Console.Error.WriteLine("AOT smoke FAILED: " + failure);
 Console.WriteLine(failures.Count == 0 ? "AOT smoke: ok" : $"AOT smoke: {failures.Count} failed");
 return failures.Count == 0 ? 0 : 1;
@@ -68,13 +76,20 @@ sealed class FixedClock(DateTimeOffset now) : TimeProvider
     public override DateTimeOffset GetUtcNow() => now;
 }
 
-// Answers like Lambda: the greeter prefixes "hello " to Name; "crash" answers a function error.
+// Answers like Lambda: the greeter prefixes "hello " to Name; "crash" answers a function error; a response stream
+// is two chunks, then InvokeComplete with the log.
 sealed class StubLambda : HttpMessageHandler
 {
     protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         if (!request.Headers.Contains("Authorization")) return new HttpResponseMessage(HttpStatusCode.Forbidden);
         var response = new HttpResponseMessage(HttpStatusCode.OK);
+        if (request.RequestUri!.AbsolutePath.EndsWith("/response-streaming-invocations", StringComparison.Ordinal))
+        {
+            response.Content = new ByteArrayContent([.. Event("PayloadChunk", "one "u8), .. Event("PayloadChunk", "two"u8),
+                .. Event("InvokeComplete", "{\"LogResult\":\"c3RyZWFtZWQK\"}"u8)]);
+            return response;
+        }
         if (request.RequestUri!.AbsolutePath.Contains("/crash/", StringComparison.Ordinal))
         {
             response.Headers.Add("X-Amz-Function-Error", "Unhandled");
@@ -85,4 +100,7 @@ sealed class StubLambda : HttpMessageHandler
         response.Content = new StringContent(body.Replace("\"Name\":\"", "\"Name\":\"hello ", StringComparison.Ordinal));
         return response;
     }
+
+    private static byte[] Event(string type, ReadOnlySpan<byte> payload) =>
+        EventStreamEncoder.Encode([new(":message-type", "event"), new(":event-type", type)], payload);
 }

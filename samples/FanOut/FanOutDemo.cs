@@ -13,8 +13,9 @@ namespace SigV4Lite.Samples;
 
 /// <summary>
 /// The fan-out demo: invokes hello-world-0 .. hello-world-N concurrently, shows progress, then a summary (count,
-/// failures, p50/p99 latency, invocations per second) and a few results. Runs against a Lambda emulator started in
-/// process unless AWS is configured (a region, profile, endpoint or credentials, by option or environment).
+/// failures, p50/p99 latency, invocations per second) and a few results; or, with --stream, streams each answer
+/// (InvokeWithResponseStream), printing its chunks as they arrive. Runs against a Lambda emulator started in process
+/// unless AWS is configured (a region, profile, endpoint or credentials, by option or environment).
 /// </summary>
 public static class FanOutDemo
 {
@@ -36,9 +37,12 @@ public static class FanOutDemo
           --endpoint URL          use the Lambda endpoint at URL
           --profile NAME          use AWS with this profile (instead of AWS_PROFILE)
           --emulator              use the in-process emulator even when AWS is configured
+          --stream                stream each answer (InvokeWithResponseStream), printing its chunks as they
+                                  arrive; one invocation at a time, --count 1 unless given
           --help                  show this text
         Without AWS configuration (region, profile, endpoint or credentials in options or environment), the
-        invocations go to a Lambda emulator started in process that echoes every function.
+        invocations go to a Lambda emulator started in process that echoes every function (streamed in four
+        chunks, 50 ms apart).
         Exit codes: 0 all succeeded, 1 some failed, 2 bad options.
         """;
 
@@ -84,7 +88,7 @@ public static class FanOutDemo
                 Region = emulator.Options.Region,
                 Credentials = new AwsCredentials(accessKeyId, secret),
             });
-            return await FanOutAsync(client, options, $"the in-process emulator at {emulator.Endpoint}", output, error, cancellationToken);
+            return await RunModeAsync(client, options, $"the in-process emulator at {emulator.Endpoint}", output, error, cancellationToken);
         }
 
         // Region, endpoint and credentials not given come from this environment and the profile, as in the AWS SDKs.
@@ -100,7 +104,64 @@ public static class FanOutDemo
             return ExitBadOptions;
         }
         using (aws)
-            return await FanOutAsync(aws, options, $"AWS Lambda at {aws.Endpoint} ({aws.Region})", output, error, cancellationToken);
+            return await RunModeAsync(aws, options, $"AWS Lambda at {aws.Endpoint} ({aws.Region})", output, error, cancellationToken);
+    }
+
+    private static Task<int> RunModeAsync(LambdaClient client, DemoOptions options, string target, TextWriter output, TextWriter error, CancellationToken cancellationToken) =>
+        options.Stream
+            ? StreamAsync(client, options, target, output, error, cancellationToken)
+            : FanOutAsync(client, options, target, output, error, cancellationToken);
+
+    // One invocation at a time, so that each stream's chunks print together, as they arrive.
+    private static async Task<int> StreamAsync(LambdaClient client, DemoOptions options, string target, TextWriter output, TextWriter error, CancellationToken cancellationToken)
+    {
+        output.WriteLine($"Streaming {options.FunctionPattern} {options.Count} {(options.Count == 1 ? "time" : "times")}, one at a time, on {target}");
+        int streamed = 0, failures = 0;
+        try
+        {
+            foreach (var request in Requests(options))
+            {
+                streamed++;
+                if (!await StreamOneAsync(client, request, output, cancellationToken)) failures++;
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            error.WriteLine($"fanout: cancelled during stream {streamed} of {options.Count}.");
+            return ExitFailures;
+        }
+        output.WriteLine("Summary");
+        output.WriteLine($"  streams:  {streamed}");
+        output.WriteLine($"  failures: {failures}");
+        return failures == 0 ? ExitSuccess : ExitFailures;
+    }
+
+    // Prints each chunk with the time since the call started; false when the call or the stream failed.
+    private static async Task<bool> StreamOneAsync(LambdaClient client, LambdaRequest request, TextWriter output, CancellationToken cancellationToken)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var text = Encoding.UTF8.GetDecoder(); // a character may span two chunks
+        int chunks = 0;
+        long bytes = 0;
+        try
+        {
+            await using var response = await client.InvokeWithResponseStreamAsync(request, cancellationToken);
+            await foreach (var chunk in response.ReadChunksAsync(cancellationToken))
+            {
+                chunks++;
+                bytes += chunk.Length;
+                var chars = new char[text.GetCharCount(chunk.Span, flush: false)];
+                text.GetChars(chunk.Span, chars, flush: false);
+                output.WriteLine(FormattableString.Invariant($"  {request.FunctionName} +{clock.Elapsed.TotalMilliseconds:0} ms: {new string(chars)}"));
+            }
+            output.WriteLine(FormattableString.Invariant($"  {request.FunctionName} done: {chunks} chunks, {bytes} bytes in {clock.Elapsed.TotalMilliseconds:0} ms"));
+            return true;
+        }
+        catch (AwsException e)
+        {
+            output.WriteLine($"  {request.FunctionName} failed: {e.Message}");
+            return false;
+        }
     }
 
     private static async Task<int> FanOutAsync(LambdaClient client, DemoOptions options, string target, TextWriter output, TextWriter error, CancellationToken cancellationToken)
@@ -196,7 +257,9 @@ public static class FanOutDemo
 
     private sealed class DemoOptions
     {
-        public int Count { get; private set; } = 100;
+        private int? _count;
+
+        public int Count => _count ?? (Stream ? 1 : 100);
         public int Concurrency { get; private set; } = 16;
         public string FunctionPattern { get; private set; } = "hello-world-{i}";
         public string PayloadTemplate { get; private set; } = """{"hello": {i}}""";
@@ -204,6 +267,7 @@ public static class FanOutDemo
         public Uri? Endpoint { get; private set; }
         public string? Profile { get; private set; }
         public bool UseEmulator { get; private set; }
+        public bool Stream { get; private set; }
         public bool Help { get; private set; }
 
         public static bool TryParse(string[] args, out DemoOptions options, out string? problem)
@@ -228,6 +292,9 @@ public static class FanOutDemo
                     case "--emulator":
                         options.UseEmulator = true;
                         continue;
+                    case "--stream":
+                        options.Stream = true;
+                        continue;
                     case "--count" or "--concurrency" or "--function-pattern" or "--payload-file" or "--region" or "--endpoint" or "--profile":
                         break;
                     default:
@@ -244,7 +311,7 @@ public static class FanOutDemo
                 switch (arg)
                 {
                     case "--count":
-                        if (ParseInt(arg, value, 1, 10_000_000, ref problem) is { } count) options.Count = count;
+                        if (ParseInt(arg, value, 1, 10_000_000, ref problem) is { } count) options._count = count;
                         break;
                     case "--concurrency":
                         if (ParseInt(arg, value, 1, 10_000, ref problem) is { } concurrency) options.Concurrency = concurrency;
