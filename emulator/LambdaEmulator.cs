@@ -242,8 +242,10 @@ public sealed partial class LambdaEmulator : IAsyncDisposable
         }
     }
 
-    // One request, checked in this order: size, signature, operation, parameters; then an injected fault, the
-    // function, its payload and its concurrency. Size comes first so that an oversized body is never buffered.
+    // One request, checked in this order: declared size, everything of the signature that needs no body (form, key,
+    // scope, time), size as read, the whole signature, operation, parameters; then an injected fault, the function,
+    // its payload and its concurrency. No body is buffered before its request is known to be possibly valid: an
+    // unsigned or wrongly signed request costs no more than its headers, whatever body it sends.
     private async Task ServeAsync(HttpContext context)
     {
         var request = context.Request;
@@ -258,25 +260,26 @@ public sealed partial class LambdaEmulator : IAsyncDisposable
 
         string invocationType = HeaderOrNull(request, "X-Amz-Invocation-Type") ?? RequestResponse;
         int limit = invocationType == Event ? MaxEventPayload : MaxRequestResponsePayload;
-        byte[]? body = request.ContentLength > limit ? null : await ReadBodyAsync(request, limit, context.RequestAborted).ConfigureAwait(false);
-        if (body is null)
+        if (request.ContentLength > limit)
         {
-            // Kestrel reads and drops the unread rest of the body after the answer, so the client can finish sending
-            // and read the 413 instead of failing on a closed connection.
-            await WriteErrorAsync(response, 413, "RequestTooLargeException",
-                $"Request must be smaller than {limit} bytes for the InvokeFunction operation").ConfigureAwait(false);
+            await RefuseTooLargeAsync(response, limit).ConfigureAwait(false);
             return;
         }
-
-        if (_verifier is not null)
+        if (_verifier is not null && Verify(request, path, query, body: null) is { } refused)
         {
-            var verdict = Verify(request, path, query, body);
-            if (!verdict.IsValid)
-            {
-                Counters.SignatureFailed();
-                await WriteErrorAsync(response, 403, verdict.ErrorCode, verdict.Message, messageField: "Message").ConfigureAwait(false);
-                return;
-            }
+            await RefuseSignatureAsync(response, refused).ConfigureAwait(false);
+            return;
+        }
+        byte[]? body = await ReadBodyAsync(request, limit, context.RequestAborted).ConfigureAwait(false);
+        if (body is null)
+        {
+            await RefuseTooLargeAsync(response, limit).ConfigureAwait(false);
+            return;
+        }
+        if (_verifier is not null && Verify(request, path, query, body) is { } invalid)
+        {
+            await RefuseSignatureAsync(response, invalid).ConfigureAwait(false);
+            return;
         }
 
         if (!HttpMethods.IsPost(request.Method) || !TryGetFunctionSegment(path, out string segment, out bool streaming))
@@ -535,22 +538,37 @@ public sealed partial class LambdaEmulator : IAsyncDisposable
         return gathered.ToArray();
     }
 
-    private SigV4VerificationResult Verify(HttpRequest request, string path, string query, byte[] body)
+    // The verifier's verdict when the request is not validly signed, else null. Without a body, only what needs none
+    // is checked (the body has not been read yet).
+    private SigV4VerificationResult? Verify(HttpRequest request, string path, string query, byte[]? body)
     {
-        // Verify is synchronous, so one list per thread serves every request on it.
+        // The verifier is synchronous, so one list per thread serves every request on it.
         var headers = t_headers ??= new List<KeyValuePair<string, string>>(16);
         try
         {
             foreach (var (name, values) in request.Headers)
                 foreach (var value in values)
                     headers.Add(new(name, value ?? ""));
-            return _verifier!.Verify(request.Method, path, query, headers, body);
+            if (body is null) return _verifier!.CheckBeforeBody(path, query, headers);
+            var verdict = _verifier!.Verify(request.Method, path, query, headers, body);
+            return verdict.IsValid ? null : verdict;
         }
         finally
         {
             headers.Clear();
         }
     }
+
+    private Task RefuseSignatureAsync(HttpResponse response, SigV4VerificationResult verdict)
+    {
+        Counters.SignatureFailed();
+        return WriteErrorAsync(response, 403, verdict.ErrorCode, verdict.Message, messageField: "Message");
+    }
+
+    // Kestrel reads and drops the unread rest of the body after the answer (up to its MaxRequestBodySize), so the
+    // client can finish sending and read the 413 instead of failing on a closed connection.
+    private static Task RefuseTooLargeAsync(HttpResponse response, int limit) =>
+        WriteErrorAsync(response, 413, "RequestTooLargeException", $"Request must be smaller than {limit} bytes for the InvokeFunction operation");
 
     private void RunInBackground(FunctionEntry function, LambdaInvocation invocation)
     {
