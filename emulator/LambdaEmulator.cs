@@ -14,6 +14,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 namespace SigV4Lite.Emulator;
 
@@ -33,6 +34,19 @@ public sealed partial class LambdaEmulator : IAsyncDisposable
 
     /// <summary>The longest <c>X-Amz-Client-Context</c> header value, base64 as sent: 3,583 bytes.</summary>
     public const int MaxClientContextLength = 3583;
+
+    // How far past its payload limit a body is still read to its end (and dropped) after the 413, so that a client
+    // that is still sending reads the answer; past it the connection is closed (the client sees a broken pipe). A
+    // body that never ends costs a connection no more than this.
+    internal const int BodySlack = MaxRequestResponsePayload;
+
+    // Per connection: the request line, the headers, and what is received ahead of the emulator's reading. AWS SDK
+    // requests need a fraction (a session token and a client context are a few KB); Kestrel's defaults are 8 KB,
+    // 32 KB, 100 headers and 1 MB.
+    internal const int MaxRequestLineSize = 8 * 1024;
+    internal const int MaxRequestHeadersTotalSize = 32 * 1024;
+    internal const int MaxRequestHeaderCount = 100;
+    internal const int MaxRequestBufferSize = 64 * 1024;
 
     private const string ErrorTypeSuffix = ":http://internal.amazon.com/coral/com.amazonaws.lambda/";
     private const string InvokePathPrefix = "/2015-03-31/functions/";
@@ -74,10 +88,23 @@ public sealed partial class LambdaEmulator : IAsyncDisposable
         {
             kestrel.Listen(IPAddress.Loopback, options.Port);
             kestrel.AddServerHeader = false;
-            kestrel.Limits.MaxRequestBodySize = null; // the payload limits are Lambda's, answered as Lambda does
+            SetLimits(kestrel.Limits, options);
         });
         _app = builder.Build();
         _app.Run(HandleAsync);
+    }
+
+    // What one connection may cost, and how many there may be. The payload limits are Lambda's, answered by the
+    // emulator as Lambda does (413 RequestTooLargeException); Kestrel's body limit only stops reading a body that
+    // goes on past them.
+    private static void SetLimits(KestrelServerLimits limits, LambdaEmulatorOptions options)
+    {
+        limits.MaxConcurrentConnections = options.MaxConcurrentConnections;
+        limits.MaxRequestBodySize = MaxRequestResponsePayload + BodySlack;
+        limits.MaxRequestLineSize = MaxRequestLineSize;
+        limits.MaxRequestHeadersTotalSize = MaxRequestHeadersTotalSize;
+        limits.MaxRequestHeaderCount = MaxRequestHeaderCount;
+        limits.MaxRequestBufferSize = MaxRequestBufferSize;
     }
 
     /// <summary>
@@ -221,6 +248,8 @@ public sealed partial class LambdaEmulator : IAsyncDisposable
             throw new ArgumentException("Credentials must not be null; give access key id to secret access key pairs.", nameof(options));
         if (options.Clock is null)
             throw new ArgumentException("Clock must not be null; use TimeProvider.System for the real time.", nameof(options));
+        if (options.MaxConcurrentConnections < 1)
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaxConcurrentConnections, "MaxConcurrentConnections must be at least 1.");
         _ = new SigV4Options("lambda", options.Region); // a region is a plain token, such as us-east-1
         foreach (var (id, secret) in options.Credentials)
             if (string.IsNullOrWhiteSpace(id) || string.IsNullOrEmpty(secret))
@@ -260,6 +289,8 @@ public sealed partial class LambdaEmulator : IAsyncDisposable
 
         string invocationType = HeaderOrNull(request, "X-Amz-Invocation-Type") ?? RequestResponse;
         int limit = invocationType == Event ? MaxEventPayload : MaxRequestResponsePayload;
+        if (invocationType == Event && context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } bodySize)
+            bodySize.MaxRequestBodySize = MaxEventPayload + BodySlack;
         if (request.ContentLength > limit)
         {
             await RefuseTooLargeAsync(response, limit).ConfigureAwait(false);
