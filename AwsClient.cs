@@ -522,7 +522,7 @@ sealed class AwsConnectionException : AwsException
 {
     /// <summary>Creates the exception.</summary>
     public AwsConnectionException(string serviceName, string? operationName, Uri endpoint, int attempts, Exception innerException)
-        : base($"{serviceName}{(operationName is null ? "" : " " + operationName)} could not be reached at {AwsErrors.Redact(endpoint)}: " +
+        : base($"{serviceName}{(operationName is null ? "" : " " + operationName)} could not be reached at {UriText.Show(endpoint)}: " +
                $"{innerException?.Message}{(attempts > 1 ? $" ({attempts} attempts made)" : "")}", innerException)
     {
         ServiceName = serviceName;
@@ -1394,10 +1394,6 @@ internal static class AwsErrors
         credentials?.SessionToken is { } token && message.Contains(token, StringComparison.Ordinal)
             ? message.Replace(token, "(session token)", StringComparison.Ordinal)
             : message;
-
-    // An endpoint in a message, without any user-info it carries.
-    internal static string Redact(Uri endpoint) =>
-        endpoint.UserInfo.Length == 0 ? endpoint.ToString() : new UriBuilder(endpoint) { UserName = "", Password = "" }.Uri.ToString();
 }
 
 // ---------------------------------------------------------------------------------------------------------------

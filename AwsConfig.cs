@@ -57,7 +57,14 @@ sealed class AwsConfigOptions
     public string? HomeDirectory { get; init; }
 
     /// <summary>The STS endpoint for AssumeRole and AssumeRoleWithWebIdentity; null uses the configured or regional one.</summary>
-    public Uri? StsEndpoint { get; init; }
+    /// <exception cref="ArgumentException">The value is not an absolute http or https URL without a query and without user-info.</exception>
+    public Uri? StsEndpoint
+    {
+        get => _stsEndpoint;
+        init => _stsEndpoint = value is null ? null : AwsEndpoint.Check(value, nameof(StsEndpoint));
+    }
+
+    private readonly Uri? _stsEndpoint;
 
     /// <summary>The base of <c>AWS_CONTAINER_CREDENTIALS_RELATIVE_URI</c>; null uses <c>http://169.254.170.2</c>.</summary>
     public Uri? ContainerCredentialsEndpoint { get; init; }
@@ -224,18 +231,23 @@ static class AwsEndpoint
     /// <param name="configured">The endpoint set in code, or null.</param>
     /// <param name="options">Where to look; null for the real environment.</param>
     /// <exception cref="AwsConfigurationException">An endpoint in the environment or the config files is not an absolute
-    /// http or https URL without a query (the message names where it is set).</exception>
-    /// <exception cref="ArgumentException"><paramref name="configured"/> is not an absolute http or https URL without a query.</exception>
+    /// http or https URL without a query and without user-info (the message names where it is set).</exception>
+    /// <exception cref="ArgumentException"><paramref name="configured"/> is not an absolute http or https URL without a
+    /// query and without user-info.</exception>
     public static Uri? Resolve(string serviceId, Uri? configured = null, AwsConfigOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(serviceId);
-        if (configured is not null)
-        {
-            if (!IsValid(configured))
-                throw new ArgumentException($"The endpoint '{UriText.Show(configured)}' must be an absolute http or https URL without a query, such as https://lambda.us-east-1.amazonaws.com.", nameof(configured));
-            return configured;
-        }
-        return Find(serviceId, new AwsConfigContext(options));
+        return configured is not null ? Check(configured, nameof(configured)) : Find(serviceId, new AwsConfigContext(options));
+    }
+
+    // An endpoint set in code, returned when valid.
+    internal static Uri Check(Uri configured, string parameterName)
+    {
+        if (!IsUrlWithoutQuery(configured))
+            throw new ArgumentException($"The endpoint '{UriText.Show(configured)}' must be an absolute http or https URL without a query, such as https://lambda.us-east-1.amazonaws.com.", parameterName);
+        if (configured.UserInfo.Length > 0)
+            throw new ArgumentException($"The endpoint '{UriText.Show(configured)}' has {UserInfoProblem}", parameterName);
+        return configured;
     }
 
     /// <summary>
@@ -308,15 +320,22 @@ static class AwsEndpoint
 
     private static Uri ParseUrl(string value, string where, IniValue? at, string? profile)
     {
-        if (Uri.TryCreate(value, UriKind.Absolute, out var uri) && IsValid(uri))
-            return uri;
-        throw new AwsConfigurationException($"{where} is '{UriText.Show(value)}', which is not an absolute http or https URL without a query; write one such as http://localhost:4566.",
-            at?.File, at?.Line, profile);
+        if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || !IsUrlWithoutQuery(uri))
+            throw new AwsConfigurationException($"{where} is '{UriText.Show(value)}', which is not an absolute http or https URL without a query; write one such as http://localhost:4566.",
+                at?.File, at?.Line, profile);
+        if (uri.UserInfo.Length > 0)
+            throw new AwsConfigurationException($"{where} is '{UriText.Show(uri)}' with {UserInfoProblem}", at?.File, at?.Line, profile);
+        return uri;
     }
 
     // The API's path and query go after an endpoint (a path of its own is kept as a prefix): it can have no query.
-    private static bool IsValid(Uri uri) =>
+    private static bool IsUrlWithoutQuery(Uri uri) =>
         uri.IsAbsoluteUri && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps) && uri.Query.Length == 0;
+
+    // User-info in an endpoint is refused wherever it is set: it may hold a secret that would then show wherever the
+    // endpoint is shown, and it means nothing to AWS.
+    private const string UserInfoProblem =
+        "user-info (user:password@ before the host), which AWS endpoints never take: requests are signed, and HttpClient sends no credentials taken from a URL. Remove it.";
 
     internal static bool ParseBool(string value, string where, IniValue? at)
     {

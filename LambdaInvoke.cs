@@ -396,10 +396,11 @@ internal static class LambdaWire
     private static void Validate(LambdaRequest request)
     {
         string name = request.FunctionName;
-        if (string.IsNullOrWhiteSpace(name) || name is "." or "..")
-            throw new ArgumentException($"The function name '{name}' is not a function; give a name (my-function), name:qualifier, a full ARN (arn:aws:lambda:us-east-1:123456789012:function:my-function) or a partial ARN (123456789012:function:my-function).", nameof(request));
-        if (request.Qualifier is { } qualifier && (qualifier.Length == 0 || !IsQualifier(qualifier)))
-            throw new ArgumentException($"The qualifier '{qualifier}' is not a version or alias; give $LATEST, a version such as 7, or an alias such as live (letters, digits, - and _), or leave it null.", nameof(request));
+        if (FunctionNameProblem(name) is { } problem)
+            throw new ArgumentException($"The function name '{Quote(name)}' is not one Lambda takes: {problem}. Give a name (my-function: at most 64 letters, digits, '-' or '_'), " +
+                "name:qualifier (my-function:live), a full ARN (arn:aws:lambda:us-east-1:123456789012:function:my-function[:qualifier]) or a partial ARN (123456789012:function:my-function[:qualifier]).", nameof(request));
+        if (request.Qualifier is { } qualifier && !IsQualifier(qualifier))
+            throw new ArgumentException($"The qualifier '{Quote(qualifier)}' is not a version or alias; give $LATEST, $LATEST.PUBLISHED, a version such as 7, or an alias such as live (at most 128 letters, digits, - and _), or leave it null.", nameof(request));
         if (request.InvocationType == LambdaInvocationType.Event)
         {
             if (request.LogType == LambdaLogType.Tail)
@@ -414,15 +415,103 @@ internal static class LambdaWire
         if (request.Timeout is { } timeout) AttemptTimeouts.Validate(timeout, nameof(request));
     }
 
-    // $LATEST, or a version or alias: letters, digits, - and _, at most 128 characters.
-    private static bool IsQualifier(string qualifier)
+    // Lambda's FunctionName pattern for Invoke (NamespacedFunctionName in its service model), matched by hand (no Regex:
+    // AOT size and start-up): [arn:<partition>:lambda:][<region>:][<account>:][function:]<name>[:<qualifier>], each
+    // prefix optional but in that order, 1 to 256 characters. The name is at most 64 characters (as created), and
+    // not "." or "..", which the pattern lets through but a URL path would read as this or the parent resource.
+    private const int MaxFunctionNameLength = 256, MaxNameLength = 64, MaxQualifierLength = 128;
+    private static readonly SearchValues<char> s_nameChars = SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.");
+    private static readonly SearchValues<char> s_wordChars = SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
+    private static readonly SearchValues<char> s_functionNameChars = SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:$");
+
+    // Why the text is not a FunctionName Lambda takes, or null when it is one.
+    internal static string? FunctionNameProblem(string text)
     {
-        if (qualifier == "$LATEST") return true;
-        if (qualifier.Length > 128) return false;
-        foreach (char c in qualifier)
-            if (!(char.IsAsciiLetterOrDigit(c) || c is '-' or '_')) return false;
-        return true;
+        if (string.IsNullOrWhiteSpace(text)) return text.Length == 0 ? "it is empty" : "it is blank";
+        if (text.Length > MaxFunctionNameLength) return $"it is {text.Length} characters long, and Lambda takes at most {MaxFunctionNameLength}";
+        int bad = text.AsSpan().IndexOfAnyExcept(s_functionNameChars);
+        if (bad >= 0) return $"{Describe(text[bad])} (at position {bad}) is not allowed: a name has letters, digits, '-', '_' and '.', and ':' separates an ARN's parts";
+        Span<Range> ranges = stackalloc Range[9]; // an ARN with a qualifier has 8 parts
+        int count = text.AsSpan().Split(ranges, ':');
+        if (count > 8) return "it has more than 8 ':'-separated parts";
+        var parts = ranges[..count];
+        string? problem = null;
+        // The last part is the name, or the qualifier after it.
+        for (int qualified = 0; qualified <= 1 && count - 1 - qualified >= 0; qualified++)
+        {
+            int name = count - 1 - qualified;
+            if (!IsPrefix(text, parts[..name])) continue;
+            if (qualified == 1 && !IsQualifier(text[parts[^1]]))
+            {
+                problem ??= $"its qualifier '{Quote(text[parts[^1]])}' is not $LATEST, a version or an alias (letters, digits, - and _)";
+                continue;
+            }
+            problem = NameProblem(text.AsSpan(parts[name]));
+            if (problem is null) return null;
+        }
+        return problem ?? "its parts are not in one of Lambda's forms: before the name come, each optional but in this order, " +
+            "arn:<partition>:lambda:, a region such as us-east-1, a 12-digit account id, and function:";
     }
+
+    private static string? NameProblem(ReadOnlySpan<char> name) =>
+        name.Length == 0 ? "its name is empty"
+        : name.Length > MaxNameLength ? $"its name is {name.Length} characters long, and a function's name has at most {MaxNameLength}"
+        : name.IndexOf(':') >= 0 || name.IndexOfAnyExcept(s_nameChars) >= 0 ? "its name has characters other than letters, digits, '-', '_' and '.'"
+        : name is "." or ".." ? $"its name '{name}' names no function (a URL path reads '.' and '..' as this resource and its parent)"
+        : null;
+
+    // What may come before the name: [arn:<partition>:lambda:][<region>:][<account>:][function:], in that order. Each
+    // part can be only one of these, so a greedy match is the only match.
+    private static bool IsPrefix(string text, ReadOnlySpan<Range> parts)
+    {
+        int i = 0;
+        if (parts.Length >= 3 && text.AsSpan(parts[0]) is "arn" && IsPartition(text.AsSpan(parts[1])) && text.AsSpan(parts[2]) is "lambda") i = 3;
+        if (i < parts.Length && IsRegion(text.AsSpan(parts[i]))) i++;
+        if (i < parts.Length && IsAccountId(text.AsSpan(parts[i]))) i++;
+        if (i < parts.Length && text.AsSpan(parts[i]) is "function") i++;
+        return i == parts.Length;
+    }
+
+    // (aws[a-zA-Z-]*)? : aws, aws-cn, aws-us-gov, aws-iso-b, ...; empty as the pattern allows.
+    private static bool IsPartition(ReadOnlySpan<char> text) =>
+        text.Length == 0 || (text.StartsWith("aws") && !text[3..].ContainsAnyExcept(s_partitionChars));
+
+    private static readonly SearchValues<char> s_partitionChars = SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-");
+
+    // [a-z]{2}((-gov)|(-iso[a-z]?))?-[a-z]+-\d : us-east-1, us-gov-west-1, us-isob-east-1, eu-isoe-west-1.
+    private static bool IsRegion(ReadOnlySpan<char> text)
+    {
+        if (text.Length < 6 || !IsLower(text[..2]) || text[2] != '-' || !char.IsAsciiDigit(text[^1]) || text[^2] != '-') return false;
+        var middle = text[3..^2]; // east, gov-west, isob-east
+        int dash = middle.IndexOf('-');
+        if (dash < 0) return IsLower(middle);
+        var qualifier = middle[..dash];
+        return (qualifier is "gov" || (qualifier.StartsWith("iso") && qualifier.Length <= 4 && IsLower(qualifier))) && IsLower(middle[(dash + 1)..]);
+    }
+
+    private static bool IsLower(ReadOnlySpan<char> text) => text.Length > 0 && !text.ContainsAnyExceptInRange('a', 'z');
+
+    private static bool IsAccountId(ReadOnlySpan<char> text) => text.Length == 12 && !text.ContainsAnyExceptInRange('0', '9');
+
+    // $LATEST, $LATEST.PUBLISHED, or a version or alias: letters, digits, - and _, at most 128 characters. (Lambda's
+    // pattern for the Qualifier parameter also lets '$' through anywhere, which no version or alias can hold.)
+    private static bool IsQualifier(string qualifier) =>
+        qualifier is "$LATEST" or "$LATEST.PUBLISHED"
+        || (qualifier.Length is > 0 and <= MaxQualifierLength && !qualifier.AsSpan().ContainsAnyExcept(s_wordChars));
+
+    // Caller text quoted in a message: cut short (it may be long), control characters shown as code points.
+    private static string Quote(string text)
+    {
+        string shown = text.Length <= 80 ? text : text[..80] + "...";
+        if (shown.AsSpan().IndexOfAnyInRange('\u0000', '\u001f') < 0 && shown.AsSpan().IndexOfAnyInRange('\u007f', '\u009f') < 0) return shown;
+        var quoted = new StringBuilder(shown.Length + 16);
+        foreach (char c in shown)
+            if (char.IsControl(c)) quoted.Append("\\u").Append(((int)c).ToString("x4", System.Globalization.CultureInfo.InvariantCulture));
+            else quoted.Append(c);
+        return quoted.ToString();
+    }
+
+    private static string Describe(char c) => char.IsControl(c) || char.IsWhiteSpace(c) ? $"U+{(int)c:X4}" : $"'{c}'";
 
     public static LambdaResponse ReadResponse(string functionName, AwsResponse answer) =>
         new(functionName, (int)answer.StatusCode, answer.Body,

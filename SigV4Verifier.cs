@@ -189,12 +189,32 @@ sealed class SigV4Verifier
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(query);
         ArgumentNullException.ThrowIfNull(headers);
-        if (CheckSize(path, query, headers) is { } tooLarge) return tooLarge;
-        var claim = ReadClaim(query, headers, out var failure);
-        if (claim is null) return failure;
-        // Cheap checks first: a request with a wrong scope, time or key costs no hashing of its body or headers.
-        return CheckScope(claim, headers) ?? CheckTime(claim) ?? FindCredentials(claim, headers) ?? CollectSignedHeaders(claim, headers)
-            ?? CheckPayload(claim, headers, body) ?? Recompute(claim, method, path, query);
+        var claim = CheckHead(path, query, headers, out var failure);
+        return claim is null ? failure! : CheckPayload(claim, headers, body) ?? Recompute(claim, method, path, query);
+    }
+
+    /// <summary>Every check of <see cref="Verify"/> that needs neither the body nor the signature's computation: the
+    /// limits, the form of the Authorization header or presigned query, the credential scope, the time window, a known
+    /// access key (and its session token), and the signed headers. A server calls it before it reads a body, so that
+    /// a request that cannot be valid is refused without receiving it; <see cref="Verify"/> still decides.</summary>
+    /// <returns>Why the request cannot be valid, or null when it may be.</returns>
+    internal SigV4VerificationResult? CheckBeforeBody(string path, string query, IReadOnlyList<KeyValuePair<string, string>> headers)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(query);
+        ArgumentNullException.ThrowIfNull(headers);
+        return CheckHead(path, query, headers, out var failure) is null ? failure : null;
+    }
+
+    // Cheap checks first: a request with a wrong scope, time or key costs no hashing of its body or headers.
+    private Claim? CheckHead(string path, string query, IReadOnlyList<KeyValuePair<string, string>> headers, out SigV4VerificationResult? failure)
+    {
+        failure = CheckSize(path, query, headers);
+        if (failure is not null) return null;
+        var claim = ReadClaim(query, headers, out var unreadable);
+        failure = claim is null ? unreadable
+            : CheckScope(claim, headers) ?? CheckTime(claim) ?? FindCredentials(claim, headers) ?? CollectSignedHeaders(claim, headers);
+        return failure is null ? claim : null;
     }
 
     // Limits first: the checks after this one take time in proportion to the request's size.

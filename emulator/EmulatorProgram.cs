@@ -9,16 +9,17 @@ using System.Threading.Tasks;
 namespace SigV4Lite.Emulator;
 
 // The command line: dotnet run --project emulator -- --port 9001 [--access-key-id X --secret-access-key Y]
-// [--region us-east-1] [--no-verify] [--strict]. Exit codes: 0 stopped cleanly, 1 could not start, 2 bad options.
+// [--region us-east-1] [--max-connections 1000] [--no-verify] [--strict]. Exit codes: 0 stopped cleanly, 1 could not start, 2 bad options.
 internal static class EmulatorProgram
 {
     internal const string Usage = """
         Usage: SigV4Lite.Emulator [--port 9001] [--access-key-id ID --secret-access-key SECRET] [--region us-east-1]
-                                  [--no-verify] [--strict]
+                                  [--max-connections 1000] [--no-verify] [--strict]
           --port N               port on 127.0.0.1 (default 9001; 0 picks a free one)
           --access-key-id ID     accept this key pair too (with --secret-access-key); AKIDEXAMPLE is always accepted
           --secret-access-key S  the secret of --access-key-id
           --region R             the region signatures must be scoped to (default us-east-1)
+          --max-connections N    the most connections open at once (default 1000); more are closed at once
           --no-verify            serve unsigned requests too
           --strict               only the function 'echo' exists; other names answer 404 ResourceNotFoundException
                                  (by default every function name echoes its payload)
@@ -99,7 +100,7 @@ internal static class EmulatorProgram
     internal static bool TryParse(string[] args, out Settings settings, out string? problem)
     {
         settings = null!;
-        int port = 9001;
+        int port = 9001, maxConnections = LambdaEmulatorOptions.DefaultMaxConcurrentConnections;
         string region = "us-east-1";
         string? accessKeyId = null, secret = null;
         bool verify = true, strict = false;
@@ -118,6 +119,7 @@ internal static class EmulatorProgram
                 case "--strict" when inline is null: strict = true; break;
                 case "--port":
                 case "--region":
+                case "--max-connections":
                 case "--access-key-id":
                 case "--secret-access-key":
                     string? value = inline ?? (i + 1 < args.Length ? args[++i] : null);
@@ -131,6 +133,14 @@ internal static class EmulatorProgram
                         if (!int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out port) || port > 65535)
                         {
                             problem = $"--port '{value}' is not a port number; give 0 to 65535 (0 picks a free port).";
+                            return false;
+                        }
+                    }
+                    else if (arg == "--max-connections")
+                    {
+                        if (!int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out maxConnections) || maxConnections < 1)
+                        {
+                            problem = $"--max-connections '{value}' is not a number of connections; give 1 or more.";
                             return false;
                         }
                     }
@@ -168,6 +178,7 @@ internal static class EmulatorProgram
             Port = port,
             Region = region,
             Credentials = credentials,
+            MaxConcurrentConnections = maxConnections,
             VerifySignatures = verify,
             EchoUnknownFunctions = !strict,
         }, strict);

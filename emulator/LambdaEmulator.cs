@@ -14,6 +14,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 namespace SigV4Lite.Emulator;
 
@@ -33,6 +34,19 @@ public sealed partial class LambdaEmulator : IAsyncDisposable
 
     /// <summary>The longest <c>X-Amz-Client-Context</c> header value, base64 as sent: 3,583 bytes.</summary>
     public const int MaxClientContextLength = 3583;
+
+    // How far past its payload limit a body is still read to its end (and dropped) after the 413, so that a client
+    // that is still sending reads the answer; past it the connection is closed (the client sees a broken pipe). A
+    // body that never ends costs a connection no more than this.
+    internal const int BodySlack = MaxRequestResponsePayload;
+
+    // Per connection: the request line, the headers, and what is received ahead of the emulator's reading. AWS SDK
+    // requests need a fraction (a session token and a client context are a few KB); Kestrel's defaults are 8 KB,
+    // 32 KB, 100 headers and 1 MB.
+    internal const int MaxRequestLineSize = 8 * 1024;
+    internal const int MaxRequestHeadersTotalSize = 32 * 1024;
+    internal const int MaxRequestHeaderCount = 100;
+    internal const int MaxRequestBufferSize = 64 * 1024;
 
     private const string ErrorTypeSuffix = ":http://internal.amazon.com/coral/com.amazonaws.lambda/";
     private const string InvokePathPrefix = "/2015-03-31/functions/";
@@ -74,10 +88,23 @@ public sealed partial class LambdaEmulator : IAsyncDisposable
         {
             kestrel.Listen(IPAddress.Loopback, options.Port);
             kestrel.AddServerHeader = false;
-            kestrel.Limits.MaxRequestBodySize = null; // the payload limits are Lambda's, answered as Lambda does
+            SetLimits(kestrel.Limits, options);
         });
         _app = builder.Build();
         _app.Run(HandleAsync);
+    }
+
+    // What one connection may cost, and how many there may be. The payload limits are Lambda's, answered by the
+    // emulator as Lambda does (413 RequestTooLargeException); Kestrel's body limit only stops reading a body that
+    // goes on past them.
+    private static void SetLimits(KestrelServerLimits limits, LambdaEmulatorOptions options)
+    {
+        limits.MaxConcurrentConnections = options.MaxConcurrentConnections;
+        limits.MaxRequestBodySize = MaxRequestResponsePayload + BodySlack;
+        limits.MaxRequestLineSize = MaxRequestLineSize;
+        limits.MaxRequestHeadersTotalSize = MaxRequestHeadersTotalSize;
+        limits.MaxRequestHeaderCount = MaxRequestHeaderCount;
+        limits.MaxRequestBufferSize = MaxRequestBufferSize;
     }
 
     /// <summary>
@@ -244,6 +271,8 @@ public sealed partial class LambdaEmulator : IAsyncDisposable
             throw new ArgumentException("Credentials must not be null; give access key id to secret access key pairs.", nameof(options));
         if (options.Clock is null)
             throw new ArgumentException("Clock must not be null; use TimeProvider.System for the real time.", nameof(options));
+        if (options.MaxConcurrentConnections < 1)
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaxConcurrentConnections, "MaxConcurrentConnections must be at least 1.");
         _ = new SigV4Options("lambda", options.Region); // a region is a plain token, such as us-east-1
         foreach (var (id, secret) in options.Credentials)
             if (string.IsNullOrWhiteSpace(id) || string.IsNullOrEmpty(secret))
@@ -265,8 +294,10 @@ public sealed partial class LambdaEmulator : IAsyncDisposable
         }
     }
 
-    // One request, checked in this order: size, signature, operation, parameters; then an injected fault, the
-    // function, its payload and its concurrency. Size comes first so that an oversized body is never buffered.
+    // One request, checked in this order: declared size, everything of the signature that needs no body (form, key,
+    // scope, time), size as read, the whole signature, operation, parameters; then an injected fault, the function,
+    // its payload and its concurrency. No body is buffered before its request is known to be possibly valid: an
+    // unsigned or wrongly signed request costs no more than its headers, whatever body it sends.
     private async Task ServeAsync(HttpContext context)
     {
         var request = context.Request;
@@ -281,25 +312,28 @@ public sealed partial class LambdaEmulator : IAsyncDisposable
 
         string invocationType = HeaderOrNull(request, "X-Amz-Invocation-Type") ?? RequestResponse;
         int limit = invocationType == Event ? MaxEventPayload : MaxRequestResponsePayload;
-        byte[]? body = request.ContentLength > limit ? null : await ReadBodyAsync(request, limit, context.RequestAborted).ConfigureAwait(false);
-        if (body is null)
+        if (invocationType == Event && context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } bodySize)
+            bodySize.MaxRequestBodySize = MaxEventPayload + BodySlack;
+        if (request.ContentLength > limit)
         {
-            // Kestrel reads and drops the unread rest of the body after the answer, so the client can finish sending
-            // and read the 413 instead of failing on a closed connection.
-            await WriteErrorAsync(response, 413, "RequestTooLargeException",
-                $"Request must be smaller than {limit} bytes for the InvokeFunction operation").ConfigureAwait(false);
+            await RefuseTooLargeAsync(response, limit).ConfigureAwait(false);
             return;
         }
-
-        if (_verifier is not null)
+        if (_verifier is not null && Verify(request, path, query, body: null) is { } refused)
         {
-            var verdict = Verify(request, path, query, body);
-            if (!verdict.IsValid)
-            {
-                Counters.SignatureFailed();
-                await WriteErrorAsync(response, 403, verdict.ErrorCode, verdict.Message, messageField: "Message").ConfigureAwait(false);
-                return;
-            }
+            await RefuseSignatureAsync(response, refused).ConfigureAwait(false);
+            return;
+        }
+        byte[]? body = await ReadBodyAsync(request, limit, context.RequestAborted).ConfigureAwait(false);
+        if (body is null)
+        {
+            await RefuseTooLargeAsync(response, limit).ConfigureAwait(false);
+            return;
+        }
+        if (_verifier is not null && Verify(request, path, query, body) is { } invalid)
+        {
+            await RefuseSignatureAsync(response, invalid).ConfigureAwait(false);
+            return;
         }
 
         if (!HttpMethods.IsPost(request.Method) || !TryGetFunctionSegment(path, out string segment, out bool streaming))
@@ -558,22 +592,37 @@ public sealed partial class LambdaEmulator : IAsyncDisposable
         return gathered.ToArray();
     }
 
-    private SigV4VerificationResult Verify(HttpRequest request, string path, string query, byte[] body)
+    // The verifier's verdict when the request is not validly signed, else null. Without a body, only what needs none
+    // is checked (the body has not been read yet).
+    private SigV4VerificationResult? Verify(HttpRequest request, string path, string query, byte[]? body)
     {
-        // Verify is synchronous, so one list per thread serves every request on it.
+        // The verifier is synchronous, so one list per thread serves every request on it.
         var headers = t_headers ??= new List<KeyValuePair<string, string>>(16);
         try
         {
             foreach (var (name, values) in request.Headers)
                 foreach (var value in values)
                     headers.Add(new(name, value ?? ""));
-            return _verifier!.Verify(request.Method, path, query, headers, body);
+            if (body is null) return _verifier!.CheckBeforeBody(path, query, headers);
+            var verdict = _verifier!.Verify(request.Method, path, query, headers, body);
+            return verdict.IsValid ? null : verdict;
         }
         finally
         {
             headers.Clear();
         }
     }
+
+    private Task RefuseSignatureAsync(HttpResponse response, SigV4VerificationResult verdict)
+    {
+        Counters.SignatureFailed();
+        return WriteErrorAsync(response, 403, verdict.ErrorCode, verdict.Message, messageField: "Message");
+    }
+
+    // Kestrel reads and drops the unread rest of the body after the answer (up to its MaxRequestBodySize), so the
+    // client can finish sending and read the 413 instead of failing on a closed connection.
+    private static Task RefuseTooLargeAsync(HttpResponse response, int limit) =>
+        WriteErrorAsync(response, 413, "RequestTooLargeException", $"Request must be smaller than {limit} bytes for the InvokeFunction operation");
 
     private void RunInBackground(FunctionEntry function, LambdaInvocation invocation)
     {

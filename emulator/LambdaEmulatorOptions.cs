@@ -36,8 +36,19 @@ public sealed class LambdaEmulatorOptions
     /// <see cref="TimeProvider.System"/> by default. Tests move it to provoke clock skew.</summary>
     public TimeProvider Clock { get; init; } = TimeProvider.System;
 
+    /// <summary>The default of <see cref="MaxConcurrentConnections"/>: 1,000, Lambda's default concurrency quota of
+    /// an account.</summary>
+    public const int DefaultMaxConcurrentConnections = 1000;
+
+    /// <summary>The most connections open at once; a connection past them is closed as soon as it is accepted
+    /// (clients see a reset connection, which AWS clients retry). <see cref="DefaultMaxConcurrentConnections"/> by
+    /// default. Together with the per-connection limits it bounds the emulator's memory: a connection holds at most
+    /// its headers (32 KB), 64 KB received ahead of reading, and, once its signature's form, key, scope and time are
+    /// checked, its payload (6 MB).</summary>
+    public int MaxConcurrentConnections { get; init; } = DefaultMaxConcurrentConnections;
+
     /// <inheritdoc/>
     public override string ToString() =>
         $"LambdaEmulatorOptions {{ Port = {Port}, Region = {Region}, AccessKeyIds = [{string.Join(", ", Credentials?.Keys ?? [])}], " +
-        $"VerifySignatures = {VerifySignatures}, EchoUnknownFunctions = {EchoUnknownFunctions} }}";
+        $"VerifySignatures = {VerifySignatures}, EchoUnknownFunctions = {EchoUnknownFunctions}, MaxConcurrentConnections = {MaxConcurrentConnections} }}";
 }

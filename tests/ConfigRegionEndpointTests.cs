@@ -158,6 +158,29 @@ public class ConfigRegionEndpointTests : CredentialsTestBase
         Assert.That(inCode.Message, Does.StartWith("The endpoint 'https://example.com/?x=1' must be").And.Not.Contain("pa55w0rd"));
     }
 
+    // User-info in an endpoint means nothing to AWS and may hold a secret: refused wherever it is set, and never shown.
+    [Test]
+    public void EndpointsWithUserInfoAreRefusedWithoutShowingIt()
+    {
+        const string Reason = "user-info (user:password@ before the host), which AWS endpoints never take";
+        var inCode = Assert.Throws<ArgumentException>(() => AwsEndpoint.Resolve("Lambda", new Uri("https://user:pa55w0rd@lambda.example.com/"), Options()))!;
+        Assert.That(inCode.ParamName, Is.EqualTo("configured"));
+        Assert.That(inCode.Message, Does.StartWith("The endpoint 'https://lambda.example.com/' has " + Reason).And.Contain("Remove it").And.Not.Contain("pa55w0rd"));
+
+        Env["AWS_ENDPOINT_URL_LAMBDA"] = "http://user:pa55w0rd@127.0.0.1:4566";
+        var env = Assert.Throws<AwsConfigurationException>(() => AwsEndpoint.Resolve("Lambda", null, Options()))!;
+        Assert.That(env.Message, Does.StartWith("The environment variable AWS_ENDPOINT_URL_LAMBDA is 'http://127.0.0.1:4566/' with " + Reason).And.Not.Contain("pa55w0rd"));
+
+        Env["AWS_ENDPOINT_URL_LAMBDA"] = null;
+        Home.WriteConfig("[default]\nservices = local\n[services local]\nlambda =\n  endpoint_url = http://pa55w0rd@127.0.0.1:4566\n");
+        var file = Assert.Throws<AwsConfigurationException>(() => AwsEndpoint.Resolve("Lambda", null, Options()))!;
+        Assert.That((file.FilePath, file.LineNumber), Is.EqualTo((Home.ConfigPath, 4)));
+        Assert.That(file.Message, Does.Contain("[services local]").And.Contain(Reason).And.Not.Contain("pa55w0rd"));
+
+        Home.WriteConfig("[default]\nendpoint_url = http://user:@127.0.0.1:4566\n");
+        Assert.Throws<AwsConfigurationException>(() => AwsEndpoint.Resolve("Lambda", null, Options()), "a user name alone is refused too");
+    }
+
     [Test]
     public void EndpointsWithAQueryAreRefused()
     {

@@ -378,10 +378,20 @@ public class CredentialsSsoTests : CredentialsTestBase
     {
         SignIn();
         _sso.PortalOverride = _ => new Reply(429, """{"message":"Rate exceeded"}""");
-        Env["AWS_ENDPOINT_URL_SSO"] = $"http://proxyuser:pa55w0rd@127.0.0.1:{_sso.Portal.Url.Port}/"; // user-info is never shown
+        Env["AWS_ENDPOINT_URL_SSO"] = $"http://127.0.0.1:{_sso.Portal.Url.Port}/";
         var e = Assert.ThrowsAsync<AwsCredentialsException>(async () => await Chain("dev").GetCredentialsAsync())!;
         Assert.That(e.Message, Is.EqualTo(
             $"Profile 'dev': the SSO portal at {_sso.Portal.Url}federation/credentials?account_id=123456789012&role_name=Developer answered HTTP 429: Rate exceeded."));
+    }
+
+    [Test]
+    public void AnSsoEndpointWithUserInfoIsRefusedWithoutShowingIt()
+    {
+        SignIn();
+        Env["AWS_ENDPOINT_URL_SSO"] = $"http://proxyuser:pa55w0rd@127.0.0.1:{_sso.Portal.Url.Port}/";
+        var e = Assert.ThrowsAsync<AwsConfigurationException>(async () => await Chain("dev").GetCredentialsAsync())!;
+        Assert.That(e.Message, Does.StartWith($"The environment variable AWS_ENDPOINT_URL_SSO is '{_sso.Portal.Url}' with user-info").And.Not.Contain("pa55w0rd"));
+        Assert.That(_sso.Portal.Requests, Is.Empty, "nothing was sent");
     }
 
     [TestCase("""{"roleCredentials": {"accessKeyId": "ASIAX", "secretAccessKey": "leakedSecret", "sessionToken": "t", "expiration": -99999999999999999}}""",

@@ -411,14 +411,13 @@ public class EmulatorInvokeTests : SignedEmulatorFixture
     [Test]
     public async Task RefusesAChunkedBodyOverTheLimitWith413()
     {
-        // No Content-Length: the emulator counts as it reads. The size check comes before the signature check.
-        using var client = UnsignedClient(Emulator);
+        // No Content-Length: the emulator counts as it reads (once the signature's form, key, scope and time pass).
         using var request = new HttpRequestMessage(HttpMethod.Post, InvokePath("large"))
         {
             Content = new StreamContent(new MemoryStream(JsonString(LambdaEmulator.MaxRequestResponsePayload + 10))),
         };
         request.Headers.TransferEncodingChunked = true;
-        using var response = await client.SendAsync(request);
+        using var response = await Client.SendAsync(request);
         await AssertAwsErrorAsync(response, HttpStatusCode.RequestEntityTooLarge, "RequestTooLargeException");
     }
 

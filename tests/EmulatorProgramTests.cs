@@ -14,6 +14,8 @@ public class EmulatorProgramTests
     [TestCase("--port", "--port needs a value")]
     [TestCase("--region --strict", "--region needs a value")]
     [TestCase("--region US_EAST", "--region 'US_EAST' is not a region")]
+    [TestCase("--max-connections 0", "--max-connections '0' is not a number of connections; give 1 or more")]
+    [TestCase("--max-connections many", "--max-connections 'many' is not a number of connections")]
     [TestCase("--access-key-id AKIDONLY", "--access-key-id needs --secret-access-key as well")]
     [TestCase("--secret-access-key s3cr3t", "--secret-access-key needs --access-key-id as well")]
     [TestCase("--verbose", "unknown option '--verbose'")]
@@ -34,14 +36,15 @@ public class EmulatorProgramTests
     {
         var output = new StringWriter();
         Assert.That(await EmulatorProgram.RunAsync(["--help"], output, new StringWriter(), CancellationToken.None), Is.Zero);
-        Assert.That(output.ToString(), Does.Contain("--port").And.Contain("--access-key-id").And.Contain("--strict").And.Contain("--no-verify"));
+        Assert.That(output.ToString(), Does.Contain("--port").And.Contain("--access-key-id").And.Contain("--strict").And.Contain("--no-verify").And.Contain("--max-connections"));
     }
 
     [Test]
     public void ParsesEveryOption()
     {
-        Assert.That(EmulatorProgram.TryParse(["--port=0", "--region", "eu-central-1", "--access-key-id", "AKIDCLI", "--secret-access-key", "cli/secret", "--no-verify", "--strict"],
+        Assert.That(EmulatorProgram.TryParse(["--port=0", "--region", "eu-central-1", "--access-key-id", "AKIDCLI", "--secret-access-key", "cli/secret", "--no-verify", "--strict", "--max-connections", "64"],
             out var settings, out string? problem), Is.True, problem);
+        Assert.That(settings.Options.MaxConcurrentConnections, Is.EqualTo(64));
         Assert.That(settings.Options.Port, Is.Zero);
         Assert.That(settings.Options.Region, Is.EqualTo("eu-central-1"));
         Assert.That(settings.Options.VerifySignatures, Is.False);
@@ -56,6 +59,7 @@ public class EmulatorProgramTests
         Assert.That(EmulatorProgram.TryParse([], out var defaults, out _), Is.True);
         Assert.That(defaults.Options.Port, Is.EqualTo(9001));
         Assert.That(defaults.Options.Region, Is.EqualTo("us-east-1"));
+        Assert.That(defaults.Options.MaxConcurrentConnections, Is.EqualTo(1000));
         Assert.That(defaults.Options.VerifySignatures, Is.True);
         Assert.That(defaults.Options.EchoUnknownFunctions, Is.True, "standalone, every name echoes");
     }

@@ -59,14 +59,14 @@ public sealed class LambdaDemoTests
     [Test]
     public async Task Failures_AreCountedAndShown_AndTheExitCodeIsOne()
     {
-        // A space is not allowed in a function name: Lambda (here the emulator) answers 400 for each.
+        // A space is not allowed in a function name: each invocation is refused before it is sent.
         var (exitCode, output, _) = await RunAsync(NoAwsEnvironment, "--count", "12", "--function-pattern", "bad name {i}");
 
         Assert.That(exitCode, Is.EqualTo(FanOutDemo.ExitFailures));
         Assert.That(output, Does.Contain("  invocations: 12"));
         Assert.That(output, Does.Contain("  failures:    12"));
         Assert.That(output, Does.Contain("First failures"));
-        Assert.That(output, Does.Contain("[0] bad name 0: Lambda Invoke answered 400 ValidationException"));
+        Assert.That(output, Does.Contain("[0] bad name 0: The function name 'bad name 0' is not one Lambda takes"));
     }
 
     [Test]

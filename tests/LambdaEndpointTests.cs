@@ -68,6 +68,28 @@ public sealed class LambdaEndpointTests
     }
 
     [Test]
+    public void CustomEndpoint_WithUserInfo_IsRefusedAtConstruction()
+    {
+        var lambda = Assert.Throws<ArgumentException>(() => new LambdaClient(new AwsClientOptions { Region = "us-east-1", Endpoint = new Uri("https://admin:pa55w0rd@127.0.0.1:4566/") }));
+        var any = Assert.Throws<ArgumentException>(() => new AwsClient(AwsService.DynamoDB, new AwsClientOptions { Region = "us-east-1", Endpoint = new Uri("https://admin:pa55w0rd@127.0.0.1:4566/") }));
+
+        foreach (var e in new[] { lambda!, any! })
+        {
+            Assert.That(e.Message, Does.StartWith("The endpoint 'https://127.0.0.1:4566/' has user-info").And.Not.Contain("pa55w0rd").And.Not.Contain("admin"));
+            Assert.That(e.ToString(), Does.Not.Contain("pa55w0rd"));
+        }
+    }
+
+    // The exception is public: whatever endpoint it is given, its message shows no user-info.
+    [Test]
+    public void ConnectionFailure_NeverShowsAnEndpointsUserInfo()
+    {
+        var e = new AwsConnectionException("Lambda", "Invoke", new Uri("http://admin:pa55w0rd@127.0.0.1:9/"), 3, new HttpRequestException("Connection refused"));
+
+        Assert.That(e.Message, Is.EqualTo("Lambda Invoke could not be reached at http://127.0.0.1:9/: Connection refused (3 attempts made)"));
+    }
+
+    [Test]
     public void CustomEndpoint_WithAQuery_IsRefused()
     {
         var e = Assert.Throws<ArgumentException>(() => new LambdaClient(new AwsClientOptions { Region = "us-east-1", Endpoint = new Uri("https://example.com/?x=1") }));

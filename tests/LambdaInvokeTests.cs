@@ -556,7 +556,7 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         var e = Assert.ThrowsAsync<ArgumentException>(() => client.InvokeAsync(new LambdaRequest("", "{}")));
 
         Assert.That(e!.ParamName, Is.EqualTo("request"));
-        Assert.That(e.Message, Does.Contain("function name '' is not a function").And.Contain("arn:aws:lambda"));
+        Assert.That(e.Message, Does.Contain("function name '' is not one Lambda takes: it is empty").And.Contain("arn:aws:lambda"));
     }
 
     [Test]

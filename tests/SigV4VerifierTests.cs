@@ -34,10 +34,58 @@ public class SigV4VerifierTests
     [TestCaseSource(nameof(Cases))]
     public void AcceptsEverySignedRequestOfTheSuite(SuiteCase c, SignatureLocation location)
     {
-        var result = Verify(c, SignedRequest(c, location));
+        var r = SignedRequest(c, location);
+        var result = Verify(c, r);
         Assert.That(result.IsValid, Is.True, result.Message);
         Assert.That(result.AccessKeyId, Is.EqualTo("AKIDEXAMPLE"));
         Assert.That(result.ErrorCode, Is.Empty);
+        Assert.That(Verifier(c, c.Time).CheckBeforeBody(r.Path, r.Query, r.Headers)?.Message, Is.Null, "nothing but the body and the signature left to check");
+    }
+
+    // What a server checks before it reads a body: the same verdict as Verify's for everything that needs no body.
+    public static IEnumerable<TestCaseData> HeadFailures()
+    {
+        var c = Case("get-vanilla");
+        var header = SignedRequest(c, SignatureLocation.Header);
+        var query = SignedRequest(c, SignatureLocation.Query);
+        var unsigned = SuiteCase.ParseRequest(File.ReadAllBytes(Path.Combine(c.Folder, "request.txt")));
+        string auth = header.Headers.Single(h => h.Key == "Authorization").Value;
+        yield return Head("no signature", new Received(unsigned.Method, unsigned.Path, unsigned.Query, unsigned.Headers, unsigned.Body), c.Time, SigV4VerificationError.MissingAuthentication);
+        yield return Head("no Signature part", header with { Headers = Replace(header.Headers, "Authorization", auth[..auth.IndexOf(", Signature=", StringComparison.Ordinal)]) }, c.Time, SigV4VerificationError.IncompleteSignature);
+        yield return Head("unknown key", header with { Headers = Replace(header.Headers, "Authorization", auth.Replace("AKIDEXAMPLE", "AKIDUNKNOWN")) }, c.Time, SigV4VerificationError.UnknownAccessKey);
+        yield return Head("other region", header with { Headers = Replace(header.Headers, "Authorization", auth.Replace("/us-east-1/", "/eu-west-1/")) }, c.Time, SigV4VerificationError.WrongScope);
+        yield return Head("16 minutes old", header, c.Time.AddMinutes(16), SigV4VerificationError.SignatureExpired);
+        yield return Head("expired presigned URL", query, c.Time.AddSeconds(3601), SigV4VerificationError.SignatureExpired);
+        yield return Head("unsigned x-amz header", header with { Headers = header.Headers.Append(new("X-Amz-Target", "Evil.Action")).ToList() }, c.Time, SigV4VerificationError.UnsignedHeader);
+        yield return Head("too many headers", header with { Headers = header.Headers.Concat(Enumerable.Repeat(new KeyValuePair<string, string>("X-Pad", "1"), 300)).ToList() }, c.Time, SigV4VerificationError.RequestTooLarge);
+
+        static TestCaseData Head(string name, Received r, DateTimeOffset now, SigV4VerificationError error) =>
+            new TestCaseData(r, now, error).SetName("CheckBeforeBody refuses: " + name);
+    }
+
+    [TestCaseSource(nameof(HeadFailures))]
+    public void CheckBeforeBodyRefusesWithVerifysVerdict(object received, DateTimeOffset now, SigV4VerificationError error)
+    {
+        var r = (Received)received;
+        var c = Case("get-vanilla");
+        var early = Verifier(c, now).CheckBeforeBody(r.Path, r.Query, r.Headers);
+        var full = Verify(c, r, now);
+        Assert.That(early, Is.Not.Null);
+        AssertRejected(early!, error, full.ErrorCode, full.Message);
+        Assert.That(early!.Message, Is.EqualTo(full.Message));
+    }
+
+    [Test]
+    public void CheckBeforeBodyLeavesTheBodyAndTheSignatureToVerify()
+    {
+        var c = Case("post-x-www-form-urlencoded");
+        var r = SignedRequest(c, SignatureLocation.Header);
+        var changedBody = r with { Body = "Param1=value2"u8.ToArray() };
+        var changedPath = r with { Path = "/tampered" };
+        Assert.That(Verifier(c, c.Time).CheckBeforeBody(changedBody.Path, changedBody.Query, changedBody.Headers)?.Message, Is.Null);
+        Assert.That(Verifier(c, c.Time).CheckBeforeBody(changedPath.Path, changedPath.Query, changedPath.Headers)?.Message, Is.Null);
+        Assert.That(Verify(c, changedBody).Error, Is.EqualTo(SigV4VerificationError.PayloadHashMismatch));
+        Assert.That(Verify(c, changedPath).Error, Is.EqualTo(SigV4VerificationError.SignatureMismatch));
     }
 
     private static SuiteCase Case(string name) => SuiteCase.Load(Path.Combine(SuiteCase.Root, "v4", name));
