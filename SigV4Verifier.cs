@@ -274,13 +274,13 @@ sealed class SigV4Verifier
         if (claim is null) return null;
         if (claim.Algorithm is not (AlgorithmV4 or AlgorithmV4a))
         {
-            failure = Incomplete($"Unsupported AWS 'algorithm': '{claim.Algorithm}'; expected {AlgorithmV4} or {AlgorithmV4a}.");
+            failure = Incomplete($"Unsupported AWS 'algorithm': '{ScopeText(claim.Algorithm)}'; expected {AlgorithmV4} or {AlgorithmV4a}.");
             return null;
         }
         if (!DateTimeOffset.TryParseExact(claim.AmzDate, "yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture,
                 DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var signedAt))
         {
-            failure = Incomplete($"X-Amz-Date '{claim.AmzDate}' is not an ISO-8601 basic date such as 20150830T123600Z.");
+            failure = Incomplete($"X-Amz-Date '{ScopeText(claim.AmzDate)}' is not an ISO-8601 basic date such as 20150830T123600Z.");
             return null;
         }
         claim.SignedAt = signedAt;
@@ -360,7 +360,7 @@ sealed class SigV4Verifier
             else continue;
             if (component is not null)
             {
-                failure = Incomplete($"Authorization header has the '{name}' parameter more than once. Authorization={algorithm}");
+                failure = Incomplete($"Authorization header has the '{name}' parameter more than once. Authorization={ScopeText(algorithm)}");
                 return null;
             }
             component = item[(name.Length + 1)..];
@@ -429,7 +429,7 @@ sealed class SigV4Verifier
         if (claim.Presigned)
         {
             if (!int.TryParse(claim.Expires, NumberStyles.None, CultureInfo.InvariantCulture, out int seconds) || seconds < 1)
-                return Incomplete($"X-Amz-Expires '{claim.Expires}' must be a positive whole number of seconds.", accessKeyId);
+                return Incomplete($"X-Amz-Expires '{ScopeText(claim.Expires ?? "")}' must be a positive whole number of seconds.", accessKeyId);
             if (seconds > 604800)
                 return Incomplete("X-Amz-Expires must be less than a week (in seconds) that is 604800.", accessKeyId);
             if (now > claim.SignedAt.AddSeconds(seconds))
@@ -555,7 +555,19 @@ sealed class SigV4Verifier
     private static string Format(DateTimeOffset time) => time.UtcDateTime.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture);
 
     // A malformed credential is echoed back with its parts, but cut short: it is the caller's text, not a secret.
-    private static string ScopeText(string credential) => credential.Length <= 128 ? credential : credential[..128] + "...";
+    // Text the request gave, quoted in a message that may be logged: its first 128 characters, with control characters
+    // shown as \uXXXX (a CR LF in a query value must not start a line of the log).
+    private static string ScopeText(string text)
+    {
+        var clipped = text.Length <= 128 ? text : text[..128];
+        if (clipped.AsSpan().IndexOfAnyInRange('\u0000', '\u001f') < 0 && !clipped.Contains('\u007f'))
+            return clipped.Length == text.Length ? text : clipped + "...";
+        var escaped = new StringBuilder(clipped.Length + 16);
+        foreach (char c in clipped)
+            if (c < ' ' || c == '\u007f') escaped.Append("\\u").Append(((int)c).ToString("x4", System.Globalization.CultureInfo.InvariantCulture));
+            else escaped.Append(c);
+        return clipped.Length == text.Length ? escaped.ToString() : escaped.Append("...").ToString();
+    }
 
     // The values of a header, joined with ',' (in one pass: a name repeated many times costs no quadratic copying).
     private static string? Header(IReadOnlyList<KeyValuePair<string, string>> headers, string name)

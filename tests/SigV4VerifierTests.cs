@@ -466,3 +466,20 @@ public class SigV4VerifierTests
         public override DateTimeOffset GetUtcNow() => now;
     }
 }
+
+public class SigV4VerifierMessageTests
+{
+    [TestCase("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20150830%2Fus-east-1%2Fservice%2Faws4_request&X-Amz-Date=2015%0D%0AFAKE-LOG-LINE&X-Amz-Expires=60&X-Amz-SignedHeaders=host&X-Amz-Signature=00")]
+    [TestCase("X-Amz-Algorithm=AWS4%0AFAKE&X-Amz-Credential=AKIDEXAMPLE%2F20150830%2Fus-east-1%2Fservice%2Faws4_request&X-Amz-Date=20150830T123600Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host&X-Amz-Signature=00")]
+    [TestCase("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20150830%2Fus-east-1%2Fservice%2Faws4_request&X-Amz-Date=20150830T123600Z&X-Amz-Expires=6%0D%0A0&X-Amz-SignedHeaders=host&X-Amz-Signature=00")]
+    public void TextTheRequestGaveIsQuotedWithoutLineBreaksAndClipped(string query)
+    {
+        var verifier = new SigV4Verifier(_ => new AwsCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"), new SigV4Options("service", "us-east-1"));
+        var result = verifier.Verify("GET", "/", query, [new("Host", "example.amazonaws.com")], []);
+
+        Assert.That(result.IsValid, Is.False);
+        Assert.That(result.Message, Does.Not.Contain("\r").And.Not.Contain("\n"));
+        Assert.That(result.Message, Does.Contain("\\u000").Or.Contain("expired").Or.Contain("Signature"), result.Message);
+        Assert.That(result.Message.Length, Is.LessThan(600));
+    }
+}
