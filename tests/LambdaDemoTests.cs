@@ -106,7 +106,7 @@ public sealed class LambdaDemoTests
         var (exitCode, output, _) = await RunAsync(NoAwsEnvironment, "--stream", "--count", "2", "--function-pattern", "bad name {i}");
 
         Assert.That(exitCode, Is.EqualTo(FanOutDemo.ExitFailures));
-        Assert.That(output, Does.Contain("  bad name 0 failed: Lambda InvokeWithResponseStream answered 400 ValidationException"));
+        Assert.That(output, Does.Contain("  bad name 0 failed: The function name 'bad name 0' is not one Lambda takes"));
         Assert.That(output, Does.Contain("  bad name 1 failed: "));
         Assert.That(output, Does.Contain("  streams:  2").And.Contain("  failures: 2"));
     }

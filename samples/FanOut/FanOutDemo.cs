@@ -157,7 +157,7 @@ public static class FanOutDemo
             output.WriteLine(FormattableString.Invariant($"  {request.FunctionName} done: {chunks} chunks, {bytes} bytes in {clock.Elapsed.TotalMilliseconds:0} ms"));
             return true;
         }
-        catch (AwsException e)
+        catch (Exception e) when (e is AwsException or ArgumentException) // ArgumentException: a name Lambda would refuse, refused here
         {
             output.WriteLine($"  {request.FunctionName} failed: {e.Message}");
             return false;
