@@ -878,8 +878,10 @@ sealed class AwsClient : IDisposable
         public required Uri Uri { get; init; }
         public required string Path { get; init; }
         public required KeyValuePair<string, string>[] SignedHeaders { get; init; } // Host first
-        public required string PayloadHash { get; init; }
         public required TimeSpan Timeout { get; init; }
+        // Made when first needed: a request signed through a prepared shape hashes its body as it signs.
+        public string PayloadHash => _payloadHash ??= SigV4.HashPayload(Request.Body.Span);
+        private string? _payloadHash;
         public bool Streaming { get; init; } // a successful answer's body is left unread, for the caller
     }
 
@@ -897,7 +899,6 @@ sealed class AwsClient : IDisposable
             Uri = new Uri(uri, new UriCreationOptions { DangerousDisablePathAndQueryCanonicalization = true }),
             Path = path,
             SignedHeaders = RequestRules.HeadersToSign(_host, request),
-            PayloadHash = SigV4.HashPayload(request.Body.Span),
             Timeout = request.Timeout ?? _timeout,
             Streaming = streaming,
         };
@@ -969,14 +970,47 @@ sealed class AwsClient : IDisposable
                 request.Content?.Headers.TryAddWithoutValidation(headers[i].Key, headers[i].Value);
         if (credentials is null) return request;
 
-        var signature = SigV4.Sign(source.Method.Method, prepared.Path, source.Query, headers, prepared.PayloadHash, time, credentials, _signing);
+        string authorization, amzDate;
+        if (TemplateFor(prepared, credentials, time) is { } template)
+            authorization = SigV4.SignWithTemplate(template, source.Body.Span, time, credentials, out amzDate);
+        else
+        {
+            var signature = SigV4.Sign(source.Method.Method, prepared.Path, source.Query, headers, prepared.PayloadHash, time, credentials, _signing);
+            (authorization, amzDate) = (signature.Authorization!, signature.AmzDate);
+        }
         // What SigV4Signature.HeadersToAdd lists (SigV4 only here), without making its list.
-        request.Headers.TryAddWithoutValidation("X-Amz-Date", signature.AmzDate);
+        request.Headers.TryAddWithoutValidation("X-Amz-Date", amzDate);
         if (credentials.SessionToken is { } sessionToken) request.Headers.TryAddWithoutValidation("X-Amz-Security-Token", sessionToken);
         if (_signing.AddContentSha256Header) request.Headers.TryAddWithoutValidation("x-amz-content-sha256", prepared.PayloadHash);
-        request.Headers.TryAddWithoutValidation("Authorization", signature.Authorization);
+        request.Headers.TryAddWithoutValidation("Authorization", authorization);
         return request;
     }
+
+    // The request shapes this client signs, prepared once each (SigV4Template), by path: a fan-out calls a few
+    // functions many times. A path whose shape changed only by the session token (credentials refreshed) gets its
+    // shape again; one sent with other headers or query (another operation on the same path) is signed in full, so
+    // that two shapes on one path do not take turns being prepared. At most MaxTemplates paths, first come.
+    private SigV4Template? TemplateFor(PreparedRequest prepared, AwsCredentials credentials, DateTimeOffset time)
+    {
+        if (_signing.AddContentSha256Header) return null; // the payload is in the canonical request twice: no shape
+        var source = prepared.Request;
+        string method = source.Method.Method;
+        if (_templates.TryGetValue(prepared.Path, out var template))
+        {
+            if (template.Matches(method, prepared.Path, source.Query, prepared.SignedHeaders, credentials.SessionToken, _signing)) return template;
+            if (template.Matches(method, prepared.Path, source.Query, prepared.SignedHeaders, template.SessionToken, _signing))
+                return _templates[prepared.Path] = SigV4.CreateTemplate(method, prepared.Path, source.Query, prepared.SignedHeaders, time, credentials, _signing)!;
+            return null;
+        }
+        if (Volatile.Read(ref _templateCount) >= MaxTemplates) return null;
+        template = SigV4.CreateTemplate(method, prepared.Path, source.Query, prepared.SignedHeaders, time, credentials, _signing);
+        if (template is not null && _templates.TryAdd(prepared.Path, template)) Interlocked.Increment(ref _templateCount);
+        return template;
+    }
+
+    private const int MaxTemplates = 256;
+    private readonly ConcurrentDictionary<string, SigV4Template> _templates = new(StringComparer.Ordinal);
+    private int _templateCount;
 
     // ---------------------------------------------------------------------------------------------------------
     // Fan-out.
