@@ -776,7 +776,13 @@ sealed class AwsClient : IDisposable
         return answer.Open!;
     }
 
-    internal async Task<AwsResponse> SendCoreAsync(AwsRequest request, FanOutContext? fanOut, CancellationToken cancellationToken, bool streaming = false)
+    internal Task<AwsResponse> SendCoreAsync(AwsRequest request, FanOutContext? fanOut, CancellationToken cancellationToken, bool streaming = false) =>
+        SendCoreAsync(request, fanOut, (object?)null, static (_, answer) => answer, cancellationToken, streaming);
+
+    // `read` makes the caller's response from the successful answer in this same state machine, so that a service
+    // client's call (LambdaClient's) is one async method and one task, not two. What it throws is the caller's.
+    internal async Task<TResponse> SendCoreAsync<TState, TResponse>(AwsRequest request, FanOutContext? fanOut, TState state,
+        Func<TState, AwsResponse, TResponse> read, CancellationToken cancellationToken, bool streaming = false)
     {
         var prepared = Prepare(request, streaming);
         var call = new CallState();
@@ -808,7 +814,7 @@ sealed class AwsClient : IDisposable
                 if (call.ClockOffset is { } corrected) _retry.ConfirmClockOffset(corrected);
                 _retry.OnSuccess(call.TokensTaken);
                 if (fanOut is not null) fanOut.OnSuccess();
-                return response;
+                return read(state, response);
             }
             var delay = DecideRetry(attempt, call, fanOut is not null && fanOut.Successes > successesBefore);
             if (delay is not { } wait) ExceptionDispatchInfo.Throw(attempt.Failure!);
@@ -1771,7 +1777,11 @@ internal sealed class FanOutRun<TRequest, TResponse>
     private readonly int _maxConcurrency;
     private readonly CancellationTokenSource _stop;
     private readonly SemaphoreSlim _slots;
-    private readonly Channel<AwsOutcome<TRequest, TResponse>> _outcomes = Channel.CreateUnbounded<AwsOutcome<TRequest, TResponse>>(new UnboundedChannelOptions { SingleReader = true });
+    // Synchronous continuations: a consumer waiting for an outcome takes it on the worker's thread as it is posted, and
+    // frees its slot there, so that the worker finds a slot at once; otherwise each outcome cost a thread-pool hop to
+    // wake the consumer and another to wake the worker it freed a slot for.
+    private readonly Channel<AwsOutcome<TRequest, TResponse>> _outcomes = Channel.CreateUnbounded<AwsOutcome<TRequest, TResponse>>(
+        new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = true });
     private readonly TaskCompletionSource _idle = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Action _onRequestRead;
     private int _workers, _started, _inFlight, _stopped;
@@ -1788,8 +1798,9 @@ internal sealed class FanOutRun<TRequest, TResponse>
         _failFast = failFast;
         _maxConcurrency = options.MaxConcurrency;
         _context = new FanOutContext(options.AdaptiveConcurrency ? new ConcurrencyLimiter(options.MaxConcurrency) : null);
-        _slots = new SemaphoreSlim(_maxConcurrency, _maxConcurrency);
+        _slots = new SemaphoreSlim(_maxConcurrency); // no maximum: a stop releases a slot for every worker that may wait
         _stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        _stop.Token.UnsafeRegister(static run => ((FanOutRun<TRequest, TResponse>)run!).WakeWaitingWorkers(), this);
         _onRequestRead = OnRequestRead;
     }
 
@@ -1841,6 +1852,14 @@ internal sealed class FanOutRun<TRequest, TResponse>
         catch (AggregateException) { } // a callback registered on the caller's token failed; the run is stopping anyway
     }
 
+    // Workers wait for a slot without a token (a token costs every wait a promise and a registration): a stop, by
+    // Stop() or by the caller's token, gives each of them a slot to wake with; they see the stop and leave.
+    private void WakeWaitingWorkers()
+    {
+        try { _slots.Release(_maxConcurrency); }
+        catch (ObjectDisposedException) { } // the run is over: nobody waits
+    }
+
     private void StartWorker()
     {
         Interlocked.Increment(ref _workers);
@@ -1855,10 +1874,11 @@ internal sealed class FanOutRun<TRequest, TResponse>
         {
             while (!_input.Exhausted && Volatile.Read(ref _stopped) == 0)
             {
-                await _slots.WaitAsync(token).ConfigureAwait(false);
+                await _slots.WaitAsync().ConfigureAwait(false);
                 bool posted = false;
                 try
                 {
+                    token.ThrowIfCancellationRequested(); // woken by a stop
                     var (hasRequest, index, request) = await ReadAsync(token).ConfigureAwait(false);
                     if (!hasRequest) break;
                     // Counted before the stop is looked at, so that StopAsync either sees this call or this worker sees the stop.
