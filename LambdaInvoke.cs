@@ -425,10 +425,13 @@ internal static class LambdaWire
 
     public static LambdaResponse ReadResponse(string functionName, AwsResponse answer) =>
         new(functionName, (int)answer.StatusCode, answer.Body,
-            answer.GetHeader("X-Amz-Executed-Version"),
+            Latest(answer.GetHeader("X-Amz-Executed-Version")),
             answer.RequestId,
             DecodeLog(answer.GetHeader("X-Amz-Log-Result")),
             answer.GetHeader("X-Amz-Function-Error"));
+
+    // Most invocations run $LATEST: one string for all of them, not one per response a collecting fan-out keeps.
+    private static string? Latest(string? version) => version == "$LATEST" ? "$LATEST" : version;
 
     private static string? DecodeLog(string? base64)
     {

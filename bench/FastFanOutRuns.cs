@@ -16,48 +16,18 @@ internal static class FastFanOutRuns
         using var mock = LambdaMockProcess.Start();
         using var client = FanOutInput.Client(mock.Endpoint);
         using var http = FanOutInput.FloorClient();
-        output.WriteLine($"// Lambda mock: pid {mock.ProcessId}, {mock.Endpoint}; load average before: {LoadAverage()}");
+        output.WriteLine($"// Lambda mock: pid {mock.ProcessId}, {mock.Endpoint}; load average before: {FanOutInterleaved.LoadAverage()}");
         foreach (var (count, concurrency) in FastFanOut.Shapes)
             RunShape(output, rounds, mock, client, http, count, concurrency);
-        output.WriteLine($"load average after: {LoadAverage()}");
+        output.WriteLine($"load average after: {FanOutInterleaved.LoadAverage()}");
         return 0;
     }
 
     private static void RunShape(TextWriter output, int rounds, LambdaMockProcess mock, LambdaClient client, HttpClient http, int count, int concurrency)
     {
         var methods = FastFanOut.Methods(mock.Endpoint, client, http, count, concurrency);
-        var times = methods.Select(_ => new List<double>()).ToArray();
-        var bytes = new long[methods.Length];
-        var clientCpu = new TimeSpan[methods.Length];
-        var mockCpu = new TimeSpan[methods.Length];
-        var workItems = new long[methods.Length];
-        using var self = Process.GetCurrentProcess();
-        using var server = Process.GetProcessById(mock.ProcessId);
-        // Warm-up: past tiered JIT in both processes (a few hundred thousand calls on this machine take under 10 s).
-        for (int i = 0; i < Math.Max(3, 60_000 / count); i++)
-            foreach (var (_, run) in methods) run().GetAwaiter().GetResult();
-        for (int round = 0; round < rounds; round++)
-        {
-            for (int k = 0; k < methods.Length; k++)
-            {
-                int m = (k + round) % methods.Length; // a different way goes first each round
-                self.Refresh();
-                server.Refresh();
-                var cpu = (Client: self.TotalProcessorTime, Mock: server.TotalProcessorTime);
-                long allocated = GC.GetTotalAllocatedBytes(precise: true);
-                long items = ThreadPool.CompletedWorkItemCount;
-                long start = Stopwatch.GetTimestamp();
-                methods[m].Run().GetAwaiter().GetResult();
-                times[m].Add(Stopwatch.GetElapsedTime(start).TotalSeconds);
-                bytes[m] += GC.GetTotalAllocatedBytes(precise: true) - allocated;
-                workItems[m] += ThreadPool.CompletedWorkItemCount - items;
-                self.Refresh();
-                server.Refresh();
-                clientCpu[m] += self.TotalProcessorTime - cpu.Client;
-                mockCpu[m] += server.TotalProcessorTime - cpu.Mock;
-            }
-        }
-
+        // Warm-up: past tiered JIT in both processes (60,000 calls of each way).
+        var (times, bytes, clientCpu, mockCpu, workItems) = FanOutInterleaved.MeasureRounds(methods, rounds, mock.ProcessId, warmUpRounds: Math.Max(3, 60_000 / count));
         output.WriteLine();
         output.WriteLine($"{count:N0} calls at {concurrency} in flight, {rounds} rounds");
         output.WriteLine();
@@ -65,9 +35,9 @@ internal static class FastFanOutRuns
         output.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for (int m = 0; m < methods.Length; m++)
         {
-            double median = Median(times[m]);
-            double vsFloor = Median(times[0].Zip(times[m], (floor, t) => floor / t).ToList());
-            double vsSigned = Median(times[1].Zip(times[m], (floor, t) => floor / t).ToList());
+            double median = FanOutInterleaved.Median(times[m]);
+            double vsFloor = FanOutInterleaved.Median(times[0].Zip(times[m], (floor, t) => floor / t).ToList());
+            double vsSigned = FanOutInterleaved.Median(times[1].Zip(times[m], (floor, t) => floor / t).ToList());
             output.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"| {methods[m].Name} | {median * 1000:F1} ms | {count / median:N0} | {times[m].Min() * 1000:F1} ms | {vsFloor:F3}x | {vsSigned:F3}x | {bytes[m] / (double)rounds / count:N0} B | {Micro(clientCpu[m], rounds, count)} | {Micro(mockCpu[m], rounds, count)} | {workItems[m] / (double)rounds / count:F2} |"));
         }
@@ -107,13 +77,5 @@ internal static class FastFanOutRuns
     private static string Micro(TimeSpan cpu, int rounds, int count) =>
         (cpu.TotalMicroseconds / rounds / count).ToString("F1", CultureInfo.InvariantCulture) + " µs";
 
-    private static double Median(List<double> values)
-    {
-        var sorted = values.Order().ToList();
-        int n = sorted.Count;
-        return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
-    }
 
-    private static string LoadAverage() =>
-        File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "n/a";
 }

@@ -154,12 +154,12 @@ internal sealed class LambdaMockProcess : IDisposable
         foreach (string name in start.Environment.Keys.Where(k => k.StartsWith("DOTNET_GC", StringComparison.OrdinalIgnoreCase)).ToList())
             start.Environment.Remove(name);
         var process = Process.Start(start) ?? throw new InvalidOperationException("The mock did not start.");
-        AppDomain.CurrentDomain.ProcessExit += (_, _) => Kill(process);
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => EmulatorProcess.Kill(process);
         string? line = process.StandardOutput.ReadLine();
         if (line is null || !line.StartsWith(LambdaMock.ListeningLine, StringComparison.Ordinal))
         {
             string error = process.StandardError.ReadToEnd();
-            Kill(process);
+            EmulatorProcess.Kill(process);
             throw new InvalidOperationException($"The Lambda mock did not start: first line '{line}', stderr: {error}");
         }
         _ = process.StandardOutput.ReadToEndAsync();
@@ -167,22 +167,10 @@ internal sealed class LambdaMockProcess : IDisposable
         return new LambdaMockProcess(process, new Uri(line[LambdaMock.ListeningLine.Length..].Trim()));
     }
 
-    private static void Kill(Process process)
-    {
-        try
-        {
-            if (!process.HasExited)
-            {
-                process.Kill();
-                process.WaitForExit(5000);
-            }
-        }
-        catch (InvalidOperationException) { }
-    }
 
     public void Dispose()
     {
-        Kill(_process);
+        EmulatorProcess.Kill(_process);
         _process.Dispose();
     }
 }

@@ -30,6 +30,8 @@ if (args.Length > 1 && args[0] == "--fanout-profile")
     return FanOutInterleaved.Profile(Console.Out, args[1], args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 20);
 if (args.Length > 0 && args[0] == "--fanout-memory")
     return FanOutMemory.Run(Console.Out);
+if (args.Length > 0 && args[0] == "--fast-fanout-memory")
+    return FanOutMemory.RunFast(Console.Out);
 if (args.Length == 4 && args[0] == "--fanout-memory-run") // one run of --fanout-memory, in a process of its own
     return FanOutMemory.RunOne(args[1], long.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture), new Uri(args[3]), Console.Out);
 if (args.Length > 0 && args[0] == "--stream-latency")
