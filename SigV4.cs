@@ -460,11 +460,12 @@ internal sealed class SigV4Template
     /// <summary>Where the signed header list is in <see cref="Canonical"/>.</summary>
     public (int Start, int Length) SignedHeaders { get; }
 
-    /// <summary>Whether these inputs are the shape's, compared by value (options by reference: they are immutable).</summary>
+    /// <summary>Whether these inputs are the shape's, compared by value (options by reference: they are immutable; an
+    /// empty path is <c>/</c>, as signed).</summary>
     public bool Matches(string method, string path, string query, IReadOnlyList<KeyValuePair<string, string>> headers, string? sessionToken, SigV4Options options)
     {
         if (!ReferenceEquals(options, Options) || !string.Equals(sessionToken, SessionToken, StringComparison.Ordinal)
-            || !string.Equals(path, Path, StringComparison.Ordinal) || !string.Equals(method, Method, StringComparison.Ordinal)
+            || !string.Equals(path?.Length == 0 ? "/" : path, Path, StringComparison.Ordinal) || !string.Equals(method, Method, StringComparison.Ordinal)
             || !string.Equals(query, Query, StringComparison.Ordinal) || headers.Count != Headers.Length)
             return false;
         for (int i = 0; i < Headers.Length; i++)

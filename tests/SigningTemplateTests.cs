@@ -82,6 +82,24 @@ public class SigningTemplateTests
     }
 
     [Test]
+    public void AnEmptyPathIsTheShapeOfSlashAsItIsSigned()
+    {
+        var headers = Reference.Headers(("Host", "example.amazonaws.com"));
+        var credentials = Reference.Credentials();
+        var template = SigV4.CreateTemplate("POST", "", "", headers, Reference.Time, credentials, Options)!;
+        Assert.That(template.Path, Is.EqualTo("/"));
+        Assert.That((template.Method, template.Query, template.SessionToken, template.Headers.Length, ReferenceEquals(template.Options, Options)), Is.EqualTo(("POST", "", (string?)null, 1, true)));
+        // Else a thread signing "" again and again would prepare a new shape on every call.
+        Assert.That(template.Matches("POST", "", "", headers, null, Options), Is.True);
+        Assert.That(template.Matches("POST", "/other", "", headers, null, Options), Is.False);
+        for (int i = 0; i < 3; i++)
+        {
+            var signature = SigV4.Sign("POST", "", "", headers, Reference.EmptyHash, Reference.Time, credentials, Options);
+            Assert.That(SignatureOf(signature), Is.EqualTo(Expected("/", headers, Reference.EmptyHash, Reference.Time)));
+        }
+    }
+
+    [Test]
     public void APreparedShapeDoesNotOutliveAnOptionsChange()
     {
         var headers = Reference.Headers(("Host", "lambda.us-east-1.amazonaws.com"));
