@@ -807,7 +807,13 @@ sealed class AwsClient : IDisposable
         return answer.Open!;
     }
 
-    internal async Task<AwsResponse> SendCoreAsync(AwsRequest request, FanOutContext? fanOut, CancellationToken cancellationToken, bool streaming = false)
+    internal Task<AwsResponse> SendCoreAsync(AwsRequest request, FanOutContext? fanOut, CancellationToken cancellationToken, bool streaming = false) =>
+        SendCoreAsync(request, fanOut, (object?)null, static (_, answer) => answer, cancellationToken, streaming);
+
+    // `read` makes the caller's response from the successful answer in this same state machine, so that a service
+    // client's call (LambdaClient's) is one async method and one task, not two. What it throws is the caller's.
+    internal async Task<TResponse> SendCoreAsync<TState, TResponse>(AwsRequest request, FanOutContext? fanOut, TState state,
+        Func<TState, AwsResponse, TResponse> read, CancellationToken cancellationToken, bool streaming = false)
     {
         var prepared = Prepare(request, streaming);
         var call = new CallState();
@@ -819,8 +825,9 @@ sealed class AwsClient : IDisposable
                 var response = await AttemptWithRetryPolicyAsync(prepared, call, fanOut, telemetry, cancellationToken).ConfigureAwait(false);
                 if (response is not null)
                 {
+                    var result = read(state, response); // what it throws (a function error) is the call's failure
                     telemetry.Succeeded(Service, request.OperationName, response);
-                    return response;
+                    return result;
                 }
             }
         }
@@ -942,8 +949,10 @@ sealed class AwsClient : IDisposable
         public required Uri Uri { get; init; }
         public required string Path { get; init; }
         public required KeyValuePair<string, string>[] SignedHeaders { get; init; } // Host first
-        public required string PayloadHash { get; init; }
         public required TimeSpan Timeout { get; init; }
+        // Made when first needed: a request signed through a prepared shape hashes its body as it signs.
+        public string PayloadHash => _payloadHash ??= SigV4.HashPayload(Request.Body.Span);
+        private string? _payloadHash;
         public bool Streaming { get; init; } // a successful answer's body is left unread, for the caller
     }
 
@@ -961,7 +970,6 @@ sealed class AwsClient : IDisposable
             Uri = new Uri(uri, new UriCreationOptions { DangerousDisablePathAndQueryCanonicalization = true }),
             Path = path,
             SignedHeaders = RequestRules.HeadersToSign(_host, request),
-            PayloadHash = SigV4.HashPayload(request.Body.Span),
             Timeout = request.Timeout ?? _timeout,
             Streaming = streaming,
         };
@@ -1055,14 +1063,47 @@ sealed class AwsClient : IDisposable
                 request.Content?.Headers.TryAddWithoutValidation(headers[i].Key, headers[i].Value);
         if (credentials is null) return request;
 
-        var signature = SigV4.Sign(source.Method.Method, prepared.Path, source.Query, headers, prepared.PayloadHash, time, credentials, _signing);
+        string authorization, amzDate;
+        if (TemplateFor(prepared, credentials, time) is { } template)
+            authorization = SigV4.SignWithTemplate(template, source.Body.Span, time, credentials, out amzDate);
+        else
+        {
+            var signature = SigV4.Sign(source.Method.Method, prepared.Path, source.Query, headers, prepared.PayloadHash, time, credentials, _signing);
+            (authorization, amzDate) = (signature.Authorization!, signature.AmzDate);
+        }
         // What SigV4Signature.HeadersToAdd lists (SigV4 only here), without making its list.
-        request.Headers.TryAddWithoutValidation("X-Amz-Date", signature.AmzDate);
+        request.Headers.TryAddWithoutValidation("X-Amz-Date", amzDate);
         if (credentials.SessionToken is { } sessionToken) request.Headers.TryAddWithoutValidation("X-Amz-Security-Token", sessionToken);
         if (_signing.AddContentSha256Header) request.Headers.TryAddWithoutValidation("x-amz-content-sha256", prepared.PayloadHash);
-        request.Headers.TryAddWithoutValidation("Authorization", signature.Authorization);
+        request.Headers.TryAddWithoutValidation("Authorization", authorization);
         return request;
     }
+
+    // The request shapes this client signs, prepared once each (SigV4Template), by path: a fan-out calls a few
+    // functions many times. A path whose shape changed only by the session token (credentials refreshed) gets its
+    // shape again; one sent with other headers or query (another operation on the same path) is signed in full, so
+    // that two shapes on one path do not take turns being prepared. At most MaxTemplates paths, first come.
+    private SigV4Template? TemplateFor(PreparedRequest prepared, AwsCredentials credentials, DateTimeOffset time)
+    {
+        if (_signing.AddContentSha256Header) return null; // the payload is in the canonical request twice: no shape
+        var source = prepared.Request;
+        string method = source.Method.Method;
+        if (_templates.TryGetValue(prepared.Path, out var template))
+        {
+            if (template.Matches(method, prepared.Path, source.Query, prepared.SignedHeaders, credentials.SessionToken, _signing)) return template;
+            if (template.Matches(method, prepared.Path, source.Query, prepared.SignedHeaders, template.SessionToken, _signing))
+                return _templates[prepared.Path] = SigV4.CreateTemplate(method, prepared.Path, source.Query, prepared.SignedHeaders, time, credentials, _signing)!;
+            return null;
+        }
+        if (Volatile.Read(ref _templateCount) >= MaxTemplates) return null;
+        template = SigV4.CreateTemplate(method, prepared.Path, source.Query, prepared.SignedHeaders, time, credentials, _signing);
+        if (template is not null && _templates.TryAdd(prepared.Path, template)) Interlocked.Increment(ref _templateCount);
+        return template;
+    }
+
+    private const int MaxTemplates = 256;
+    private readonly ConcurrentDictionary<string, SigV4Template> _templates = new(StringComparer.Ordinal);
+    private int _templateCount;
 
     // ---------------------------------------------------------------------------------------------------------
     // Fan-out.
@@ -1819,7 +1860,11 @@ internal sealed class FanOutRun<TRequest, TResponse>
     private readonly int _maxConcurrency;
     private readonly CancellationTokenSource _stop;
     private readonly SemaphoreSlim _slots;
-    private readonly Channel<AwsOutcome<TRequest, TResponse>> _outcomes = Channel.CreateUnbounded<AwsOutcome<TRequest, TResponse>>(new UnboundedChannelOptions { SingleReader = true });
+    // Synchronous continuations: a consumer waiting for an outcome takes it on the worker's thread as it is posted, and
+    // frees its slot there, so that the worker finds a slot at once; otherwise each outcome cost a thread-pool hop to
+    // wake the consumer and another to wake the worker it freed a slot for.
+    private readonly Channel<AwsOutcome<TRequest, TResponse>> _outcomes = Channel.CreateUnbounded<AwsOutcome<TRequest, TResponse>>(
+        new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = true });
     private readonly TaskCompletionSource _idle = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Action _onRequestRead;
     private int _workers, _started, _inFlight, _stopped;
@@ -1836,8 +1881,9 @@ internal sealed class FanOutRun<TRequest, TResponse>
         _failFast = failFast;
         _maxConcurrency = options.MaxConcurrency;
         _context = new FanOutContext(options.AdaptiveConcurrency ? new ConcurrencyLimiter(options.MaxConcurrency) : null);
-        _slots = new SemaphoreSlim(_maxConcurrency, _maxConcurrency);
+        _slots = new SemaphoreSlim(_maxConcurrency); // no maximum: a stop releases a slot for every worker that may wait
         _stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        _stop.Token.UnsafeRegister(static run => ((FanOutRun<TRequest, TResponse>)run!).WakeWaitingWorkers(), this);
         _onRequestRead = OnRequestRead;
     }
 
@@ -1889,6 +1935,14 @@ internal sealed class FanOutRun<TRequest, TResponse>
         catch (AggregateException) { } // a callback registered on the caller's token failed; the run is stopping anyway
     }
 
+    // Workers wait for a slot without a token (a token costs every wait a promise and a registration): a stop, by
+    // Stop() or by the caller's token, gives each of them a slot to wake with; they see the stop and leave.
+    private void WakeWaitingWorkers()
+    {
+        try { _slots.Release(_maxConcurrency); }
+        catch (ObjectDisposedException) { } // the run is over: nobody waits
+    }
+
     private void StartWorker()
     {
         Interlocked.Increment(ref _workers);
@@ -1903,10 +1957,11 @@ internal sealed class FanOutRun<TRequest, TResponse>
         {
             while (!_input.Exhausted && Volatile.Read(ref _stopped) == 0)
             {
-                await _slots.WaitAsync(token).ConfigureAwait(false);
+                await _slots.WaitAsync().ConfigureAwait(false);
                 bool posted = false;
                 try
                 {
+                    token.ThrowIfCancellationRequested(); // woken by a stop
                     var (hasRequest, index, request) = await ReadAsync(token).ConfigureAwait(false);
                     if (!hasRequest) break;
                     // Counted before the stop is looked at, so that StopAsync either sees this call or this worker sees the stop.

@@ -295,16 +295,24 @@ sealed partial class LambdaClient : IDisposable
         return InvokeCoreAsync(request, null, cancellationToken);
     }
 
-    private async Task<LambdaResponse> InvokeCoreAsync(LambdaRequest request, FanOutContext? fanOut, CancellationToken cancellationToken)
+    // One async method per call: the pipeline's, which makes the response (ReadResponse) as it returns.
+    private Task<LambdaResponse> InvokeCoreAsync(LambdaRequest request, FanOutContext? fanOut, CancellationToken cancellationToken)
     {
-        var answer = await _client.SendCoreAsync(request.ToWire(), fanOut, cancellationToken).ConfigureAwait(false);
+        AwsRequest wire;
+        try { wire = request.ToWire(); }
+        catch (ArgumentException e) { return Task.FromException<LambdaResponse>(e); } // a bad request fails its task, as a send does
+        return _client.SendCoreAsync(wire, fanOut, request, ReadResponse, cancellationToken);
+    }
+
+    private static readonly Func<LambdaRequest, AwsResponse, LambdaResponse> ReadResponse = static (request, answer) =>
+    {
         var response = LambdaWire.ReadResponse(request.FunctionName, answer);
         if (response.FunctionError is not null && AwsTelemetry.FunctionErrors.Enabled)
             AwsTelemetry.FunctionErrors.Add(1, new KeyValuePair<string, object?>("rpc.service", "Lambda"), new KeyValuePair<string, object?>("error.type", response.FunctionError));
         // The function ran: its error is the caller's to see, never a reason to run it again.
         if (response.FunctionError is not null && request.ThrowOnFunctionError) throw new LambdaFunctionException(response);
         return response;
-    }
+    };
 
     private Task<LambdaResponse> InvokeInFanOut(LambdaRequest request, FanOutContext context, CancellationToken cancellationToken) =>
         InvokeCoreAsync(request ?? throw new ArgumentException("A request of the fan-out is null.", "requests"), context, cancellationToken);
@@ -515,10 +523,13 @@ internal static class LambdaWire
 
     public static LambdaResponse ReadResponse(string functionName, AwsResponse answer) =>
         new(functionName, (int)answer.StatusCode, answer.Body,
-            answer.GetHeader("X-Amz-Executed-Version"),
+            Latest(answer.GetHeader("X-Amz-Executed-Version")),
             answer.RequestId,
             DecodeLog(answer.GetHeader("X-Amz-Log-Result")),
             answer.GetHeader("X-Amz-Function-Error"));
+
+    // Most invocations run $LATEST: one string for all of them, not one per response a collecting fan-out keeps.
+    private static string? Latest(string? version) => version == "$LATEST" ? "$LATEST" : version;
 
     private static string? DecodeLog(string? base64)
     {

@@ -302,7 +302,7 @@ readonly struct SigV4Signature
 
     private string Output => _output ?? throw new InvalidOperationException("This SigV4Signature is the default value: it holds no signature. Use the one SigV4.Sign or SigV4.Presign returns.");
 
-    private SigningInput Input => _output is null ? throw new InvalidOperationException("This SigV4Signature is the default value: it holds no signature. Use the one SigV4.Sign or SigV4.Presign returns.") : _input;
+    internal SigningInput Input => _output is null ? throw new InvalidOperationException("This SigV4Signature is the default value: it holds no signature. Use the one SigV4.Sign or SigV4.Presign returns.") : _input;
 
     /// <summary>The headers to add (header signing): <c>X-Amz-Date</c>, <c>X-Amz-Security-Token</c> when there is a
     /// token, <c>x-amz-content-sha256</c> when asked, <c>X-Amz-Region-Set</c> for SigV4a, then <c>Authorization</c>.
@@ -421,6 +421,67 @@ internal sealed class SigningScope
 }
 
 /// <summary>
+/// A request shape prepared for header signing: its canonical request written once from validated inputs, with the
+/// X-Amz-Date value as a slot and the payload hash left off the end, and the signed header list. Signing through it
+/// writes only what changes from one signature to the next (the date, the payload hash, the signature) instead of
+/// validating and canonicalizing the same method, path, query and headers again. <see cref="Matches"/> compares other
+/// inputs by value. Made only for shapes whose canonical request holds nothing that depends on the payload (no
+/// x-amz-content-sha256 header, given or added).
+/// </summary>
+internal sealed class SigV4Template
+{
+    internal SigV4Template(string method, string path, string query, KeyValuePair<string, string>[] headers, SigV4Options options,
+        string? sessionToken, byte[] canonical, int dateAt, (int Start, int Length) signedHeaders)
+    {
+        Method = method;
+        Path = path;
+        Query = query;
+        Headers = headers;
+        Options = options;
+        SessionToken = sessionToken;
+        Canonical = canonical;
+        DateAt = dateAt;
+        SignedHeaders = signedHeaders;
+    }
+
+    public string Method { get; }
+    public string Path { get; }
+    public string Query { get; }
+    /// <summary>A copy of the headers as given (Host included), so that a caller's later change to its list is seen.</summary>
+    public KeyValuePair<string, string>[] Headers { get; }
+    public SigV4Options Options { get; }
+    /// <summary>The credentials' session token the shape was made with (in the canonical request when signed; a
+    /// given X-Amz-Security-Token header is refused when there is one), else null.</summary>
+    public string? SessionToken { get; }
+    /// <summary>The canonical request up to the payload hash, ASCII or UTF-8.</summary>
+    public byte[] Canonical { get; }
+    /// <summary>Where the X-Amz-Date value (16 ASCII characters) goes in <see cref="Canonical"/>.</summary>
+    public int DateAt { get; }
+    /// <summary>Where the signed header list is in <see cref="Canonical"/>.</summary>
+    public (int Start, int Length) SignedHeaders { get; }
+
+    /// <summary>Whether these inputs are the shape's, compared by value (options by reference: they are immutable; an
+    /// empty path is <c>/</c>, as signed).</summary>
+    public bool Matches(string method, string path, string query, IReadOnlyList<KeyValuePair<string, string>> headers, string? sessionToken, SigV4Options options)
+    {
+        if (!ReferenceEquals(options, Options) || !string.Equals(sessionToken, SessionToken, StringComparison.Ordinal)
+            || !string.Equals(path?.Length == 0 ? "/" : path, Path, StringComparison.Ordinal) || !string.Equals(method, Method, StringComparison.Ordinal)
+            || !string.Equals(query, Query, StringComparison.Ordinal) || headers.Count != Headers.Length)
+            return false;
+        for (int i = 0; i < Headers.Length; i++)
+        {
+            var header = headers[i];
+            if (!string.Equals(header.Key, Headers[i].Key, StringComparison.Ordinal) || !string.Equals(header.Value, Headers[i].Value, StringComparison.Ordinal))
+                return false;
+        }
+        return true;
+    }
+
+    /// <summary>Shows the method and path; never the token.</summary>
+    public override string ToString() => $"SigV4Template {{ {Method} {Path} }}";
+}
+
+/// <summary>
 /// The signer. <see cref="Sign"/> and <see cref="Presign(string, string, string, IReadOnlyList{KeyValuePair{string, string}}, string, DateTimeOffset, TimeSpan, AwsCredentials, SigV4Options)"/>
 /// take plain values and change nothing; <see cref="SignAsync"/> and <see cref="Presign(HttpMethod, Uri, TimeSpan, AwsCredentials, SigV4Options)"/>
 /// apply them to an HTTP request.
@@ -474,8 +535,156 @@ static class SigV4
     /// <param name="options">Service, region and choices.</param>
     /// <exception cref="ArgumentException">An input is malformed or the request is already signed; the message says which and how to fix it.</exception>
     public static SigV4Signature Sign(string method, string path, string query, IReadOnlyList<KeyValuePair<string, string>> headers,
-        string payloadHash, DateTimeOffset time, AwsCredentials credentials, SigV4Options options) =>
-        SignCore(method, path, query, headers, payloadHash, time, 0, credentials, options);
+        string payloadHash, DateTimeOffset time, AwsCredentials credentials, SigV4Options options)
+    {
+        // A thread that signs the same request shape again (a loop, a poller, a handler on one path) signs through the
+        // shape it prepared: only the date, payload hash and signature are written.
+        var memo = t_signMemo ??= new SignMemo();
+        bool prepared = memo.Template is { } template && IsShapeOf(template, method, path, query, headers, credentials, options);
+        var signature = prepared ? SignWithTemplate(memo.Template!, payloadHash, time, credentials)
+            : SignCore(method, path, query, headers, payloadHash, time, 0, credentials, options);
+        memo.Signed(method, path, query, headers, options, prepared, signature);
+        return signature;
+    }
+
+    [ThreadStatic] private static SignMemo? t_signMemo;
+
+    // Null inputs are never a shape's: they go the general way, which says what is wrong.
+    private static bool IsShapeOf(SigV4Template template, string method, string path, string query, IReadOnlyList<KeyValuePair<string, string>>? headers,
+        AwsCredentials? credentials, SigV4Options options) =>
+        credentials is not null && headers is not null && template.Matches(method, path, query, headers, credentials.SessionToken, options);
+
+    // The last request a thread signed, and the shape it prepared. A shape is prepared when the same objects (its
+    // strings and header list, compared by reference: no copy is made for a request signed once) are signed twice
+    // in a row the general way, so that a thread whose every request differs pays only a few reference checks, and
+    // one that alternates between shapes never prepares one per call.
+    private sealed class SignMemo
+    {
+        private string? _method, _path, _query;
+        private object? _headers;
+        private SigV4Options? _options;
+
+        public SigV4Template? Template { get; private set; }
+
+        public void Signed(string method, string path, string query, IReadOnlyList<KeyValuePair<string, string>> headers, SigV4Options options,
+            bool prepared, in SigV4Signature signature)
+        {
+            if (!prepared && ReferenceEquals(method, _method) && ReferenceEquals(path, _path) && ReferenceEquals(query, _query)
+                && ReferenceEquals(headers, _headers) && ReferenceEquals(options, _options))
+                Template = CreateTemplate(signature.Input);
+            (_method, _path, _query, _headers, _options) = (method, path, query, headers, options);
+        }
+    }
+
+    // Signs through a prepared shape: the payload hash checked, the date written, the rest as SignInput does.
+    private static SigV4Signature SignWithTemplate(SigV4Template template, string payloadHash, DateTimeOffset time, AwsCredentials credentials)
+    {
+        ValidatePayloadHash(payloadHash, nameof(payloadHash));
+        var input = new SigningInput
+        {
+            Method = template.Method,
+            Path = template.Path.Length == 0 ? "/" : template.Path,
+            Query = template.Query,
+            Headers = template.Headers,
+            PayloadHash = payloadHash,
+            AmzDate = AmzDate(time.UtcDateTime),
+            AccessKeyId = credentials.AccessKeyId,
+            SessionToken = credentials.SessionToken,
+            Options = template.Options,
+            ExpiresSeconds = 0,
+            AddsContentSha256 = false,
+        };
+        var scope = credentials.GetSigningScope(input.AmzDate, template.Options);
+        var w = new ByteBuilder(1024);
+        try
+        {
+            WriteFromTemplate(ref w, template, input.AmzDate);
+            w.AppendAscii(payloadHash);
+            return new SigV4Signature(input, SignWritten(ref w, template, input.AmzDate, scope, credentials));
+        }
+        finally
+        {
+            w.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Signs through a prepared shape with the payload hash computed here from the body (no hex string made for it):
+    /// returns the Authorization value and the X-Amz-Date value it was signed with.
+    /// </summary>
+    internal static string SignWithTemplate(SigV4Template template, ReadOnlySpan<byte> body, DateTimeOffset time, AwsCredentials credentials, out string amzDate)
+    {
+        amzDate = AmzDate(time.UtcDateTime);
+        var scope = credentials.GetSigningScope(amzDate, template.Options);
+        var w = new ByteBuilder(1024);
+        try
+        {
+            WriteFromTemplate(ref w, template, amzDate);
+            Span<byte> hash = stackalloc byte[32];
+            var sha = t_sha256 ??= IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            sha.AppendData(body);
+            sha.GetHashAndReset(hash);
+            w.AppendHex(hash);
+            return SignWritten(ref w, template, amzDate, scope, credentials);
+        }
+        finally
+        {
+            w.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Prepares a request shape for <see cref="SignWithTemplate(SigV4Template, ReadOnlySpan{byte}, DateTimeOffset, AwsCredentials, out string)"/>,
+    /// validating it as <see cref="Sign"/> does (the same exceptions); null for a shape that cannot be prepared (one
+    /// with x-amz-content-sha256, given or added).
+    /// </summary>
+    internal static SigV4Template? CreateTemplate(string method, string path, string query, IReadOnlyList<KeyValuePair<string, string>> headers,
+        DateTimeOffset time, AwsCredentials credentials, SigV4Options options)
+    {
+        ArgumentNullException.ThrowIfNull(credentials);
+        ArgumentNullException.ThrowIfNull(options);
+        return CreateTemplate(Validate(method, path, query, headers, EmptyPayloadHash, time, 0, credentials, options));
+    }
+
+    private static SigV4Template? CreateTemplate(in SigningInput input)
+    {
+        if (input.ExpiresSeconds != 0 || input.AddsContentSha256) return null;
+        for (int i = 0; i < input.Headers.Count; i++)
+            if (input.Headers[i].Key.Equals("x-amz-content-sha256", StringComparison.OrdinalIgnoreCase)) return null;
+        var w = new ByteBuilder(1024);
+        try
+        {
+            var signedHeaders = WriteCanonicalRequest(ref w, input, out _);
+            var canonical = w.Written[..(w.Length - input.PayloadHash.Length)];
+            // X-Amz-Date is the signer's own header (a given one is refused), lowercase in the canonical headers.
+            int dateAt = canonical.IndexOf("\nx-amz-date:"u8) + "\nx-amz-date:"u8.Length;
+            var headers = new KeyValuePair<string, string>[input.Headers.Count];
+            for (int i = 0; i < headers.Length; i++) headers[i] = input.Headers[i];
+            return new SigV4Template(input.Method, input.Path, input.Query, headers, input.Options,
+                input.SessionToken, canonical.ToArray(), dateAt, signedHeaders);
+        }
+        finally
+        {
+            w.Dispose();
+        }
+    }
+
+    private static void WriteFromTemplate(ref ByteBuilder w, SigV4Template template, string amzDate)
+    {
+        w.Append(template.Canonical);
+        w.OverwriteAscii(template.DateAt, amzDate);
+    }
+
+    // The builder holds the whole canonical request: steps 2 to 4, to the Authorization value (the template's signed
+    // header list is at the same place in the builder, which starts with the template).
+    private static string SignWritten(ref ByteBuilder w, SigV4Template template, string amzDate, SigningScope scope, AwsCredentials credentials)
+    {
+        int stringToSignStart = w.Length;
+        WriteStringToSign(ref w, amzDate, scope);
+        Span<byte> signature = stackalloc byte[MaxSignature];
+        signature = signature[..ComputeSignature(w.Written[stringToSignStart..], scope, credentials, signature)];
+        return FormatAuthorization(ref w, scope, template.SignedHeaders, signature);
+    }
 
     /// <summary>
     /// Signs a request given as plain values, as a presigned URL: the result's <see cref="SigV4Signature.QueryParameters"/>
@@ -1670,6 +1879,9 @@ static class SigV4
             if (Length + s.Length > _buffer.Length) Grow(s.Length);
             Length += Encoding.ASCII.GetBytes(s, _buffer.AsSpan(Length));
         }
+
+        // Writes ASCII text over what is written, from `at`.
+        public readonly void OverwriteAscii(int at, scoped ReadOnlySpan<char> s) => Encoding.ASCII.GetBytes(s, _buffer.AsSpan(at, s.Length));
 
         // Copies a part of what is written to the end.
         public void AppendWritten(int start, int length)

@@ -90,7 +90,7 @@ internal sealed class EmulatorProcess : IDisposable
         throw new FileNotFoundException($"No repository root (SigV4Lite.csproj) above {AppContext.BaseDirectory}; set SIGV4LITE_EMULATOR_DLL to the emulator's dll.");
     }
 
-    private static void Kill(Process process)
+    internal static void Kill(Process process)
     {
         try
         {

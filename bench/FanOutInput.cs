@@ -29,8 +29,10 @@ internal static class FanOutInput
     {
         Region = "us-east-1",
         Endpoint = endpoint,
-        Credentials = new AwsCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+        Credentials = Credentials(),
     });
+
+    public static AwsCredentials Credentials() => new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
 
     /// <summary>The floor's handler, set up as the library's shared one (pooled, unlimited connections, no cookies, no decompression).</summary>
     public static HttpClient FloorClient() => new(new SocketsHttpHandler

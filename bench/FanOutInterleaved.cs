@@ -28,35 +28,7 @@ internal static class FanOutInterleaved
             ("InvokeEachAsync (stream)", () => FanOutInput.InvokeEachAsync(client, Count, fanOut)),
         ];
         string loadBefore = LoadAverage();
-        var times = methods.Select(_ => new List<double>()).ToArray();
-        var bytes = new long[methods.Length];
-        var clientCpu = new TimeSpan[methods.Length];
-        var emulatorCpu = new TimeSpan[methods.Length];
-        var workItems = new long[methods.Length];
-        using var self = Process.GetCurrentProcess();
-        using var server = Process.GetProcessById(emulator.ProcessId);
-        foreach (var (_, run) in methods) run().GetAwaiter().GetResult(); // warm-up round
-        for (int round = 0; round < rounds; round++)
-        {
-            for (int k = 0; k < methods.Length; k++)
-            {
-                int m = (k + round) % methods.Length; // a different method goes first each round
-                self.Refresh();
-                server.Refresh();
-                var cpu = (Client: self.TotalProcessorTime, Emulator: server.TotalProcessorTime);
-                long allocated = GC.GetTotalAllocatedBytes(precise: true);
-                long items = ThreadPool.CompletedWorkItemCount;
-                long start = Stopwatch.GetTimestamp();
-                methods[m].Run().GetAwaiter().GetResult();
-                times[m].Add(Stopwatch.GetElapsedTime(start).TotalSeconds);
-                bytes[m] += GC.GetTotalAllocatedBytes(precise: true) - allocated;
-                workItems[m] += ThreadPool.CompletedWorkItemCount - items;
-                self.Refresh();
-                server.Refresh();
-                clientCpu[m] += self.TotalProcessorTime - cpu.Client;
-                emulatorCpu[m] += server.TotalProcessorTime - cpu.Emulator;
-            }
-        }
+        var (times, bytes, clientCpu, emulatorCpu, workItems) = MeasureRounds(methods, rounds, emulator.ProcessId, warmUpRounds: 1);
 
         output.WriteLine($"{rounds} rounds of {Count:N0} invocations per method, concurrency {Concurrency}; load average before: {loadBefore}");
         output.WriteLine();
@@ -72,6 +44,47 @@ internal static class FanOutInterleaved
         output.WriteLine();
         output.WriteLine($"load average after: {LoadAverage()}");
         return 0;
+    }
+
+    /// <summary>
+    /// The ways in turn, round after round (a different one first each round), after the warm-up rounds: each
+    /// round's time, and per way the bytes allocated (all threads), this process's and the server's CPU and the
+    /// thread-pool work items, summed over the rounds.
+    /// </summary>
+    internal static (List<double>[] Times, long[] Bytes, TimeSpan[] ClientCpu, TimeSpan[] ServerCpu, long[] WorkItems) MeasureRounds(
+        (string Name, Func<Task<int>> Run)[] methods, int rounds, int serverProcessId, int warmUpRounds)
+    {
+        var times = methods.Select(_ => new List<double>()).ToArray();
+        var bytes = new long[methods.Length];
+        var clientCpu = new TimeSpan[methods.Length];
+        var serverCpu = new TimeSpan[methods.Length];
+        var workItems = new long[methods.Length];
+        using var self = Process.GetCurrentProcess();
+        using var server = Process.GetProcessById(serverProcessId);
+        for (int i = 0; i < warmUpRounds; i++)
+            foreach (var (_, run) in methods) run().GetAwaiter().GetResult();
+        for (int round = 0; round < rounds; round++)
+        {
+            for (int k = 0; k < methods.Length; k++)
+            {
+                int m = (k + round) % methods.Length;
+                self.Refresh();
+                server.Refresh();
+                var cpu = (Client: self.TotalProcessorTime, Server: server.TotalProcessorTime);
+                long allocated = GC.GetTotalAllocatedBytes(precise: true);
+                long items = ThreadPool.CompletedWorkItemCount;
+                long start = Stopwatch.GetTimestamp();
+                methods[m].Run().GetAwaiter().GetResult();
+                times[m].Add(Stopwatch.GetElapsedTime(start).TotalSeconds);
+                bytes[m] += GC.GetTotalAllocatedBytes(precise: true) - allocated;
+                workItems[m] += ThreadPool.CompletedWorkItemCount - items;
+                self.Refresh();
+                server.Refresh();
+                clientCpu[m] += self.TotalProcessorTime - cpu.Client;
+                serverCpu[m] += server.TotalProcessorTime - cpu.Server;
+            }
+        }
+        return (times, bytes, clientCpu, serverCpu, workItems);
     }
 
     /// <summary>
@@ -107,13 +120,13 @@ internal static class FanOutInterleaved
     private static string Micro(TimeSpan cpu, int rounds) =>
         (cpu.TotalMicroseconds / rounds / Count).ToString("F1", CultureInfo.InvariantCulture) + " µs";
 
-    private static double Median(List<double> values)
+    internal static double Median(List<double> values)
     {
         var sorted = values.Order().ToList();
         int n = sorted.Count;
         return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
     }
 
-    private static string LoadAverage() =>
+    internal static string LoadAverage() =>
         File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "n/a";
 }

@@ -20,20 +20,46 @@ internal static class FanOutMemory
         ("settled", 1_000), ("settled", 100_000),
     ];
 
+    // Issue 10's: against the fast mock at 256 in flight, each answer's JSON read; the collect-all floor beside
+    // InvokeAllAsync; a longer warm-up, so that tiered compilation has done its work before the peak is reset.
+    private static readonly (string Mode, long Count)[] FastRuns =
+    [
+        ("fast-each", 10_000), ("fast-each", 100_000),
+        ("floor", 10_000), ("all", 10_000), ("floor", 100_000), ("all", 100_000),
+    ];
+
+    private const int FastConcurrency = 256, FastWarmUp = 60_000;
+
+    /// <summary><c>--fast-fanout-memory</c>: issue 10's peaks, each run a process of its own, against one mock process.</summary>
+    public static int RunFast(TextWriter output)
+    {
+        using var mock = LambdaMockProcess.Start();
+        output.WriteLine($"Lambda mock: pid {mock.ProcessId}, {mock.Endpoint}; each run: a new process, {FastWarmUp:N0} calls of its own way to warm up, then the run; {FastConcurrency} in flight");
+        output.WriteLine();
+        return RunAll(output, FastRuns, mock.Endpoint);
+    }
+
+    // One process per run, one table row each.
+    private static int RunAll(TextWriter output, (string Mode, long Count)[] runs, Uri endpoint)
+    {
+        output.WriteLine("| mode | invocations | time | invocations/s | most live (full GC at each tenth) | peak GC heap (sampled) | peak GC committed | peak working set | pool threads | GCs (gen0/1/2) | retained after | most read ahead |");
+        output.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        foreach (var (mode, count) in runs)
+        {
+            var result = RunChild(mode, count, endpoint);
+            if (result is null) return 1;
+            output.WriteLine(result);
+            output.Flush();
+        }
+        return 0;
+    }
+
     public static int Run(TextWriter output)
     {
         using var emulator = EmulatorProcess.Start();
         output.WriteLine($"emulator: pid {emulator.ProcessId}, {emulator.Endpoint}; each run: a new process, {WarmUp:N0} invocations to warm up, then the run; concurrency {Concurrency}");
         output.WriteLine();
-        output.WriteLine("| mode | invocations | time | invocations/s | most live (full GC at each tenth) | peak GC heap (sampled) | peak GC committed | peak working set | pool threads | GCs (gen0/1/2) | retained after | most read ahead |");
-        output.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-        foreach (var (mode, count) in Runs)
-        {
-            var result = RunChild(mode, count, emulator.Endpoint);
-            if (result is null) return 1;
-            output.WriteLine(result);
-        }
-        return 0;
+        return RunAll(output, Runs, emulator.Endpoint);
     }
 
     private static string? RunChild(string mode, long count, Uri endpoint)
@@ -59,9 +85,12 @@ internal static class FanOutMemory
     public static int RunOne(string mode, long count, Uri endpoint, TextWriter output)
     {
         using var client = FanOutInput.Client(endpoint);
-        var options = new AwsFanOutOptions { MaxConcurrency = Concurrency };
+        using var http = FanOutInput.FloorClient();
+        bool fast = mode is "fast-each" or "all" or "floor";
+        var options = new AwsFanOutOptions { MaxConcurrency = fast ? FastConcurrency : Concurrency };
         // Warm up (JIT, connections), then start the measurement from a collected heap.
-        Invoke(client, "each", WarmUp, options, new Probe(0));
+        if (fast) Invoke(client, http, endpoint, mode, FastWarmUp, options, new Probe(0));
+        else Invoke(client, "each", WarmUp, options, new Probe(0));
         GC.Collect();
         GC.WaitForPendingFinalizers();
         GC.Collect();
@@ -73,7 +102,8 @@ internal static class FanOutMemory
         var probe = new Probe(0);
         var sampler = new Sampler();
         var clock = Stopwatch.StartNew();
-        Invoke(client, mode, count, options, probe);
+        if (fast) Invoke(client, http, endpoint, mode, count, options, probe);
+        else Invoke(client, mode, count, options, probe);
         var elapsed = clock.Elapsed;
         sampler.Stop();
         long peakWorkingSet = hwmReset ? ReadPeakWorkingSet() : Process.GetCurrentProcess().PeakWorkingSet64;
@@ -82,11 +112,19 @@ internal static class FanOutMemory
 
         // The same run again, with a full collection at every tenth of the input: what is really live along the way.
         var checkpoints = new Probe(Math.Max(1, count / 10));
-        Invoke(client, mode, count, options, checkpoints);
+        if (fast) Invoke(client, http, endpoint, mode, count, options, checkpoints);
+        else Invoke(client, mode, count, options, checkpoints);
 
-        string name = mode == "each" ? "InvokeEachAsync (stream)" : "InvokeAllSettledAsync (keeps all)";
+        string name = mode switch
+        {
+            "each" => "InvokeEachAsync (stream)",
+            "fast-each" => "InvokeEachAsync (stream, JSON read)",
+            "all" => "InvokeAllAsync (keeps all, JSON read after)",
+            "floor" => "floor: HttpClient, keeps all bodies, JSON read",
+            _ => "InvokeAllSettledAsync (keeps all)",
+        };
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"| {name} | {count:N0} | {elapsed.TotalSeconds:F2} s | {count / elapsed.TotalSeconds:N0} | {Mb(checkpoints.MostLive - before)} | {Mb(sampler.PeakTotalMemory)} | {Mb(sampler.PeakCommitted)} | {Mb(peakWorkingSet)}{(hwmReset ? "" : " (process)")} | {sampler.PeakThreads} | {collections} | {Mb(retained)} | {(mode == "each" ? probe.MostAhead.ToString(CultureInfo.InvariantCulture) : "n/a")} |"));
+            $"| {name} | {count:N0} | {elapsed.TotalSeconds:F2} s | {count / elapsed.TotalSeconds:N0} | {Mb(checkpoints.MostLive - before)} | {Mb(sampler.PeakTotalMemory)} | {Mb(sampler.PeakCommitted)} | {Mb(peakWorkingSet)}{(hwmReset ? "" : " (process)")} | {sampler.PeakThreads} | {collections} | {Mb(retained)} | {(mode is "each" or "fast-each" ? probe.MostAhead.ToString(CultureInfo.InvariantCulture) : "n/a")} |"));
         if (Environment.GetEnvironmentVariable("FANOUT_MEMORY_TRACE") == "1")
         {
             Console.Error.WriteLine($"{name} {count}: live at each tenth: {string.Join(", ", checkpoints.Live.Select(l => Mb(l - before)))}");
@@ -106,13 +144,38 @@ internal static class FanOutMemory
         if (succeeded != count) throw new InvalidOperationException($"{succeeded} of {count} invocations succeeded.");
     }
 
-    private static async Task<long> Consume(IAsyncEnumerable<AwsOutcome<SigV4Lite.LambdaRequest, LambdaResponse>> outcomes, Probe probe)
+    // Issue 10's ways (FastFanOut): the streaming consumer reads each answer's JSON; the floor's input is not the
+    // library's lazily made requests, so it is counted as it goes (the checkpoints) by the same probe.
+    private static void Invoke(LambdaClient client, HttpClient http, Uri endpoint, string mode, long count, AwsFanOutOptions options, Probe probe)
+    {
+        int n = checked((int)count);
+        switch (mode)
+        {
+            case "fast-each":
+                Consume(client.InvokeEachAsync(probe.Requests(count), options), probe, readJson: true).GetAwaiter().GetResult();
+                break;
+            case "all":
+                var responses = client.InvokeAllAsync(probe.Requests(count), options).GetAwaiter().GetResult();
+                foreach (var response in responses) FastFanOut.ReadAnswer(response.Payload.Span);
+                if (responses.Count != n) throw new InvalidOperationException($"{responses.Count} of {count} calls came back.");
+                break;
+            case "floor":
+                foreach (var _ in probe.Requests(0)) { } // the probe sees no input: the floor makes its own
+                FastFanOut.FloorAsync(http, endpoint.ToString(), n, options.MaxConcurrency, null).GetAwaiter().GetResult();
+                break;
+            default:
+                throw new ArgumentException($"Unknown mode '{mode}'.", nameof(mode));
+        }
+    }
+
+    private static async Task<long> Consume(IAsyncEnumerable<AwsOutcome<SigV4Lite.LambdaRequest, LambdaResponse>> outcomes, Probe probe, bool readJson = false)
     {
         long succeeded = 0;
         await foreach (var outcome in outcomes.ConfigureAwait(false))
         {
             probe.Consumed();
             if (outcome.Succeeded) succeeded++;
+            if (readJson) FastFanOut.ReadAnswer(outcome.GetResponseOrThrow().Payload.Span);
         }
         return succeeded;
     }
