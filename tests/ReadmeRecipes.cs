@@ -1,5 +1,6 @@
 using System.Collections;
 using System.Diagnostics;
+using System.Globalization;
 using System.Reflection;
 using System.Runtime.Loader;
 using System.Text;
@@ -83,7 +84,7 @@ internal sealed partial class ReadmeRecipes
         throw new FileNotFoundException($"No {ReadmeFileName} beside SigV4.cs above {AppContext.BaseDirectory}.");
     }
 
-    /// <summary>Each problem as "README.md:LINE:COLUMN: error CSxxxx: message", with the README line it is on.</summary>
+    /// <summary>Each problem as "README.md:LINE:COLUMN: error CSxxxx: message" (in English), with the README line it is on.</summary>
     public string Describe(IEnumerable<Diagnostic> problems) => string.Join("\n", problems.Select(Describe));
 
     private string Describe(Diagnostic problem)
@@ -92,7 +93,7 @@ internal sealed partial class ReadmeRecipes
         int line = at.StartLinePosition.Line + 1;
         string where = $"{at.Path}:{line}:{at.StartLinePosition.Character + 1}";
         string text = at.Path == ReadmeFileName && line <= _readmeLines.Length ? "\n    " + _readmeLines[line - 1].Trim() : "";
-        return $"{where}: {problem.Severity.ToString().ToLowerInvariant()} {problem.Id}: {problem.GetMessage()}{text}";
+        return $"{where}: {problem.Severity.ToString().ToLowerInvariant()} {problem.Id}: {problem.GetMessage(CultureInfo.InvariantCulture)}{text}";
     }
 
     /// <summary>The one block whose code contains <paramref name="text"/>.</summary>
