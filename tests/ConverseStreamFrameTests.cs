@@ -6,8 +6,8 @@ namespace SigV4Lite.Tests;
 /// <summary>
 /// Frames shaped like Bedrock runtime's ConverseStream answer (the event names and JSON members of the Bedrock runtime
 /// API reference: messageStart, contentBlockDelta with delta.text, contentBlockStop, messageStop with stopReason,
-/// metadata with usage and metrics; the modelled exceptions such as throttlingException), for the loopback fake of
-/// the README recipe the send pipeline will get; and the text deltas read back from them.
+/// metadata with usage and metrics; the modelled exceptions such as throttlingException), for the loopback fake that
+/// the README's Bedrock recipe runs against (ConverseStreamRecipeTests); and the text deltas read back from them.
 /// </summary>
 public class ConverseStreamFrameTests
 {

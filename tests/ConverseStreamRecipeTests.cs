@@ -5,24 +5,30 @@ using System.Text.Json;
 namespace SigV4Lite.Tests;
 
 /// <summary>
-/// The README's Bedrock ConverseStream recipe, run against a loopback Bedrock runtime that checks the SigV4 signature
-/// and answers ConverseStream-shaped frames: the text deltas printed in order, an exception event in the middle
-/// thrown after the text before it, throttling before the stream retried.
+/// The README's Bedrock ConverseStream recipe, its block run as it is there (see <see cref="ReadmeRecipes"/>) against a
+/// loopback Bedrock runtime, named by AWS_ENDPOINT_URL, that checks the SigV4 signature and answers
+/// ConverseStream-shaped frames: the text deltas printed in order, an exception event in the middle thrown after the
+/// text before it, throttling before the stream retried.
 /// </summary>
+[NonParallelizable]
 public class ConverseStreamRecipeTests
 {
     private const string ModelPath = "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream";
 
-    private static readonly AwsService BedrockRuntime = new("Bedrock Runtime", "bedrock", AwsProtocol.RestJson1, "bedrock-runtime");
+    // Runs the recipe with its console output written to `output`.
+    private static async Task RunRecipeAsync(FakeAwsService bedrock, TextWriter output)
+    {
+        using var aws = new AwsEnvironment(("AWS_ENDPOINT_URL", bedrock.Url.ToString()));
+        await ReadmeRecipes.Compiled.RunAsync("/converse-stream", output, ("cancellationToken", CancellationToken.None));
+    }
 
     [Test]
     public async Task TheRecipePrintsTheTextDeltasInOrder()
     {
         await using var service = new FakeAwsService("bedrock", (request, _) => Stream(ConverseStreamFrames.Answer(["Hello", ", ", "wörld", "!"])));
-        using var bedrock = service.Client(BedrockRuntime);
         using var output = new StringWriter();
 
-        await ConverseStreamRecipe.RunAsync(bedrock, output, CancellationToken.None);
+        await RunRecipeAsync(service, output);
 
         Assert.That(output.ToString(), Is.EqualTo("Hello, wörld!"));
         Assert.That(service.SignatureFailures, Is.Empty);
@@ -39,10 +45,9 @@ public class ConverseStreamRecipeTests
             .. ConverseStreamFrames.Event("contentBlockDelta", new { contentBlockIndex = 0, delta = new { text = "Hel" } }),
             .. ConverseStreamFrames.Exception("modelStreamErrorException", "The model stopped responding.")];
         await using var service = new FakeAwsService("bedrock", (request, _) => Stream(frames));
-        using var bedrock = service.Client(BedrockRuntime);
         using var output = new StringWriter();
 
-        var e = Assert.ThrowsAsync<EventStreamErrorException>(() => ConverseStreamRecipe.RunAsync(bedrock, output, CancellationToken.None))!;
+        var e = Assert.ThrowsAsync<EventStreamErrorException>(() => RunRecipeAsync(service, output))!;
 
         Assert.That(output.ToString(), Is.EqualTo("Hel"));
         Assert.That((e.Kind, e.ErrorCode, e.ErrorMessage), Is.EqualTo((EventStreamErrorKind.ExceptionMessage, "modelStreamErrorException", "The model stopped responding.")));
@@ -54,10 +59,9 @@ public class ConverseStreamRecipeTests
         await using var service = new FakeAwsService("bedrock", (request, call) => call == 1
             ? new Reply(429, """{"message":"Too many requests, please wait before trying again."}""") { Headers = [new("x-amzn-ErrorType", "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/")] }
             : Stream(ConverseStreamFrames.Answer(["retried"])));
-        using var bedrock = service.Client(BedrockRuntime);
         using var output = new StringWriter();
 
-        await ConverseStreamRecipe.RunAsync(bedrock, output, CancellationToken.None);
+        await RunRecipeAsync(service, output);
 
         Assert.That(output.ToString(), Is.EqualTo("retried"));
         Assert.That(service.Calls, Is.EqualTo(2));
@@ -89,28 +93,4 @@ public class ConverseStreamRecipeTests
     }
 
     private static Reply Stream(byte[] frames) => new(200, "", "application/vnd.amazon.eventstream") { Bytes = frames, Headers = [new("x-amzn-RequestId", "req-1")] };
-}
-
-/// <summary>The README recipe "Streaming answers of any service: Bedrock ConverseStream", as it is there, writing to
-/// <c>output</c> where the README writes to the console.</summary>
-internal static class ConverseStreamRecipe
-{
-    public static async Task RunAsync(AwsClient bedrock, TextWriter output, CancellationToken cancellationToken)
-    {
-        string modelId = "anthropic.claude-3-haiku-20240307-v1:0";
-        var request = new AwsRequest(HttpMethod.Post, $"/model/{Uri.EscapeDataString(modelId)}/converse-stream")
-        {
-            ContentType = "application/json",
-            Body = Encoding.UTF8.GetBytes("""{"messages": [{"role": "user", "content": [{"text": "Write a haiku about signatures."}]}], "inferenceConfig": {"maxTokens": 200}}"""),
-            OperationName = "ConverseStream",
-        };
-        using HttpResponseMessage response = await bedrock.SendStreamingAsync(request, cancellationToken);
-        await foreach (EventStreamMessage message in response.ReadEventStreamAsync(cancellationToken))
-        {
-            message.EnsureEvent();                             // throttlingException, modelStreamErrorException, ...: thrown
-            if (!message.IsEvent("contentBlockDelta")) continue; // messageStart, contentBlockStop, messageStop, metadata
-            using var json = JsonDocument.Parse(message.Payload);
-            if (json.RootElement.GetProperty("delta").TryGetProperty("text", out var text)) output.Write(text.GetString());
-        }
-    }
 }
