@@ -24,7 +24,7 @@ internal static class ConsumerProjects
 
     /// <summary>A project with warnings as errors; <paramref name="items"/> is what it takes of SigV4Lite (Compile
     /// items of copied files, or a PackageReference), an executable when it references other projects or says so.</summary>
-    public static string Project(string items, string? references = null, string targetFrameworks = "net10.0", bool exe = false) => $"""
+    public static string Project(string items, string? references = null, string targetFrameworks = "net10.0", bool exe = false, string properties = "") => $"""
         <Project Sdk="Microsoft.NET.Sdk">
           <PropertyGroup>
             <TargetFrameworks>{targetFrameworks}</TargetFrameworks>
@@ -32,6 +32,7 @@ internal static class ConsumerProjects
             <TreatWarningsAsErrors>true</TreatWarningsAsErrors>
             <EnableDefaultCompileItems>false</EnableDefaultCompileItems>
             {(references is null && !exe ? "" : "<OutputType>Exe</OutputType>")}
+            {properties}
           </PropertyGroup>
           <ItemGroup>
             <Compile Include="*.cs" />
@@ -89,34 +90,48 @@ internal static class ConsumerProjects
         }
         """;
 
-    /// <summary>An app over LibA and LibB that signs with its own SigV4Lite too: prints "same" and "verified".</summary>
+    /// <summary>An app over LibA and LibB that signs with its own SigV4Lite too: prints its signature of the suite's
+    /// get-vanilla case, "same" and "verified".</summary>
     public const string TwoLibrariesApp = """
         using System;
         using SigV4Lite;
 
         var time = new DateTimeOffset(2015, 8, 30, 12, 36, 0, TimeSpan.Zero);
-        string own = SigV4.Sign("GET", "/", "", [new("Host", "example.amazonaws.com")], SigV4.EmptyPayloadHash, time,
-            new AwsCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"), new SigV4Options("service", "us-east-1")).Authorization!;
+        var signature = SigV4.Sign("GET", "/", "", [new("Host", "example.amazonaws.com")], SigV4.EmptyPayloadHash, time,
+            new AwsCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"), new SigV4Options("service", "us-east-1"));
+        Console.WriteLine(signature.Signature);
+        string own = signature.Authorization!;
         Console.WriteLine(LibA.Signer.Authorization(time) == own && LibB.Signer.Authorization(time) == own ? "same" : "different");
         Console.WriteLine(LibA.Signer.Verifies(LibB.Signer.Authorization(time), time) && LibB.Signer.Verifies(own, time) ? "verified" : "rejected");
         """;
 
     /// <summary>Builds LibA and LibB (each with <paramref name="libraryItems"/>) and an app over both (with
-    /// <paramref name="appItems"/>) in work; checks the build is clean, the app prints "same" and "verified", and
-    /// neither library exposes a SigV4Lite type though each holds them.</summary>
+    /// <paramref name="appItems"/>) in work, and checks them (<see cref="CheckTwoLibraries"/>).</summary>
     public static void BuildAndCheckTwoLibraries(string work, string libraryItems, string appItems)
     {
-        foreach (var name in new[] { "LibA", "LibB" }) Write(work, name, Project(libraryItems), Library(name));
-        Write(work, "App", Project(appItems, LibraryReferences("LibA", "LibB")), TwoLibrariesApp);
-
+        WriteTwoLibraries(work, libraryItems, appItems);
         string output = Path.Combine(work, "out");
         var (exit, log) = Run(work, "dotnet", "build", "App/App.csproj", "-c", "Release", "-o", output, "-nodeReuse:false", "-p:UseSharedCompilation=false");
-        Assert.That(exit, Is.EqualTo(0), log);
-        Assert.That(log, Does.Not.Contain("CS0436").And.Not.Contain("CS0433").And.Not.Contain("warning"));
+        CheckTwoLibraries(exit, log, output);
+    }
 
-        var (runExit, runOutput) = Run(work, "dotnet", Path.Combine(output, "App.dll"));
+    public static void WriteTwoLibraries(string work, string libraryItems, string appItems, string libraryFramework = "net10.0", string properties = "")
+    {
+        foreach (var name in new[] { "LibA", "LibB" })
+            Write(work, name, Project(libraryItems, targetFrameworks: libraryFramework, properties: properties), Library(name));
+        Write(work, "App", Project(appItems, LibraryReferences("LibA", "LibB"), properties: properties), TwoLibrariesApp);
+    }
+
+    /// <summary>The build was clean (no CS0436, no CS0433, no warning), the app in output prints the suite's
+    /// signature, "same" and "verified", and neither library exposes a SigV4Lite type though each holds them.</summary>
+    public static void CheckTwoLibraries(int buildExitCode, string buildLog, string output)
+    {
+        Assert.That(buildExitCode, Is.EqualTo(0), buildLog);
+        Assert.That(buildLog, Does.Not.Contain("CS0436").And.Not.Contain("CS0433").And.Not.Contain("warning"));
+
+        var (runExit, runOutput) = Run(output, "dotnet", Path.Combine(output, "App.dll"));
         Assert.That(runExit, Is.EqualTo(0), runOutput);
-        Assert.That(Lines(runOutput), Is.EqualTo(new[] { "same", "verified" }));
+        Assert.That(Lines(runOutput), Is.EqualTo(new[] { GetVanillaSignature, "same", "verified" }));
 
         foreach (var library in new[] { "LibA.dll", "LibB.dll" })
         {

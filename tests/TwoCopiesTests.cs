@@ -5,7 +5,7 @@ namespace SigV4Lite.Tests;
 /// <summary>
 /// Two class libraries that each compile SigV4.cs and SigV4Verifier.cs (as a copy gives them), and an app that
 /// references both and has a third copy: the app builds with warnings as errors (no CS0436, no CS0433), all three
-/// copies sign alike, and neither library exposes a SigV4Lite type. PackageTests does the same with the source package.
+/// copies sign alike, and neither library exposes a SigV4Lite type. tests/packages/PackageTests.cs does the same with the source package.
 /// </summary>
 public class TwoCopiesTests
 {
