@@ -1979,7 +1979,8 @@ internal static class Json
 // The process's HttpClients, for the credential sources and the service clients (LambdaClient). Each is made once
 // (Lazy: never a second handler); connections are pooled across clients and recycled every few minutes so that DNS
 // changes are seen. No redirects: HttpClient would follow one with every header but Authorization, which carries a
-// session token or a metadata token to wherever the Location points. No cookies, no decompression.
+// session token or a metadata token to wherever the Location points. No cookies; no decompression (the default:
+// setting it, even to None, links the native brotli and zlib into a Native AOT app, about 1 MB).
 internal static partial class AwsHttp
 {
     private static readonly Lazy<HttpClient> s_direct = new(() => Create(useProxy: false, connectTimeout: TimeSpan.FromSeconds(1)));
@@ -1998,7 +1999,6 @@ internal static partial class AwsHttp
             UseProxy = useProxy,
             AllowAutoRedirect = false,
             UseCookies = false,
-            AutomaticDecompression = DecompressionMethods.None,
             ConnectTimeout = connectTimeout,
             PooledConnectionLifetime = TimeSpan.FromMinutes(5),
             PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1),
