@@ -878,7 +878,7 @@ sealed class AwsClient : IDisposable
             telemetry.Attempt(Service, prepared.Request.OperationName, attemptStarted, throttled: false, retry: false);
             return response;
         }
-        var delay = DecideRetry(attempt, call, fanOut is not null && fanOut.Successes > successesBefore);
+        var delay = DecideRetry(attempt, call, fanOut is not null && fanOut.Successes > successesBefore, fanOut?.Limiter is not null);
         telemetry.Attempt(Service, prepared.Request.OperationName, attemptStarted, throttled, retry: delay is not null);
         if (delay is not { } wait) ExceptionDispatchInfo.Throw(attempt.Failure!);
         else if (wait > TimeSpan.Zero) await Task.Delay(wait, _clock, cancellationToken).ConfigureAwait(false);
@@ -914,7 +914,7 @@ sealed class AwsClient : IDisposable
     }
 
     // Null: no retry (the failure is final). Else how long to wait before the next attempt.
-    private TimeSpan? DecideRetry(in Attempt attempt, CallState call, bool fanOutProgressed)
+    private TimeSpan? DecideRetry(in Attempt attempt, CallState call, bool fanOutProgressed, bool adaptiveFanOut)
     {
         var failure = attempt.Failure!;
         call.CountedAttempts++;
@@ -929,7 +929,10 @@ sealed class AwsClient : IDisposable
             }
             // A throttled call did no work: while the fan-out it belongs to makes progress, it is sent again without
             // spending an attempt or the quota, so that a 0.1% chance of being throttled three times fails nothing.
-            if (error.IsThrottling && fanOutProgressed && _retry.MaxAttempts > 1 && call.Attempts < RetryPolicy.MaxThrottledAttemptsInFanOut)
+            // "Too many at once" under adaptive concurrency is progress by definition (others are running, and the
+            // limiter has just made room for this one to wait its turn), even before the first success comes back.
+            bool tooManyAtOnce = adaptiveFanOut && AwsErrors.IsConcurrencyThrottle(error);
+            if (error.IsThrottling && (fanOutProgressed || tooManyAtOnce) && _retry.MaxAttempts > 1 && call.Attempts < RetryPolicy.MaxThrottledAttemptsInFanOut)
             {
                 call.CountedAttempts--;
                 return _retry.Backoff(call.Attempts);
