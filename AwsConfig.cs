@@ -1705,7 +1705,7 @@ internal static class SsoOidc
         var (status, body) = await AwsHttp.SendUnsignedAsync(context, "SSO OIDC", HttpMethod.Post, uri, [], CreateTokenRequest(token), Timeout,
             $"{what} did not answer", profile.Name, cancellationToken).ConfigureAwait(false);
         if (status != HttpStatusCode.OK)
-            throw new AwsCredentialsException($"{what} refused to refresh the token with HTTP {(int)status}{SsoPortal.ErrorDetail(body)}", profile.Name);
+            throw new AwsCredentialsException($"{what} refused to refresh the token with HTTP {(int)status}{Json.ErrorDetail(body)}", profile.Name);
         var values = Json.ReadObject(body, what + " answered", profile.Name);
         if (values.GetValueOrDefault("accessToken") is not { } accessToken || !SsoToken.IsHeaderSafe(accessToken))
             throw new AwsCredentialsException($"{what} answered without an accessToken, or with one that is empty or has white space", profile.Name);
@@ -1744,7 +1744,7 @@ internal static class SsoPortal
         string what = $"the SSO portal at {UriText.Show(uri)}";
         var (status, body) = await AwsHttp.SendUnsignedAsync(context, "SSO", HttpMethod.Get, uri, [new("x-amz-sso_bearer_token", accessToken)], null, Timeout,
             $"Profile '{profile.Name}': {what} did not answer", profile.Name, cancellationToken).ConfigureAwait(false);
-        string answered = $"HTTP {(int)status}{ErrorDetail(body)}";
+        string answered = $"HTTP {(int)status}{Json.ErrorDetail(body)}";
         return status switch
         {
             HttpStatusCode.OK => ReadRoleCredentials(body, $"Profile '{profile.Name}': {what}", profile.Name),
@@ -1790,15 +1790,6 @@ internal static class SsoPortal
         return default;
     }
 
-    // The code and message of an SSO portal or SSO OIDC error answer ({"message"}, {"__type"}, or
-    // {"error", "error_description"}), for an error message: never the body itself.
-    public static string ErrorDetail(byte[] body)
-    {
-        if (Json.TryReadObject(body, out _) is not { } values) return "";
-        string? code = values.GetValueOrDefault("__type") is { } type ? type[(type.LastIndexOf('#') + 1)..] : values.GetValueOrDefault("error");
-        string? message = values.GetValueOrDefault("message") ?? values.GetValueOrDefault("Message") ?? values.GetValueOrDefault("error_description");
-        return code is null && message is null ? "" : $": {code}{(code is not null && message is not null ? ": " : "")}{(message is null ? "" : Json.Clip(message))}";
-    }
 }
 
 // The credentials of one SSO profile, kept until 5 minutes before they expire (callers are served one at a time:
@@ -1959,12 +1950,15 @@ internal static class Json
         return values;
     }
 
-    // The code and message of an error answer, for an error message: never the body itself.
+    // The code and message of an error answer, for an error message: never the body itself. The shapes of the
+    // credential endpoints ({"code", "message"}), the JSON protocols ({"__type": "prefix#Code"}) and OAuth, which SSO
+    // OIDC speaks ({"error", "error_description"}).
     public static string ErrorDetail(byte[] body)
     {
         if (TryReadObject(body, out _) is not { } values) return "";
-        string? code = values.GetValueOrDefault("code") ?? values.GetValueOrDefault("Code");
-        string? message = values.GetValueOrDefault("message") ?? values.GetValueOrDefault("Message");
+        string? code = values.GetValueOrDefault("code") ?? values.GetValueOrDefault("Code")
+            ?? (values.GetValueOrDefault("__type") is { } type ? type[(type.LastIndexOf('#') + 1)..] : values.GetValueOrDefault("error"));
+        string? message = values.GetValueOrDefault("message") ?? values.GetValueOrDefault("Message") ?? values.GetValueOrDefault("error_description");
         return code is null && message is null ? "" : $": {code}{(code is not null && message is not null ? ": " : "")}{(message is null ? "" : Clip(message))}";
     }
 
