@@ -677,8 +677,7 @@ sealed class AwsClient : IDisposable
 {
     internal const long DefaultMaxResponseSize = 64L * 1024 * 1024;
 
-    private readonly HttpClient _http;
-    private readonly bool _ownsHttp;
+    private readonly HttpMessageInvoker _http; // not an HttpClient: each attempt has its own timeout and token
     private readonly IAwsCredentialsProvider? _credentials; // null: requests go unsigned
     private readonly SigV4Options _signing;
     private readonly TimeProvider _clock;
@@ -724,10 +723,9 @@ sealed class AwsClient : IDisposable
         if (options.HttpHandler is { } handler)
         {
             TurnOffRedirects(handler);
-            _http = new HttpClient(handler, disposeHandler: false) { Timeout = System.Threading.Timeout.InfiniteTimeSpan }; // each attempt has its own
-            _ownsHttp = true;
+            _http = new HttpMessageInvoker(handler, disposeHandler: false);
         }
-        else _http = AwsHttp.Proxied;
+        else _http = new HttpMessageInvoker(AwsHttp.ProxiedHandler, disposeHandler: false);
     }
 
     private static void TurnOffRedirects(HttpMessageHandler handler)
@@ -760,10 +758,11 @@ sealed class AwsClient : IDisposable
     internal TimeProvider Clock => _clock;
     internal RetryPolicy Retry => _retry;
 
-    /// <summary>Disposes the HttpClient the client made over <see cref="AwsClientOptions.HttpHandler"/>; nothing else.</summary>
+    /// <summary>Ends the client: later calls throw <see cref="ObjectDisposedException"/>. A handler given in
+    /// <see cref="AwsClientOptions.HttpHandler"/> stays open: it is the caller's.</summary>
     public void Dispose()
     {
-        if (_ownsHttp) _http.Dispose();
+        _http.Dispose();
     }
 
     /// <summary>Sends a request: signed, retried as the retry mode says, its answer read whole.</summary>
@@ -815,14 +814,13 @@ sealed class AwsClient : IDisposable
     internal async Task<TResponse> SendCoreAsync<TState, TResponse>(AwsRequest request, FanOutContext? fanOut, TState state,
         Func<TState, AwsResponse, TResponse> read, CancellationToken cancellationToken, bool streaming = false)
     {
-        var prepared = Prepare(request, streaming);
-        var call = new CallState();
+        var call = Prepare(request, streaming);
         var telemetry = CallTelemetry.Start(Service, request.OperationName, Region, request.InvokedFunction);
         try
         {
             while (true)
             {
-                var response = await AttemptWithRetryPolicyAsync(prepared, call, fanOut, telemetry, cancellationToken).ConfigureAwait(false);
+                var response = await AttemptWithRetryPolicyAsync(call, fanOut, telemetry, cancellationToken).ConfigureAwait(false);
                 if (response is not null)
                 {
                     var result = read(state, response); // what it throws (a function error) is the call's failure
@@ -841,7 +839,7 @@ sealed class AwsClient : IDisposable
     // One attempt with what surrounds it: credentials, the limiters, then the retry decision. The answer, or null to
     // go again (after the backoff); a final failure is thrown.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<AwsResponse?> AttemptWithRetryPolicyAsync(PreparedRequest prepared, CallState call, FanOutContext? fanOut,
+    private async ValueTask<AwsResponse?> AttemptWithRetryPolicyAsync(Call call, FanOutContext? fanOut,
         CallTelemetry telemetry, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
@@ -855,11 +853,11 @@ sealed class AwsClient : IDisposable
         {
             await _retry.BeforeAttemptAsync(cancellationToken).ConfigureAwait(false);
             long identityStarted = telemetry.Measuring ? Stopwatch.GetTimestamp() : 0;
-            var credentials = await GetCredentialsAsync(prepared, call.Attempts + 1, cancellationToken).ConfigureAwait(false);
-            telemetry.Identity(Service, prepared.Request.OperationName, identityStarted);
+            var credentials = await GetCredentialsAsync(call, call.Attempts + 1, cancellationToken).ConfigureAwait(false);
+            telemetry.Identity(Service, call.Request.OperationName, identityStarted);
             call.Attempts++;
             attemptStarted = telemetry.Measuring ? Stopwatch.GetTimestamp() : 0;
-            attempt = await AttemptAsync(prepared, credentials, call.Attempts, call.ClockOffset ?? _retry.ClockOffset, cancellationToken).ConfigureAwait(false);
+            attempt = await AttemptAsync(call, credentials, call.Attempts, call.ClockOffset ?? _retry.ClockOffset, cancellationToken).ConfigureAwait(false);
         }
         catch
         {
@@ -875,46 +873,37 @@ sealed class AwsClient : IDisposable
             if (call.ClockOffset is { } corrected) _retry.ConfirmClockOffset(corrected);
             _retry.OnSuccess(call.TokensTaken);
             if (fanOut is not null) fanOut.OnSuccess();
-            telemetry.Attempt(Service, prepared.Request.OperationName, attemptStarted, throttled: false, retry: false);
+            telemetry.Attempt(Service, call.Request.OperationName, attemptStarted, throttled: false, retry: false);
             return response;
         }
         var delay = DecideRetry(attempt, call, fanOut is not null && fanOut.Successes > successesBefore, fanOut?.Limiter is not null);
-        telemetry.Attempt(Service, prepared.Request.OperationName, attemptStarted, throttled, retry: delay is not null);
+        telemetry.Attempt(Service, call.Request.OperationName, attemptStarted, throttled, retry: delay is not null);
         if (delay is not { } wait) ExceptionDispatchInfo.Throw(attempt.Failure!);
         else if (wait > TimeSpan.Zero) await Task.Delay(wait, _clock, cancellationToken).ConfigureAwait(false);
         return null;
     }
 
-    // What one call has spent on retries.
-    private sealed class CallState
-    {
-        public int Attempts;         // made, every one counted
-        public int CountedAttempts;  // those that count toward MaxAttempts
-        public int TokensTaken;      // from the retry quota
-        public TimeSpan? ClockOffset; // the server's clock as its skew error said, for this call's next attempts
-    }
-
     // The credentials, within the attempt's timeout: a credential source that hangs fails the call as a timeout would.
-    private async ValueTask<AwsCredentials?> GetCredentialsAsync(PreparedRequest prepared, int attemptNumber, CancellationToken cancellationToken)
+    private async ValueTask<AwsCredentials?> GetCredentialsAsync(Call call, int attemptNumber, CancellationToken cancellationToken)
     {
         if (_credentials is null) return null;
         var pending = _credentials.GetCredentialsAsync(cancellationToken);
         if (pending.IsCompleted) return await pending.ConfigureAwait(false);
         // A provider may ignore the token: the wait watches it (and the timeout) itself.
-        if (prepared.Timeout == System.Threading.Timeout.InfiniteTimeSpan || prepared.Timeout > AttemptTimeouts.MaxTimerDelay)
+        if (call.Timeout == System.Threading.Timeout.InfiniteTimeSpan || call.Timeout > AttemptTimeouts.MaxTimerDelay)
             return await pending.AsTask().WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            return await pending.AsTask().WaitAsync(prepared.Timeout, _clock, cancellationToken).ConfigureAwait(false);
+            return await pending.AsTask().WaitAsync(call.Timeout, _clock, cancellationToken).ConfigureAwait(false);
         }
         catch (TimeoutException e)
         {
-            throw new AwsTimeoutException(Service.ServiceId, prepared.Request.OperationName, prepared.Timeout, attemptNumber, e, "getting credentials");
+            throw new AwsTimeoutException(Service.ServiceId, call.Request.OperationName, call.Timeout, attemptNumber, e, "getting credentials");
         }
     }
 
     // Null: no retry (the failure is final). Else how long to wait before the next attempt.
-    private TimeSpan? DecideRetry(in Attempt attempt, CallState call, bool fanOutProgressed, bool adaptiveFanOut)
+    private TimeSpan? DecideRetry(in Attempt attempt, Call call, bool fanOutProgressed, bool adaptiveFanOut)
     {
         var failure = attempt.Failure!;
         call.CountedAttempts++;
@@ -945,9 +934,15 @@ sealed class AwsClient : IDisposable
         return _retry.Backoff(call.CountedAttempts);
     }
 
-    // What stays the same across attempts: the URI, the signed headers and the payload hash.
-    private sealed class PreparedRequest
+    // One call: what stays the same across its attempts (the URI, the signed headers, the payload hash), made once, and
+    // what its attempts have spent on retries.
+    private sealed class Call
     {
+        public int Attempts;         // made, every one counted
+        public int CountedAttempts;  // those that count toward MaxAttempts
+        public int TokensTaken;      // from the retry quota
+        public TimeSpan? ClockOffset; // the server's clock as its skew error said, for this call's next attempts
+
         public required AwsRequest Request { get; init; }
         public required Uri Uri { get; init; }
         public required string Path { get; init; }
@@ -959,24 +954,40 @@ sealed class AwsClient : IDisposable
         public bool Streaming { get; init; } // a successful answer's body is left unread, for the caller
     }
 
-    private PreparedRequest Prepare(AwsRequest request, bool streaming)
+    private Call Prepare(AwsRequest request, bool streaming)
     {
-        RequestRules.CheckPath(request.Path);
-        RequestRules.CheckQuery(request.Query);
         if (request.Timeout is { } timeout) AttemptTimeouts.Validate(timeout, nameof(request));
-        string path = _basePath.Length == 0 ? request.Path : _basePath + request.Path;
-        string uri = request.Query.Length == 0 ? _origin + path : string.Concat(_origin, path, "?", request.Query);
-        return new PreparedRequest
+        var (uri, path) = TargetFor(request.Path, request.Query);
+        return new Call
         {
             Request = request,
-            // Canonicalization off: the URI goes on the wire exactly as given, which is also what is signed.
-            Uri = new Uri(uri, new UriCreationOptions { DangerousDisablePathAndQueryCanonicalization = true }),
+            Uri = uri,
             Path = path,
             SignedHeaders = RequestRules.HeadersToSign(_host, request),
             Timeout = request.Timeout ?? _timeout,
             Streaming = streaming,
         };
     }
+
+    // The URI a request goes to and the path it signs (the endpoint's own path first), made once for each request path
+    // and query this client sends (at most MaxTargets, first come; the rest per call): a fan-out calls a few functions
+    // many times, and a Uri is immutable, so requests in flight share it.
+    private (Uri Uri, string Path) TargetFor(string requestPath, string query)
+    {
+        if (_targets.TryGetValue((requestPath, query), out var target)) return target; // checked when it was made
+        RequestRules.CheckPath(requestPath);
+        RequestRules.CheckQuery(query);
+        string path = _basePath.Length == 0 ? requestPath : _basePath + requestPath;
+        string uri = query.Length == 0 ? _origin + path : string.Concat(_origin, path, "?", query);
+        // Canonicalization off: the URI goes on the wire exactly as given, which is also what is signed.
+        target = (new Uri(uri, new UriCreationOptions { DangerousDisablePathAndQueryCanonicalization = true }), path);
+        if (Volatile.Read(ref _targetCount) < MaxTargets && _targets.TryAdd((requestPath, query), target)) Interlocked.Increment(ref _targetCount);
+        return target;
+    }
+
+    private const int MaxTargets = 256;
+    private readonly ConcurrentDictionary<(string Path, string Query), (Uri Uri, string Path)> _targets = new();
+    private int _targetCount;
 
     // ---------------------------------------------------------------------------------------------------------
     // One attempt: sign, send, read, classify. It never throws for a failure the retries may handle: it returns it.
@@ -987,19 +998,19 @@ sealed class AwsClient : IDisposable
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     // `signedOffset`: the clock offset this attempt is signed with; a skew error is judged against it, not against one
     // learnt since.
-    private async ValueTask<Attempt> AttemptAsync(PreparedRequest prepared, AwsCredentials? credentials, int attemptNumber, TimeSpan signedOffset, CancellationToken cancellationToken)
+    private async ValueTask<Attempt> AttemptAsync(Call call, AwsCredentials? credentials, int attemptNumber, TimeSpan signedOffset, CancellationToken cancellationToken)
     {
         // The attempt's timeout has a token source of its own, so that its expiry is told apart from the caller's cancellation.
-        var timeoutSource = _timeouts.Start(prepared.Timeout, cancellationToken, out var callerRegistration);
+        var timeoutSource = _timeouts.Start(call.Timeout, cancellationToken, out var callerRegistration);
         var token = timeoutSource?.Token ?? cancellationToken;
         HttpRequestMessage? request = null;
         HttpResponseMessage? response = null;
         try
         {
-            request = BuildRequest(prepared, credentials, _clock.GetUtcNow() + signedOffset);
-            response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, token).ConfigureAwait(false);
-            if (!ReferenceEquals(response.RequestMessage?.RequestUri, prepared.Uri)) ThrowIfRedirected(response);
-            if (prepared.Streaming && (int)response.StatusCode is >= 200 and <= 299)
+            request = BuildRequest(call, credentials, _clock.GetUtcNow() + signedOffset);
+            response = await _http.SendAsync(request, token).ConfigureAwait(false); // returns at the headers, as ResponseHeadersRead
+            if (!ReferenceEquals(response.RequestMessage?.RequestUri, call.Uri)) ThrowIfRedirected(response);
+            if (call.Streaming && (int)response.StatusCode is >= 200 and <= 299)
             {
                 var open = new AwsResponse(response.StatusCode, default, response.Headers, response.Content.Headers) { Open = response };
                 response.RequestMessage = null; // the signed request (token, signature) does not go with the answer
@@ -1007,11 +1018,11 @@ sealed class AwsClient : IDisposable
                 return new Attempt(open, null, signedOffset);
             }
             // A HEAD answer, a 204 and a 304 have no body, whatever Content-Length says (it describes the object).
-            var body = prepared.Request.Method == HttpMethod.Head || response.StatusCode is HttpStatusCode.NoContent or HttpStatusCode.NotModified
+            var body = call.Request.Method == HttpMethod.Head || response.StatusCode is HttpStatusCode.NoContent or HttpStatusCode.NotModified
                 ? Array.Empty<byte>()
                 : await ResponseBody.ReadAsync(response.Content, _maxResponseSize, Service.ServiceId, token).ConfigureAwait(false);
             var answer = new AwsResponse(response.StatusCode, body, response.Headers, response.Content.Headers);
-            var error = AwsErrors.ReadIfError(Service, prepared.Request.OperationName, answer, response, credentials, _retry.ServerNow(), attemptNumber);
+            var error = AwsErrors.ReadIfError(Service, call.Request.OperationName, answer, response, credentials, _retry.ServerNow(), attemptNumber);
             return error is null ? new Attempt(answer, null, signedOffset) : new Attempt(null, error, signedOffset);
         }
         catch (Exception e) when (e is not AwsException && cancellationToken.IsCancellationRequested)
@@ -1021,12 +1032,12 @@ sealed class AwsClient : IDisposable
         }
         catch (Exception e) when (e is not AwsException && timeoutSource?.IsCancellationRequested == true)
         {
-            return new Attempt(null, new AwsTimeoutException(Service.ServiceId, prepared.Request.OperationName, prepared.Timeout, attemptNumber, e), signedOffset);
+            return new Attempt(null, new AwsTimeoutException(Service.ServiceId, call.Request.OperationName, call.Timeout, attemptNumber, e), signedOffset);
         }
         catch (OperationCanceledException e)
         {
             // Neither the caller nor our timer: the handler's own (its ConnectTimeout): the connection could not be made.
-            return new Attempt(null, new AwsConnectionException(Service.ServiceId, prepared.Request.OperationName, Endpoint, attemptNumber, e), signedOffset);
+            return new Attempt(null, new AwsConnectionException(Service.ServiceId, call.Request.OperationName, Endpoint, attemptNumber, e), signedOffset);
         }
         catch (AwsResponseTooLargeException e)
         {
@@ -1034,7 +1045,7 @@ sealed class AwsClient : IDisposable
         }
         catch (Exception e) when (e is HttpRequestException || e is IOException)
         {
-            return new Attempt(null, new AwsConnectionException(Service.ServiceId, prepared.Request.OperationName, Endpoint, attemptNumber, e), signedOffset);
+            return new Attempt(null, new AwsConnectionException(Service.ServiceId, call.Request.OperationName, Endpoint, attemptNumber, e), signedOffset);
         }
         finally
         {
@@ -1054,30 +1065,30 @@ sealed class AwsClient : IDisposable
             $"{UriText.Show(Endpoint)}, carrying the signed request there. Give AwsClientOptions.HttpHandler a handler that does not follow redirects (AllowAutoRedirect = false).");
     }
 
-    private HttpRequestMessage BuildRequest(PreparedRequest prepared, AwsCredentials? credentials, DateTimeOffset time)
+    private HttpRequestMessage BuildRequest(Call call, AwsCredentials? credentials, DateTimeOffset time)
     {
-        var source = prepared.Request;
-        var request = new HttpRequestMessage(source.Method, prepared.Uri);
+        var source = call.Request;
+        var request = new HttpRequestMessage(source.Method, call.Uri);
         if (source.Body.Length > 0 || source.ContentType is not null || source.Method == HttpMethod.Post || source.Method == HttpMethod.Put)
             request.Content = new ReadOnlyMemoryContent(source.Body);
-        var headers = prepared.SignedHeaders;
+        var headers = call.SignedHeaders;
         for (int i = 1; i < headers.Length; i++) // [0] is Host, which HttpClient writes from the URI
             if (!request.Headers.TryAddWithoutValidation(headers[i].Key, headers[i].Value))
                 request.Content?.Headers.TryAddWithoutValidation(headers[i].Key, headers[i].Value);
         if (credentials is null) return request;
 
         string authorization, amzDate;
-        if (TemplateFor(prepared, credentials, time) is { } template)
+        if (TemplateFor(call, credentials, time) is { } template)
             authorization = SigV4.SignWithTemplate(template, source.Body.Span, time, credentials, out amzDate);
         else
         {
-            var signature = SigV4.Sign(source.Method.Method, prepared.Path, source.Query, headers, prepared.PayloadHash, time, credentials, _signing);
+            var signature = SigV4.Sign(source.Method.Method, call.Path, source.Query, headers, call.PayloadHash, time, credentials, _signing);
             (authorization, amzDate) = (signature.Authorization!, signature.AmzDate);
         }
         // What SigV4Signature.HeadersToAdd lists (SigV4 only here), without making its list.
         request.Headers.TryAddWithoutValidation("X-Amz-Date", amzDate);
         if (credentials.SessionToken is { } sessionToken) request.Headers.TryAddWithoutValidation("X-Amz-Security-Token", sessionToken);
-        if (_signing.AddContentSha256Header) request.Headers.TryAddWithoutValidation("x-amz-content-sha256", prepared.PayloadHash);
+        if (_signing.AddContentSha256Header) request.Headers.TryAddWithoutValidation("x-amz-content-sha256", call.PayloadHash);
         request.Headers.TryAddWithoutValidation("Authorization", authorization);
         return request;
     }
@@ -1085,22 +1096,22 @@ sealed class AwsClient : IDisposable
     // The request shapes this client signs, prepared once each (SigV4Template), by path: a fan-out calls a few
     // functions many times. A path whose shape changed only by the session token (credentials refreshed) gets its
     // shape again; one sent with other headers or query (another operation on the same path) is signed in full, so
-    // that two shapes on one path do not take turns being prepared. At most MaxTemplates paths, first come.
-    private SigV4Template? TemplateFor(PreparedRequest prepared, AwsCredentials credentials, DateTimeOffset time)
+    // that two shapes on one path do not take turns being call. At most MaxTemplates paths, first come.
+    private SigV4Template? TemplateFor(Call call, AwsCredentials credentials, DateTimeOffset time)
     {
         if (_signing.AddContentSha256Header) return null; // the payload is in the canonical request twice: no shape
-        var source = prepared.Request;
+        var source = call.Request;
         string method = source.Method.Method;
-        if (_templates.TryGetValue(prepared.Path, out var template))
+        if (_templates.TryGetValue(call.Path, out var template))
         {
-            if (template.Matches(method, prepared.Path, source.Query, prepared.SignedHeaders, credentials.SessionToken, _signing)) return template;
-            if (template.Matches(method, prepared.Path, source.Query, prepared.SignedHeaders, template.SessionToken, _signing))
-                return _templates[prepared.Path] = SigV4.CreateTemplate(method, prepared.Path, source.Query, prepared.SignedHeaders, time, credentials, _signing)!;
+            if (template.Matches(method, call.Path, source.Query, call.SignedHeaders, credentials.SessionToken, _signing)) return template;
+            if (template.Matches(method, call.Path, source.Query, call.SignedHeaders, template.SessionToken, _signing))
+                return _templates[call.Path] = SigV4.CreateTemplate(method, call.Path, source.Query, call.SignedHeaders, time, credentials, _signing)!;
             return null;
         }
         if (Volatile.Read(ref _templateCount) >= MaxTemplates) return null;
-        template = SigV4.CreateTemplate(method, prepared.Path, source.Query, prepared.SignedHeaders, time, credentials, _signing);
-        if (template is not null && _templates.TryAdd(prepared.Path, template)) Interlocked.Increment(ref _templateCount);
+        template = SigV4.CreateTemplate(method, call.Path, source.Query, call.SignedHeaders, time, credentials, _signing);
+        if (template is not null && _templates.TryAdd(call.Path, template)) Interlocked.Increment(ref _templateCount);
         return template;
     }
 

@@ -1977,8 +1977,9 @@ internal static class Json
 // setting it, even to None, links the native brotli and zlib into a Native AOT app, about 1 MB).
 internal static partial class AwsHttp
 {
-    private static readonly Lazy<HttpClient> s_direct = new(() => Create(useProxy: false, connectTimeout: TimeSpan.FromSeconds(1)));
-    private static readonly Lazy<HttpClient> s_proxied = new(() => Create(useProxy: true, connectTimeout: TimeSpan.FromSeconds(10)));
+    private static readonly Lazy<HttpClient> s_direct = new(() => Create(CreateHandler(useProxy: false, connectTimeout: TimeSpan.FromSeconds(1))));
+    private static readonly Lazy<HttpMessageHandler> s_proxiedHandler = new(() => CreateHandler(useProxy: true, connectTimeout: TimeSpan.FromSeconds(10)));
+    private static readonly Lazy<HttpClient> s_proxied = new(() => Create(s_proxiedHandler.Value));
 
     // The instance metadata and container endpoints: local addresses, so no proxy and a short connect timeout.
     public static HttpClient Direct => s_direct.Value;
@@ -1986,8 +1987,20 @@ internal static partial class AwsHttp
     // AWS services (STS, Lambda), through the system's proxy if one is set.
     public static HttpClient Proxied => s_proxied.Value;
 
-    private static HttpClient Create(bool useProxy, TimeSpan connectTimeout) =>
-        new(new SocketsHttpHandler
+    // The same connections as Proxied, for a caller that brings its own timeout and cancellation (the pipeline): no
+    // HttpClient layer, which links a token source of its own to every request it sends with a cancellable token.
+    public static HttpMessageHandler ProxiedHandler => s_proxiedHandler.Value;
+
+    private static HttpClient Create(HttpMessageHandler handler) =>
+        new(handler)
+        {
+            Timeout = System.Threading.Timeout.InfiniteTimeSpan, // each call has its own
+            // Limits only what HttpClient buffers itself (SendAsync below); LambdaClient streams its answers (up to 6 MB).
+            MaxResponseContentBufferSize = 1024 * 1024,
+        };
+
+    private static SocketsHttpHandler CreateHandler(bool useProxy, TimeSpan connectTimeout) =>
+        new()
         {
             ConnectCallback = ConnectWithKeepAliveAsync,
             UseProxy = useProxy,
@@ -1996,11 +2009,6 @@ internal static partial class AwsHttp
             ConnectTimeout = connectTimeout,
             PooledConnectionLifetime = TimeSpan.FromMinutes(5),
             PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1),
-        })
-        {
-            Timeout = System.Threading.Timeout.InfiniteTimeSpan, // each call has its own
-            // Limits only what HttpClient buffers itself (SendAsync below); LambdaClient streams its answers (up to 6 MB).
-            MaxResponseContentBufferSize = 1024 * 1024,
         };
 
     // TCP keep-alive probes after 60 s of silence, every 15 s: a synchronous Lambda invoke may wait 15 minutes for its

@@ -277,7 +277,8 @@ sealed partial class LambdaClient : IDisposable
     /// <summary>The pipeline this client sends through.</summary>
     internal AwsClient Pipeline => _client;
 
-    /// <summary>Disposes the HttpClient the client made over <see cref="AwsClientOptions.HttpHandler"/>; nothing else.</summary>
+    /// <summary>Ends the client: later calls throw <see cref="ObjectDisposedException"/>. A handler given in
+    /// <see cref="AwsClientOptions.HttpHandler"/> stays open: it is the caller's.</summary>
     public void Dispose() => _client.Dispose();
 
     /// <summary>Invokes a function.</summary>

@@ -56,7 +56,8 @@ internal static class FastFanOutRuns
             "signed-floor" => methods[1].Run,
             "all" => methods[2].Run,
             "each" => methods[3].Run,
-            _ => throw new ArgumentException($"Unknown way '{way}'; give floor, signed-floor, all or each.", nameof(way)),
+            "single" => methods[4].Run,
+            _ => throw new ArgumentException($"Unknown way '{way}'; give floor, signed-floor, all, each or single.", nameof(way)),
         };
         for (int i = 0; i < Math.Max(3, 60_000 / count); i++) run().GetAwaiter().GetResult();
         using var self = Process.GetCurrentProcess();
