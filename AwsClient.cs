@@ -29,7 +29,6 @@ using System.Text;
 using System.Threading;
 using System.Threading.Channels;
 using System.Threading.Tasks;
-using System.Xml;
 
 namespace SigV4Lite;
 
@@ -1360,42 +1359,17 @@ internal static class AwsErrors
     }
 
     // awsQuery (<ErrorResponse><Error><Type/><Code/><Message/></Error><RequestId/>), ec2Query (<Response><Errors><Error>...
-    // <RequestID/>), S3 (<Error><Code/><Message/><RequestId/><HostId/>): the first of each leaf element. No DTDs.
+    // <RequestID/>), S3 (<Error><Code/><Message/><RequestId/><HostId/>): the first of each leaf element. A malformed body
+    // keeps what was read before the fault; the status names the error otherwise.
     private static Details ReadXml(ReadOnlySpan<byte> body)
     {
-        string? code = null, message = null, requestId = null, hostId = null, fault = null;
-        var settings = new XmlReaderSettings { DtdProcessing = DtdProcessing.Prohibit, XmlResolver = null, IgnoreComments = true, IgnoreWhitespace = true };
-        try
-        {
-            using var reader = XmlReader.Create(new MemoryStream(body.ToArray()), settings);
-            while (!reader.EOF)
-            {
-                // Reading an element's text leaves the reader on what follows it: read on only when nothing was read.
-                if (reader.NodeType != XmlNodeType.Element || reader.IsEmptyElement) { reader.Read(); continue; }
-                switch (reader.LocalName)
-                {
-                    case "Code": code ??= Text(reader); break;
-                    case "Message": message ??= Text(reader); break;
-                    case "RequestId" or "RequestID": requestId ??= Text(reader); break;
-                    case "HostId": hostId ??= Text(reader); break;
-                    case "Type": fault ??= Text(reader); break;
-                    default: reader.Read(); break;
-                }
-            }
-        }
-        catch (XmlException)
-        {
-            // A malformed body keeps what was read before the fault; the status names the error otherwise.
-        }
-        return new Details(NullIfEmpty(code), NullIfEmpty(message), NullIfEmpty(requestId), NullIfEmpty(hostId), NullIfEmpty(fault), null);
+        var values = AwsXml.ReadLeaves(body, XmlLeaves, out _);
+        return new Details(Leaf("Code"), Leaf("Message"), Leaf("RequestId") ?? Leaf("RequestID"), Leaf("HostId"), Leaf("Type"), null);
+
+        string? Leaf(string name) => NullIfEmpty(values.GetValueOrDefault(name));
     }
 
-    // A leaf's text; an element with children gives none (S3's <Error> holds a <Code>, but so may a detail element).
-    private static string? Text(XmlReader reader)
-    {
-        try { return reader.ReadElementContentAsString().Trim(); }
-        catch (XmlException) { reader.Read(); return null; }
-    }
+    private static readonly string[] XmlLeaves = ["Code", "Message", "RequestId", "RequestID", "HostId", "Type"];
 
     // "prefix#Code:http://internal.amazon.com/..." -> "Code".
     internal static string? StripCode(string? value)

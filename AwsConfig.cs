@@ -29,7 +29,6 @@ using System.Text;
 using System.Text.Json;
 using System.Threading;
 using System.Threading.Tasks;
-using System.Xml;
 
 namespace SigV4Lite;
 
@@ -1253,30 +1252,237 @@ internal static partial class Sts
             values.GetValueOrDefault("SessionToken"), values.GetValueOrDefault("Expiration"), "SessionToken", what, profileName);
     }
 
-    // The leaf elements STS answers with (credentials, or an error's Code and Message). XmlReader, no DTDs.
+    private static readonly string[] XmlLeaves = ["AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration", "Code", "Message"];
+
+    // The leaf elements STS answers with (credentials, or an error's Code and Message). A fault is told by its position
+    // and the element names around it, never by text (it may hold a secret).
     private static Dictionary<string, string> ReadXml(byte[] body, string what, string? profileName)
     {
+        var values = AwsXml.ReadLeaves(body, XmlLeaves, out string? error);
+        if (error is not null) throw new AwsCredentialsException($"{what} answered with malformed XML ({error}).", profileName);
+        return values;
+    }
+}
+
+// The few leaf elements AWS's XML answers carry (an error's Code and Message, STS's credentials), read by a small
+// scanner instead of System.Xml's reader, which would add about 700 KB to a Native AOT app for this. It checks what a
+// reader must (tags balanced and alike, one root element, known entities, terminated comments, CDATA and processing
+// instructions) and refuses a DTD, so nothing is ever expanded or fetched; namespace prefixes are dropped.
+internal static class AwsXml
+{
+    // The trimmed text of the first leaf element (one without child elements) of each wanted name. `error` is null for a
+    // well-formed document, else where and why it is not ("line 1, position 41: ..."), with what was read before it kept.
+    public static Dictionary<string, string> ReadLeaves(ReadOnlySpan<byte> xml, string[] names, out string? error)
+    {
         var values = new Dictionary<string, string>(StringComparer.Ordinal);
-        var settings = new XmlReaderSettings { DtdProcessing = DtdProcessing.Prohibit, XmlResolver = null, IgnoreComments = true, IgnoreWhitespace = true };
-        try
+        var scanner = new Scanner(names, values);
+        int at = scanner.Read(xml, out string? problem);
+        error = problem is null ? null : $"{Where(xml, at)}: {problem}";
+        return values;
+    }
+
+    // "line L, position P", both from 1, the position in characters as a text editor counts them.
+    private static string Where(ReadOnlySpan<byte> xml, int offset)
+    {
+        var before = xml[..Math.Min(offset, xml.Length)];
+        int lineStart = before.LastIndexOf((byte)'\n') + 1;
+        int line = before.Count((byte)'\n') + 1;
+        int position = 1;
+        foreach (byte b in before[lineStart..])
+            if ((b & 0xC0) != 0x80) position++; // not a UTF-8 continuation byte
+        return string.Create(CultureInfo.InvariantCulture, $"line {line}, position {position}");
+    }
+
+    private struct Scanner(string[] names, Dictionary<string, string> values)
+    {
+        private readonly List<(int Start, int Length)> _open = new(); // the open elements' names, innermost last
+        private readonly List<byte> _text = new();                     // the innermost element's text while it is a leaf
+        private bool _leaf, _rootSeen, _rootClosed;
+
+        // The offset where reading stopped, with the problem there (null: the document ended well).
+        public int Read(ReadOnlySpan<byte> xml, out string? problem)
         {
-            using var reader = XmlReader.Create(new MemoryStream(body), settings);
-            while (!reader.EOF)
+            int i = xml.StartsWith("\uFEFF"u8) ? 3 : 0;
+            while (i < xml.Length)
             {
-                if (reader.NodeType == XmlNodeType.Element && reader.LocalName is "AccessKeyId" or "SecretAccessKey" or "SessionToken" or "Expiration" or "Code" or "Message")
-                {
-                    string name = reader.LocalName;
-                    values[name] = reader.ReadElementContentAsString().Trim();
-                    continue;
-                }
-                reader.Read();
+                int lt = xml[i..].IndexOf((byte)'<');
+                int end = lt < 0 ? xml.Length : i + lt;
+                if ((problem = Text(xml, i, end, out int bad)) is not null) return bad;
+                if (lt < 0) break;
+                i = end;
+                var rest = xml[i..];
+                if (rest.StartsWith("<?"u8)) problem = SkipPast(xml, ref i, 2, "?>"u8, "a processing instruction");
+                else if (rest.StartsWith("<!--"u8)) problem = SkipPast(xml, ref i, 4, "-->"u8, "a comment");
+                else if (rest.StartsWith("<![CDATA["u8)) problem = CData(xml, ref i);
+                else if (rest.StartsWith("<!"u8)) problem = "a DTD or declaration, which is not accepted";
+                else if (rest.StartsWith("</"u8)) problem = EndTag(xml, ref i);
+                else problem = StartTag(xml, ref i);
+                if (problem is not null) return i;
+            }
+            if (_open.Count > 0)
+            {
+                var (start, length) = _open[^1];
+                problem = $"the document ends inside <{Name(xml.Slice(start, length))}>";
+                return xml.Length;
+            }
+            problem = _rootSeen ? null : "there is no root element";
+            return xml.Length;
+        }
+
+        // Character data between markup: only whitespace outside the root; entities decoded; kept while in a leaf.
+        private string? Text(ReadOnlySpan<byte> xml, int from, int to, out int bad)
+        {
+            bad = from;
+            var text = xml[from..to];
+            if (_open.Count == 0)
+            {
+                int data = text.IndexOfAnyExcept(" \t\r\n"u8);
+                bad = from + data;
+                return data < 0 ? null : "text outside the root element";
+            }
+            while (text.Length > 0)
+            {
+                int amp = text.IndexOf((byte)'&');
+                if (_leaf) AppendRaw(amp < 0 ? text : text[..amp]);
+                if (amp < 0) return null;
+                int semicolon = text[amp..].IndexOf((byte)';');
+                bad = to - text.Length + amp;
+                if (semicolon < 0 || !Entity(text.Slice(amp + 1, semicolon - 1))) return "an unknown or unterminated entity (&...;)";
+                text = text[(amp + semicolon + 1)..];
+            }
+            return null;
+        }
+
+        // &lt; &gt; &amp; &quot; &apos; &#NN; &#xNN;
+        private bool Entity(ReadOnlySpan<byte> name)
+        {
+            int code;
+            if (name.SequenceEqual("lt"u8)) code = '<';
+            else if (name.SequenceEqual("gt"u8)) code = '>';
+            else if (name.SequenceEqual("amp"u8)) code = '&';
+            else if (name.SequenceEqual("quot"u8)) code = '"';
+            else if (name.SequenceEqual("apos"u8)) code = '\'';
+            else if (name.StartsWith("#x"u8)) { if (!int.TryParse(name[2..], NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out code)) return false; }
+            else if (name.StartsWith("#"u8)) { if (!int.TryParse(name[1..], NumberStyles.None, CultureInfo.InvariantCulture, out code)) return false; }
+            else return false;
+            if (!Rune.TryCreate(code, out var rune) || code == 0) return false;
+            if (_leaf)
+            {
+                Span<byte> utf8 = stackalloc byte[4];
+                Append(utf8[..rune.EncodeToUtf8(utf8)]);
+            }
+            return true;
+        }
+
+        private string? CData(ReadOnlySpan<byte> xml, ref int i)
+        {
+            if (_open.Count == 0) return "CDATA outside the root element";
+            int close = xml[(i + 9)..].IndexOf("]]>"u8);
+            if (close < 0) return "a CDATA section that is not closed";
+            if (_leaf) AppendRaw(xml.Slice(i + 9, close));
+            i += 9 + close + 3;
+            return null;
+        }
+
+        private static string? SkipPast(ReadOnlySpan<byte> xml, ref int i, int opening, ReadOnlySpan<byte> closing, string what)
+        {
+            int close = xml[(i + opening)..].IndexOf(closing);
+            if (close < 0) return what + " that is not closed";
+            i += opening + close + closing.Length;
+            return null;
+        }
+
+        private string? StartTag(ReadOnlySpan<byte> xml, ref int i)
+        {
+            if (_rootClosed) return "a second root element";
+            int nameStart = i + 1;
+            int nameLength = NameLength(xml[nameStart..]);
+            if (nameLength == 0) return "a '<' that starts no element (write it as &lt;)";
+            // Attributes are skipped (xmlns among them); a '>' inside a quoted value does not end the tag.
+            int j = nameStart + nameLength;
+            byte quote = 0;
+            for (; j < xml.Length; j++)
+            {
+                byte c = xml[j];
+                if (quote != 0) { if (c == quote) quote = 0; }
+                else if (c is (byte)'"' or (byte)'\'') quote = c;
+                else if (c == (byte)'<') return "a '<' inside a tag";
+                else if (c == (byte)'>') break;
+            }
+            if (j >= xml.Length) return "a tag that is not closed";
+            bool empty = xml[j - 1] == (byte)'/' && j - 1 >= nameStart + nameLength;
+            _rootSeen = true;
+            _leaf = false; // the parent has a child now
+            i = j + 1;
+            if (empty)
+            {
+                Record(xml.Slice(nameStart, nameLength), ""u8);
+                if (_open.Count == 0) _rootClosed = true;
+                return null;
+            }
+            _open.Add((nameStart, nameLength));
+            _leaf = true;
+            _text.Clear();
+            return null;
+        }
+
+        private string? EndTag(ReadOnlySpan<byte> xml, ref int i)
+        {
+            int nameStart = i + 2;
+            int nameLength = NameLength(xml[nameStart..]);
+            int j = nameStart + nameLength;
+            while (j < xml.Length && xml[j] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n') j++;
+            if (j >= xml.Length || xml[j] != (byte)'>') return "an end tag that is not closed";
+            var name = xml.Slice(nameStart, nameLength);
+            if (_open.Count == 0) return $"an end tag </{Name(name)}> with no element open";
+            var (start, length) = _open[^1];
+            if (!name.SequenceEqual(xml.Slice(start, length)))
+                return $"the end tag </{Name(name)}> does not match <{Name(xml.Slice(start, length))}>";
+            if (_leaf) Record(name, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_text));
+            _open.RemoveAt(_open.Count - 1);
+            _leaf = false;
+            if (_open.Count == 0) _rootClosed = true;
+            i = j + 1;
+            return null;
+        }
+
+        // An element's name in a message: a name is no secret, but a hostile one may be long.
+        private static string Name(ReadOnlySpan<byte> name) =>
+            name.Length <= 64 ? Encoding.UTF8.GetString(name) : Encoding.UTF8.GetString(name[..64]) + "...";
+
+        // A name runs to whitespace, '/', '>' or the end.
+        private static int NameLength(ReadOnlySpan<byte> from)
+        {
+            int n = from.IndexOfAny(" \t\r\n/><"u8);
+            return n < 0 ? from.Length : n;
+        }
+
+        private void Append(ReadOnlySpan<byte> bytes)
+        {
+            foreach (byte b in bytes) _text.Add(b);
+        }
+
+        // The document's own text, its line ends made "\n" as XML says (a character reference such as &#13; is kept).
+        private void AppendRaw(ReadOnlySpan<byte> bytes)
+        {
+            for (int k = 0; k < bytes.Length; k++)
+            {
+                if (bytes[k] != (byte)'\r') _text.Add(bytes[k]);
+                else if (k + 1 >= bytes.Length || bytes[k + 1] != (byte)'\n') _text.Add((byte)'\n');
             }
         }
-        catch (XmlException e)
+
+        // Kept when the element's local name (after a prefix's ':') is wanted and not yet read.
+        private void Record(ReadOnlySpan<byte> qualifiedName, ReadOnlySpan<byte> text)
         {
-            throw new AwsCredentialsException($"{what} answered with malformed XML (line {e.LineNumber}, position {e.LinePosition}).", profileName);
+            var local = qualifiedName[(qualifiedName.IndexOf((byte)':') + 1)..];
+            foreach (string name in names)
+            {
+                if (local.Length != name.Length || !Ascii.Equals(local, name) || values.ContainsKey(name)) continue;
+                values[name] = Encoding.UTF8.GetString(text).Trim();
+                return;
+            }
         }
-        return values;
     }
 }
 

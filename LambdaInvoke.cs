@@ -383,6 +383,7 @@ internal static class LambdaWire
     // function + `/<operation's segment>`.
     internal static AwsRequest Build(LambdaRequest request, string pathPrefix, string pathSuffix, string operationName)
     {
+        string path = PathFor(request.FunctionName, pathPrefix, pathSuffix);
         Validate(request);
         int count = (request.InvocationType == LambdaInvocationType.RequestResponse ? 0 : 1) + (request.LogType == LambdaLogType.Tail ? 1 : 0) + (request.ClientContext is null ? 0 : 1);
         var headers = count == 0 ? Array.Empty<KeyValuePair<string, string>>() : new KeyValuePair<string, string>[count];
@@ -391,7 +392,7 @@ internal static class LambdaWire
             headers[n++] = new("X-Amz-Invocation-Type", request.InvocationType == LambdaInvocationType.Event ? "Event" : "DryRun");
         if (request.LogType == LambdaLogType.Tail) headers[n++] = new("X-Amz-Log-Type", "Tail");
         if (request.ClientContext is { } context) headers[n] = new("X-Amz-Client-Context", EncodeClientContext(context));
-        return new AwsRequest(System.Net.Http.HttpMethod.Post, string.Concat(pathPrefix, EncodeSegment(request.FunctionName), pathSuffix),
+        return new AwsRequest(System.Net.Http.HttpMethod.Post, path,
             request.Qualifier is null ? "" : "Qualifier=" + EncodeSegment(request.Qualifier))
         {
             Headers = headers,
@@ -402,12 +403,26 @@ internal static class LambdaWire
         };
     }
 
-    private static void Validate(LambdaRequest request)
+    // The function's path, its name checked and encoded once for Invoke (at most MaxCachedPaths names, first come): a
+    // fan-out calls a few functions many times.
+    private static string PathFor(string name, string pathPrefix, string pathSuffix)
     {
-        string name = request.FunctionName;
+        bool invoke = ReferenceEquals(pathPrefix, PathPrefix) && ReferenceEquals(pathSuffix, PathSuffix);
+        if (invoke && s_invokePaths.TryGetValue(name, out var cached)) return cached;
         if (FunctionNameProblem(name) is { } problem)
             throw new ArgumentException($"The function name '{Quote(name)}' is not one Lambda takes: {problem}. Give a name (my-function: at most 64 letters, digits, '-' or '_'), " +
-                "name:qualifier (my-function:live), a full ARN (arn:aws:lambda:us-east-1:123456789012:function:my-function[:qualifier]) or a partial ARN (123456789012:function:my-function[:qualifier]).", nameof(request));
+                "name:qualifier (my-function:live), a full ARN (arn:aws:lambda:us-east-1:123456789012:function:my-function[:qualifier]) or a partial ARN (123456789012:function:my-function[:qualifier]).", "request");
+        string path = string.Concat(pathPrefix, EncodeSegment(name), pathSuffix);
+        if (invoke && Volatile.Read(ref s_cachedPaths) < MaxCachedPaths && s_invokePaths.TryAdd(name, path)) Interlocked.Increment(ref s_cachedPaths);
+        return path;
+    }
+
+    private const int MaxCachedPaths = 256;
+    private static int s_cachedPaths;
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> s_invokePaths = new(StringComparer.Ordinal);
+
+    private static void Validate(LambdaRequest request)
+    {
         if (request.Qualifier is { } qualifier && !IsQualifier(qualifier))
             throw new ArgumentException($"The qualifier '{Quote(qualifier)}' is not a version or alias; give $LATEST, $LATEST.PUBLISHED, a version such as 7, or an alias such as live (at most 128 letters, digits, - and _), or leave it null.", nameof(request));
         if (request.InvocationType == LambdaInvocationType.Event)
