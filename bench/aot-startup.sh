@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Native AOT, one signed Lambda invocation from start to exit (issue 13; figures in bench/README.md). Publishes
-# samples/AotInvoke with Native AOT and for the JIT (framework-dependent), and samples/AotFloor's two floors (a bare
-# HttpClient, unsigned; and the same with one SHA-256); starts the emulator out of process (--no-verify, so that every
-# app is answered alike); then runs the four apps ROUNDS times, interleaved (each round in a new random order, so that
+# samples/AotInvoke with Native AOT (as the sample is: credentials in code, the default credentials chain turned off by
+# its feature switch and trimmed away; and `aot-chain`, with the chain kept) and for the JIT (framework-dependent), and
+# samples/AotFloor's two floors (a bare HttpClient, unsigned; and the same with one SHA-256); starts the emulator out of
+# process (--no-verify, so that every app is answered alike); then runs the five apps ROUNDS times, interleaved (each round in a new random order, so that
 # the load of a shared machine falls on all alike): once timed (bash's EPOCHREALTIME around the run: no process
 # of the harness's own in between), once under GNU time for the peak RSS. The first 5 rounds are warm-up. Prints the
 # sizes, each app's median and minimum, and the ratios to the floors as the median of the ratios within a round.
@@ -24,6 +25,7 @@ publish() { # project, output, options...
 }
 # The two floors share obj/: published one after the other, each into its own output.
 publish samples/AotInvoke "$out/aot" $options
+publish samples/AotInvoke "$out/aot-chain" -p:DefaultCredentialsChain=true $options
 publish samples/AotInvoke "$out/jit" -p:PublishAot=false --self-contained false
 publish samples/AotFloor "$out/floor" $options
 publish samples/AotFloor "$out/floor-sha256" -p:Sha256=true $options
@@ -36,15 +38,15 @@ for _ in $(seq 300); do grep -qs 'listening on' "$out/emulator.log" && break; sl
 url=$(sed -n 's/^Lambda emulator listening on //p' "$out/emulator.log" | tr -d '\r')
 [ -n "$url" ] || { cat "$out/emulator.log"; exit 1; }
 
-names=(aot jit floor floor-sha256)
-commands=("$out/aot/AotInvoke $url" "$out/jit/AotInvoke $url" "$out/floor/AotFloor $url" "$out/floor-sha256/AotFloor $url")
+names=(aot aot-chain jit floor floor-sha256)
+commands=("$out/aot/AotInvoke $url" "$out/aot-chain/AotInvoke $url" "$out/jit/AotInvoke $url" "$out/floor/AotFloor $url" "$out/floor-sha256/AotFloor $url")
 for extra in ${EXTRA_APPS:-}; do names+=("${extra%%=*}"); commands+=("${extra#*=} $url"); done
 for i in "${!names[@]}"; do # each answers once before it is timed
   answer=$(${commands[$i]}) || { echo "${names[$i]} failed: $answer"; exit 1; }
   echo "${names[$i]}: $answer"
 done
 
-echo "sizes (bytes): aot $(stat -c %s "$out/aot/AotInvoke"), floor $(stat -c %s "$out/floor/AotFloor"), floor-sha256 $(stat -c %s "$out/floor-sha256/AotFloor")"
+echo "sizes (bytes): aot $(stat -c %s "$out/aot/AotInvoke"), aot-chain $(stat -c %s "$out/aot-chain/AotInvoke"), floor $(stat -c %s "$out/floor/AotFloor"), floor-sha256 $(stat -c %s "$out/floor-sha256/AotFloor")"
 for round in $(seq $((rounds + 5))); do
   for i in $(shuf -e "${!names[@]}"); do
     start=$EPOCHREALTIME
