@@ -1150,11 +1150,11 @@ sealed class AwsClient : IDisposable
     /// <returns>The responses; element i answers request i.</returns>
     /// <exception cref="AwsException">The first failure.</exception>
     public Task<IReadOnlyList<AwsResponse>> SendAllAsync(IEnumerable<AwsRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
-        FanOut.CollectResponsesAsync(FanOut.Run(FanOutInput<AwsRequest>.From(requests), SendInFanOut, options, failFast: true, cancellationToken));
+        FanOut.CollectResponsesAsync(FanOutInput<AwsRequest>.From(requests), SendInFanOut, options, cancellationToken);
 
     /// <inheritdoc cref="SendAllAsync(IEnumerable{AwsRequest}, AwsFanOutOptions?, CancellationToken)"/>
     public Task<IReadOnlyList<AwsResponse>> SendAllAsync(IAsyncEnumerable<AwsRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
-        FanOut.CollectResponsesAsync(FanOut.Run(FanOutInput<AwsRequest>.From(requests), SendInFanOut, options, failFast: true, cancellationToken));
+        FanOut.CollectResponsesAsync(FanOutInput<AwsRequest>.From(requests), SendInFanOut, options, cancellationToken);
 
     /// <summary>
     /// Sends every request, at most <see cref="AwsFanOutOptions.MaxConcurrency"/> at a time, and returns every outcome
@@ -1165,11 +1165,11 @@ sealed class AwsClient : IDisposable
     /// <param name="cancellationToken">Cancels every call in flight and stops the run (an <see cref="OperationCanceledException"/>).</param>
     /// <returns>The outcomes; element i is request i's.</returns>
     public Task<IReadOnlyList<AwsOutcome<AwsRequest, AwsResponse>>> SendAllSettledAsync(IEnumerable<AwsRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
-        FanOut.CollectOutcomesAsync(FanOut.Run(FanOutInput<AwsRequest>.From(requests), SendInFanOut, options, failFast: false, cancellationToken));
+        FanOut.CollectOutcomesAsync(FanOutInput<AwsRequest>.From(requests), SendInFanOut, options, cancellationToken);
 
     /// <inheritdoc cref="SendAllSettledAsync(IEnumerable{AwsRequest}, AwsFanOutOptions?, CancellationToken)"/>
     public Task<IReadOnlyList<AwsOutcome<AwsRequest, AwsResponse>>> SendAllSettledAsync(IAsyncEnumerable<AwsRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
-        FanOut.CollectOutcomesAsync(FanOut.Run(FanOutInput<AwsRequest>.From(requests), SendInFanOut, options, failFast: false, cancellationToken));
+        FanOut.CollectOutcomesAsync(FanOutInput<AwsRequest>.From(requests), SendInFanOut, options, cancellationToken);
 
     /// <summary>
     /// Sends every request, at most <see cref="AwsFanOutOptions.MaxConcurrency"/> at a time, and yields each outcome as
@@ -1781,8 +1781,8 @@ internal static class FanOut
             throw new ArgumentOutOfRangeException(nameof(options), options.MaxConcurrency, "MaxConcurrency must be at least 1.");
     }
 
-    // The engine, consumed three ways. Outcomes come out as they complete. Bad options are refused at the call, not at
-    // the first MoveNextAsync.
+    // The engine, streamed: outcomes come out as they complete (the collect-all ways below place them instead). Bad
+    // options are refused at the call, not at the first MoveNextAsync.
     public static IAsyncEnumerable<AwsOutcome<TRequest, TResponse>> Run<TRequest, TResponse>(Func<FanOutInput<TRequest>> input,
         Func<TRequest, FanOutContext, CancellationToken, Task<TResponse>> send, AwsFanOutOptions? options, bool failFast,
         CancellationToken cancellationToken)
@@ -1821,27 +1821,54 @@ internal static class FanOut
         }
     }
 
-    // Outcomes arrive as they complete; each goes to its input position. Nothing else is held.
-    public static async Task<IReadOnlyList<TResponse>> CollectResponsesAsync<TRequest, TResponse>(IAsyncEnumerable<AwsOutcome<TRequest, TResponse>> outcomes)
+    // Collect-all, failing fast: the responses in input order, or the first failure.
+    public static Task<IReadOnlyList<TResponse>> CollectResponsesAsync<TRequest, TResponse>(Func<FanOutInput<TRequest>> input,
+        Func<TRequest, FanOutContext, CancellationToken, Task<TResponse>> send, AwsFanOutOptions? options, CancellationToken cancellationToken)
     {
-        var responses = new List<TResponse>();
-        await foreach (var outcome in outcomes.ConfigureAwait(false))
+        options ??= AwsFanOutOptions.Default;
+        CheckOptions(options);
+        return CollectAsync(input, send, options, new Collected<TRequest, TResponse, TResponse>(static outcome => outcome.Response!, failFast: true), cancellationToken);
+    }
+
+    // Collect-all, settled: every outcome in input order.
+    public static Task<IReadOnlyList<AwsOutcome<TRequest, TResponse>>> CollectOutcomesAsync<TRequest, TResponse>(Func<FanOutInput<TRequest>> input,
+        Func<TRequest, FanOutContext, CancellationToken, Task<TResponse>> send, AwsFanOutOptions? options, CancellationToken cancellationToken)
+    {
+        options ??= AwsFanOutOptions.Default;
+        CheckOptions(options);
+        return CollectAsync(input, send, options, new Collected<TRequest, TResponse, AwsOutcome<TRequest, TResponse>>(static outcome => outcome, failFast: false), cancellationToken);
+    }
+
+    // Each outcome is placed at its input position by the worker that made it: no channel and no consumer to wait for,
+    // so a placed outcome frees its slot at once. The run ends when its last worker does, or when it is stopped (a
+    // failure, the input failing, the caller's token), and then nothing is left in flight when this returns.
+    private static async Task<IReadOnlyList<TItem>> CollectAsync<TRequest, TResponse, TItem>(Func<FanOutInput<TRequest>> input,
+        Func<TRequest, FanOutContext, CancellationToken, Task<TResponse>> send, AwsFanOutOptions options,
+        Collected<TRequest, TResponse, TItem> collected, CancellationToken cancellationToken)
+    {
+        var run = new FanOutRun<TRequest, TResponse>(input(), send, options, collected.FailFast, cancellationToken, collected);
+        try
         {
-            if (outcome.Error is not null) ExceptionDispatchInfo.Throw(outcome.Error); // leaving the loop stops the run first
-            Place(responses, outcome.Index, outcome.Response!);
+            run.Start();
+            await run.Outcomes.Completion.WaitAsync(run.StopToken).ConfigureAwait(false);
         }
-        return responses;
+        catch (OperationCanceledException) when (run.StopToken.IsCancellationRequested)
+        {
+            // Stopped: what stopped it is thrown below. A worker blocked in the input is not waited for.
+        }
+        finally
+        {
+            // After this no call is in flight and no outcome is being placed: a failure that stopped the run is in.
+            await run.StopAsync().ConfigureAwait(false);
+        }
+        collected.ThrowIfFailed();
+        run.ThrowIfInputFailed();
+        cancellationToken.ThrowIfCancellationRequested();
+        run.ReportFinal();
+        return collected.Items;
     }
 
-    public static async Task<IReadOnlyList<AwsOutcome<TRequest, TResponse>>> CollectOutcomesAsync<TRequest, TResponse>(IAsyncEnumerable<AwsOutcome<TRequest, TResponse>> outcomes)
-    {
-        var list = new List<AwsOutcome<TRequest, TResponse>>();
-        await foreach (var outcome in outcomes.ConfigureAwait(false))
-            Place(list, outcome.Index, outcome);
-        return list;
-    }
-
-    private static void Place<T>(List<T> list, long index, T item)
+    internal static void Place<T>(List<T> list, long index, T item)
     {
         if (index >= int.MaxValue)
             throw new InvalidOperationException("More than 2^31 - 1 requests cannot be collected into a list; stream the outcomes instead (SendEachAsync, InvokeEachAsync).");
@@ -1850,10 +1877,45 @@ internal static class FanOut
     }
 }
 
+// Where a collect-all run's workers put the outcomes, as each completes.
+internal interface IOutcomeSink<TRequest, TResponse>
+{
+    void Place(in AwsOutcome<TRequest, TResponse> outcome);
+}
+
+// The items of a collect-all run in input order; failing fast, the first failure instead (the run stops at it).
+internal sealed class Collected<TRequest, TResponse, TItem>(Func<AwsOutcome<TRequest, TResponse>, TItem> select, bool failFast)
+    : IOutcomeSink<TRequest, TResponse>
+{
+    private readonly List<TItem> _items = new();
+    private Exception? _failure;
+
+    public bool FailFast => failFast;
+
+    public IReadOnlyList<TItem> Items => _items;
+
+    public void Place(in AwsOutcome<TRequest, TResponse> outcome)
+    {
+        lock (_items)
+        {
+            if (failFast && outcome.Error is not null) _failure ??= outcome.Error;
+            else if (_failure is null) FanOut.Place(_items, outcome.Index, select(outcome));
+        }
+    }
+
+    public void ThrowIfFailed()
+    {
+        Exception? failure;
+        lock (_items) failure = _failure;
+        if (failure is not null) ExceptionDispatchInfo.Throw(failure);
+    }
+}
+
 /// <summary>
 /// One fan-out run. Workers (at most MaxConcurrency, started as requests turn up) each take a slot, read the next
 /// request, send it and post the outcome; the consumer gives the slot back when it takes the outcome. So the requests
-/// read but not yet consumed, the calls in flight among them, never exceed MaxConcurrency.
+/// read but not yet consumed, the calls in flight among them, never exceed MaxConcurrency. A collect-all run has a sink
+/// instead of a consumer: the worker places the outcome there and frees its slot itself.
 /// </summary>
 internal sealed class FanOutRun<TRequest, TResponse>
 {
@@ -1876,10 +1938,12 @@ internal sealed class FanOutRun<TRequest, TResponse>
     private int _reading, _sending, _consumerDone, _inputDisposed, _holders = 2; // workers in the input, workers with a call; see Release
     private long _completed, _failed;
     private Exception? _inputFailure;
+    private readonly IOutcomeSink<TRequest, TResponse>? _sink; // collect-all: outcomes go there, not to the channel
 
     public FanOutRun(FanOutInput<TRequest> input, Func<TRequest, FanOutContext, CancellationToken, Task<TResponse>> send,
-        AwsFanOutOptions options, bool failFast, CancellationToken cancellationToken)
+        AwsFanOutOptions options, bool failFast, CancellationToken cancellationToken, IOutcomeSink<TRequest, TResponse>? sink = null)
     {
+        _sink = sink;
         _input = input;
         _send = send;
         _progress = options.Progress;
@@ -1892,7 +1956,11 @@ internal sealed class FanOutRun<TRequest, TResponse>
         _onRequestRead = OnRequestRead;
     }
 
+    // The outcomes as they complete; with a sink, only its completion, when the last worker is done.
     public ChannelReader<AwsOutcome<TRequest, TResponse>> Outcomes => _outcomes.Reader;
+
+    // Cancelled when the run stops (a failure that fails fast, the input failing, the caller's token).
+    public CancellationToken StopToken => _stop.Token;
 
     public void Start() => StartWorker();
 
@@ -2050,7 +2118,7 @@ internal sealed class FanOutRun<TRequest, TResponse>
         if (Interlocked.Decrement(ref _sending) == 0 && Volatile.Read(ref _stopped) != 0) _idle.TrySetResult();
     }
 
-    // Posts the outcome, then tells the listeners. A listener that throws (an IProgress, a metrics callback) neither
+    // Posts the outcome (or places it in the sink), then tells the listeners. A listener that throws (an IProgress, a metrics callback) neither
     // loses the outcome nor stops the run: its exception is the listener's problem, not the call's.
     private bool Post(in AwsOutcome<TRequest, TResponse> done)
     {
@@ -2059,7 +2127,8 @@ internal sealed class FanOutRun<TRequest, TResponse>
         long failed = done.Succeeded ? Interlocked.Read(ref _failed) : Interlocked.Increment(ref _failed);
         // Fail fast: stop before the failure is posted, so that no new call starts after it.
         if (!done.Succeeded && _failFast) Stop();
-        _outcomes.Writer.TryWrite(done);
+        if (_sink is not null) _sink.Place(done);
+        else _outcomes.Writer.TryWrite(done);
         try
         {
             if (AwsTelemetry.FanOutCalls.Enabled)
@@ -2070,7 +2139,7 @@ internal sealed class FanOutRun<TRequest, TResponse>
         {
             Debug.WriteLine($"SigV4Lite: a fan-out progress listener threw {e.GetType().Name}; the run goes on.");
         }
-        return true;
+        return _sink is null; // an outcome placed in a sink is taken already: its worker frees the slot
     }
 
     // Called by the input, under its lock, after a request was read: while requests keep coming, add workers up to

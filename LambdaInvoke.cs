@@ -330,11 +330,11 @@ sealed partial class LambdaClient : IDisposable
     /// <returns>The responses; element i answers request i.</returns>
     /// <exception cref="AwsException">The first failure (<see cref="LambdaFunctionException"/>, <see cref="AwsServiceException"/>, ...).</exception>
     public Task<IReadOnlyList<LambdaResponse>> InvokeAllAsync(IEnumerable<LambdaRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
-        FanOut.CollectResponsesAsync(FanOut.Run(FanOutInput<LambdaRequest>.From(requests), InvokeInFanOut, options, failFast: true, cancellationToken));
+        FanOut.CollectResponsesAsync(FanOutInput<LambdaRequest>.From(requests), InvokeInFanOut, options, cancellationToken);
 
     /// <inheritdoc cref="InvokeAllAsync(IEnumerable{LambdaRequest}, AwsFanOutOptions?, CancellationToken)"/>
     public Task<IReadOnlyList<LambdaResponse>> InvokeAllAsync(IAsyncEnumerable<LambdaRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
-        FanOut.CollectResponsesAsync(FanOut.Run(FanOutInput<LambdaRequest>.From(requests), InvokeInFanOut, options, failFast: true, cancellationToken));
+        FanOut.CollectResponsesAsync(FanOutInput<LambdaRequest>.From(requests), InvokeInFanOut, options, cancellationToken);
 
     /// <summary>
     /// Invokes every request, at most <see cref="AwsFanOutOptions.MaxConcurrency"/> at a time, and returns every outcome
@@ -345,11 +345,11 @@ sealed partial class LambdaClient : IDisposable
     /// <param name="cancellationToken">Cancels every invocation in flight and stops the run (an <see cref="OperationCanceledException"/>).</param>
     /// <returns>The outcomes; element i is request i's.</returns>
     public Task<IReadOnlyList<AwsOutcome<LambdaRequest, LambdaResponse>>> InvokeAllSettledAsync(IEnumerable<LambdaRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
-        FanOut.CollectOutcomesAsync(FanOut.Run(FanOutInput<LambdaRequest>.From(requests), InvokeInFanOut, options, failFast: false, cancellationToken));
+        FanOut.CollectOutcomesAsync(FanOutInput<LambdaRequest>.From(requests), InvokeInFanOut, options, cancellationToken);
 
     /// <inheritdoc cref="InvokeAllSettledAsync(IEnumerable{LambdaRequest}, AwsFanOutOptions?, CancellationToken)"/>
     public Task<IReadOnlyList<AwsOutcome<LambdaRequest, LambdaResponse>>> InvokeAllSettledAsync(IAsyncEnumerable<LambdaRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
-        FanOut.CollectOutcomesAsync(FanOut.Run(FanOutInput<LambdaRequest>.From(requests), InvokeInFanOut, options, failFast: false, cancellationToken));
+        FanOut.CollectOutcomesAsync(FanOutInput<LambdaRequest>.From(requests), InvokeInFanOut, options, cancellationToken);
 
     /// <summary>
     /// Invokes every request, at most <see cref="AwsFanOutOptions.MaxConcurrency"/> at a time, and yields each outcome as
