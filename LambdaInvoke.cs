@@ -131,40 +131,59 @@ internal
 #endif
 sealed class LambdaResponse
 {
+    // A collecting fan-out keeps one response per call, so the usual answer (HTTP 200, $LATEST, a request id that is a
+    // lowercase UUID, no log, no function error) takes 64 bytes: the request id as a Guid, anything else in an object
+    // of its own. The floor keeps only the payload; this keeps a call's metadata with it at little more.
+    private readonly Guid _requestId;   // Guid.Empty: none, or held as text in _unusual
+    private readonly Unusual? _unusual;
+
+    private sealed record Unusual(int StatusCode, string? ExecutedVersion, string? RequestId, string? Log, string? FunctionError);
+
     /// <summary>Creates a response (for tests and fakes).</summary>
     public LambdaResponse(string functionName, int statusCode, ReadOnlyMemory<byte> payload, string? executedVersion = null,
         string? requestId = null, string? log = null, string? functionError = null)
     {
         FunctionName = functionName ?? throw new ArgumentNullException(nameof(functionName));
-        StatusCode = statusCode;
         Payload = payload;
-        ExecutedVersion = executedVersion;
-        RequestId = requestId;
-        Log = log;
-        FunctionError = functionError;
+        if (requestId is not null && AsLowercaseUuid(requestId) is var id && id != Guid.Empty)
+        {
+            _requestId = id;
+            requestId = null;
+        }
+        if (statusCode != 200 || executedVersion != "$LATEST" || requestId is not null || log is not null || functionError is not null)
+            _unusual = new Unusual(statusCode, executedVersion, requestId, log, functionError);
+    }
+
+    // The Guid that formats back ("D", lowercase) to the same text; Guid.Empty for any other text.
+    private static Guid AsLowercaseUuid(string text)
+    {
+        if (!Guid.TryParseExact(text, "D", out var id)) return Guid.Empty;
+        foreach (char c in text)
+            if (c is >= 'A' and <= 'F') return Guid.Empty;
+        return id;
     }
 
     /// <summary>The function name as the caller gave it.</summary>
     public string FunctionName { get; }
 
     /// <summary>The HTTP status: 200 (RequestResponse), 202 (Event) or 204 (DryRun).</summary>
-    public int StatusCode { get; }
+    public int StatusCode => _unusual?.StatusCode ?? 200;
 
     /// <summary>The function's answer as sent (usually JSON); empty for Event and DryRun.</summary>
     public ReadOnlyMemory<byte> Payload { get; }
 
     /// <summary>The version that ran (<c>X-Amz-Executed-Version</c>), such as <c>$LATEST</c>; null when not sent.</summary>
-    public string? ExecutedVersion { get; }
+    public string? ExecutedVersion => _unusual is null ? "$LATEST" : _unusual.ExecutedVersion;
 
     /// <summary>Lambda's request id (<c>x-amzn-RequestId</c>).</summary>
-    public string? RequestId { get; }
+    public string? RequestId => _requestId != Guid.Empty ? _requestId.ToString("D") : _unusual?.RequestId;
 
     /// <summary>The end of the function's log, decoded, when <see cref="LambdaRequest.LogType"/> asked for it.</summary>
-    public string? Log { get; }
+    public string? Log => _unusual?.Log;
 
     /// <summary><c>Handled</c> or <c>Unhandled</c> when the function failed and <see cref="LambdaRequest.ThrowOnFunctionError"/>
     /// was off (the payload is then the error object); null when it succeeded.</summary>
-    public string? FunctionError { get; }
+    public string? FunctionError => _unusual?.FunctionError;
 
     /// <summary>The payload as UTF-8 text.</summary>
     public string GetPayloadString() => Encoding.UTF8.GetString(Payload.Span);
@@ -539,13 +558,10 @@ internal static class LambdaWire
 
     public static LambdaResponse ReadResponse(string functionName, AwsResponse answer) =>
         new(functionName, (int)answer.StatusCode, answer.Body,
-            Latest(answer.GetHeader("X-Amz-Executed-Version")),
+            answer.GetHeader("X-Amz-Executed-Version"),
             answer.RequestId,
             DecodeLog(answer.GetHeader("X-Amz-Log-Result")),
             answer.GetHeader("X-Amz-Function-Error"));
-
-    // Most invocations run $LATEST: one string for all of them, not one per response a collecting fan-out keeps.
-    private static string? Latest(string? version) => version == "$LATEST" ? "$LATEST" : version;
 
     private static string? DecodeLog(string? base64)
     {
