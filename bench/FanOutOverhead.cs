@@ -60,7 +60,7 @@ internal static class FanOutOverhead
             double aboveFloor = FanOutInterleaved.Median(cpu[m].Zip(cpu[0], (a, b) => a - b).ToList());
             double aboveSigned = FanOutInterleaved.Median(cpu[m].Zip(cpu[1], (a, b) => a - b).ToList());
             output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {methods[m].Name} | {median:F2} µs | {aboveFloor:+0.00;-0.00} µs | {aboveSigned:+0.00;-0.00} µs | {bytes[m] / (double)rounds / count:N0} B |"));
+                $"| {methods[m].Name} | {median:F2} µs | {aboveFloor:+0.00;-0.00;0.00} µs | {aboveSigned:+0.00;-0.00;0.00} µs | {bytes[m] / (double)rounds / count:N0} B |"));
         }
         return 0;
     }
