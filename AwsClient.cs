@@ -26,6 +26,8 @@ using System.Net.Http.Headers;
 using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
 using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
 using System.Threading;
 using System.Threading.Channels;
 using System.Threading.Tasks;
@@ -295,6 +297,18 @@ sealed class AwsRequest
     public static AwsRequest AwsJson(string target, string json, string jsonVersion = "1.0") =>
         AwsJson(target, Encoding.UTF8.GetBytes(json ?? throw new ArgumentNullException(nameof(json))), jsonVersion);
 
+    /// <summary>An awsJson request whose body is a value serialized by source-generated metadata (AOT and trimming safe).</summary>
+    /// <param name="target">The target, such as <c>DynamoDB_20120810.GetItem</c>.</param>
+    /// <param name="value">The input, such as a GetItem request shape of your own.</param>
+    /// <param name="typeInfo">Its metadata, such as <c>MyJsonContext.Default.GetItemInput</c>.</param>
+    /// <param name="jsonVersion"><c>1.0</c> or <c>1.1</c>, as the service speaks.</param>
+    /// <inheritdoc cref="AwsJson(string, ReadOnlyMemory{byte}, string)"/>
+    public static AwsRequest AwsJson<T>(string target, T value, JsonTypeInfo<T> typeInfo, string jsonVersion = "1.0")
+    {
+        ArgumentNullException.ThrowIfNull(typeInfo);
+        return AwsJson(target, JsonSerializer.SerializeToUtf8Bytes(value, typeInfo), jsonVersion);
+    }
+
     /// <summary>An awsQuery (or ec2Query) request: <c>POST /</c> with the form <c>Action=...&amp;Version=...&amp;name=value...</c>.</summary>
     /// <param name="action">The operation, such as <c>GetCallerIdentity</c>.</param>
     /// <param name="version">The API version, such as <c>2011-06-15</c>.</param>
@@ -380,6 +394,15 @@ sealed class AwsResponse
 
     /// <summary>The body as UTF-8 text.</summary>
     public string GetBodyString() => Encoding.UTF8.GetString(Body.Span);
+
+    /// <summary>Deserializes the JSON body with source-generated metadata (AOT and trimming safe).</summary>
+    /// <param name="typeInfo">The output's metadata, such as <c>MyJsonContext.Default.GetItemOutput</c>.</param>
+    /// <exception cref="JsonException">The body is not JSON of that shape.</exception>
+    public T? DeserializeBody<T>(JsonTypeInfo<T> typeInfo)
+    {
+        ArgumentNullException.ThrowIfNull(typeInfo);
+        return JsonSerializer.Deserialize(Body.Span, typeInfo);
+    }
 
     /// <summary>Shows the status, request id and body size.</summary>
     public override string ToString() => $"AwsResponse {{ StatusCode = {(int)StatusCode}, RequestId = {RequestId}, Body = {Body.Length} bytes }}";
@@ -774,12 +797,16 @@ sealed class AwsClient : IDisposable
     internal TimeProvider Clock => _clock;
     internal RetryPolicy Retry => _retry;
 
-    /// <summary>Ends the client: later calls throw <see cref="ObjectDisposedException"/>. A handler given in
-    /// <see cref="AwsClientOptions.HttpHandler"/> stays open: it is the caller's.</summary>
-    public void Dispose()
-    {
-        _http.Dispose();
-    }
+    /// <summary>Ends the client: calls made after it fail with <see cref="ObjectDisposedException"/>; calls already made
+    /// finish as they would have. A handler given in <see cref="AwsClientOptions.HttpHandler"/> stays open: it is the caller's.</summary>
+    public void Dispose() => Volatile.Write(ref _disposed, true);
+
+    // The HttpMessageInvoker is never disposed: it owns nothing (disposeHandler: false), and a call already under way
+    // keeps sending through it, retries included.
+    private bool _disposed;
+
+    // The client's name in ObjectDisposedException: LambdaClient's when it is the one the caller holds.
+    internal string OwnerName { get; init; } = nameof(AwsClient);
 
     /// <summary>Sends a request: signed, retried as the retry mode says, its answer read whole.</summary>
     /// <param name="request">The request.</param>
@@ -830,6 +857,7 @@ sealed class AwsClient : IDisposable
     internal async Task<TResponse> SendCoreAsync<TState, TResponse>(AwsRequest request, FanOutContext? fanOut, TState state,
         Func<TState, AwsResponse, TResponse> read, CancellationToken cancellationToken, bool streaming = false)
     {
+        if (Volatile.Read(ref _disposed)) throw new ObjectDisposedException(OwnerName);
         var call = Prepare(request, streaming);
         var telemetry = CallTelemetry.Start(Service, request.OperationName, Region, request.InvokedFunction);
         try
@@ -1024,7 +1052,8 @@ sealed class AwsClient : IDisposable
         try
         {
             request = BuildRequest(call, credentials, _clock.GetUtcNow() + signedOffset);
-            response = await _http.SendAsync(request, token).ConfigureAwait(false); // returns at the headers, as ResponseHeadersRead
+            response = await _http.SendAsync(request, token).ConfigureAwait(false) // returns at the headers, as ResponseHeadersRead
+                ?? throw new InvalidOperationException("The HTTP handler (AwsClientOptions.HttpHandler) returned no response message.");
             if (!ReferenceEquals(response.RequestMessage?.RequestUri, call.Uri)) ThrowIfRedirected(response);
             if (call.Streaming && (int)response.StatusCode is >= 200 and <= 299)
             {

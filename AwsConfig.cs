@@ -1270,8 +1270,9 @@ internal static partial class Sts
 // instructions) and refuses a DTD, so nothing is ever expanded or fetched; namespace prefixes are dropped.
 internal static class AwsXml
 {
-    // The trimmed text of the first leaf element (one without child elements) of each wanted name. `error` is null for a
-    // well-formed document, else where and why it is not ("line 1, position 41: ..."), with what was read before it kept.
+    // The trimmed text of the first non-empty leaf element (one without child elements) of each wanted name ("" when all
+    // were empty). `error` is null for a well-formed document, else where and why it is not ("line 1, position 41:
+    // ..."), with what was read before it kept; it names no element but the wanted ones (any other "name" may be text).
     public static Dictionary<string, string> ReadLeaves(ReadOnlySpan<byte> xml, string[] names, out string? error)
     {
         var values = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -1296,8 +1297,8 @@ internal static class AwsXml
     private struct Scanner(string[] names, Dictionary<string, string> values)
     {
         private readonly List<(int Start, int Length)> _open = new(); // the open elements' names, innermost last
-        private readonly List<byte> _text = new();                     // the innermost element's text while it is a leaf
-        private bool _leaf, _rootSeen, _rootClosed;
+        private readonly List<byte> _text = new();                     // the innermost element's text while it is a wanted leaf
+        private bool _leaf, _capture, _rootSeen, _rootClosed;          // _capture: the innermost element is wanted
 
         // The offset where reading stopped, with the problem there (null: the document ended well).
         public int Read(ReadOnlySpan<byte> xml, out string? problem)
@@ -1322,7 +1323,7 @@ internal static class AwsXml
             if (_open.Count > 0)
             {
                 var (start, length) = _open[^1];
-                problem = $"the document ends inside <{Name(xml.Slice(start, length))}>";
+                problem = $"the document ends inside <{Shown(xml.Slice(start, length))}>";
                 return xml.Length;
             }
             problem = _rootSeen ? null : "there is no root element";
@@ -1343,7 +1344,7 @@ internal static class AwsXml
             while (text.Length > 0)
             {
                 int amp = text.IndexOf((byte)'&');
-                if (_leaf) AppendRaw(amp < 0 ? text : text[..amp]);
+                if (_leaf && _capture) AppendRaw(amp < 0 ? text : text[..amp]);
                 if (amp < 0) return null;
                 int semicolon = text[amp..].IndexOf((byte)';');
                 bad = to - text.Length + amp;
@@ -1366,7 +1367,7 @@ internal static class AwsXml
             else if (name.StartsWith("#"u8)) { if (!int.TryParse(name[1..], NumberStyles.None, CultureInfo.InvariantCulture, out code)) return false; }
             else return false;
             if (!Rune.TryCreate(code, out var rune) || code == 0) return false;
-            if (_leaf)
+            if (_leaf && _capture)
             {
                 Span<byte> utf8 = stackalloc byte[4];
                 Append(utf8[..rune.EncodeToUtf8(utf8)]);
@@ -1379,7 +1380,7 @@ internal static class AwsXml
             if (_open.Count == 0) return "CDATA outside the root element";
             int close = xml[(i + 9)..].IndexOf("]]>"u8);
             if (close < 0) return "a CDATA section that is not closed";
-            if (_leaf) AppendRaw(xml.Slice(i + 9, close));
+            if (_leaf && _capture) AppendRaw(xml.Slice(i + 9, close));
             i += 9 + close + 3;
             return null;
         }
@@ -1422,6 +1423,7 @@ internal static class AwsXml
             }
             _open.Add((nameStart, nameLength));
             _leaf = true;
+            _capture = Wanted(xml.Slice(nameStart, nameLength)) is not null;
             _text.Clear();
             return null;
         }
@@ -1434,11 +1436,11 @@ internal static class AwsXml
             while (j < xml.Length && xml[j] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n') j++;
             if (j >= xml.Length || xml[j] != (byte)'>') return "an end tag that is not closed";
             var name = xml.Slice(nameStart, nameLength);
-            if (_open.Count == 0) return $"an end tag </{Name(name)}> with no element open";
+            if (_open.Count == 0) return $"an end tag </{Shown(name)}> with no element open";
             var (start, length) = _open[^1];
             if (!name.SequenceEqual(xml.Slice(start, length)))
-                return $"the end tag </{Name(name)}> does not match <{Name(xml.Slice(start, length))}>";
-            if (_leaf) Record(name, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_text));
+                return $"the end tag </{Shown(name)}> does not match <{Shown(xml.Slice(start, length))}>";
+            if (_leaf && _capture) Record(name, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_text));
             _open.RemoveAt(_open.Count - 1);
             _leaf = false;
             if (_open.Count == 0) _rootClosed = true;
@@ -1446,9 +1448,29 @@ internal static class AwsXml
             return null;
         }
 
-        // An element's name in a message: a name is no secret, but a hostile one may be long.
-        private static string Name(ReadOnlySpan<byte> name) =>
-            name.Length <= 64 ? Encoding.UTF8.GetString(name) : Encoding.UTF8.GetString(name[..64]) + "...";
+        // An element's name in a message, when it is one of the names asked for; any other "name" may be text of the
+        // answer (in a malformed one, whatever follows a stray '<'), which may be a secret.
+        private string Shown(ReadOnlySpan<byte> qualifiedName) =>
+            LocalName(qualifiedName) is var local && IsName(local) ? Encoding.UTF8.GetString(qualifiedName.Length <= 64 ? qualifiedName : local) : "…";
+
+        private bool IsName(ReadOnlySpan<byte> local)
+        {
+            foreach (string name in names)
+                if (local.Length == name.Length && Ascii.Equals(local, name)) return true;
+            return false;
+        }
+
+        private static ReadOnlySpan<byte> LocalName(ReadOnlySpan<byte> qualifiedName) => qualifiedName[(qualifiedName.IndexOf((byte)':') + 1)..];
+
+        // The wanted name an element stands for, unless it has been read already (an empty one may be read again).
+        private string? Wanted(ReadOnlySpan<byte> qualifiedName)
+        {
+            var local = LocalName(qualifiedName);
+            foreach (string name in names)
+                if (local.Length == name.Length && Ascii.Equals(local, name))
+                    return values.TryGetValue(name, out var read) && read.Length > 0 ? null : name;
+            return null;
+        }
 
         // A name runs to whitespace, '/', '>' or the end.
         private static int NameLength(ReadOnlySpan<byte> from)
@@ -1472,16 +1494,10 @@ internal static class AwsXml
             }
         }
 
-        // Kept when the element's local name (after a prefix's ':') is wanted and not yet read.
+        // Kept when the element's local name (after a prefix's ':') is wanted and not yet read: the first non-empty one.
         private void Record(ReadOnlySpan<byte> qualifiedName, ReadOnlySpan<byte> text)
         {
-            var local = qualifiedName[(qualifiedName.IndexOf((byte)':') + 1)..];
-            foreach (string name in names)
-            {
-                if (local.Length != name.Length || !Ascii.Equals(local, name) || values.ContainsKey(name)) continue;
-                values[name] = Encoding.UTF8.GetString(text).Trim();
-                return;
-            }
+            if (Wanted(qualifiedName) is { } name) values[name] = Encoding.UTF8.GetString(text).Trim();
         }
     }
 }

@@ -154,13 +154,18 @@ sealed class LambdaResponse
             _unusual = new Unusual(statusCode, executedVersion, requestId, log, functionError);
     }
 
-    // The Guid that formats back ("D", lowercase) to the same text; Guid.Empty for any other text.
+    // The Guid that formats back ("D", lowercase) to the same text; Guid.Empty for any other text. The layout is checked
+    // here: Guid's parser also takes surrounding spaces, "0x" and "+", which would not format back.
     private static Guid AsLowercaseUuid(string text)
     {
-        if (!Guid.TryParseExact(text, "D", out var id)) return Guid.Empty;
-        foreach (char c in text)
-            if (c is >= 'A' and <= 'F') return Guid.Empty;
-        return id;
+        if (text.Length != 36) return Guid.Empty;
+        for (int i = 0; i < 36; i++)
+        {
+            char c = text[i];
+            bool ok = i is 8 or 13 or 18 or 23 ? c == '-' : char.IsAsciiDigit(c) || c is >= 'a' and <= 'f';
+            if (!ok) return Guid.Empty;
+        }
+        return Guid.ParseExact(text, "D");
     }
 
     /// <summary>The function name as the caller gave it.</summary>
@@ -284,7 +289,7 @@ sealed partial class LambdaClient : IDisposable
     /// setting (the message says which).</exception>
     public LambdaClient(AwsClientOptions? options = null)
     {
-        _client = new AwsClient(AwsService.Lambda, options ?? new AwsClientOptions(), signed: true, MaxResponseSize);
+        _client = new AwsClient(AwsService.Lambda, options ?? new AwsClientOptions(), signed: true, MaxResponseSize) { OwnerName = nameof(LambdaClient) };
     }
 
     /// <summary>The region requests are signed for.</summary>
@@ -296,8 +301,8 @@ sealed partial class LambdaClient : IDisposable
     /// <summary>The pipeline this client sends through.</summary>
     internal AwsClient Pipeline => _client;
 
-    /// <summary>Ends the client: later calls throw <see cref="ObjectDisposedException"/>. A handler given in
-    /// <see cref="AwsClientOptions.HttpHandler"/> stays open: it is the caller's.</summary>
+    /// <summary>Ends the client: calls made after it fail with <see cref="ObjectDisposedException"/>; calls already made
+    /// finish as they would have. A handler given in <see cref="AwsClientOptions.HttpHandler"/> stays open: it is the caller's.</summary>
     public void Dispose() => _client.Dispose();
 
     /// <summary>Invokes a function.</summary>

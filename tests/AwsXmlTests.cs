@@ -49,6 +49,11 @@ public class AwsXmlTests
         Assert.That(error, Is.Null);
         Assert.That(values["Code"], Is.EqualTo("inner"), "the outer Code has a child, so it has no text of its own");
         Assert.That(values["Message"], Is.EqualTo("m1"));
+        values = Read("<Error><Code/><Message> </Message><Code>Throttling</Code><Message>Rate exceeded</Message><RequestId/></Error>", out error);
+        Assert.That(error, Is.Null);
+        Assert.That(values["Code"], Is.EqualTo("Throttling"), "an empty Code does not hide the one that follows");
+        Assert.That(values["Message"], Is.EqualTo("Rate exceeded"));
+        Assert.That(values["RequestId"], Is.EqualTo(""));
     }
 
     [TestCase("<!DOCTYPE Error [<!ENTITY x \"boom\">]><Error><Code>&x;</Code></Error>", "line 1, position 1: a DTD or declaration, which is not accepted")]
@@ -61,7 +66,7 @@ public class AwsXmlTests
     [TestCase("", "line 1, position 1: there is no root element")]
     [TestCase("<Error><Code>a < b</Code></Error>", "line 1, position 16: a '<' that starts no element (write it as &lt;)")]
     [TestCase("<Error><!-- never closed </Error>", "line 1, position 8: a comment that is not closed")]
-    [TestCase("<Error></Error></Error>", "line 1, position 16: an end tag </Error> with no element open")]
+    [TestCase("<Error></Error></Error>", "line 1, position 16: an end tag </…> with no element open")]
     public void RefusesMalformedXmlSayingWhereAndWhy(string xml, string expected)
     {
         Read(xml, out var error);
@@ -81,15 +86,19 @@ public class AwsXmlTests
     public void CountsPositionsInCharactersNotBytes()
     {
         Read("<Error><Message>é€😀</Mess></Error>", out var error);
-        Assert.That(error, Is.EqualTo("line 1, position 20: the end tag </Mess> does not match <Message>"));
+        Assert.That(error, Is.EqualTo("line 1, position 20: the end tag </…> does not match <Message>"));
     }
 
+    // In a malformed answer whatever follows a stray '<' reads as a name: only the names asked for are ever shown.
     [Test]
-    public void ClipsAHostileElementNameInTheMessage()
+    public void NeverShowsANameItWasNotAskedFor()
     {
-        string name = new('N', 100_000);
-        Read($"<{name}>", out var error);
-        Assert.That(error, Is.EqualTo($"line 1, position {100_003}: the document ends inside <{new string('N', 64)}...>"));
+        const string secret = "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY";
+        Read($"<R><SecretAccessKey><{secret}></SecretAccessKey></R>", out var error);
+        Assert.That(error, Is.EqualTo("line 1, position 61: the end tag </SecretAccessKey> does not match <…>"));
+        Assert.That(error, Does.Not.Contain(secret));
+        Read($"<{new string('N', 100_000)}>", out error);
+        Assert.That(error, Is.EqualTo("line 1, position 100003: the document ends inside <…>"));
     }
 
     // Every truncation of documents with each kind of markup: malformed exactly when System.Xml says so, and the
@@ -104,7 +113,6 @@ public class AwsXmlTests
             "<Expiration>2026-11-29T12:00:00Z</Expiration></Credentials></AssumeRoleResult></AssumeRoleResponse>\n",
             "<Error a=\"x > y\" b='q'>\n <!-- c --> <Code>C&amp;D</Code>\r\n <Message><![CDATA[x<y]]> &#x20AC;</Message><?pi data?><RequestId/></Error>  ",
         ];
-        int compared = 0;
         foreach (string document in documents)
         {
             for (int length = 0; length <= document.Length; length++)
@@ -116,10 +124,8 @@ public class AwsXmlTests
                 catch (XmlException) { theirs = null; }
                 Assert.That(error is null, Is.EqualTo(theirs is not null), $"well-formed or not, at length {length}: {error}");
                 if (theirs is not null) Assert.That(ours, Is.EqualTo(theirs), $"leaves at length {length}");
-                compared++;
             }
         }
-        Assert.That(compared, Is.GreaterThan(400));
     }
 
     // Random documents of nested elements, text with entities, CDATA and comments, against System.Xml's reading.
@@ -160,8 +166,8 @@ public class AwsXmlTests
         xml.Append("</").Append(prefix).Append(name).Append('>');
     }
 
-    // System.Xml's reading, as the readers did before AwsXml (no DTD, the first leaf of each name, trimmed), with
-    // every piece of character data of a leaf kept (whitespace-only pieces too).
+    // The same reading done by System.Xml's reader (no DTD; of each wanted name, the first non-empty leaf, trimmed, every
+    // piece of its character data kept, whitespace-only pieces too): what AwsXml must agree with.
     private static Dictionary<string, string> Reference(string xml, out int elements)
     {
         var values = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -176,12 +182,12 @@ public class AwsXmlTests
                 case XmlNodeType.Element:
                     elements++;
                     if (open.Count > 0) { var parent = open.Pop(); open.Push(parent with { HasChild = true }); }
-                    if (reader.IsEmptyElement) values.TryAdd(reader.LocalName, "");
+                    if (reader.IsEmptyElement) Keep(values, reader.LocalName, "");
                     else open.Push((reader.LocalName, new StringBuilder(), false));
                     break;
                 case XmlNodeType.EndElement:
                     var (name, text, hasChild) = open.Pop();
-                    if (!hasChild) values.TryAdd(name, text.ToString().Trim());
+                    if (!hasChild) Keep(values, name, text.ToString().Trim());
                     break;
                 case XmlNodeType.Text or XmlNodeType.CDATA or XmlNodeType.Whitespace or XmlNodeType.SignificantWhitespace:
                     if (open.Count > 0) open.Peek().Text.Append(reader.Value);
@@ -189,5 +195,10 @@ public class AwsXmlTests
             }
         }
         return values.Where(v => Names.Contains(v.Key)).ToDictionary(v => v.Key, v => v.Value, StringComparer.Ordinal);
+    }
+
+    private static void Keep(Dictionary<string, string> values, string name, string text)
+    {
+        if (!values.TryGetValue(name, out var kept) || kept.Length == 0) values[name] = text;
     }
 }

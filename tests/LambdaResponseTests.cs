@@ -10,6 +10,10 @@ public class LambdaResponseTests
     [TestCase("8F2C4C6E-2B1A-4D8E-9C3F-0A1B2C3D4E5F")]           // upper case: held as text
     [TestCase("00000000-0000-0000-0000-000000000000")]
     [TestCase("{8f2c4c6e-2b1a-4d8e-9c3f-0a1b2c3d4e5f}")]
+    [TestCase("0x2c4c6e-2b1a-4d8e-9c3f-0a1b2c3d4e5f")]           // Guid's parser takes these; they would not format back
+    [TestCase("+f2c4c6e-2b1a-4d8e-9c3f-0a1b2c3d4e5f")]
+    [TestCase(" 8f2c4c6e-2b1a-4d8e-9c3f-0a1b2c3d4e5f\t")]
+    [TestCase("8f2c4c6e-2b1a-4d8e-9c3f-0a1b2c3d4e5g")]
     [TestCase("not-a-uuid")]
     [TestCase("")]
     [TestCase(null)]
