@@ -1977,7 +1977,9 @@ internal sealed class FanOutRun<TRequest, TResponse>
         _send = send;
         _progress = options.Progress;
         _failFast = failFast;
-        _maxConcurrency = options.MaxConcurrency;
+        // int.MaxValue reads as "no limit": capped so that the slots' count (the free slots, plus the stop's wake-up
+        // release of as many again) never overflows.
+        _maxConcurrency = Math.Min(options.MaxConcurrency, int.MaxValue / 2);
         _context = new FanOutContext(options.AdaptiveConcurrency ? new ConcurrencyLimiter(options.MaxConcurrency) : null);
         _slots = new SemaphoreSlim(_maxConcurrency); // no maximum: a stop releases a slot for every worker that may wait
         _stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);

@@ -63,4 +63,45 @@ public class FanOutCollectTests
         var responses = await client.InvokeAllAsync(Requests(1_000), new AwsFanOutOptions { MaxConcurrency = 64 });
         Assert.That(responses.Select(r => r.GetPayloadString()), Is.EqualTo(Enumerable.Range(0, 1_000).Select(i => $"\"f{i}\"")));
     }
+
+    private sealed class SlowLambda : HttpMessageHandler
+    {
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(30), cancellationToken);
+            return new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request, Content = new ByteArrayContent("{}"u8.ToArray()) };
+        }
+    }
+
+    // MaxConcurrency = int.MaxValue reads as "no limit": a stop must wake the waiting workers without overflowing the
+    // slots' count (it threw SemaphoreFullException out of the caller's own Cancel()).
+    [Test]
+    public async Task NoLimitOnConcurrencyStillStopsCleanly()
+    {
+        using var client = new LambdaClient(new AwsClientOptions
+        {
+            Region = "us-east-1",
+            Endpoint = new Uri("http://127.0.0.1:9/"),
+            Credentials = new AwsCredentials("AKIDEXAMPLE", "secret"),
+            HttpHandler = new SlowLambda(),
+            Config = new AwsConfigOptions { GetEnvironmentVariable = _ => null },
+        });
+        using var cancel = new CancellationTokenSource();
+        var options = new AwsFanOutOptions { MaxConcurrency = int.MaxValue };
+        var all = client.InvokeAllAsync(Requests(20), options, cancel.Token);
+        await Task.Delay(100);
+        Assert.DoesNotThrow(cancel.Cancel);
+        Assert.ThrowsAsync(Is.InstanceOf<OperationCanceledException>(), () => all);
+
+        int seen = 0;
+        using var stop = new CancellationTokenSource();
+        var each = Task.Run(async () =>
+        {
+            await foreach (var _ in client.InvokeEachAsync(Requests(20), options, stop.Token)) seen++;
+        });
+        await Task.Delay(100);
+        Assert.DoesNotThrow(stop.Cancel);
+        Assert.ThrowsAsync(Is.InstanceOf<OperationCanceledException>(), () => each);
+        Assert.That(seen, Is.EqualTo(0));
+    }
 }
