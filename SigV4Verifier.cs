@@ -40,6 +40,9 @@ enum SigV4VerificationError
     /// <summary>The request has more headers, or more text in its path, query and headers, than the verifier's
     /// limits (<see cref="SigV4Verifier.MaxHeaderCount"/>, <see cref="SigV4Verifier.MaxRequestHeadLength"/>).</summary>
     RequestTooLarge,
+    /// <summary>The request's <c>Host</c> is not one of <see cref="SigV4Verifier.AllowedHosts"/>: it was signed for
+    /// another server.</summary>
+    WrongHost,
 }
 
 /// <summary>The verdict on one request.</summary>
@@ -173,6 +176,34 @@ sealed class SigV4Verifier
         init => _maxRequestHeadLength = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "MaxRequestHeadLength must be at least 1 character.");
     }
 
+    /// <summary>The <c>Host</c> values this server answers to (<c>host</c> or <c>host:port</c>, as clients send them;
+    /// compared without regard to case); null, the default, takes any. A signature covers the host it was made for, so
+    /// with the same keys accepted by several servers (staging and production, say), a request signed for one is
+    /// refused by the others: <see cref="SigV4VerificationError.WrongHost"/>, before any other work.</summary>
+    /// <exception cref="ArgumentException">The collection is empty, or holds an empty or blank host.</exception>
+    public IReadOnlyCollection<string>? AllowedHosts
+    {
+        get => _allowedHosts;
+        init
+        {
+            if (value is null)
+            {
+                _allowedHosts = null;
+                return;
+            }
+            var hosts = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+            foreach (string host in value)
+            {
+                if (string.IsNullOrWhiteSpace(host))
+                    throw new ArgumentException("AllowedHosts must name hosts (such as api.example.com or localhost:8080), none of them blank; null takes any host.", nameof(value));
+                hosts.Add(host.Trim());
+            }
+            _allowedHosts = hosts.Count > 0 ? hosts
+                : throw new ArgumentException("AllowedHosts must name at least one host (such as api.example.com or localhost:8080); null takes any host.", nameof(value));
+        }
+    }
+
+    private readonly HashSet<string>? _allowedHosts;
     private readonly int _maxHeaderCount = 200;
     private readonly int _maxRequestHeadLength = 64 * 1024;
 
@@ -209,12 +240,23 @@ sealed class SigV4Verifier
     // Cheap checks first: a request with a wrong scope, time or key costs no hashing of its body or headers.
     private Claim? CheckHead(string path, string query, IReadOnlyList<KeyValuePair<string, string>> headers, out SigV4VerificationResult? failure)
     {
-        failure = CheckSize(path, query, headers);
+        failure = CheckSize(path, query, headers) ?? CheckHost(headers);
         if (failure is not null) return null;
         var claim = ReadClaim(query, headers, out var unreadable);
         failure = claim is null ? unreadable
             : CheckScope(claim, headers) ?? CheckTime(claim) ?? FindCredentials(claim, headers) ?? CollectSignedHeaders(claim, headers);
         return failure is null ? claim : null;
+    }
+
+    // The host the request was signed for (Host is always signed, which CollectSignedHeaders checks) must be this server's.
+    private SigV4VerificationResult? CheckHost(IReadOnlyList<KeyValuePair<string, string>> headers)
+    {
+        if (_allowedHosts is null) return null;
+        string? host = Header(headers, "Host");
+        if (host is not null && _allowedHosts.Contains(host.Trim())) return null;
+        return SigV4VerificationResult.Fail(SigV4VerificationError.WrongHost, host is null
+            ? "The request has no Host header; this server answers to " + string.Join(", ", _allowedHosts) + "."
+            : $"The request is for host '{ScopeText(host)}', which this server does not answer to (it answers to {string.Join(", ", _allowedHosts)}).");
     }
 
     // Limits first: the checks after this one take time in proportion to the request's size.

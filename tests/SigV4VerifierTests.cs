@@ -284,6 +284,40 @@ public class SigV4VerifierTests
         Assert.That(verifier.Verify("PUT", putPath, putQuery, sent, "hellO"u8).Error, Is.EqualTo(SigV4VerificationError.PayloadHashMismatch));
     }
 
+    // A signature covers the host it was made for: a server that names its hosts refuses one made for another, first.
+    [Test]
+    public void AllowedHostsRefuseARequestSignedForAnotherServer()
+    {
+        var credentials = new AwsCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+        var now = new DateTimeOffset(2026, 11, 29, 12, 0, 0, TimeSpan.Zero);
+        var options = new SigV4Options("execute-api", "us-east-1") { Clock = new FixedClock(now) };
+        SigV4VerificationResult VerifyAt(string signedFor, string? allowed)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, $"https://{signedFor}/orders?id=7");
+            SigV4.SignAsync(request, credentials, options).AsTask().GetAwaiter().GetResult();
+            var headers = new List<KeyValuePair<string, string>> { new("Host", request.RequestUri!.Authority) };
+            foreach (var h in request.Headers.NonValidated) headers.Add(new(h.Key, h.Value.ToString()));
+            var verifier = new SigV4Verifier(_ => credentials, options) { Clock = new FixedClock(now), AllowedHosts = allowed is null ? null : [allowed, "other.example.com"] };
+            return verifier.Verify("GET", "/orders", "id=7", headers, []);
+        }
+
+        Assert.That(VerifyAt("staging.example.com", null).IsValid, Is.True, "no list: any host");
+        Assert.That(VerifyAt("api.example.com:8443", "API.example.com:8443").IsValid, Is.True, "hosts compare without regard to case");
+        var refused = VerifyAt("staging.example.com", "api.example.com");
+        Assert.That(refused.Error, Is.EqualTo(SigV4VerificationError.WrongHost));
+        Assert.That(refused.Message, Is.EqualTo("The request is for host 'staging.example.com', which this server does not answer to (it answers to api.example.com, other.example.com)."));
+        Assert.That(VerifyAt("api.example.com:8443", "api.example.com").Error, Is.EqualTo(SigV4VerificationError.WrongHost), "the port is part of the host");
+    }
+
+    [Test]
+    public void AllowedHostsMustNameHosts()
+    {
+        var empty = Assert.Throws<ArgumentException>(() => _ = new SigV4Verifier(_ => null, new SigV4Options("s", "r")) { AllowedHosts = [] })!;
+        Assert.That(empty.Message, Does.Contain("AllowedHosts must name at least one host"));
+        var blank = Assert.Throws<ArgumentException>(() => _ = new SigV4Verifier(_ => null, new SigV4Options("s", "r")) { AllowedHosts = ["api.example.com", " "] })!;
+        Assert.That(blank.Message, Does.Contain("none of them blank"));
+    }
+
     // The query is verified exactly as received: a leading '?' is part of the first name, on both sides.
     [Test]
     public void QueryStartingWithQuestionMarkIsVerifiedAsSent()
