@@ -49,7 +49,10 @@ sealed class AwsConfigOptions
     /// <summary>The clock that decides when temporary credentials are refreshed, and signs STS calls.</summary>
     public TimeProvider Clock { get; init; } = TimeProvider.System;
 
-    /// <summary>The profile to use; null reads <c>AWS_PROFILE</c>, then uses <c>default</c>.</summary>
+    /// <summary>The profile to use; null reads <c>AWS_PROFILE</c>, then uses <c>default</c>. Set here, it is an explicit
+    /// choice, as the CLI's <c>--profile</c>: the default credentials chain then skips the environment's keys
+    /// (<c>AWS_ACCESS_KEY_ID</c>...) and web identity variables, which come first when the profile comes from
+    /// <c>AWS_PROFILE</c>.</summary>
     public string? Profile { get; init; }
 
     /// <summary>The directory holding <c>.aws/config</c> and <c>.aws/credentials</c>; null reads <c>HOME</c> (or <c>USERPROFILE</c>).</summary>
@@ -387,12 +390,14 @@ sealed class AwsCredentialsChain : IAwsCredentialsProvider
     /// <param name="options">Where to look; null for the real environment.</param>
     public static AwsCredentialsChain CreateDefault(AwsConfigOptions? options = null) => ForContext(new AwsConfigContext(options));
 
-    internal static AwsCredentialsChain ForContext(AwsConfigContext context)
-    {
-        return new AwsCredentialsChain(context.Clock,
-            new EnvironmentSource(context), new WebIdentitySource(context), new ProfileSource(context),
-            new ContainerSource(context), new InstanceMetadataSource(context));
-    }
+    // A profile set in code is the caller's explicit choice: as botocore's Session(profile=...) and the CLI's --profile,
+    // the chain then skips the environment's keys and web identity variables, which would otherwise come first (as they
+    // do with AWS_PROFILE) and quietly sign as someone else.
+    internal static AwsCredentialsChain ForContext(AwsConfigContext context) =>
+        context.Options.Profile is not null
+            ? new AwsCredentialsChain(context.Clock, new ProfileSource(context), new ContainerSource(context), new InstanceMetadataSource(context))
+            : new AwsCredentialsChain(context.Clock, new EnvironmentSource(context), new WebIdentitySource(context), new ProfileSource(context),
+                new ContainerSource(context), new InstanceMetadataSource(context));
 
     /// <summary>Which source provided the credentials, such as <c>environment variables</c> or <c>profile 'dev'</c>; null before the first call.</summary>
     public string? Source => Volatile.Read(ref _selected)?.Name;

@@ -28,6 +28,26 @@ public class CredentialsChainTests : CredentialsTestBase
         Assert.That(await chain.GetCredentialsAsync(), Is.SameAs(credentials), "static credentials are kept, not read again");
     }
 
+    // A profile set in code is an explicit choice (the CLI's --profile, botocore's Session(profile=...)): the
+    // environment's keys and web identity variables must not sign instead. Through AWS_PROFILE they still come first.
+    [Test]
+    public async Task AProfileSetInCodeWinsOverTheEnvironmentsKeysAndAws_ProfileDoesNot()
+    {
+        SetEnvironmentKeys();
+        Env["AWS_WEB_IDENTITY_TOKEN_FILE"] = Path.Combine(Home.Directory, "no-such-token");
+        Env["AWS_ROLE_ARN"] = "arn:aws:iam::123456789012:role/r";
+        Home.WriteCredentials("[dev]\naws_access_key_id = AKIAPROFILEDEV000001\naws_secret_access_key = devSecret\n");
+
+        var explicitChoice = AwsCredentialsChain.CreateDefault(Options(profile: "dev"));
+        Assert.That((await explicitChoice.GetCredentialsAsync()).AccessKeyId, Is.EqualTo("AKIAPROFILEDEV000001"));
+        Assert.That(explicitChoice.Source, Is.EqualTo("profile 'dev'"));
+
+        Env["AWS_PROFILE"] = "dev";
+        var fromEnvironment = AwsCredentialsChain.CreateDefault(Options());
+        Assert.That((await fromEnvironment.GetCredentialsAsync()).AccessKeyId, Is.EqualTo(EnvId));
+        Assert.That(fromEnvironment.Source, Is.EqualTo("environment variables"));
+    }
+
     [Test]
     public async Task NothingIsReadBeforeTheFirstCallAndLambdaStyleEnvironmentCostsNoFileOrNetwork()
     {
