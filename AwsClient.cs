@@ -808,6 +808,12 @@ sealed class AwsClient : IDisposable
     // The client's name in ObjectDisposedException: LambdaClient's when it is the one the caller holds.
     internal string OwnerName { get; init; } = nameof(AwsClient);
 
+    // At each way in (a fan-out counts once, when it is called): a fan-out under way when Dispose comes goes on.
+    internal void ThrowIfDisposed()
+    {
+        if (Volatile.Read(ref _disposed)) throw new ObjectDisposedException(OwnerName);
+    }
+
     /// <summary>Sends a request: signed, retried as the retry mode says, its answer read whole.</summary>
     /// <param name="request">The request.</param>
     /// <param name="cancellationToken">Cancels the call (an <see cref="OperationCanceledException"/>, never retried).</param>
@@ -857,7 +863,7 @@ sealed class AwsClient : IDisposable
     internal async Task<TResponse> SendCoreAsync<TState, TResponse>(AwsRequest request, FanOutContext? fanOut, TState state,
         Func<TState, AwsResponse, TResponse> read, CancellationToken cancellationToken, bool streaming = false)
     {
-        if (Volatile.Read(ref _disposed)) throw new ObjectDisposedException(OwnerName);
+        if (fanOut is null) ThrowIfDisposed(); // a fan-out's calls were made when the fan-out was
         var call = Prepare(request, streaming);
         var telemetry = CallTelemetry.Start(Service, request.OperationName, Region, request.InvokedFunction);
         try
@@ -1179,11 +1185,11 @@ sealed class AwsClient : IDisposable
     /// <returns>The responses; element i answers request i.</returns>
     /// <exception cref="AwsException">The first failure.</exception>
     public Task<IReadOnlyList<AwsResponse>> SendAllAsync(IEnumerable<AwsRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
-        FanOut.CollectResponsesAsync(FanOutInput<AwsRequest>.From(requests), SendInFanOut, options, cancellationToken);
+        FanOut.CollectResponsesAsync(Checked(FanOutInput<AwsRequest>.From(requests)), SendInFanOut, options, cancellationToken);
 
     /// <inheritdoc cref="SendAllAsync(IEnumerable{AwsRequest}, AwsFanOutOptions?, CancellationToken)"/>
     public Task<IReadOnlyList<AwsResponse>> SendAllAsync(IAsyncEnumerable<AwsRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
-        FanOut.CollectResponsesAsync(FanOutInput<AwsRequest>.From(requests), SendInFanOut, options, cancellationToken);
+        FanOut.CollectResponsesAsync(Checked(FanOutInput<AwsRequest>.From(requests)), SendInFanOut, options, cancellationToken);
 
     /// <summary>
     /// Sends every request, at most <see cref="AwsFanOutOptions.MaxConcurrency"/> at a time, and returns every outcome
@@ -1194,11 +1200,11 @@ sealed class AwsClient : IDisposable
     /// <param name="cancellationToken">Cancels every call in flight and stops the run (an <see cref="OperationCanceledException"/>).</param>
     /// <returns>The outcomes; element i is request i's.</returns>
     public Task<IReadOnlyList<AwsOutcome<AwsRequest, AwsResponse>>> SendAllSettledAsync(IEnumerable<AwsRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
-        FanOut.CollectOutcomesAsync(FanOutInput<AwsRequest>.From(requests), SendInFanOut, options, cancellationToken);
+        FanOut.CollectOutcomesAsync(Checked(FanOutInput<AwsRequest>.From(requests)), SendInFanOut, options, cancellationToken);
 
     /// <inheritdoc cref="SendAllSettledAsync(IEnumerable{AwsRequest}, AwsFanOutOptions?, CancellationToken)"/>
     public Task<IReadOnlyList<AwsOutcome<AwsRequest, AwsResponse>>> SendAllSettledAsync(IAsyncEnumerable<AwsRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
-        FanOut.CollectOutcomesAsync(FanOutInput<AwsRequest>.From(requests), SendInFanOut, options, cancellationToken);
+        FanOut.CollectOutcomesAsync(Checked(FanOutInput<AwsRequest>.From(requests)), SendInFanOut, options, cancellationToken);
 
     /// <summary>
     /// Sends every request, at most <see cref="AwsFanOutOptions.MaxConcurrency"/> at a time, and yields each outcome as
@@ -1209,11 +1215,18 @@ sealed class AwsClient : IDisposable
     /// <param name="options">Concurrency and progress; null for the defaults.</param>
     /// <param name="cancellationToken">Cancels every call in flight and stops the run.</param>
     public IAsyncEnumerable<AwsOutcome<AwsRequest, AwsResponse>> SendEachAsync(IEnumerable<AwsRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
-        FanOut.Run(FanOutInput<AwsRequest>.From(requests), SendInFanOut, options, failFast: false, cancellationToken);
+        FanOut.Run(Checked(FanOutInput<AwsRequest>.From(requests)), SendInFanOut, options, failFast: false, cancellationToken);
 
     /// <inheritdoc cref="SendEachAsync(IEnumerable{AwsRequest}, AwsFanOutOptions?, CancellationToken)"/>
     public IAsyncEnumerable<AwsOutcome<AwsRequest, AwsResponse>> SendEachAsync(IAsyncEnumerable<AwsRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
-        FanOut.Run(FanOutInput<AwsRequest>.From(requests), SendInFanOut, options, failFast: false, cancellationToken);
+        FanOut.Run(Checked(FanOutInput<AwsRequest>.From(requests)), SendInFanOut, options, failFast: false, cancellationToken);
+
+    // The input of a fan-out, once the client is known to be usable.
+    internal Func<FanOutInput<T>> Checked<T>(Func<FanOutInput<T>> input)
+    {
+        ThrowIfDisposed();
+        return input;
+    }
 
     private Task<AwsResponse> SendInFanOut(AwsRequest request, FanOutContext context, CancellationToken cancellationToken) =>
         SendCoreAsync(request ?? throw new ArgumentException("A request of the fan-out is null.", "requests"), context, cancellationToken);

@@ -53,7 +53,15 @@ sealed class AwsConfigOptions
     /// choice, as the CLI's <c>--profile</c>: the default credentials chain then skips the environment's keys
     /// (<c>AWS_ACCESS_KEY_ID</c>...) and web identity variables, which come first when the profile comes from
     /// <c>AWS_PROFILE</c>.</summary>
-    public string? Profile { get; init; }
+    /// <exception cref="ArgumentException">The name is empty or blank.</exception>
+    public string? Profile
+    {
+        get => _profile;
+        init => _profile = value is null || !string.IsNullOrWhiteSpace(value) ? value
+            : throw new ArgumentException("Profile must name a profile (such as production), or be null to read AWS_PROFILE; it was empty or blank.", nameof(value));
+    }
+
+    private readonly string? _profile;
 
     /// <summary>The directory holding <c>.aws/config</c> and <c>.aws/credentials</c>; null reads <c>HOME</c> (or <c>USERPROFILE</c>).</summary>
     public string? HomeDirectory { get; init; }
@@ -354,11 +362,13 @@ static class AwsEndpoint
 /// the profile in the shared config and credentials files (static keys, <c>role_arn</c> with <c>source_profile</c> or
 /// <c>credential_source</c>, <c>credential_process</c>, IAM Identity Center with <c>sso_session</c> or
 /// <c>sso_start_url</c> and the token <c>aws sso login</c> cached); container credentials; EC2 instance metadata (IMDSv2).
-/// Credentials set in code come before all of these: use them instead of the chain.
+/// Credentials set in code come before all of these: use them instead of the chain. A profile set in code
+/// (<see cref="AwsConfigOptions.Profile"/>) is an explicit choice, as the CLI's <c>--profile</c>: the chain then starts
+/// at the profile, without the environment variables and the web identity token file.
 /// </summary>
 /// <remarks>
 /// Nothing is read until the first <see cref="GetCredentialsAsync"/>; with the environment variables set (as in
-/// Lambda) that call reads no file and makes no network call. Temporary credentials are refreshed when less than
+/// Lambda) and no profile set in code, that call reads no file and makes no network call. Temporary credentials are refreshed when less than
 /// 5 minutes remain, by one refresh in the background while callers keep the still-valid set; they are not handed
 /// out in their last 15 seconds. A failed refresh keeps the valid set and tries again 30 seconds later.
 /// </remarks>
@@ -1456,7 +1466,7 @@ internal static class AwsXml
         // An element's name in a message, when it is one of the names asked for; any other "name" may be text of the
         // answer (in a malformed one, whatever follows a stray '<'), which may be a secret.
         private string Shown(ReadOnlySpan<byte> qualifiedName) =>
-            LocalName(qualifiedName) is var local && IsName(local) ? Encoding.UTF8.GetString(qualifiedName.Length <= 64 ? qualifiedName : local) : "…";
+            LocalName(qualifiedName) is var local && IsName(local) ? Encoding.UTF8.GetString(local) : "…"; // a prefix may be text too
 
         private bool IsName(ReadOnlySpan<byte> local)
         {

@@ -354,11 +354,11 @@ sealed partial class LambdaClient : IDisposable
     /// <returns>The responses; element i answers request i.</returns>
     /// <exception cref="AwsException">The first failure (<see cref="LambdaFunctionException"/>, <see cref="AwsServiceException"/>, ...).</exception>
     public Task<IReadOnlyList<LambdaResponse>> InvokeAllAsync(IEnumerable<LambdaRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
-        FanOut.CollectResponsesAsync(FanOutInput<LambdaRequest>.From(requests), InvokeInFanOut, options, cancellationToken);
+        FanOut.CollectResponsesAsync(_client.Checked(FanOutInput<LambdaRequest>.From(requests)), InvokeInFanOut, options, cancellationToken);
 
     /// <inheritdoc cref="InvokeAllAsync(IEnumerable{LambdaRequest}, AwsFanOutOptions?, CancellationToken)"/>
     public Task<IReadOnlyList<LambdaResponse>> InvokeAllAsync(IAsyncEnumerable<LambdaRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
-        FanOut.CollectResponsesAsync(FanOutInput<LambdaRequest>.From(requests), InvokeInFanOut, options, cancellationToken);
+        FanOut.CollectResponsesAsync(_client.Checked(FanOutInput<LambdaRequest>.From(requests)), InvokeInFanOut, options, cancellationToken);
 
     /// <summary>
     /// Invokes every request, at most <see cref="AwsFanOutOptions.MaxConcurrency"/> at a time, and returns every outcome
@@ -369,11 +369,11 @@ sealed partial class LambdaClient : IDisposable
     /// <param name="cancellationToken">Cancels every invocation in flight and stops the run (an <see cref="OperationCanceledException"/>).</param>
     /// <returns>The outcomes; element i is request i's.</returns>
     public Task<IReadOnlyList<AwsOutcome<LambdaRequest, LambdaResponse>>> InvokeAllSettledAsync(IEnumerable<LambdaRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
-        FanOut.CollectOutcomesAsync(FanOutInput<LambdaRequest>.From(requests), InvokeInFanOut, options, cancellationToken);
+        FanOut.CollectOutcomesAsync(_client.Checked(FanOutInput<LambdaRequest>.From(requests)), InvokeInFanOut, options, cancellationToken);
 
     /// <inheritdoc cref="InvokeAllSettledAsync(IEnumerable{LambdaRequest}, AwsFanOutOptions?, CancellationToken)"/>
     public Task<IReadOnlyList<AwsOutcome<LambdaRequest, LambdaResponse>>> InvokeAllSettledAsync(IAsyncEnumerable<LambdaRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
-        FanOut.CollectOutcomesAsync(FanOutInput<LambdaRequest>.From(requests), InvokeInFanOut, options, cancellationToken);
+        FanOut.CollectOutcomesAsync(_client.Checked(FanOutInput<LambdaRequest>.From(requests)), InvokeInFanOut, options, cancellationToken);
 
     /// <summary>
     /// Invokes every request, at most <see cref="AwsFanOutOptions.MaxConcurrency"/> at a time, and yields each outcome as
@@ -385,11 +385,11 @@ sealed partial class LambdaClient : IDisposable
     /// <param name="options">Concurrency and progress; null for the defaults.</param>
     /// <param name="cancellationToken">Cancels every invocation in flight and stops the run.</param>
     public IAsyncEnumerable<AwsOutcome<LambdaRequest, LambdaResponse>> InvokeEachAsync(IEnumerable<LambdaRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
-        FanOut.Run(FanOutInput<LambdaRequest>.From(requests), InvokeInFanOut, options, failFast: false, cancellationToken);
+        FanOut.Run(_client.Checked(FanOutInput<LambdaRequest>.From(requests)), InvokeInFanOut, options, failFast: false, cancellationToken);
 
     /// <inheritdoc cref="InvokeEachAsync(IEnumerable{LambdaRequest}, AwsFanOutOptions?, CancellationToken)"/>
     public IAsyncEnumerable<AwsOutcome<LambdaRequest, LambdaResponse>> InvokeEachAsync(IAsyncEnumerable<LambdaRequest> requests, AwsFanOutOptions? options = null, CancellationToken cancellationToken = default) =>
-        FanOut.Run(FanOutInput<LambdaRequest>.From(requests), InvokeInFanOut, options, failFast: false, cancellationToken);
+        FanOut.Run(_client.Checked(FanOutInput<LambdaRequest>.From(requests)), InvokeInFanOut, options, failFast: false, cancellationToken);
 }
 
 // The Invoke request and response on the wire.

@@ -176,33 +176,46 @@ sealed class SigV4Verifier
         init => _maxRequestHeadLength = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "MaxRequestHeadLength must be at least 1 character.");
     }
 
-    /// <summary>The <c>Host</c> values this server answers to (<c>host</c> or <c>host:port</c>, as clients send them;
-    /// compared without regard to case); null, the default, takes any. A signature covers the host it was made for, so
-    /// with the same keys accepted by several servers (staging and production, say), a request signed for one is
-    /// refused by the others: <see cref="SigV4VerificationError.WrongHost"/>, before any other work.</summary>
-    /// <exception cref="ArgumentException">The collection is empty, or holds an empty or blank host.</exception>
+    /// <summary>The hosts this server answers to, as clients send them in <c>Host</c>: <c>api.example.com</c>, or
+    /// <c>host:port</c> when clients use another port than 80 or 443 (<c>localhost:8080</c>, <c>[::1]:8080</c>); compared
+    /// without regard to case, a trailing dot or a default port (:80, :443). Null, the default, takes any host. A
+    /// signature covers the host it was made for, so where the same keys are accepted by several servers (staging and
+    /// production, say), a request signed for one is refused by the others: <see cref="SigV4VerificationError.WrongHost"/>,
+    /// checked right after the size limits.</summary>
+    /// <exception cref="ArgumentException">The collection is empty, or holds something that is not a host[:port]
+    /// (a URL, a path, a blank).</exception>
     public IReadOnlyCollection<string>? AllowedHosts
     {
-        get => _allowedHosts;
+        get => _allowedHostList;
         init
         {
             if (value is null)
             {
-                _allowedHosts = null;
+                (_allowedHosts, _allowedHostList) = (null, null);
                 return;
             }
             var hosts = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
             foreach (string host in value)
-            {
-                if (string.IsNullOrWhiteSpace(host))
-                    throw new ArgumentException("AllowedHosts must name hosts (such as api.example.com or localhost:8080), none of them blank; null takes any host.", nameof(value));
-                hosts.Add(host.Trim());
-            }
-            _allowedHosts = hosts.Count > 0 ? hosts
-                : throw new ArgumentException("AllowedHosts must name at least one host (such as api.example.com or localhost:8080); null takes any host.", nameof(value));
+                hosts.Add(NormalizeHost(host) ?? throw new ArgumentException(
+                    $"AllowedHosts holds '{ScopeText(host ?? "")}', which is not a host or host:port such as api.example.com, localhost:8080 or [::1]:8080 (no scheme, no path).", nameof(value)));
+            if (hosts.Count == 0)
+                throw new ArgumentException("AllowedHosts must name at least one host (such as api.example.com or localhost:8080); null takes any host.", nameof(value));
+            _allowedHosts = hosts;
+            _allowedHostList = [.. value];
         }
     }
 
+    // host[:port] as compared: lower case, no trailing dot, no default port; null when the text is not one.
+    private static string? NormalizeHost(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text) || text.AsSpan().IndexOfAny("/?#@\\ \t") >= 0
+            || !Uri.TryCreate("http://" + text.Trim(), UriKind.Absolute, out var uri) || uri.PathAndQuery != "/")
+            return null;
+        string host = uri.Host.TrimEnd('.').ToLowerInvariant();
+        return uri.IsDefaultPort || uri.Port == 443 ? host : host + ":" + uri.Port.ToString(CultureInfo.InvariantCulture);
+    }
+
+    private readonly IReadOnlyCollection<string>? _allowedHostList;
     private readonly HashSet<string>? _allowedHosts;
     private readonly int _maxHeaderCount = 200;
     private readonly int _maxRequestHeadLength = 64 * 1024;
@@ -253,10 +266,11 @@ sealed class SigV4Verifier
     {
         if (_allowedHosts is null) return null;
         string? host = Header(headers, "Host");
-        if (host is not null && _allowedHosts.Contains(host.Trim())) return null;
+        if (host is not null && NormalizeHost(host) is { } normalized && _allowedHosts.Contains(normalized)) return null;
+        // The hosts it does answer to are not told: whoever asks with a made-up Host would learn them.
         return SigV4VerificationResult.Fail(SigV4VerificationError.WrongHost, host is null
-            ? "The request has no Host header; this server answers to " + string.Join(", ", _allowedHosts) + "."
-            : $"The request is for host '{ScopeText(host)}', which this server does not answer to (it answers to {string.Join(", ", _allowedHosts)}).");
+            ? "The request has no Host header."
+            : $"The request is for host '{ScopeText(host)}', which this server does not answer to.");
     }
 
     // Limits first: the checks after this one take time in proportion to the request's size.

@@ -376,16 +376,20 @@ public sealed partial class LambdaEmulator : IAsyncDisposable
                 reason: "ReservedFunctionConcurrentInvocationLimitExceeded").ConfigureAwait(false);
             return;
         }
+        // As in Lambda, a buffered invocation stops counting against the concurrency when the function returns, before
+        // its answer is written: a client that sends its next call on reading the answer is never throttled by the
+        // write still under way. A streaming one counts until its stream ends.
+        var running = new RunningInvocation(function);
         try
         {
             if (streaming)
                 await StreamAsync(context, function, invocation, call.LogType, executedVersion, truncate).ConfigureAwait(false);
             else
-                await InvokeAsync(context, function, invocation, call.LogType, executedVersion, truncate).ConfigureAwait(false);
+                await InvokeAsync(context, function, invocation, call.LogType, executedVersion, truncate, running).ConfigureAwait(false);
         }
         finally
         {
-            Exit(function);
+            running.End();
         }
     }
 
@@ -526,8 +530,20 @@ public sealed partial class LambdaEmulator : IAsyncDisposable
         if (function.ConcurrencyLimit is not null) Interlocked.Decrement(ref function.Running);
     }
 
+    // An invocation that holds a unit of its function's concurrency until End, which may be called more than once.
+    private sealed class RunningInvocation(FunctionEntry function)
+    {
+        private int _ended;
+
+        public void End()
+        {
+            if (Interlocked.Exchange(ref _ended, 1) == 0) Exit(function);
+        }
+    }
+
     // Invoke: the function's whole answer, or its error object with X-Amz-Function-Error.
-    private async Task InvokeAsync(HttpContext context, FunctionEntry function, LambdaInvocation invocation, string? logType, string executedVersion, bool truncate)
+    private async Task InvokeAsync(HttpContext context, FunctionEntry function, LambdaInvocation invocation, string? logType, string executedVersion, bool truncate,
+        RunningInvocation running)
     {
         var response = context.Response;
         byte[] result;
@@ -553,6 +569,7 @@ public sealed partial class LambdaEmulator : IAsyncDisposable
                 functionError = "Unhandled";
             }
         }
+        running.End(); // the function has returned; writing its answer takes no concurrency
         if (context.RequestAborted.IsCancellationRequested)
         {
             Counters.ClientDisconnected(); // no one to answer

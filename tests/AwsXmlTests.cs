@@ -113,6 +113,7 @@ public class AwsXmlTests
             "<Expiration>2026-11-29T12:00:00Z</Expiration></Credentials></AssumeRoleResult></AssumeRoleResponse>\n",
             "<Error a=\"x > y\" b='q'>\n <!-- c --> <Code>C&amp;D</Code>\r\n <Message><![CDATA[x<y]]> &#x20AC;</Message><?pi data?><RequestId/></Error>  ",
         ];
+        int wellFormed = 0, malformed = 0;
         foreach (string document in documents)
         {
             for (int length = 0; length <= document.Length; length++)
@@ -124,8 +125,11 @@ public class AwsXmlTests
                 catch (XmlException) { theirs = null; }
                 Assert.That(error is null, Is.EqualTo(theirs is not null), $"well-formed or not, at length {length}: {error}");
                 if (theirs is not null) Assert.That(ours, Is.EqualTo(theirs), $"leaves at length {length}");
+                if (theirs is null) malformed++; else wellFormed++;
             }
         }
+        // Each document whole, or cut in its trailing whitespace (one character, then two), is well-formed; any other cut is not.
+        Assert.That((wellFormed, malformed), Is.EqualTo((5, documents.Sum(d => d.Length) + 2 - 5)));
     }
 
     // Random documents of nested elements, text with entities, CDATA and comments, against System.Xml's reading.

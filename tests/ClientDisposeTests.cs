@@ -41,11 +41,35 @@ public class ClientDisposeTests
         lambda.Dispose();
         var request = new LambdaRequest("f", "{}");
         Assert.That(Assert.ThrowsAsync<ObjectDisposedException>(() => lambda.InvokeAsync(request))!.ObjectName, Is.EqualTo("LambdaClient"));
-        Assert.ThrowsAsync<ObjectDisposedException>(() => lambda.InvokeAllAsync([request, request]));
-        var settled = await lambda.InvokeAllSettledAsync([request]);
-        Assert.That(settled.Single().Error, Is.TypeOf<ObjectDisposedException>());
-        Assert.ThrowsAsync<ObjectDisposedException>(() => lambda.InvokeWithResponseStreamAsync(request));
+        Assert.That(Assert.Throws<ObjectDisposedException>(() => lambda.InvokeAllAsync([request, request]))!.ObjectName, Is.EqualTo("LambdaClient"));
+        Assert.Throws<ObjectDisposedException>(() => lambda.InvokeAllSettledAsync([request]));
+        Assert.Throws<ObjectDisposedException>(() => lambda.InvokeEachAsync([request]));
+        Assert.That(Assert.ThrowsAsync<ObjectDisposedException>(() => lambda.InvokeWithResponseStreamAsync(request))!.ObjectName, Is.EqualTo("LambdaClient"));
+        await Task.CompletedTask;
         Assert.That(server.Requests, Is.Empty);
+    }
+
+    // A fan-out is one call: made before Dispose, it goes on to its end, every request sent.
+    [Test]
+    public async Task AFanOutUnderWayWhenDisposeComesFinishesAndEveryWayInIsRefusedAfter()
+    {
+        var release = new TaskCompletionSource();
+        await using var server = new FakeHttpServer(async _ => { await release.Task; return new Reply(200, "{}", "application/x-amz-json-1.0"); });
+        var client = new AwsClient(AwsService.DynamoDB, Options(server.Url));
+        var requests = Enumerable.Range(0, 20).Select(_ => AwsRequest.AwsJson("DynamoDB_20120810.GetItem", "{}"));
+        var all = client.SendAllAsync(requests, new AwsFanOutOptions { MaxConcurrency = 4 });
+        await EventuallyAsync(() => server.Requests.Count == 4);
+        client.Dispose();
+        release.SetResult();
+        Assert.That(await all, Has.Count.EqualTo(20));
+        Assert.That(server.Requests, Has.Count.EqualTo(20));
+
+        var one = AwsRequest.AwsJson("DynamoDB_20120810.GetItem", "{}");
+        Assert.That(Assert.Throws<ObjectDisposedException>(() => client.SendAllAsync([one]))!.ObjectName, Is.EqualTo("AwsClient"));
+        Assert.Throws<ObjectDisposedException>(() => client.SendAllSettledAsync([one]));
+        Assert.Throws<ObjectDisposedException>(() => client.SendEachAsync([one]));
+        Assert.ThrowsAsync<ObjectDisposedException>(() => client.SendStreamingAsync(one));
+        Assert.That(server.Requests, Has.Count.EqualTo(20), "nothing sent after Dispose");
     }
 
     private sealed class NoAnswer : HttpMessageHandler

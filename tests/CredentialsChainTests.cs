@@ -48,6 +48,14 @@ public class CredentialsChainTests : CredentialsTestBase
         Assert.That(fromEnvironment.Source, Is.EqualTo("environment variables"));
     }
 
+    [TestCase("")]
+    [TestCase("  ")]
+    public void ABlankProfileSetInCodeIsRefused(string blank)
+    {
+        var e = Assert.Throws<ArgumentException>(() => _ = new AwsConfigOptions { Profile = blank })!;
+        Assert.That(e.Message, Does.Contain("Profile must name a profile (such as production), or be null to read AWS_PROFILE"));
+    }
+
     [Test]
     public async Task NothingIsReadBeforeTheFirstCallAndLambdaStyleEnvironmentCostsNoFileOrNetwork()
     {
