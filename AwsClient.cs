@@ -994,8 +994,9 @@ sealed class AwsClient : IDisposable
         public TimeSpan? ClockOffset; // the server's clock as its skew error said, for this call's next attempts
 
         public required AwsRequest Request { get; init; }
-        public required Uri Uri { get; init; }
-        public required string Path { get; init; }
+        public required RequestTarget Target { get; init; }
+        public Uri Uri => Target.Uri;
+        public string Path => Target.Path;
         public required KeyValuePair<string, string>[] SignedHeaders { get; init; } // Host first
         public required TimeSpan Timeout { get; init; }
         // Made when first needed: a request signed through a prepared shape hashes its body as it signs.
@@ -1007,22 +1008,27 @@ sealed class AwsClient : IDisposable
     private Call Prepare(AwsRequest request, bool streaming)
     {
         if (request.Timeout is { } timeout) AttemptTimeouts.Validate(timeout, nameof(request));
-        var (uri, path) = TargetFor(request.Path, request.Query);
         return new Call
         {
             Request = request,
-            Uri = uri,
-            Path = path,
+            Target = TargetFor(request.Path, request.Query),
             SignedHeaders = RequestRules.HeadersToSign(_host, request),
             Timeout = request.Timeout ?? _timeout,
             Streaming = streaming,
         };
     }
 
-    // The URI a request goes to and the path it signs (the endpoint's own path first), made once for each request path
-    // and query this client sends (at most MaxTargets, first come; the rest per call): a fan-out calls a few functions
-    // many times, and a Uri is immutable, so requests in flight share it.
-    private (Uri Uri, string Path) TargetFor(string requestPath, string query)
+    // What this client keeps for each request path and query it sends (at most MaxTargets, first come; the rest are
+    // made per call): a fan-out calls a few functions many times. A Uri is immutable, so calls in flight share it.
+    private sealed class RequestTarget(Uri uri, string path, bool kept)
+    {
+        public Uri Uri { get; } = uri;
+        public string Path { get; } = path;  // as signed: the endpoint's own path first
+        public bool Kept { get; } = kept;    // in the client's cache (a target made for one call gets no template)
+        public SigV4Template? Template;      // the shape prepared for signing; replaced whole, read without a lock
+    }
+
+    private RequestTarget TargetFor(string requestPath, string query)
     {
         if (_targets.TryGetValue((requestPath, query), out var target)) return target; // checked when it was made
         RequestRules.CheckPath(requestPath);
@@ -1030,14 +1036,13 @@ sealed class AwsClient : IDisposable
         string path = _basePath.Length == 0 ? requestPath : _basePath + requestPath;
         string uri = query.Length == 0 ? _origin + path : string.Concat(_origin, path, "?", query);
         // Canonicalization off: the URI goes on the wire exactly as given, which is also what is signed.
-        target = (new Uri(uri, new UriCreationOptions { DangerousDisablePathAndQueryCanonicalization = true }), path);
-        if (Volatile.Read(ref _targetCount) < MaxTargets && _targets.TryAdd((requestPath, query), target)) Interlocked.Increment(ref _targetCount);
-        return target;
+        var made = new Uri(uri, new UriCreationOptions { DangerousDisablePathAndQueryCanonicalization = true });
+        return _targets.TryAdd((requestPath, query), new RequestTarget(made, path, kept: true), out target) ? target
+            : new RequestTarget(made, path, kept: false);
     }
 
     private const int MaxTargets = 256;
-    private readonly ConcurrentDictionary<(string Path, string Query), (Uri Uri, string Path)> _targets = new();
-    private int _targetCount;
+    private readonly FirstComeCache<(string Path, string Query), RequestTarget> _targets = new(MaxTargets);
 
     // ---------------------------------------------------------------------------------------------------------
     // One attempt: sign, send, read, classify. It never throws for a failure the retries may handle: it returns it.
@@ -1144,31 +1149,21 @@ sealed class AwsClient : IDisposable
         return request;
     }
 
-    // The request shapes this client signs, prepared once each (SigV4Template), by path: a fan-out calls a few
-    // functions many times. A path whose shape changed only by the session token (credentials refreshed) gets its
-    // shape again; one sent with other headers or query (another operation on the same path) is signed in full, so
-    // that two shapes on one path do not take turns being call. At most MaxTemplates paths, first come.
+    // The request shape a target is signed with, prepared once (SigV4Template). A shape changed only by the session
+    // token (credentials refreshed) is prepared again; one sent with other headers (another operation on the same path
+    // and query) is signed in full, so that two shapes of one target do not take turns being prepared.
     private SigV4Template? TemplateFor(Call call, AwsCredentials credentials, DateTimeOffset time)
     {
-        if (_signing.AddContentSha256Header) return null; // the payload is in the canonical request twice: no shape
+        if (_signing.AddContentSha256Header || !call.Target.Kept) return null; // S3 (the payload twice), or a one-off target
         var source = call.Request;
         string method = source.Method.Method;
-        if (_templates.TryGetValue(call.Path, out var template))
+        if (call.Target.Template is { } template)
         {
             if (template.Matches(method, call.Path, source.Query, call.SignedHeaders, credentials.SessionToken, _signing)) return template;
-            if (template.Matches(method, call.Path, source.Query, call.SignedHeaders, template.SessionToken, _signing))
-                return _templates[call.Path] = SigV4.CreateTemplate(method, call.Path, source.Query, call.SignedHeaders, time, credentials, _signing)!;
-            return null;
+            if (!template.Matches(method, call.Path, source.Query, call.SignedHeaders, template.SessionToken, _signing)) return null;
         }
-        if (Volatile.Read(ref _templateCount) >= MaxTemplates) return null;
-        template = SigV4.CreateTemplate(method, call.Path, source.Query, call.SignedHeaders, time, credentials, _signing);
-        if (template is not null && _templates.TryAdd(call.Path, template)) Interlocked.Increment(ref _templateCount);
-        return template;
+        return call.Target.Template = SigV4.CreateTemplate(method, call.Path, source.Query, call.SignedHeaders, time, credentials, _signing);
     }
-
-    private const int MaxTemplates = 256;
-    private readonly ConcurrentDictionary<string, SigV4Template> _templates = new(StringComparer.Ordinal);
-    private int _templateCount;
 
     // ---------------------------------------------------------------------------------------------------------
     // Fan-out.
@@ -1698,6 +1693,26 @@ internal sealed class AdaptiveRateLimiter
     }
 }
 
+// A map filled first come up to a size, then only read: what a client or the process makes once per path or
+// function and uses on every call. Lookups take no lock.
+internal sealed class FirstComeCache<TKey, TValue>(int capacity) where TKey : notnull
+{
+    private readonly ConcurrentDictionary<TKey, TValue> _items = new();
+    private int _count;
+
+    public bool TryGetValue(TKey key, [MaybeNullWhen(false)] out TValue value) => _items.TryGetValue(key, out value);
+
+    // Whether the value is now kept (`kept`: it, or one another thread kept first); false when the cache is full.
+    public bool TryAdd(TKey key, TValue value, out TValue kept)
+    {
+        kept = value;
+        if (Volatile.Read(ref _count) >= capacity) return false;
+        if (_items.TryAdd(key, value)) Interlocked.Increment(ref _count);
+        else kept = _items[key]; // entries are never removed
+        return true;
+    }
+}
+
 // The attempt timeouts: a token source per attempt, reset and used again after an attempt that did not time out, so
 // that a call costs no new source or timer. A few hundred cover any concurrency a client sees.
 internal sealed class AttemptTimeouts(TimeProvider clock)
@@ -1817,21 +1832,21 @@ internal sealed class FanOutContext(ConcurrencyLimiter? limiter)
 
 internal static class FanOut
 {
-    public static void CheckOptions(AwsFanOutOptions options)
+    // The options, or the defaults; refused at the call, not at the first MoveNextAsync.
+    private static AwsFanOutOptions Checked(AwsFanOutOptions? options)
     {
+        options ??= AwsFanOutOptions.Default;
         if (options.MaxConcurrency < 1)
             throw new ArgumentOutOfRangeException(nameof(options), options.MaxConcurrency, "MaxConcurrency must be at least 1.");
+        return options;
     }
 
-    // The engine, streamed: outcomes come out as they complete (the collect-all ways below place them instead). Bad
-    // options are refused at the call, not at the first MoveNextAsync.
+    // The engine, streamed: outcomes come out as they complete (the collect-all ways below place them instead).
     public static IAsyncEnumerable<AwsOutcome<TRequest, TResponse>> Run<TRequest, TResponse>(Func<FanOutInput<TRequest>> input,
         Func<TRequest, FanOutContext, CancellationToken, Task<TResponse>> send, AwsFanOutOptions? options, bool failFast,
         CancellationToken cancellationToken)
     {
-        options ??= AwsFanOutOptions.Default;
-        CheckOptions(options);
-        return RunAsync(input, send, options, failFast, cancellationToken);
+        return RunAsync(input, send, Checked(options), failFast, cancellationToken);
     }
 
     private static async IAsyncEnumerable<AwsOutcome<TRequest, TResponse>> RunAsync<TRequest, TResponse>(Func<FanOutInput<TRequest>> input,
@@ -1867,18 +1882,14 @@ internal static class FanOut
     public static Task<IReadOnlyList<TResponse>> CollectResponsesAsync<TRequest, TResponse>(Func<FanOutInput<TRequest>> input,
         Func<TRequest, FanOutContext, CancellationToken, Task<TResponse>> send, AwsFanOutOptions? options, CancellationToken cancellationToken)
     {
-        options ??= AwsFanOutOptions.Default;
-        CheckOptions(options);
-        return CollectAsync(input, send, options, new Collected<TRequest, TResponse, TResponse>(static outcome => outcome.Response!, failFast: true), cancellationToken);
+        return CollectAsync(input, send, Checked(options), new Collected<TRequest, TResponse, TResponse>(static outcome => outcome.Response!, failFast: true), cancellationToken);
     }
 
     // Collect-all, settled: every outcome in input order.
     public static Task<IReadOnlyList<AwsOutcome<TRequest, TResponse>>> CollectOutcomesAsync<TRequest, TResponse>(Func<FanOutInput<TRequest>> input,
         Func<TRequest, FanOutContext, CancellationToken, Task<TResponse>> send, AwsFanOutOptions? options, CancellationToken cancellationToken)
     {
-        options ??= AwsFanOutOptions.Default;
-        CheckOptions(options);
-        return CollectAsync(input, send, options, new Collected<TRequest, TResponse, AwsOutcome<TRequest, TResponse>>(static outcome => outcome, failFast: false), cancellationToken);
+        return CollectAsync(input, send, Checked(options), new Collected<TRequest, TResponse, AwsOutcome<TRequest, TResponse>>(static outcome => outcome, failFast: false), cancellationToken);
     }
 
     // Each outcome is placed at its input position by the worker that made it: no channel and no consumer to wait for,

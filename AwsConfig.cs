@@ -1465,27 +1465,20 @@ internal static class AwsXml
 
         // An element's name in a message, when it is one of the names asked for; any other "name" may be text of the
         // answer (in a malformed one, whatever follows a stray '<'), which may be a secret.
-        private string Shown(ReadOnlySpan<byte> qualifiedName) =>
-            LocalName(qualifiedName) is var local && IsName(local) ? Encoding.UTF8.GetString(local) : "…"; // a prefix may be text too
+        private string Shown(ReadOnlySpan<byte> qualifiedName) => NameOf(qualifiedName) ?? "…"; // a prefix may be text too
 
-        private bool IsName(ReadOnlySpan<byte> local)
+        // The wanted name an element has (its local name, after a prefix's ':'), or null.
+        private string? NameOf(ReadOnlySpan<byte> qualifiedName)
         {
+            var local = qualifiedName[(qualifiedName.IndexOf((byte)':') + 1)..];
             foreach (string name in names)
-                if (local.Length == name.Length && Ascii.Equals(local, name)) return true;
-            return false;
-        }
-
-        private static ReadOnlySpan<byte> LocalName(ReadOnlySpan<byte> qualifiedName) => qualifiedName[(qualifiedName.IndexOf((byte)':') + 1)..];
-
-        // The wanted name an element stands for, unless it has been read already (an empty one may be read again).
-        private string? Wanted(ReadOnlySpan<byte> qualifiedName)
-        {
-            var local = LocalName(qualifiedName);
-            foreach (string name in names)
-                if (local.Length == name.Length && Ascii.Equals(local, name))
-                    return values.TryGetValue(name, out var read) && read.Length > 0 ? null : name;
+                if (local.Length == name.Length && Ascii.Equals(local, name)) return name;
             return null;
         }
+
+        // The wanted name an element stands for, unless it has been read already (an empty one may be read again).
+        private string? Wanted(ReadOnlySpan<byte> qualifiedName) =>
+            NameOf(qualifiedName) is { } name && !(values.TryGetValue(name, out var read) && read.Length > 0) ? name : null;
 
         // A name runs to whitespace, '/', '>' or the end.
         private static int NameLength(ReadOnlySpan<byte> from)

@@ -427,23 +427,21 @@ internal static class LambdaWire
         };
     }
 
-    // The function's path, its name checked and encoded once for Invoke (at most MaxCachedPaths names, first come): a
+    // The function's path, its name checked and encoded once for Invoke (at most 256 names, first come): a
     // fan-out calls a few functions many times.
     private static string PathFor(string name, string pathPrefix, string pathSuffix)
     {
         bool invoke = ReferenceEquals(pathPrefix, PathPrefix) && ReferenceEquals(pathSuffix, PathSuffix);
-        if (invoke && s_invokePaths.TryGetValue(name, out var cached)) return cached;
+        if (invoke && s_invokePaths.TryGetValue(name, out var kept)) return kept;
         if (FunctionNameProblem(name) is { } problem)
             throw new ArgumentException($"The function name '{Quote(name)}' is not one Lambda takes: {problem}. Give a name (my-function: at most 64 letters, digits, '-' or '_'), " +
                 "name:qualifier (my-function:live), a full ARN (arn:aws:lambda:us-east-1:123456789012:function:my-function[:qualifier]) or a partial ARN (123456789012:function:my-function[:qualifier]).", "request");
         string path = string.Concat(pathPrefix, EncodeSegment(name), pathSuffix);
-        if (invoke && Volatile.Read(ref s_cachedPaths) < MaxCachedPaths && s_invokePaths.TryAdd(name, path)) Interlocked.Increment(ref s_cachedPaths);
+        if (invoke) s_invokePaths.TryAdd(name, path, out path);
         return path;
     }
 
-    private const int MaxCachedPaths = 256;
-    private static int s_cachedPaths;
-    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> s_invokePaths = new(StringComparer.Ordinal);
+    private static readonly FirstComeCache<string, string> s_invokePaths = new(capacity: 256);
 
     private static void Validate(LambdaRequest request)
     {

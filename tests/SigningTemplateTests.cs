@@ -176,6 +176,30 @@ public class SigningTemplateTests
         Assert.That(seen.Select(s => s.Path).Distinct().Count(), Is.EqualTo(3));
     }
 
+    // A client keeps what it makes per path and query for the first 256 it sees; the rest are made per call and signed in
+    // full. Both kinds verify.
+    [Test]
+    public async Task PathsBeyondWhatAClientKeepsAreSignedAsWell()
+    {
+        int valid = 0, sent = 0;
+        var verifier = new SigV4Verifier(_ => EmulatorTestSupport.ExampleCredentials, new SigV4Options("lambda", "us-east-1"));
+        var handler = new StubHandler(request =>
+        {
+            var headers = request.Headers.Select(h => new KeyValuePair<string, string>(h.Key, string.Join(",", h.Value))).ToList();
+            headers.Add(new("Host", request.RequestUri!.Authority));
+            byte[] body = request.Content!.ReadAsByteArrayAsync().GetAwaiter().GetResult();
+            bool ok = verifier.Verify("POST", request.RequestUri.AbsolutePath, request.RequestUri.Query.TrimStart('?'), headers, body).IsValid;
+            lock (verifier) { sent++; if (ok) valid++; }
+            return StubHandler.Json(HttpStatusCode.OK, "{}");
+        });
+        using var client = StubHandler.Client(handler);
+        var requests = Enumerable.Range(0, 600).Select(i => new LambdaRequest("many-" + i % 300, $"{{\"i\":{i}}}") { Qualifier = i % 2 == 0 ? null : "live" });
+        var responses = await client.InvokeAllAsync(requests, new AwsFanOutOptions { MaxConcurrency = 8 });
+
+        Assert.That(responses, Has.Count.EqualTo(600));
+        Assert.That((sent, valid), Is.EqualTo((600, 600)));
+    }
+
     private sealed class SwitchingCredentials(AwsCredentials first) : IAwsCredentialsProvider
     {
         public AwsCredentials Current { get; set; } = first;
