@@ -392,6 +392,24 @@ sealed class AwsResponse
         return _contentHeaders is not null && _contentHeaders.NonValidated.TryGetValues(name, out values) ? values.ToString() : null;
     }
 
+    // Several headers in one pass over the answer's (for a reader that wants them all, as Lambda's does): values[i] is
+    // names[i]'s as GetHeader reads it, null when absent.
+    internal void GetHeaders(ReadOnlySpan<string> names, Span<string?> values)
+    {
+        values.Clear();
+        if (_headers is null)
+        {
+            for (int i = 0; i < names.Length; i++) values[i] = GetHeader(names[i]);
+            return;
+        }
+        foreach (var (name, value) in _headers.NonValidated)
+            for (int i = 0; i < names.Length; i++)
+                if (values[i] is null && name.Equals(names[i], StringComparison.OrdinalIgnoreCase)) values[i] = value.ToString();
+        if (_contentHeaders is null) return;
+        for (int i = 0; i < names.Length; i++)
+            if (values[i] is null && _contentHeaders.NonValidated.TryGetValues(names[i], out var found)) values[i] = found.ToString();
+    }
+
     /// <summary>The body as UTF-8 text.</summary>
     public string GetBodyString() => Encoding.UTF8.GetString(Body.Span);
 
@@ -859,7 +877,8 @@ sealed class AwsClient : IDisposable
         SendCoreAsync(request, fanOut, (object?)null, static (_, answer) => answer, cancellationToken, streaming);
 
     // `read` makes the caller's response from the successful answer in this same state machine, so that a service
-    // client's call (LambdaClient's) is one async method and one task, not two. What it throws is the caller's.
+    // client's call (LambdaClient's) is one async method and one task, not two. What it throws is the caller's. The
+    // attempt's before and after run in here (they rarely wait): only the send itself is an async method of its own.
     internal async Task<TResponse> SendCoreAsync<TState, TResponse>(AwsRequest request, FanOutContext? fanOut, TState state,
         Func<TState, AwsResponse, TResponse> read, CancellationToken cancellationToken, bool streaming = false)
     {
@@ -870,13 +889,24 @@ sealed class AwsClient : IDisposable
         {
             while (true)
             {
-                var response = await AttemptWithRetryPolicyAsync(call, fanOut, telemetry, cancellationToken).ConfigureAwait(false);
-                if (response is not null)
+                var credentials = await StartAttemptAsync(call, fanOut, telemetry, cancellationToken).ConfigureAwait(false);
+                Attempt attempt;
+                try
+                {
+                    attempt = await AttemptAsync(call, credentials, call.Attempts, call.ClockOffset ?? _retry.ClockOffset, cancellationToken).ConfigureAwait(false);
+                }
+                catch
+                {
+                    fanOut?.Limiter?.Release(call.InFlight, concurrencyThrottled: false, succeeded: false); // cancelled: the slot is not lost
+                    throw;
+                }
+                if (EndAttempt(call, fanOut, telemetry, attempt, out var retryDelay) is { } response)
                 {
                     var result = read(state, response); // what it throws (a function error) is the call's failure
                     telemetry.Succeeded(Service, request.OperationName, response);
                     return result;
                 }
+                if (retryDelay > TimeSpan.Zero) await Task.Delay(retryDelay, _clock, cancellationToken).ConfigureAwait(false);
             }
         }
         catch (Exception e)
@@ -886,19 +916,15 @@ sealed class AwsClient : IDisposable
         }
     }
 
-    // One attempt with what surrounds it: credentials, the limiters, then the retry decision. The answer, or null to
-    // go again (after the backoff); a final failure is thrown.
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<AwsResponse?> AttemptWithRetryPolicyAsync(Call call, FanOutContext? fanOut,
-        CallTelemetry telemetry, CancellationToken cancellationToken)
+    // The waits first (the fan-out's limit, adaptive retries' rate), then the credentials to sign with: a call that
+    // waited long in a queue signs with fresh ones. Each usually completes at once. Where the attempt started is noted
+    // in the call, for EndAttempt.
+    private async ValueTask<AwsCredentials?> StartAttemptAsync(Call call, FanOutContext? fanOut, CallTelemetry telemetry, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        long successesBefore = fanOut?.Successes ?? 0;
-        // The waits first, then the credentials: a call that waited long in a queue signs with fresh ones.
+        call.FanOutSuccesses = fanOut?.Successes ?? 0;
         var limiter = fanOut?.Limiter;
-        int startedAt = limiter is null ? 0 : await limiter.AcquireAsync(cancellationToken).ConfigureAwait(false);
-        Attempt attempt;
-        long attemptStarted;
+        call.InFlight = limiter is null ? 0 : await limiter.AcquireAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             await _retry.BeforeAttemptAsync(cancellationToken).ConfigureAwait(false);
@@ -906,30 +932,37 @@ sealed class AwsClient : IDisposable
             var credentials = await GetCredentialsAsync(call, call.Attempts + 1, cancellationToken).ConfigureAwait(false);
             telemetry.Identity(Service, call.Request.OperationName, identityStarted);
             call.Attempts++;
-            attemptStarted = telemetry.Measuring ? Stopwatch.GetTimestamp() : 0;
-            attempt = await AttemptAsync(call, credentials, call.Attempts, call.ClockOffset ?? _retry.ClockOffset, cancellationToken).ConfigureAwait(false);
+            call.AttemptStarted = telemetry.Measuring ? Stopwatch.GetTimestamp() : 0;
+            return credentials;
         }
         catch
         {
-            limiter?.Release(startedAt, concurrencyThrottled: false, succeeded: false); // a cancellation, no credentials: the slot is not lost
+            limiter?.Release(call.InFlight, concurrencyThrottled: false, succeeded: false); // a cancellation, no credentials: the slot is not lost
             throw;
         }
+    }
+
+    // The attempt's outcome told to the limiter and the retry policy: the answer; or null and how long to wait before
+    // going again; or a final failure, thrown.
+    private AwsResponse? EndAttempt(Call call, FanOutContext? fanOut, CallTelemetry telemetry, in Attempt attempt, out TimeSpan retryDelay)
+    {
+        retryDelay = TimeSpan.Zero;
         bool throttled = attempt.Failure is AwsServiceException { IsThrottling: true };
-        limiter?.Release(startedAt, throttled && AwsErrors.IsConcurrencyThrottle((AwsServiceException)attempt.Failure!), attempt.Response is not null);
+        fanOut?.Limiter?.Release(call.InFlight, throttled && AwsErrors.IsConcurrencyThrottle((AwsServiceException)attempt.Failure!), attempt.Response is not null);
         _retry.AfterAttempt(throttled);
         if (attempt.Response is { } response)
         {
             // A corrected clock is the client's only once the service accepted a request signed with it.
             if (call.ClockOffset is { } corrected) _retry.ConfirmClockOffset(corrected);
             _retry.OnSuccess(call.TokensTaken);
-            if (fanOut is not null) fanOut.OnSuccess();
-            telemetry.Attempt(Service, call.Request.OperationName, attemptStarted, throttled: false, retry: false);
+            fanOut?.OnSuccess();
+            telemetry.Attempt(Service, call.Request.OperationName, call.AttemptStarted, throttled: false, retry: false);
             return response;
         }
-        var delay = DecideRetry(attempt, call, fanOut is not null && fanOut.Successes > successesBefore, fanOut?.Limiter is not null);
-        telemetry.Attempt(Service, call.Request.OperationName, attemptStarted, throttled, retry: delay is not null);
+        var delay = DecideRetry(attempt, call, fanOut is not null && fanOut.Successes > call.FanOutSuccesses, fanOut?.Limiter is not null);
+        telemetry.Attempt(Service, call.Request.OperationName, call.AttemptStarted, throttled, retry: delay is not null);
         if (delay is not { } wait) ExceptionDispatchInfo.Throw(attempt.Failure!);
-        else if (wait > TimeSpan.Zero) await Task.Delay(wait, _clock, cancellationToken).ConfigureAwait(false);
+        else retryDelay = wait;
         return null;
     }
 
@@ -992,6 +1025,11 @@ sealed class AwsClient : IDisposable
         public int CountedAttempts;  // those that count toward MaxAttempts
         public int TokensTaken;      // from the retry quota
         public TimeSpan? ClockOffset; // the server's clock as its skew error said, for this call's next attempts
+        // The attempt under way: where it stands in the fan-out's concurrency limit, the fan-out's successes when it
+        // started (did the fan-out progress meanwhile?), its start for telemetry.
+        public int InFlight;
+        public long FanOutSuccesses;
+        public long AttemptStarted;
 
         public required AwsRequest Request { get; init; }
         public required RequestTarget Target { get; init; }

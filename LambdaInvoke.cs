@@ -14,6 +14,7 @@ using System;
 using System.Buffers;
 using System.Collections.Generic;
 using System.Net;
+using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
@@ -154,19 +155,13 @@ sealed class LambdaResponse
             _unusual = new Unusual(statusCode, executedVersion, requestId, log, functionError);
     }
 
-    // The Guid that formats back ("D", lowercase) to the same text; Guid.Empty for any other text. The layout is checked
-    // here: Guid's parser also takes surrounding spaces, "0x" and "+", which would not format back.
-    private static Guid AsLowercaseUuid(string text)
-    {
-        if (text.Length != 36) return Guid.Empty;
-        for (int i = 0; i < 36; i++)
-        {
-            char c = text[i];
-            bool ok = i is 8 or 13 or 18 or 23 ? c == '-' : char.IsAsciiDigit(c) || c is >= 'a' and <= 'f';
-            if (!ok) return Guid.Empty;
-        }
-        return Guid.ParseExact(text, "D");
-    }
+    // The Guid that formats back ("D", lowercase) to the same text; Guid.Empty for any other text. Only lowercase hex
+    // and dashes get to Guid's parser, which would also take upper case, spaces, "0x" and "+" (none formats back); it
+    // checks where the dashes are.
+    private static Guid AsLowercaseUuid(string text) =>
+        text.Length == 36 && !text.AsSpan().ContainsAnyExcept(LowercaseUuidChars) && Guid.TryParseExact(text, "D", out var id) ? id : Guid.Empty;
+
+    private static readonly SearchValues<char> LowercaseUuidChars = SearchValues.Create("0123456789abcdef-");
 
     /// <summary>The function name as the caller gave it.</summary>
     public string FunctionName { get; }
@@ -559,12 +554,24 @@ internal static class LambdaWire
 
     private static string Describe(char c) => char.IsControl(c) || char.IsWhiteSpace(c) ? $"U+{(int)c:X4}" : $"'{c}'";
 
-    public static LambdaResponse ReadResponse(string functionName, AwsResponse answer) =>
-        new(functionName, (int)answer.StatusCode, answer.Body,
-            answer.GetHeader("X-Amz-Executed-Version"),
-            answer.RequestId,
-            DecodeLog(answer.GetHeader("X-Amz-Log-Result")),
-            answer.GetHeader("X-Amz-Function-Error"));
+    public static LambdaResponse ReadResponse(string functionName, AwsResponse answer)
+    {
+        var found = new ResponseHeaderValues();
+        Span<string?> values = found;
+        answer.GetHeaders(ResponseHeaders, values);
+        return new(functionName, (int)answer.StatusCode, answer.Body, executedVersion: values[0], requestId: values[1] ?? values[2],
+            log: DecodeLog(values[3]), functionError: values[4]);
+    }
+
+    // What ReadResponse reads, in one pass: the request id as AwsResponse.RequestId reads it.
+    private static readonly string[] ResponseHeaders =
+        ["X-Amz-Executed-Version", "x-amzn-RequestId", "x-amz-request-id", "X-Amz-Log-Result", "X-Amz-Function-Error"];
+
+    [InlineArray(5)] // ResponseHeaders.Length, on the stack
+    private struct ResponseHeaderValues
+    {
+        private string? _first;
+    }
 
     private static string? DecodeLog(string? base64)
     {

@@ -25,6 +25,54 @@ public class LambdaResponseTests
         Assert.That(response.ExecutedVersion, Is.EqualTo("$LATEST"));
     }
 
+    // Random UUIDs, and each with one character changed to another that a UUID's text may or may not hold: every one
+    // reads back exactly, and the lowercase UUIDs among them are held without their text.
+    [Test]
+    public void RandomRequestIdsReadBackAsGiven()
+    {
+        var random = new Random(20261129);
+        const string alphabet = "0123456789abcdefABCDEFgG-x+ {}";
+        for (int i = 0; i < 2_000; i++)
+        {
+            string uuid = Guid.NewGuid().ToString("D");
+            char[] changed = uuid.ToCharArray();
+            changed[random.Next(changed.Length)] = alphabet[random.Next(alphabet.Length)];
+            foreach (var requestId in new[] { uuid, new string(changed) })
+            {
+                var response = new LambdaResponse("f", 200, new byte[] { 1 }, "$LATEST", requestId);
+                Assert.That(response.RequestId, Is.EqualTo(requestId));
+                bool lowercaseUuid = System.Text.RegularExpressions.Regex.IsMatch(requestId, "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+                    && requestId != Guid.Empty.ToString();
+                Assert.That(response.ExecutedVersion, Is.EqualTo("$LATEST"));
+                Assert.That(typeof(LambdaResponse).GetField("_unusual", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!.GetValue(response),
+                    lowercaseUuid ? Is.Null : Is.Not.Null, requestId);
+            }
+        }
+    }
+
+    // Lambda's answer headers are read in one pass: each whatever its case, a repeated one as GetHeader reads it, the
+    // request id from x-amzn-RequestId before x-amz-request-id.
+    [Test]
+    public void AnAnswersHeadersAreReadInOnePass()
+    {
+        using var message = new HttpResponseMessage(System.Net.HttpStatusCode.OK) { Content = new ByteArrayContent([0x7b, 0x7d]) };
+        message.Headers.TryAddWithoutValidation("x-amz-request-id", "s3-style-id");
+        message.Headers.TryAddWithoutValidation("X-AMZN-REQUESTID", "8f2c4c6e-2b1a-4d8e-9c3f-0a1b2c3d4e5f");
+        message.Headers.TryAddWithoutValidation("x-amz-executed-version", "7");
+        message.Headers.TryAddWithoutValidation("X-Amz-Function-Error", "Unhandled");
+        message.Headers.TryAddWithoutValidation("X-Amz-Function-Error", "Handled");
+        message.Headers.TryAddWithoutValidation("X-Amz-Log-Result", Convert.ToBase64String("START\nEND"u8));
+        var answer = new AwsResponse(message.StatusCode, new byte[] { 0x7b, 0x7d }, message.Headers, message.Content.Headers);
+        var response = LambdaWire.ReadResponse("f", answer);
+        Assert.That((response.RequestId, response.ExecutedVersion, response.FunctionError, response.Log),
+            Is.EqualTo(("8f2c4c6e-2b1a-4d8e-9c3f-0a1b2c3d4e5f", "7", answer.GetHeader("X-Amz-Function-Error"), "START\nEND")));
+
+        using var s3Style = new HttpResponseMessage(System.Net.HttpStatusCode.OK);
+        s3Style.Headers.TryAddWithoutValidation("x-amz-request-id", "s3-style-id");
+        var second = LambdaWire.ReadResponse("f", new AwsResponse(s3Style.StatusCode, default, s3Style.Headers, null));
+        Assert.That((second.RequestId, second.ExecutedVersion, second.FunctionError, second.Log), Is.EqualTo(("s3-style-id", (string?)null, (string?)null, (string?)null)));
+    }
+
     [Test]
     public void UnusualValuesReadBackAsGiven()
     {
