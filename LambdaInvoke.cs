@@ -15,6 +15,7 @@ using System.Buffers;
 using System.Collections.Generic;
 using System.Net;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
@@ -133,27 +134,32 @@ internal
 sealed class LambdaResponse
 {
     // A collecting fan-out keeps one response per call, so the usual answer (HTTP 200, $LATEST, a request id that is a
-    // lowercase UUID, no log, no function error) takes 64 bytes: the request id as a Guid, anything else in an object
-    // of its own. The floor keeps only the payload; this keeps a call's metadata with it at little more.
+    // lowercase UUID, no log, no function error, the payload a whole array as the pipeline reads it) takes 56 bytes:
+    // the request id as a Guid, anything else in an object of its own. The floor keeps only the payload; this keeps a
+    // call's metadata with it at little more.
+    private readonly byte[]? _payload;  // null: the payload is part of an array, held in _unusual
     private readonly Guid _requestId;   // Guid.Empty: none, or held as text in _unusual
     private readonly Unusual? _unusual;
 
-    private sealed record Unusual(int StatusCode, string? ExecutedVersion, string? RequestId, string? Log, string? FunctionError);
+    private sealed record Unusual(int StatusCode, string? ExecutedVersion, string? RequestId, string? Log, string? FunctionError, ReadOnlyMemory<byte> Payload);
 
     /// <summary>Creates a response (for tests and fakes).</summary>
     public LambdaResponse(string functionName, int statusCode, ReadOnlyMemory<byte> payload, string? executedVersion = null,
         string? requestId = null, string? log = null, string? functionError = null)
     {
         FunctionName = functionName ?? throw new ArgumentNullException(nameof(functionName));
-        Payload = payload;
+        _payload = payload.IsEmpty ? Array.Empty<byte>() : WholeArray(payload);
         if (requestId is not null && AsLowercaseUuid(requestId) is var id && id != Guid.Empty)
         {
             _requestId = id;
             requestId = null;
         }
-        if (statusCode != 200 || executedVersion != "$LATEST" || requestId is not null || log is not null || functionError is not null)
-            _unusual = new Unusual(statusCode, executedVersion, requestId, log, functionError);
+        if (statusCode != 200 || executedVersion != "$LATEST" || requestId is not null || log is not null || functionError is not null || _payload is null)
+            _unusual = new Unusual(statusCode, executedVersion, requestId, log, functionError, _payload is null ? payload : default);
     }
+
+    private static byte[]? WholeArray(ReadOnlyMemory<byte> memory) =>
+        MemoryMarshal.TryGetArray(memory, out var segment) && segment.Offset == 0 && segment.Count == segment.Array!.Length ? segment.Array : null;
 
     // The Guid that formats back ("D", lowercase) to the same text; Guid.Empty for any other text. Only lowercase hex
     // and dashes get to Guid's parser, which would also take upper case, spaces, "0x" and "+" (none formats back); it
@@ -170,7 +176,7 @@ sealed class LambdaResponse
     public int StatusCode => _unusual?.StatusCode ?? 200;
 
     /// <summary>The function's answer as sent (usually JSON); empty for Event and DryRun.</summary>
-    public ReadOnlyMemory<byte> Payload { get; }
+    public ReadOnlyMemory<byte> Payload => _payload ?? _unusual!.Payload;
 
     /// <summary>The version that ran (<c>X-Amz-Executed-Version</c>), such as <c>$LATEST</c>; null when not sent.</summary>
     public string? ExecutedVersion => _unusual is null ? "$LATEST" : _unusual.ExecutedVersion;
