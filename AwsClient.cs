@@ -2006,7 +2006,7 @@ internal sealed class Collected<TRequest, TResponse, TItem>(Func<AwsOutcome<TReq
 /// One fan-out run. Workers (at most MaxConcurrency, started as requests turn up) each take a slot, read the next
 /// request, send it and post the outcome; the consumer gives the slot back when it takes the outcome. So the requests
 /// read but not yet consumed, the calls in flight among them, never exceed MaxConcurrency. A collect-all run has a sink
-/// instead of a consumer: the worker places the outcome there and frees its slot itself.
+/// instead of a consumer: the worker places the outcome there, taken at once, so its workers take no slots.
 /// </summary>
 internal sealed class FanOutRun<TRequest, TResponse>
 {
@@ -2121,9 +2121,12 @@ internal sealed class FanOutRun<TRequest, TResponse>
         var token = _stop.Token;
         try
         {
+            // A collect-all run's outcomes are taken as they are placed: its workers alone bound what is read ahead,
+            // so they take no slot (two operations on a lock all workers share, a call).
+            bool takesSlots = _sink is null;
             while (!_input.Exhausted && Volatile.Read(ref _stopped) == 0)
             {
-                await _slots.WaitAsync().ConfigureAwait(false);
+                if (takesSlots) await _slots.WaitAsync().ConfigureAwait(false);
                 bool posted = false;
                 try
                 {
@@ -2166,7 +2169,7 @@ internal sealed class FanOutRun<TRequest, TResponse>
                 }
                 finally
                 {
-                    if (!posted) _slots.Release();
+                    if (takesSlots && !posted) _slots.Release();
                 }
             }
         }
@@ -2232,7 +2235,7 @@ internal sealed class FanOutRun<TRequest, TResponse>
         {
             Debug.WriteLine($"SigV4Lite: a fan-out progress listener threw {e.GetType().Name}; the run goes on.");
         }
-        return _sink is null; // an outcome placed in a sink is taken already: its worker frees the slot
+        return _sink is null; // an outcome in the channel holds its slot until the consumer takes it
     }
 
     // Called by the input, under its lock, after a request was read: while requests keep coming, add workers up to
