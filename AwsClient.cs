@@ -726,6 +726,7 @@ sealed class AwsClient : IDisposable
     private readonly string _origin;     // scheme://host[:port]
     private readonly string _basePath;   // the endpoint's own path, without its last '/'
     private readonly string _host;       // the Host header HttpClient sends
+    private readonly KeyValuePair<string, string>[] _hostOnly; // the signed headers of a request that adds none (read, never written)
     private readonly RetryPolicy _retry;
     private readonly AttemptTimeouts _timeouts;
 
@@ -756,6 +757,7 @@ sealed class AwsClient : IDisposable
         _origin = Endpoint.GetLeftPart(UriPartial.Authority);
         _basePath = Endpoint.AbsolutePath.TrimEnd('/');
         _host = SigV4.HostHeader(Endpoint);
+        _hostOnly = [new("Host", _host)];
         _signing = new SigV4Options(service.SigningName, Region);
         _credentials = signed ? options.Credentials ?? DefaultCredentials(settings.Context) : null;
         _retry = new RetryPolicy(settings.RetryMode, settings.MaxAttempts, options.RetryBaseDelay, _clock);
@@ -1050,7 +1052,7 @@ sealed class AwsClient : IDisposable
         {
             Request = request,
             Target = TargetFor(request.Path, request.Query),
-            SignedHeaders = RequestRules.HeadersToSign(_host, request),
+            SignedHeaders = request.Headers is { Count: 0 } && request.ContentType is null ? _hostOnly : RequestRules.HeadersToSign(_host, request),
             Timeout = request.Timeout ?? _timeout,
             Streaming = streaming,
         };
