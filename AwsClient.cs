@@ -1118,7 +1118,7 @@ sealed class AwsClient : IDisposable
                 ? Array.Empty<byte>()
                 : await ResponseBody.ReadAsync(response.Content, _maxResponseSize, Service.ServiceId, token).ConfigureAwait(false);
             var answer = new AwsResponse(response.StatusCode, body, response.Headers, response.Content.Headers);
-            var error = AwsErrors.ReadIfError(Service, call.Request.OperationName, answer, response, credentials, _retry.ServerNow(), attemptNumber);
+            var error = AwsErrors.ReadIfError(Service, call.Request.OperationName, answer, response, credentials, _clock, _retry.ClockOffset, attemptNumber);
             return error is null ? new Attempt(answer, null, signedOffset) : new Attempt(null, error, signedOffset);
         }
         catch (Exception e) when (e is not AwsException && cancellationToken.IsCancellationRequested)
@@ -1384,7 +1384,7 @@ internal static class AwsErrors
 
     // The error in an answer, or null when it is a success.
     public static AwsServiceException? ReadIfError(AwsService service, string? operation, AwsResponse answer, HttpResponseMessage response,
-        AwsCredentials? credentials, DateTimeOffset serverNow, int attempt)
+        AwsCredentials? credentials, TimeProvider clock, TimeSpan clockOffset, int attempt)
     {
         int status = (int)answer.StatusCode;
         bool success = status is >= 200 and <= 299;
@@ -1394,8 +1394,8 @@ internal static class AwsErrors
         var statusCode = success ? HttpStatusCode.InternalServerError : answer.StatusCode; // S3's 200 error is a server error, retried
         string code = details.Code ?? CodeFromStatus(statusCode);
         string message = Redact(details.Message ?? (answer.Body.Length > 0 ? Json.Clip(answer.Body.Span) : response.ReasonPhrase ?? "(no message)"), credentials);
-        // A Retry-After date is on the server's clock.
-        var retryAfter = response.Headers.RetryAfter is { } ra ? ra.Delta ?? (ra.Date is { } d ? d - serverNow : null) : null;
+        // A Retry-After date is on the server's clock (ours, corrected by the skew the client learnt).
+        var retryAfter = response.Headers.RetryAfter is { } ra ? ra.Delta ?? (ra.Date is { } d ? d - (clock.GetUtcNow() + clockOffset) : null) : null;
         return new AwsServiceException(service.ServiceId, code, message, statusCode)
         {
             OperationName = operation,
@@ -1556,8 +1556,6 @@ internal sealed class RetryPolicy
     public int Tokens => Volatile.Read(ref _tokens);
     public TimeSpan ClockOffset => TimeSpan.FromTicks(Interlocked.Read(ref _clockOffsetTicks));
     internal AdaptiveRateLimiter? RateLimiter => _rateLimiter;
-
-    public DateTimeOffset ServerNow() => _clock.GetUtcNow() + ClockOffset;
 
     // Throttling and transient errors; never a function error (a success to the pipeline) nor a 4xx that is the caller's.
     public static bool IsRetryable(Exception failure) => failure switch
