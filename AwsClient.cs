@@ -879,8 +879,9 @@ sealed class AwsClient : IDisposable
         SendCoreAsync(request, fanOut, (object?)null, static (_, answer) => answer, cancellationToken, streaming);
 
     // `read` makes the caller's response from the successful answer in this same state machine, so that a service
-    // client's call (LambdaClient's) is one async method and one task, not two. What it throws is the caller's. The
-    // attempt's before and after run in here (they rarely wait): only the send itself is an async method of its own.
+    // client's call (LambdaClient's) is one async method and one task, not two. What it throws is the caller's. An
+    // attempt's before (StartAttemptAsync) usually completes at once and its after (EndAttempt) is synchronous: an
+    // answer comes back through two async methods, the send's and this one.
     internal async Task<TResponse> SendCoreAsync<TState, TResponse>(AwsRequest request, FanOutContext? fanOut, TState state,
         Func<TState, AwsResponse, TResponse> read, CancellationToken cancellationToken, bool streaming = false)
     {
@@ -899,7 +900,8 @@ sealed class AwsClient : IDisposable
                 }
                 catch
                 {
-                    fanOut?.Limiter?.Release(call.InFlight, concurrencyThrottled: false, succeeded: false); // cancelled: the slot is not lost
+                    // Thrown (a cancellation, a redirect, a handler's own exception): the limiter's slot is given back.
+                    fanOut?.Limiter?.Release(call.InFlight, concurrencyThrottled: false, succeeded: false);
                     throw;
                 }
                 if (EndAttempt(call, fanOut, telemetry, attempt, out var retryDelay) is { } response)
@@ -921,6 +923,7 @@ sealed class AwsClient : IDisposable
     // The waits first (the fan-out's limit, adaptive retries' rate), then the credentials to sign with: a call that
     // waited long in a queue signs with fresh ones. Each usually completes at once. Where the attempt started is noted
     // in the call, for EndAttempt.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))] // when it does wait, no new state machine per attempt
     private async ValueTask<AwsCredentials?> StartAttemptAsync(Call call, FanOutContext? fanOut, CallTelemetry telemetry, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
@@ -1064,7 +1067,7 @@ sealed class AwsClient : IDisposable
     {
         public Uri Uri { get; } = uri;
         public string Path { get; } = path;  // as signed: the endpoint's own path first
-        public bool Kept { get; } = kept;    // in the client's cache (a target made for one call gets no template)
+        public bool Kept { get; } = kept;    // in the client's cache (a target made for one call prepares no template here)
         public SigV4Template? Template;      // the shape prepared for signing; replaced whole, read without a lock
     }
 
@@ -1931,8 +1934,9 @@ internal static class FanOut
     }
 
     // Each outcome is placed at its input position by the worker that made it: no channel and no consumer to wait for,
-    // so a placed outcome frees its slot at once. The run ends when its last worker does, or when it is stopped (a
-    // failure, the input failing, the caller's token), and then nothing is left in flight when this returns.
+    // and no slots (the workers, at most MaxConcurrency, bound what is read ahead). The run ends when its last worker
+    // does, or when it is stopped (a failure, the input failing, the caller's token), and then nothing is left in
+    // flight when this returns.
     private static async Task<IReadOnlyList<TItem>> CollectAsync<TRequest, TResponse, TItem>(Func<FanOutInput<TRequest>> input,
         Func<TRequest, FanOutContext, CancellationToken, Task<TResponse>> send, AwsFanOutOptions options,
         Collected<TRequest, TResponse, TItem> collected, CancellationToken cancellationToken)

@@ -13,6 +13,7 @@
 using System;
 using System.Buffers;
 using System.Collections.Generic;
+using System.Diagnostics;
 using System.Net;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -133,11 +134,14 @@ internal
 #endif
 sealed class LambdaResponse
 {
+    // Whether this holds the usual answer in its 56 bytes (for tests).
+    internal bool IsCompact => _unusual is null;
+
     // A collecting fan-out keeps one response per call, so the usual answer (HTTP 200, $LATEST, a request id that is a
     // lowercase UUID, no log, no function error, the payload a whole array as the pipeline reads it) takes 56 bytes:
     // the request id as a Guid, anything else in an object of its own. The floor keeps only the payload; this keeps a
     // call's metadata with it at little more.
-    private readonly byte[]? _payload;  // null: the payload is part of an array, held in _unusual
+    private readonly byte[]? _payload;  // null: not a whole array (a slice, native memory), held in _unusual
     private readonly Guid _requestId;   // Guid.Empty: none, or held as text in _unusual
     private readonly Unusual? _unusual;
 
@@ -564,6 +568,7 @@ internal static class LambdaWire
     {
         var found = new ResponseHeaderValues();
         Span<string?> values = found;
+        Debug.Assert(values.Length == ResponseHeaders.Length, "ResponseHeaderValues holds one value per name of ResponseHeaders");
         answer.GetHeaders(ResponseHeaders, values);
         return new(functionName, (int)answer.StatusCode, answer.Body, executedVersion: values[0], requestId: values[1] ?? values[2],
             log: DecodeLog(values[3]), functionError: values[4]);

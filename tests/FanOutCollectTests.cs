@@ -73,8 +73,9 @@ public class FanOutCollectTests
         }
     }
 
-    // MaxConcurrency = int.MaxValue reads as "no limit": a stop must wake the waiting workers without overflowing the
-    // slots' count (it threw SemaphoreFullException out of the caller's own Cancel()).
+    // MaxConcurrency = int.MaxValue reads as "no limit": a stop must wake a streaming run's waiting workers without
+    // overflowing the slots' count (it threw SemaphoreFullException out of the caller's own Cancel()); a collect-all
+    // run's workers take no slot, and its stop must not overflow them either.
     [Test]
     public async Task NoLimitOnConcurrencyStillStopsCleanly()
     {
@@ -103,5 +104,94 @@ public class FanOutCollectTests
         Assert.DoesNotThrow(stop.Cancel);
         Assert.ThrowsAsync(Is.InstanceOf<OperationCanceledException>(), () => each);
         Assert.That(seen, Is.EqualTo(0));
+    }
+
+    // A collect-all run takes no slots: its workers, at most MaxConcurrency, are what bound the requests read ahead of
+    // the answers. With every call held, exactly MaxConcurrency requests are read.
+    [Test]
+    public async Task ACollectAllRunReadsAtMostMaxConcurrencyAhead()
+    {
+        var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        int read = 0, sent = 0;
+        using var client = new LambdaClient(new AwsClientOptions
+        {
+            Region = "us-east-1",
+            Endpoint = new Uri("http://127.0.0.1:9/"),
+            Credentials = new AwsCredentials("AKIDEXAMPLE", "secret"),
+            HttpHandler = new HeldLambda(held.Task, () => Interlocked.Increment(ref sent)),
+            Config = new AwsConfigOptions { GetEnvironmentVariable = _ => null },
+        });
+        IEnumerable<LambdaRequest> Counted()
+        {
+            for (int i = 0; i < 1_000; i++)
+            {
+                Interlocked.Increment(ref read);
+                yield return new LambdaRequest("f" + i, "{}");
+            }
+        }
+        var all = client.InvokeAllAsync(Counted(), new AwsFanOutOptions { MaxConcurrency = 7 });
+        for (int i = 0; i < 200 && Volatile.Read(ref sent) < 7; i++) await Task.Delay(10);
+        await Task.Delay(100); // time for a worker too many to read another
+        Assert.That((Volatile.Read(ref read), Volatile.Read(ref sent)), Is.EqualTo((7, 7)), "read ahead of the answers");
+        held.SetResult();
+        var responses = await all;
+        Assert.That(responses.Count, Is.EqualTo(1_000));
+        Assert.That(read, Is.EqualTo(1_000));
+    }
+
+    private sealed class HeldLambda(Task held, Action onSend) : HttpMessageHandler
+    {
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            onSend();
+            await held.WaitAsync(cancellationToken);
+            return new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request, Content = new ByteArrayContent("{}"u8.ToArray()) };
+        }
+    }
+
+    // An adaptive fan-out limited to one call at a time: every way an attempt can fail (the handler throws, answers
+    // nothing, the credentials throw, the function fails) gives its place back, or the next call would wait forever.
+    [Test]
+    public async Task EveryFailedAttemptGivesItsPlaceBackToTheLimiter()
+    {
+        using var client = new LambdaClient(new AwsClientOptions
+        {
+            Region = "us-east-1",
+            Endpoint = new Uri("http://127.0.0.1:9/"),
+            Credentials = new EveryFifthFails(),
+            HttpHandler = new FailingLambda(),
+            MaxAttempts = 1,
+            Config = new AwsConfigOptions { GetEnvironmentVariable = _ => null },
+        });
+        var run = client.InvokeAllSettledAsync(Enumerable.Range(0, 60).Select(i => new LambdaRequest("f" + i, "{}")),
+            new AwsFanOutOptions { MaxConcurrency = 1, AdaptiveConcurrency = true });
+        Assert.That(await Task.WhenAny(run, Task.Delay(TimeSpan.FromSeconds(20))), Is.SameAs(run), "a failed attempt kept its place in the limiter");
+        var outcomes = await run;
+        Assert.That(outcomes.Count, Is.EqualTo(60));
+        var failures = outcomes.Where(o => !o.Succeeded).Select(o => o.Error!.GetType()).Distinct().ToList();
+        Assert.That(failures, Is.SubsetOf(new[] { typeof(InvalidOperationException), typeof(LambdaFunctionException) }));
+        Assert.That(failures, Has.Count.EqualTo(2), "both kinds of failure were met");
+        Assert.That(outcomes.Count(o => o.Succeeded), Is.GreaterThan(0));
+    }
+
+    private sealed class FailingLambda : HttpMessageHandler
+    {
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            int i = int.Parse(request.RequestUri!.AbsolutePath.Split('/')[3][1..]);
+            if (i % 3 == 1) throw new InvalidOperationException("the handler failed");
+            if (i % 3 == 2) return Task.FromResult<HttpResponseMessage>(null!);
+            var response = new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request, Content = new ByteArrayContent("{}"u8.ToArray()) };
+            if (i % 4 == 0) response.Headers.TryAddWithoutValidation("X-Amz-Function-Error", "Unhandled");
+            return Task.FromResult(response);
+        }
+    }
+
+    private sealed class EveryFifthFails : IAwsCredentialsProvider
+    {
+        private int _calls;
+
+        public ValueTask<AwsCredentials> GetCredentialsAsync(CancellationToken cancellationToken = default) =>
+            Interlocked.Increment(ref _calls) % 5 == 0 ? throw new InvalidOperationException("no credentials") : new(new AwsCredentials("AKIDEXAMPLE", "secret"));
     }
 }

@@ -350,6 +350,41 @@ public sealed class LambdaInvokeTests : EmulatorFixture
         Assert.That(e!.RetryAfter, Is.EqualTo(TimeSpan.FromSeconds(30)));
     }
 
+    // Once the client has learnt that the server's clock runs 10 minutes ahead (a skew error, then a success), a
+    // Retry-After date 30 s after the server's now means 30 s, not 10 min 30 s.
+    [Test]
+    public async Task RetryAfterAsADate_IsMeasuredOnTheServersClockAsTheClientLearntIt()
+    {
+        var clock = new SteppingClock(new DateTimeOffset(2030, 1, 1, 12, 0, 0, TimeSpan.Zero));
+        var skew = TimeSpan.FromMinutes(10);
+        int answers = 0;
+        var stub = new StubHandler(_ =>
+        {
+            var serverNow = clock.GetUtcNow() + skew;
+            var response = Interlocked.Increment(ref answers) switch
+            {
+                1 => StubHandler.Json(HttpStatusCode.Forbidden, """{"message":"Signature expired: 20300101T120000Z is now earlier than 20300101T120500Z (20300101T121000Z - 5 min.)"}""",
+                    ("x-amzn-ErrorType", "InvalidSignatureException")),
+                2 => StubHandler.Json(HttpStatusCode.OK, "{}"),
+                _ => StubHandler.Json(HttpStatusCode.TooManyRequests, """{"message":"Rate Exceeded."}""",
+                    ("x-amzn-ErrorType", "TooManyRequestsException"), ("Retry-After", (serverNow + TimeSpan.FromSeconds(30)).ToString("r"))),
+            };
+            response.Headers.Date = serverNow;
+            return response;
+        });
+        using var client = new LambdaClient(new AwsClientOptions
+        {
+            Endpoint = new Uri("https://lambda.us-east-1.amazonaws.com"), Region = "us-east-1",
+            Credentials = EmulatorTestSupport.ExampleCredentials, HttpHandler = stub, MaxAttempts = 1, Clock = clock,
+        });
+
+        await client.InvokeAsync(new LambdaRequest("f", "{}"));
+        Assert.That(client.Pipeline.Retry.ClockOffset, Is.EqualTo(skew));
+        var e = Assert.ThrowsAsync<AwsServiceException>(() => client.InvokeAsync(new LambdaRequest("f", "{}")));
+
+        Assert.That(e!.RetryAfter, Is.EqualTo(TimeSpan.FromSeconds(30)));
+    }
+
     // An error body that is not JSON (a proxy's HTML page, say) is quoted in the message, clipped to 500 characters;
     // with no code in it, the error is named from the status.
     [Test]

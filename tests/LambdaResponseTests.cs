@@ -45,8 +45,7 @@ public class LambdaResponseTests
                 bool lowercaseUuid = System.Text.RegularExpressions.Regex.IsMatch(requestId, "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
                     && requestId != Guid.Empty.ToString();
                 Assert.That(response.ExecutedVersion, Is.EqualTo("$LATEST"));
-                Assert.That(typeof(LambdaResponse).GetField("_unusual", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!.GetValue(response),
-                    lowercaseUuid ? Is.Null : Is.Not.Null, requestId);
+                Assert.That(response.IsCompact, Is.EqualTo(lowercaseUuid), requestId);
             }
         }
     }
@@ -66,7 +65,19 @@ public class LambdaResponseTests
         var answer = new AwsResponse(message.StatusCode, new byte[] { 0x7b, 0x7d }, message.Headers, message.Content.Headers);
         var response = LambdaWire.ReadResponse("f", answer);
         Assert.That((response.RequestId, response.ExecutedVersion, response.FunctionError, response.Log),
-            Is.EqualTo(("8f2c4c6e-2b1a-4d8e-9c3f-0a1b2c3d4e5f", "7", answer.GetHeader("X-Amz-Function-Error"), "START\nEND")));
+            Is.EqualTo(("8f2c4c6e-2b1a-4d8e-9c3f-0a1b2c3d4e5f", "7", "Unhandled, Handled", "START\nEND")));
+        Assert.That(answer.GetHeader("X-Amz-Function-Error"), Is.EqualTo(response.FunctionError), "as GetHeader reads it");
+
+        // A name among the content headers (a handler may put one there) is found there too.
+        using var inContent = new HttpResponseMessage(System.Net.HttpStatusCode.OK) { Content = new ByteArrayContent([]) };
+        inContent.Content.Headers.TryAddWithoutValidation("X-Amz-Executed-Version", "3");
+        var third = LambdaWire.ReadResponse("f", new AwsResponse(inContent.StatusCode, default, inContent.Headers, inContent.Content.Headers));
+        Assert.That(third.ExecutedVersion, Is.EqualTo("3"));
+
+        // A response built for a test (the public constructor) reads the same way.
+        var built = LambdaWire.ReadResponse("f", new AwsResponse(System.Net.HttpStatusCode.OK, default,
+            [new("x-amzn-requestid", "built-id"), new("X-AMZ-EXECUTED-VERSION", "$LATEST"), new("x-amz-function-error", "Handled")]));
+        Assert.That((built.RequestId, built.ExecutedVersion, built.FunctionError), Is.EqualTo(("built-id", "$LATEST", "Handled")));
 
         using var s3Style = new HttpResponseMessage(System.Net.HttpStatusCode.OK);
         s3Style.Headers.TryAddWithoutValidation("x-amz-request-id", "s3-style-id");
