@@ -20,12 +20,15 @@ public class FanOutCollectTests
         }
     }
 
-    private static LambdaClient Client(int failAt) => new(new AwsClientOptions
+    private static LambdaClient Client(int failAt) => Client(new InstantLambda(failAt));
+
+    private static LambdaClient Client(HttpMessageHandler handler, IAwsCredentialsProvider? credentials = null, int? maxAttempts = null) => new(new AwsClientOptions
     {
         Region = "us-east-1",
         Endpoint = new Uri("http://127.0.0.1:9/"),
-        Credentials = new AwsCredentials("AKIDEXAMPLE", "secret"),
-        HttpHandler = new InstantLambda(failAt),
+        Credentials = credentials ?? new AwsCredentials("AKIDEXAMPLE", "secret"),
+        HttpHandler = handler,
+        MaxAttempts = maxAttempts,
         Config = new AwsConfigOptions { GetEnvironmentVariable = _ => null },
     });
 
@@ -79,14 +82,7 @@ public class FanOutCollectTests
     [Test]
     public async Task NoLimitOnConcurrencyStillStopsCleanly()
     {
-        using var client = new LambdaClient(new AwsClientOptions
-        {
-            Region = "us-east-1",
-            Endpoint = new Uri("http://127.0.0.1:9/"),
-            Credentials = new AwsCredentials("AKIDEXAMPLE", "secret"),
-            HttpHandler = new SlowLambda(),
-            Config = new AwsConfigOptions { GetEnvironmentVariable = _ => null },
-        });
+        using var client = Client(new SlowLambda());
         using var cancel = new CancellationTokenSource();
         var options = new AwsFanOutOptions { MaxConcurrency = int.MaxValue };
         var all = client.InvokeAllAsync(Requests(20), options, cancel.Token);
@@ -113,14 +109,7 @@ public class FanOutCollectTests
     {
         var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         int read = 0, sent = 0;
-        using var client = new LambdaClient(new AwsClientOptions
-        {
-            Region = "us-east-1",
-            Endpoint = new Uri("http://127.0.0.1:9/"),
-            Credentials = new AwsCredentials("AKIDEXAMPLE", "secret"),
-            HttpHandler = new HeldLambda(held.Task, () => Interlocked.Increment(ref sent)),
-            Config = new AwsConfigOptions { GetEnvironmentVariable = _ => null },
-        });
+        using var client = Client(new HeldLambda(held.Task, () => Interlocked.Increment(ref sent)));
         IEnumerable<LambdaRequest> Counted()
         {
             for (int i = 0; i < 1_000; i++)
@@ -154,15 +143,7 @@ public class FanOutCollectTests
     [Test]
     public async Task EveryFailedAttemptGivesItsPlaceBackToTheLimiter()
     {
-        using var client = new LambdaClient(new AwsClientOptions
-        {
-            Region = "us-east-1",
-            Endpoint = new Uri("http://127.0.0.1:9/"),
-            Credentials = new EveryFifthFails(),
-            HttpHandler = new FailingLambda(),
-            MaxAttempts = 1,
-            Config = new AwsConfigOptions { GetEnvironmentVariable = _ => null },
-        });
+        using var client = Client(new FailingLambda(), new EveryFifthFails(), maxAttempts: 1);
         var run = client.InvokeAllSettledAsync(Enumerable.Range(0, 60).Select(i => new LambdaRequest("f" + i, "{}")),
             new AwsFanOutOptions { MaxConcurrency = 1, AdaptiveConcurrency = true });
         Assert.That(await Task.WhenAny(run, Task.Delay(TimeSpan.FromSeconds(20))), Is.SameAs(run), "a failed attempt kept its place in the limiter");
