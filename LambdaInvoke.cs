@@ -134,9 +134,6 @@ internal
 #endif
 sealed class LambdaResponse
 {
-    // Whether this holds the usual answer in its 56 bytes (for tests).
-    internal bool IsCompact => _unusual is null;
-
     // A collecting fan-out keeps one response per call, so the usual answer (HTTP 200, $LATEST, a request id that is a
     // lowercase UUID, no log, no function error, the payload a whole array as the pipeline reads it) takes 56 bytes:
     // the request id as a Guid, anything else in an object of its own. The floor keeps only the payload; this keeps a
@@ -146,6 +143,9 @@ sealed class LambdaResponse
     private readonly Unusual? _unusual;
 
     private sealed record Unusual(int StatusCode, string? ExecutedVersion, string? RequestId, string? Log, string? FunctionError, ReadOnlyMemory<byte> Payload);
+
+    // Whether this holds the usual answer in its 56 bytes (for tests).
+    internal bool IsCompact => _unusual is null;
 
     /// <summary>Creates a response (for tests and fakes).</summary>
     public LambdaResponse(string functionName, int statusCode, ReadOnlyMemory<byte> payload, string? executedVersion = null,
