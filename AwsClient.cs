@@ -726,7 +726,7 @@ sealed class AwsClient : IDisposable
     private readonly string _origin;     // scheme://host[:port]
     private readonly string _basePath;   // the endpoint's own path, without its last '/'
     private readonly string _host;       // the Host header HttpClient sends
-    private readonly KeyValuePair<string, string>[] _hostOnly; // the signed headers of a request that adds none (read, never written)
+    private readonly KeyValuePair<string, string>[] _hostOnly; // Host alone: the signed headers of a request that adds none (read, never written)
     private readonly RetryPolicy _retry;
     private readonly AttemptTimeouts _timeouts;
 
@@ -1055,7 +1055,7 @@ sealed class AwsClient : IDisposable
         {
             Request = request,
             Target = TargetFor(request.Path, request.Query),
-            SignedHeaders = request.Headers is { Count: 0 } && request.ContentType is null ? _hostOnly : RequestRules.HeadersToSign(_host, request),
+            SignedHeaders = RequestRules.HeadersToSign(_hostOnly, request),
             Timeout = request.Timeout ?? _timeout,
             Streaming = streaming,
         };
@@ -1309,11 +1309,13 @@ internal static class RequestRules
     private static string Shorten(string value) => value.Length <= 100 ? value : value[..100] + "...";
 
     // Host first (SigV4.Sign signs it; HttpClient writes it from the URI), then the request's headers and content type.
-    public static KeyValuePair<string, string>[] HeadersToSign(string host, AwsRequest request)
+    // Host first, then the request's own; a request that adds none shares the client's `hostOnly` list (never written).
+    public static KeyValuePair<string, string>[] HeadersToSign(KeyValuePair<string, string>[] hostOnly, AwsRequest request)
     {
         var given = request.Headers ?? throw new ArgumentException("The request's Headers are null; leave them unset for none.", nameof(request));
+        if (given.Count == 0 && request.ContentType is null) return hostOnly;
         var headers = new KeyValuePair<string, string>[1 + given.Count + (request.ContentType is null ? 0 : 1)];
-        headers[0] = new("Host", host);
+        headers[0] = hostOnly[0];
         int n = 1;
         foreach (var header in given)
         {
@@ -1962,14 +1964,6 @@ internal static class FanOut
         run.ReportFinal();
         return collected.Items;
     }
-
-    internal static void Place<T>(List<T> list, long index, T item)
-    {
-        if (index >= int.MaxValue)
-            throw new InvalidOperationException("More than 2^31 - 1 requests cannot be collected into a list; stream the outcomes instead (SendEachAsync, InvokeEachAsync).");
-        while (list.Count <= index) list.Add(default!);
-        list[(int)index] = item;
-    }
 }
 
 // Where a collect-all run's workers put the outcomes, as each completes.
@@ -1994,8 +1988,17 @@ internal sealed class Collected<TRequest, TResponse, TItem>(Func<AwsOutcome<TReq
         lock (_items)
         {
             if (failFast && outcome.Error is not null) _failure ??= outcome.Error;
-            else if (_failure is null) FanOut.Place(_items, outcome.Index, select(outcome));
+            else if (_failure is null) Place(outcome.Index, select(outcome));
         }
+    }
+
+    // At its input position; those before it not placed yet hold the default until they are.
+    private void Place(long index, TItem item)
+    {
+        if (index >= int.MaxValue)
+            throw new InvalidOperationException("More than 2^31 - 1 requests cannot be collected into a list; stream the outcomes instead (SendEachAsync, InvokeEachAsync).");
+        while (_items.Count <= index) _items.Add(default!);
+        _items[(int)index] = item;
     }
 
     public void ThrowIfFailed()
@@ -2218,8 +2221,8 @@ internal sealed class FanOutRun<TRequest, TResponse>
         if (Interlocked.Decrement(ref _sending) == 0 && Volatile.Read(ref _stopped) != 0) _idle.TrySetResult();
     }
 
-    // Posts the outcome (or places it in the sink), then tells the listeners. A listener that throws (an IProgress, a metrics callback) neither
-    // loses the outcome nor stops the run: its exception is the listener's problem, not the call's.
+    // Posts the outcome (or places it in the sink), then tells the listeners. A listener that throws (an IProgress, a
+    // metrics callback) neither loses the outcome nor stops the run: its exception is the listener's problem, not the call's.
     private bool Post(in AwsOutcome<TRequest, TResponse> done)
     {
         int inFlight = Interlocked.Decrement(ref _inFlight);

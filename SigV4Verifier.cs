@@ -266,7 +266,8 @@ sealed class SigV4Verifier
     {
         if (_allowedHosts is null) return null;
         string? host = Header(headers, "Host");
-        if (host is not null && NormalizeHost(host) is { } normalized && _allowedHosts.Contains(normalized)) return null;
+        // As sent is as configured, usually (the set ignores case): the URI parse that normalizes only for the rest.
+        if (host is not null && (_allowedHosts.Contains(host) || NormalizeHost(host) is { } normalized && _allowedHosts.Contains(normalized))) return null;
         // The hosts it does answer to are not told: whoever asks with a made-up Host would learn them.
         return SigV4VerificationResult.Fail(SigV4VerificationError.WrongHost, host is null
             ? "The request has no Host header."
