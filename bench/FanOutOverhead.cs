@@ -65,6 +65,9 @@ internal static class FanOutOverhead
         return 0;
     }
 
+    /// <summary>The in-process answerer, for the A/B run (<see cref="AbRun"/>).</summary>
+    public static HttpMessageHandler CannedHandler(bool yielding) => new CannedLambdaHandler(yielding);
+
     // One way, round after round, for `perf record -p` (the pid is printed once the warm-up is over).
     private static int Profile(TextWriter output, Func<Task<int>> run, int rounds)
     {

@@ -17,6 +17,7 @@ using SigV4Lite.Bench;
 // dotnet run -c Release --project bench -- --fast-fanout-interleaved [N]   the same, the four ways in turn, N rounds
 // dotnet run -c Release --project bench -- --fast-fanout-profile all 10000 256 [N]   one way, N rounds, for perf record
 // dotnet run -c Release --project bench -- --fast-fanout-memory       peak memory against the fast mock, 10,000 and 100,000 calls
+// dotnet run -c Release --project bench -- --ab BASELINE/SigV4Lite.dll [N] [--mock]  this build against another build of the library, in one process, turn by turn
 // dotnet run -c Release --project bench -- --fanout-overhead [N [way]] [--yield]  the client's own CPU per call, in-process answers, no network (a way's name start: that one only, for perf; --yield: each answer comes later, from the thread pool)
 // dotnet run -c Release --project bench -- --lambda-mock              the fast Lambda mock alone (prints its address)
 if (args.Length > 0 && args[0] == "--adaptive-fanout")
@@ -44,6 +45,11 @@ if (args.Length > 0 && args[0] == "--fanout-overhead")
     var rest = args.Skip(1).Where(a => a != "--yield").ToArray();
     return FanOutOverhead.Run(Console.Out, rest.Length > 0 ? int.Parse(rest[0], System.Globalization.CultureInfo.InvariantCulture) : 15, rest.Length > 1 ? rest[1] : null,
         yielding: args.Contains("--yield"));
+}
+if (args.Length > 1 && args[0] == "--ab")
+{
+    var rest = args.Skip(2).Where(a => a != "--mock").ToArray();
+    return AbRun.Run(Console.Out, args[1], rest.Length > 0 ? int.Parse(rest[0], System.Globalization.CultureInfo.InvariantCulture) : 40, mock: args.Contains("--mock"));
 }
 if (args.Length > 0 && args[0] == "--fast-fanout-interleaved")
     return FastFanOutRuns.Interleaved(Console.Out, args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 15);
