@@ -879,9 +879,10 @@ sealed class AwsClient : IDisposable
         SendCoreAsync(request, fanOut, (object?)null, static (_, answer) => answer, cancellationToken, streaming);
 
     // `read` makes the caller's response from the successful answer in this same state machine, so that a service
-    // client's call (LambdaClient's) is one async method and one task, not two. What it throws is the caller's. An
-    // attempt's before (StartAttemptAsync) usually completes at once and its after (EndAttempt) is synchronous: an
-    // answer comes back through two async methods, the send's and this one.
+    // client's call (LambdaClient's) is one async method and one task, not two. What it throws is the caller's. Each
+    // attempt is sent from here too: its before (StartAttemptAsync) usually completes at once, reading the answer
+    // (ReadAttemptAsync) usually does, and its after (EndAttempt) is synchronous, so an answer comes back through this
+    // one async method.
     internal async Task<TResponse> SendCoreAsync<TState, TResponse>(AwsRequest request, FanOutContext? fanOut, TState state,
         Func<TState, AwsResponse, TResponse> read, CancellationToken cancellationToken, bool streaming = false)
     {
@@ -893,16 +894,37 @@ sealed class AwsClient : IDisposable
             while (true)
             {
                 var credentials = await StartAttemptAsync(call, fanOut, telemetry, cancellationToken).ConfigureAwait(false);
+                // The attempt's timeout has a token of its own, so that its expiry is told apart from the caller's
+                // cancellation. `signedOffset`: the clock offset the attempt is signed with; a skew error is judged
+                // against it, not against one learnt since.
+                var deadline = _timeouts.Start(call.Timeout, cancellationToken);
+                var token = deadline?.Token ?? cancellationToken;
+                var signedOffset = call.ClockOffset ?? _retry.ClockOffset;
+                HttpRequestMessage? sent = null;
                 Attempt attempt;
                 try
                 {
-                    attempt = await AttemptAsync(call, credentials, call.Attempts, call.ClockOffset ?? _retry.ClockOffset, cancellationToken).ConfigureAwait(false);
+                    sent = BuildRequest(call, credentials, _clock.GetUtcNow() + signedOffset);
+                    var answer = await _http.SendAsync(sent, token).ConfigureAwait(false) // returns at the headers, as ResponseHeadersRead
+                        ?? throw new InvalidOperationException("The HTTP handler (AwsClientOptions.HttpHandler) returned no response message.");
+                    attempt = await ReadAttemptAsync(call, credentials, answer, signedOffset, token).ConfigureAwait(false);
                 }
-                catch
+                catch (Exception e) when (AttemptFailure(e, call, deadline, cancellationToken) is { } failure)
+                {
+                    attempt = new Attempt(null, failure, signedOffset);
+                }
+                catch (Exception e)
                 {
                     // Thrown (a cancellation, a redirect, a handler's own exception): the limiter's slot is given back.
                     fanOut?.Limiter?.Release(call.InFlight, concurrencyThrottled: false, succeeded: false);
+                    if (e is not AwsException && cancellationToken.IsCancellationRequested) // the caller's, whatever the stack made of it
+                        throw new OperationCanceledException("The call was cancelled.", e, cancellationToken);
                     throw;
+                }
+                finally
+                {
+                    sent?.Dispose();
+                    deadline?.End();
                 }
                 if (EndAttempt(call, fanOut, telemetry, attempt, out var retryDelay) is { } response)
                 {
@@ -1093,27 +1115,21 @@ sealed class AwsClient : IDisposable
 
     private readonly record struct Attempt(AwsResponse? Response, Exception? Failure, TimeSpan SignedOffset);
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    // `signedOffset`: the clock offset this attempt is signed with; a skew error is judged against it, not against one
-    // learnt since.
-    private async ValueTask<Attempt> AttemptAsync(Call call, AwsCredentials? credentials, int attemptNumber, TimeSpan signedOffset, CancellationToken cancellationToken)
+    // The answer to an attempt, read and classified: the response, or the service's error as the attempt's failure.
+    // The answer is disposed here, unless it is a streaming call's (its body then is the caller's).
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))] // when a body's read does wait, no new state machine per attempt
+    private async ValueTask<Attempt> ReadAttemptAsync(Call call, AwsCredentials? credentials, HttpResponseMessage response, TimeSpan signedOffset,
+        CancellationToken token)
     {
-        // The attempt's timeout has a token of its own, so that its expiry is told apart from the caller's cancellation.
-        var deadline = _timeouts.Start(call.Timeout, cancellationToken);
-        var token = deadline?.Token ?? cancellationToken;
-        HttpRequestMessage? request = null;
-        HttpResponseMessage? response = null;
+        HttpResponseMessage? owned = response;
         try
         {
-            request = BuildRequest(call, credentials, _clock.GetUtcNow() + signedOffset);
-            response = await _http.SendAsync(request, token).ConfigureAwait(false) // returns at the headers, as ResponseHeadersRead
-                ?? throw new InvalidOperationException("The HTTP handler (AwsClientOptions.HttpHandler) returned no response message.");
             if (!ReferenceEquals(response.RequestMessage?.RequestUri, call.Uri)) ThrowIfRedirected(response);
             if (call.Streaming && (int)response.StatusCode is >= 200 and <= 299)
             {
                 var open = new AwsResponse(response.StatusCode, default, response.Headers, response.Content.Headers) { Open = response };
                 response.RequestMessage = null; // the signed request (token, signature) does not go with the answer
-                response = null; // the caller's now
+                owned = null; // the caller's now
                 return new Attempt(open, null, signedOffset);
             }
             // A HEAD answer, a 204 and a 304 have no body, whatever Content-Length says (it describes the object).
@@ -1121,37 +1137,26 @@ sealed class AwsClient : IDisposable
                 ? Array.Empty<byte>()
                 : await ResponseBody.ReadAsync(response.Content, _maxResponseSize, Service.ServiceId, token).ConfigureAwait(false);
             var answer = new AwsResponse(response.StatusCode, body, response.Headers, response.Content.Headers);
-            var error = AwsErrors.ReadIfError(Service, call.Request.OperationName, answer, response, credentials, _clock, _retry.ClockOffset, attemptNumber);
+            var error = AwsErrors.ReadIfError(Service, call.Request.OperationName, answer, response, credentials, _clock, _retry.ClockOffset, call.Attempts);
             return error is null ? new Attempt(answer, null, signedOffset) : new Attempt(null, error, signedOffset);
-        }
-        catch (Exception e) when (e is not AwsException && cancellationToken.IsCancellationRequested)
-        {
-            // The caller's cancellation, whatever the stack made of it, carrying the caller's token.
-            throw new OperationCanceledException("The call was cancelled.", e, cancellationToken);
-        }
-        catch (Exception e) when (e is not AwsException && deadline?.IsCancellationRequested == true)
-        {
-            return new Attempt(null, new AwsTimeoutException(Service.ServiceId, call.Request.OperationName, call.Timeout, attemptNumber, e), signedOffset);
-        }
-        catch (OperationCanceledException e)
-        {
-            // Neither the caller nor our timer: the handler's own (its ConnectTimeout): the connection could not be made.
-            return new Attempt(null, new AwsConnectionException(Service.ServiceId, call.Request.OperationName, Endpoint, attemptNumber, e), signedOffset);
-        }
-        catch (AwsResponseTooLargeException e)
-        {
-            return new Attempt(null, e, signedOffset);
-        }
-        catch (Exception e) when (e is HttpRequestException || e is IOException)
-        {
-            return new Attempt(null, new AwsConnectionException(Service.ServiceId, call.Request.OperationName, Endpoint, attemptNumber, e), signedOffset);
         }
         finally
         {
-            response?.Dispose();
-            request?.Dispose();
-            deadline?.End();
+            owned?.Dispose();
         }
+    }
+
+    // What a failed send or read is for the retries: a timeout, a connection that failed, an answer too large. Null for
+    // what is not an attempt's failure (the caller's cancellation, a redirect, a handler's own exception): thrown.
+    private AwsException? AttemptFailure(Exception e, Call call, AttemptDeadline? deadline, CancellationToken cancellationToken)
+    {
+        if (e is AwsResponseTooLargeException tooLarge) return tooLarge;
+        if (e is AwsException || cancellationToken.IsCancellationRequested) return null;
+        string? operation = call.Request.OperationName;
+        if (deadline?.IsCancellationRequested == true) return new AwsTimeoutException(Service.ServiceId, operation, call.Timeout, call.Attempts, e);
+        // Neither the caller nor our timer: the handler's own (its ConnectTimeout): the connection could not be made.
+        if (e is OperationCanceledException or HttpRequestException or IOException) return new AwsConnectionException(Service.ServiceId, operation, Endpoint, call.Attempts, e);
+        return null;
     }
 
     // The handler followed a redirect although it was told not to (a custom handler): fail, and say so.
