@@ -894,31 +894,34 @@ sealed class AwsClient : IDisposable
             while (true)
             {
                 var credentials = await StartAttemptAsync(call, fanOut, telemetry, cancellationToken).ConfigureAwait(false);
-                // The attempt's timeout has a token of its own, so that its expiry is told apart from the caller's
-                // cancellation. `signedOffset`: the clock offset the attempt is signed with; a skew error is judged
-                // against it, not against one learnt since.
-                var deadline = _timeouts.Start(call.Timeout, cancellationToken);
-                var token = deadline?.Token ?? cancellationToken;
+                // `signedOffset`: the clock offset the attempt is signed with; a skew error is judged against it, not
+                // against one learnt since.
                 var signedOffset = call.ClockOffset ?? _retry.ClockOffset;
+                AttemptDeadline? deadline = null;
                 HttpRequestMessage? sent = null;
                 Attempt attempt;
                 try
                 {
+                    // The attempt's timeout has a token of its own, so that its expiry is told apart from the caller's cancellation.
+                    deadline = _timeouts.Start(call.Timeout, cancellationToken);
+                    var token = deadline?.Token ?? cancellationToken;
                     sent = BuildRequest(call, credentials, _clock.GetUtcNow() + signedOffset);
                     var answer = await _http.SendAsync(sent, token).ConfigureAwait(false) // returns at the headers, as ResponseHeadersRead
                         ?? throw new InvalidOperationException("The HTTP handler (AwsClientOptions.HttpHandler) returned no response message.");
                     attempt = await ReadAttemptAsync(call, credentials, answer, signedOffset, token).ConfigureAwait(false);
                 }
-                catch (Exception e) when (AttemptFailure(e, call, deadline, cancellationToken) is { } failure)
+                catch (Exception e) when (e is not AwsException && cancellationToken.IsCancellationRequested)
+                {
+                    GiveBackSlot(call, fanOut);
+                    throw new OperationCanceledException("The call was cancelled.", e, cancellationToken); // the caller's, whatever the stack made of it
+                }
+                catch (Exception e) when (AttemptFailure(e, call, deadline) is { } failure)
                 {
                     attempt = new Attempt(null, failure, signedOffset);
                 }
-                catch (Exception e)
+                catch
                 {
-                    // Thrown (a cancellation, a redirect, a handler's own exception): the limiter's slot is given back.
-                    fanOut?.Limiter?.Release(call.InFlight, concurrencyThrottled: false, succeeded: false);
-                    if (e is not AwsException && cancellationToken.IsCancellationRequested) // the caller's, whatever the stack made of it
-                        throw new OperationCanceledException("The call was cancelled.", e, cancellationToken);
+                    GiveBackSlot(call, fanOut); // a redirect, a handler's own exception: thrown
                     throw;
                 }
                 finally
@@ -941,6 +944,10 @@ sealed class AwsClient : IDisposable
             throw;
         }
     }
+
+    // An attempt that throws gives the fan-out's limiter its place back.
+    private static void GiveBackSlot(Call call, FanOutContext? fanOut) =>
+        fanOut?.Limiter?.Release(call.InFlight, concurrencyThrottled: false, succeeded: false);
 
     // The waits first (the fan-out's limit, adaptive retries' rate), then the credentials to sign with: a call that
     // waited long in a queue signs with fresh ones. Each usually completes at once. Where the attempt started is noted
@@ -1110,7 +1117,8 @@ sealed class AwsClient : IDisposable
     private readonly FirstComeCache<(string Path, string Query), RequestTarget> _targets = new(MaxTargets);
 
     // ---------------------------------------------------------------------------------------------------------
-    // One attempt: sign, send, read, classify. It never throws for a failure the retries may handle: it returns it.
+    // An attempt's answer read and classified (ReadAttemptAsync), and what a thrown failure is for the retries
+    // (AttemptFailure); SendCoreAsync signs, sends and decides.
     // ---------------------------------------------------------------------------------------------------------
 
     private readonly record struct Attempt(AwsResponse? Response, Exception? Failure, TimeSpan SignedOffset);
@@ -1146,12 +1154,13 @@ sealed class AwsClient : IDisposable
         }
     }
 
-    // What a failed send or read is for the retries: a timeout, a connection that failed, an answer too large. Null for
-    // what is not an attempt's failure (the caller's cancellation, a redirect, a handler's own exception): thrown.
-    private AwsException? AttemptFailure(Exception e, Call call, AttemptDeadline? deadline, CancellationToken cancellationToken)
+    // What a failed send or read is for the retries (the caller's cancellation set apart): a timeout, a connection
+    // that failed, an answer too large. Null for what is not an attempt's failure (a redirect, a handler's own
+    // exception): thrown.
+    private AwsException? AttemptFailure(Exception e, Call call, AttemptDeadline? deadline)
     {
         if (e is AwsResponseTooLargeException tooLarge) return tooLarge;
-        if (e is AwsException || cancellationToken.IsCancellationRequested) return null;
+        if (e is AwsException) return null;
         string? operation = call.Request.OperationName;
         if (deadline?.IsCancellationRequested == true) return new AwsTimeoutException(Service.ServiceId, operation, call.Timeout, call.Attempts, e);
         // Neither the caller nor our timer: the handler's own (its ConnectTimeout): the connection could not be made.
@@ -1890,8 +1899,13 @@ internal sealed class AttemptDeadline
             expired = _state == Expired;
             _state = Idle;
         }
-        // A cancelled source cannot be reset; it has no timer or wait handle of its own, so the GC takes it.
-        if (expired || _source.IsCancellationRequested) _source = new CancellationTokenSource();
+        if (expired || _source.IsCancellationRequested)
+        {
+            // A cancelled source cannot be reset. An expired one is dropped, not disposed: the timer's callback may still
+            // be cancelling it (outside the lock); one the caller cancelled is done with (its registration is gone).
+            if (!expired) _source.Dispose();
+            _source = new CancellationTokenSource();
+        }
         Return();
     }
 
@@ -1909,6 +1923,7 @@ internal sealed class AttemptDeadline
         }
         Interlocked.Decrement(ref s_spareCount);
         _timer!.Dispose();
+        _source.Dispose();
     }
 }
 
