@@ -136,4 +136,32 @@ public class AttemptDeadlineTests
         Assert.That(cancelledFirst, Is.GreaterThan(0), "the caller never cancelled before the attempt ended: the race was not run");
         Assert.That(reached, Is.Zero, "attempts that started with a token the previous attempt's caller cancelled");
     }
+
+    private sealed class Hanging : HttpMessageHandler
+    {
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(10), cancellationToken); // answers, late, if no deadline cancels it
+            return new HttpResponseMessage(System.Net.HttpStatusCode.OK) { RequestMessage = request, Content = new StringContent("{}") };
+        }
+    }
+
+    // With a clock other than the system's, an attempt's deadline is that clock's timer (not a pooled slot): a hanging
+    // answer still times out, as an AwsTimeoutException, after the timeout and not before.
+    [TestCase(false)]
+    [TestCase(true)]
+    public void A_hanging_attempt_times_out_on_the_clients_clock(bool otherClock)
+    {
+        using var client = new LambdaClient(new AwsClientOptions
+        {
+            Endpoint = new Uri("https://lambda.us-east-1.amazonaws.com"), Region = "us-east-1",
+            Credentials = new AwsCredentials("AKIDEXAMPLE", "secret"), HttpHandler = new Hanging(), MaxAttempts = 1,
+            Timeout = TimeSpan.FromMilliseconds(150), Clock = otherClock ? new OffsetClock(TimeSpan.Zero) : TimeProvider.System,
+        });
+        var watch = Stopwatch.StartNew();
+        var e = Assert.ThrowsAsync<AwsTimeoutException>(() => client.InvokeAsync(new LambdaRequest("f", "{}")))!;
+        Assert.That(watch.Elapsed, Is.GreaterThanOrEqualTo(TimeSpan.FromMilliseconds(100)).And.LessThan(TimeSpan.FromSeconds(10)));
+        Assert.That(e.Timeout, Is.EqualTo(TimeSpan.FromMilliseconds(150)));
+        Assert.That(e.Message, Does.Contain("timed out"));
+    }
 }
