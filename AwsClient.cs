@@ -945,7 +945,7 @@ sealed class AwsClient : IDisposable
         }
     }
 
-    // An attempt that throws gives the fan-out's limiter its place back.
+    // An attempt that throws (or never starts) gives the fan-out's limiter its place back.
     private static void GiveBackSlot(Call call, FanOutContext? fanOut) =>
         fanOut?.Limiter?.Release(call.InFlight, concurrencyThrottled: false, succeeded: false);
 
@@ -971,7 +971,7 @@ sealed class AwsClient : IDisposable
         }
         catch
         {
-            limiter?.Release(call.InFlight, concurrencyThrottled: false, succeeded: false); // a cancellation, no credentials: the slot is not lost
+            GiveBackSlot(call, fanOut); // a cancellation, no credentials: the slot is not lost
             throw;
         }
     }
@@ -1322,8 +1322,8 @@ internal static class RequestRules
 
     private static string Shorten(string value) => value.Length <= 100 ? value : value[..100] + "...";
 
-    // Host first (SigV4.Sign signs it; HttpClient writes it from the URI), then the request's headers and content type.
-    // Host first, then the request's own; a request that adds none shares the client's `hostOnly` list (never written).
+    // Host first (SigV4.Sign signs it; HttpClient writes it from the URI), then the request's headers and content type;
+    // a request that adds none shares the client's `hostOnly` list (never written).
     public static KeyValuePair<string, string>[] HeadersToSign(KeyValuePair<string, string>[] hostOnly, AwsRequest request)
     {
         var given = request.Headers ?? throw new ArgumentException("The request's Headers are null; leave them unset for none.", nameof(request));
