@@ -59,12 +59,32 @@ public class FanOutCollectTests
         }
     }
 
+    // 3,000: the results are kept in chunks of 1,024, so this crosses two chunk boundaries.
     [Test]
     public async Task AFailFastRunWithoutFailuresReturnsEveryResponseInInputOrder()
     {
         using var client = Client(failAt: -1);
-        var responses = await client.InvokeAllAsync(Requests(1_000), new AwsFanOutOptions { MaxConcurrency = 64 });
-        Assert.That(responses.Select(r => r.GetPayloadString()), Is.EqualTo(Enumerable.Range(0, 1_000).Select(i => $"\"f{i}\"")));
+        var responses = await client.InvokeAllAsync(Requests(3_000), new AwsFanOutOptions { MaxConcurrency = 64 });
+        Assert.That(responses, Has.Count.EqualTo(3_000));
+        Assert.That(responses.Select(r => r.GetPayloadString()), Is.EqualTo(Enumerable.Range(0, 3_000).Select(i => $"\"f{i}\"")));
+        Assert.That(Enumerable.Range(0, 3_000).All(i => responses[i].GetPayloadString() == $"\"f{i}\""), "the indexer agrees with the enumeration");
+        Assert.That(responses.ToArray().Select(r => r.GetPayloadString()), Is.EqualTo(responses.Select(r => r.GetPayloadString())), "ToArray copies every chunk");
+    }
+
+    [Test]
+    public async Task ACollectedListIsReadOnlyAndSaysSo()
+    {
+        using var client = Client(failAt: -1);
+        var responses = await client.InvokeAllAsync(Requests(3), new AwsFanOutOptions { MaxConcurrency = 2 });
+        var asList = responses as IList<LambdaResponse>;
+        Assert.That(asList, Is.Not.Null, "an IList<T>, so that LINQ copies it in one go");
+        Assert.That(asList!.IsReadOnly, Is.True);
+        var e = Assert.Throws<NotSupportedException>(() => asList.Add(responses[0]));
+        Assert.That(e!.Message, Does.Contain("read-only").And.Contain("ToList"));
+        Assert.Throws<NotSupportedException>(() => asList[0] = responses[1]);
+        Assert.Throws<NotSupportedException>(() => asList.RemoveAt(0));
+        Assert.Throws<NotSupportedException>(() => asList.Clear());
+        Assert.That(responses.Select(r => r.GetPayloadString()), Is.EqualTo(new[] { "\"f0\"", "\"f1\"", "\"f2\"" }), "unchanged");
     }
 
     private sealed class SlowLambda : HttpMessageHandler
