@@ -2097,6 +2097,7 @@ internal sealed class Collected<TRequest, TResponse, TItem>(Func<AwsOutcome<TReq
     : IOutcomeSink<TRequest, TResponse>
 {
     private readonly ChunkedList<TItem> _items = new();
+    private readonly object _gate = new(); // not the list: the caller gets that
     private Exception? _failure;
 
     public bool FailFast => failFast;
@@ -2105,7 +2106,7 @@ internal sealed class Collected<TRequest, TResponse, TItem>(Func<AwsOutcome<TReq
 
     public void Place(in AwsOutcome<TRequest, TResponse> outcome)
     {
-        lock (_items)
+        lock (_gate)
         {
             if (failFast && outcome.Error is not null) _failure ??= outcome.Error;
             else if (_failure is null) Place(outcome.Index, select(outcome));
@@ -2123,7 +2124,7 @@ internal sealed class Collected<TRequest, TResponse, TItem>(Func<AwsOutcome<TReq
     public void ThrowIfFailed()
     {
         Exception? failure;
-        lock (_items) failure = _failure;
+        lock (_gate) failure = _failure;
         if (failure is not null) ExceptionDispatchInfo.Throw(failure);
     }
 }
@@ -2131,11 +2132,13 @@ internal sealed class Collected<TRequest, TResponse, TItem>(Func<AwsOutcome<TReq
 // A collect-all run's items in input order, kept in chunks of 1,024: growing copies nothing, and no chunk is large
 // enough for the large object heap. A List doubles into one there (10,000 references: a 128 KB array, and every
 // smaller one before it copied), and large allocations bring on gen2 collections: collecting 10,000 Lambda responses
-// took one every other run, which paused it twice as long as the floor's run. Read-only to the caller.
+// took one every other run. The first chunk grows from 16 items as a List would, so that a fan-out of a few calls
+// keeps a few slots. Read-only to the caller.
+[DebuggerDisplay("Count = {Count}")]
 internal sealed class ChunkedList<T> : IReadOnlyList<T>, IList<T>
 {
-    private const int ChunkShift = 10, ChunkLength = 1 << ChunkShift; // 40 KB of AwsOutcome, 8 KB of references
-    private T[][] _chunks = [];
+    private const int ChunkShift = 10, ChunkLength = 1 << ChunkShift, FirstLength = 16; // a chunk: 40 KB of AwsOutcome, 8 KB of references
+    private T[]?[] _chunks = [];
     private int _count;
 
     public int Count => _count;
@@ -2146,30 +2149,40 @@ internal sealed class ChunkedList<T> : IReadOnlyList<T>, IList<T>
         {
             if ((uint)index >= (uint)_count)
                 throw new ArgumentOutOfRangeException(nameof(index), index, $"The index must be at least 0 and less than Count ({_count}).");
-            return _chunks[index >> ChunkShift][index & (ChunkLength - 1)];
+            return _chunks[index >> ChunkShift]![index & (ChunkLength - 1)];
         }
-        set => throw ReadOnly();
     }
 
     // Item `index` set; the list grows to it, items before it not set yet holding the default.
     internal void Set(int index, T item)
     {
-        int chunk = index >> ChunkShift;
-        if (chunk >= _chunks.Length) Grow(chunk);
-        _chunks[chunk][index & (ChunkLength - 1)] = item;
+        int chunk = index >> ChunkShift, offset = index & (ChunkLength - 1);
+        if (chunk >= _chunks.Length) Array.Resize(ref _chunks, Math.Max(chunk + 1, _chunks.Length * 2));
+        var slots = _chunks[chunk];
+        if (slots is null || offset >= slots.Length) slots = MakeRoom(chunk, offset);
+        slots[offset] = item;
         if (index >= _count) _count = index + 1;
     }
 
-    private void Grow(int lastChunk)
+    // Room for `offset` in `chunk`, and every chunk before it whole, so that every index below Count can be read.
+    private T[] MakeRoom(int chunk, int offset)
     {
-        int had = _chunks.Length;
-        Array.Resize(ref _chunks, Math.Max(lastChunk + 1, had * 2));
-        for (int i = had; i < _chunks.Length; i++) _chunks[i] = new T[ChunkLength];
+        for (int i = 0; i < chunk; i++)
+            if (_chunks[i] is not { Length: ChunkLength }) _chunks[i] = Grown(_chunks[i], ChunkLength);
+        int length = chunk > 0 ? ChunkLength : Math.Max(offset + 1, Math.Max(FirstLength, (_chunks[0]?.Length ?? 0) * 2));
+        return _chunks[chunk] = Grown(_chunks[chunk], Math.Min(ChunkLength, length));
+    }
+
+    private static T[] Grown(T[]? had, int length)
+    {
+        var grown = new T[length];
+        had?.CopyTo(grown, 0);
+        return grown;
     }
 
     public IEnumerator<T> GetEnumerator()
     {
-        for (int i = 0; i < _count; i++) yield return _chunks[i >> ChunkShift][i & (ChunkLength - 1)];
+        for (int i = 0; i < _count; i++) yield return _chunks[i >> ChunkShift]![i & (ChunkLength - 1)];
     }
 
     System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
@@ -2177,7 +2190,7 @@ internal sealed class ChunkedList<T> : IReadOnlyList<T>, IList<T>
     public int IndexOf(T item)
     {
         for (int i = 0; i < _count; i++)
-            if (EqualityComparer<T>.Default.Equals(_chunks[i >> ChunkShift][i & (ChunkLength - 1)], item)) return i;
+            if (EqualityComparer<T>.Default.Equals(_chunks[i >> ChunkShift]![i & (ChunkLength - 1)], item)) return i;
         return -1;
     }
 
@@ -2187,18 +2200,21 @@ internal sealed class ChunkedList<T> : IReadOnlyList<T>, IList<T>
     {
         ArgumentNullException.ThrowIfNull(array);
         ArgumentOutOfRangeException.ThrowIfNegative(arrayIndex);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(arrayIndex, array.Length);
         if (array.Length - arrayIndex < _count)
-            throw new ArgumentException($"The array has room for {array.Length - arrayIndex} items from index {arrayIndex}; the list has {_count}.", nameof(array));
+            throw new ArgumentException($"The array needs at least {(long)arrayIndex + _count} elements to take the list's {_count} items from index {arrayIndex}; it has {array.Length}.", nameof(array));
         for (int copied = 0; copied < _count; copied += ChunkLength)
             _chunks[copied >> ChunkShift].AsSpan(0, Math.Min(ChunkLength, _count - copied)).CopyTo(array.AsSpan(arrayIndex + copied));
     }
 
     public bool IsReadOnly => true;
-    public void Add(T item) => throw ReadOnly();
-    public void Insert(int index, T item) => throw ReadOnly();
-    public bool Remove(T item) => throw ReadOnly();
-    public void RemoveAt(int index) => throw ReadOnly();
-    public void Clear() => throw ReadOnly();
+
+    T IList<T>.this[int index] { get => this[index]; set => throw ReadOnly(); }
+    void ICollection<T>.Add(T item) => throw ReadOnly();
+    void IList<T>.Insert(int index, T item) => throw ReadOnly();
+    bool ICollection<T>.Remove(T item) => throw ReadOnly();
+    void IList<T>.RemoveAt(int index) => throw ReadOnly();
+    void ICollection<T>.Clear() => throw ReadOnly();
 
     private static NotSupportedException ReadOnly() => new("A fan-out's results are read-only; copy them (ToList) to change them.");
 }

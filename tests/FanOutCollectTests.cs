@@ -71,6 +71,17 @@ public class FanOutCollectTests
         Assert.That(responses.ToArray().Select(r => r.GetPayloadString()), Is.EqualTo(responses.Select(r => r.GetPayloadString())), "ToArray copies every chunk");
     }
 
+    // 1,500 outcomes: the settled results (AwsOutcome, 40 B each) cross a chunk boundary too.
+    [Test]
+    public async Task ASettledRunOfManyReturnsEveryOutcomeInInputOrder()
+    {
+        using var client = Client(failAt: 1_200);
+        var outcomes = await client.InvokeAllSettledAsync(Requests(1_500), new AwsFanOutOptions { MaxConcurrency = 64 });
+        Assert.That(outcomes.Select(o => o.Index), Is.EqualTo(Enumerable.Range(0, 1_500).Select(i => (long)i)));
+        Assert.That(outcomes.Where(o => !o.Succeeded).Select(o => o.Index), Is.EqualTo(new long[] { 1_200 }));
+        Assert.That(outcomes[1_499].Response!.GetPayloadString(), Is.EqualTo("\"f1499\""));
+    }
+
     [Test]
     public async Task ACollectedListIsReadOnlyAndSaysSo()
     {
