@@ -15,7 +15,7 @@ using SigV4Lite.Bench;
 // dotnet run -c Release --project bench -- --stream-latency [N]       a response stream's first chunk: socket to caller
 // dotnet run -c Release --project bench -- --filter '*FastFanOut*'    issue 10's fan-out against the fast Lambda mock
 // dotnet run -c Release --project bench -- --fast-fanout-interleaved [N]   the same, the four ways in turn, N rounds
-// dotnet run -c Release --project bench -- --fast-fanout-profile all 10000 256 [N]   one way, N rounds, for perf record
+// dotnet run -c Release --project bench -- --fast-fanout-profile all 10000 256 [N]   one way, N rounds, for perf record; GC pauses by kind
 // dotnet run -c Release --project bench -- --fast-fanout-memory       peak memory against the fast mock, 10,000 and 100,000 calls
 // dotnet run -c Release --project bench -- --ab BASELINE/SigV4Lite.dll [N] [--mock]  this build against another build of the library, in one process, turn by turn
 // dotnet run -c Release --project bench -- --fanout-overhead [N [way]] [--yield]  the client's own CPU per call, in-process answers, no network (a way's name start: that one only, for perf; --yield: each answer comes later, from the thread pool)
