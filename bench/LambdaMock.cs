@@ -86,37 +86,36 @@ internal static class LambdaMock
         return all;
     }
 
-    // A whole request (head and Content-Length bytes of body) at the start of the data: its length.
+    // A whole request (head and Content-Length bytes of body) at the start of the data: its length. Lines are found
+    // with the vectorized IndexOf, as a real server's parser does, so that a longer head (a signed request's, 336 B
+    // against 104 B) costs the mock little more: a byte-by-byte scan for Content-Length cost about 1 ns a byte, 0.3 µs
+    // more a signed request, which measured the mock rather than the client.
     private static bool TryReadRequest(ReadOnlySpan<byte> data, out int length)
     {
         length = 0;
         int end = data.IndexOf("\r\n\r\n"u8);
         if (end < 0) return false;
-        var head = data[..end];
-        int contentLength = 0;
-        int at = IndexOfIgnoreCase(head, "\r\ncontent-length:"u8);
-        if (at >= 0)
-        {
-            var value = head[(at + 17)..];
-            int lineEnd = value.IndexOf("\r\n"u8);
-            if (lineEnd >= 0) value = value[..lineEnd];
-            foreach (byte b in value)
-                if (b is >= (byte)'0' and <= (byte)'9') contentLength = contentLength * 10 + (b - '0');
-        }
+        int contentLength = ContentLength(data[..(end + 2)]);
         if (data.Length < end + 4 + contentLength) return false;
         length = end + 4 + contentLength;
         return true;
     }
 
-    private static int IndexOfIgnoreCase(ReadOnlySpan<byte> text, ReadOnlySpan<byte> lowercase)
+    // The Content-Length of a head whose every line ends with CRLF; 0 when it has none.
+    private static int ContentLength(ReadOnlySpan<byte> head)
     {
-        for (int i = 0; i + lowercase.Length <= text.Length; i++)
+        while (head.Length > 0)
         {
-            int j = 0;
-            while (j < lowercase.Length && (text[i + j] | (lowercase[j] >= (byte)'a' ? 0x20 : 0)) == lowercase[j]) j++;
-            if (j == lowercase.Length) return i;
+            int lineEnd = head.IndexOf("\r\n"u8);
+            var line = head[..lineEnd];
+            head = head[(lineEnd + 2)..];
+            if (line.Length <= 15 || (line[0] | 0x20) != 'c' || !Ascii.EqualsIgnoreCase(line[..15], "content-length:"u8)) continue;
+            int value = 0;
+            foreach (byte b in line[15..])
+                if (b is >= (byte)'0' and <= (byte)'9') value = value * 10 + (b - '0');
+            return value;
         }
-        return -1;
+        return 0;
     }
 }
 
