@@ -2135,8 +2135,24 @@ internal sealed class Collected<TRequest, TResponse, TItem>(Func<AwsOutcome<TReq
 // took one every other run. The first chunk grows from 16 items as a List would, so that a fan-out of a few calls
 // keeps a few slots. Read-only to the caller.
 [DebuggerDisplay("Count = {Count}")]
+[DebuggerTypeProxy(typeof(ChunkedList<>.DebugView))]
 internal sealed class ChunkedList<T> : IReadOnlyList<T>, IList<T>
 {
+    // The debugger shows the items, not the chunks.
+    private sealed class DebugView(ChunkedList<T> list)
+    {
+        [DebuggerBrowsable(DebuggerBrowsableState.RootHidden)]
+        public T[] Items
+        {
+            get
+            {
+                var items = new T[list.Count];
+                list.CopyTo(items, 0);
+                return items;
+            }
+        }
+    }
+
     private const int ChunkShift = 10, ChunkLength = 1 << ChunkShift, FirstLength = 16; // a chunk: 40 KB of AwsOutcome, 8 KB of references
     private T[]?[] _chunks = [];
     private int _count;

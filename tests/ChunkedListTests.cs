@@ -1,3 +1,5 @@
+using System.Diagnostics;
+using System.Reflection;
 using NUnit.Framework;
 
 namespace SigV4Lite.Tests;
@@ -129,6 +131,19 @@ public class ChunkedListTests
         Assert.That(list.Contains(1_025), Is.True);
         Assert.That(list.IndexOf(2_101), Is.EqualTo(-1));
         Assert.That(list.Contains(0), Is.False, "the default slots after Count, in the last chunk, are not searched");
+    }
+
+    [Test]
+    public void TheDebuggerIsShownTheItemsNotTheChunks()
+    {
+        var list = Filled(Enumerable.Range(0, 1_500));
+        var proxy = typeof(ChunkedList<int>).GetCustomAttribute<DebuggerTypeProxyAttribute>();
+        Assert.That(proxy, Is.Not.Null);
+        var viewType = typeof(ChunkedList<int>).Assembly.GetType(proxy!.ProxyTypeName.Split(',')[0])!.MakeGenericType(typeof(int));
+        var view = Activator.CreateInstance(viewType, list)!;
+        var items = (int[])viewType.GetProperty("Items")!.GetValue(view)!;
+        Assert.That(items, Is.EqualTo(list));
+        Assert.That(typeof(ChunkedList<int>).GetCustomAttribute<DebuggerDisplayAttribute>()!.Value, Is.EqualTo("Count = {Count}"));
     }
 
     [Test]
